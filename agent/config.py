@@ -1,0 +1,393 @@
+"""Typed, frozen configuration loaded from TOML, validated with every problem reported at once.
+
+Each section is a frozen dataclass; each field carries its documentation, unit and allowed range in
+``metadata`` (see :func:`setting`), so validation, ``check-config`` output and the example file test all
+read one source of truth. Secrets (the Hume API key, the MQTT password) come from the file, the
+environment, or systemd credentials, and are masked wherever config is printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
+
+from agent.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11
+    import tomli as tomllib
+
+T = TypeVar("T")
+
+MASK = "********"
+API_KEY_ENV = "HUME_API_KEY"
+API_KEY_CREDENTIAL = "hume_api_key"
+MQTT_PASSWORD_CREDENTIAL = "mqtt_password"
+
+
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    unit: str = "",
+    min: Optional[float] = None,  # noqa: A002 - reads naturally at the call sites
+    max: Optional[float] = None,  # noqa: A002
+    choices: Optional[Tuple[Any, ...]] = None,
+    secret: bool = False,
+) -> Any:
+    """Declare a config field with its documentation and the values it allows."""
+    meta = {"doc": doc, "unit": unit, "min": min, "max": max, "choices": choices, "secret": secret}
+    if isinstance(default, (list, tuple)):
+        return dataclasses.field(default_factory=lambda: tuple(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+HUME_MODELS = ("face", "prosody", "burst", "language", "facemesh")
+
+
+@dataclasses.dataclass(frozen=True)
+class HumeConfig:
+    """The link to Hume's streaming API (or the local emulator)."""
+
+    backend: str = setting("v0", "API version to speak", choices=("v0", "v1"))
+    url: str = setting("wss://api.hume.ai/v0/stream/models", "WebSocket URL of the v0 streaming endpoint")
+    v1_url: str = setting(
+        "wss://api.cloud.hume.ai/v1/expression", "base URL of the v1 realtime endpoints (audio, video)"
+    )
+    api_key: str = setting(
+        "", "API key; else $HUME_API_KEY, else $CREDENTIALS_DIRECTORY/hume_api_key", secret=True
+    )
+    models: Tuple[str, ...] = setting(("face", "prosody", "burst"), "models to run", choices=HUME_MODELS)
+    identify_faces: bool = setting(True, "ask Hume for face ids that are stable within a visit")
+    fps_pred: float = setting(3.0, "frames per second the face model evaluates", unit="1/s", min=0.1, max=30)
+    prob_threshold: float = setting(0.99, "face detection probability threshold", min=0.0, max=1.0)
+    min_face_size: int = setting(60, "smallest face side Hume evaluates", unit="px", min=1, max=3000)
+    stream_window_ms: int = setting(
+        5000, "sliding context window for audio models", unit="ms", min=500, max=10000
+    )
+    language_granularity: str = setting(
+        "passage", "language model granularity", choices=("word", "sentence", "utterance", "passage")
+    )
+    reply_timeout_s: float = setting(10.0, "a reply not received by then is counted lost", unit="s", min=1)
+    reconnect_after_s: float = setting(
+        50.0, "reopen each socket before the server's one-minute limit", unit="s", min=5, max=59
+    )
+    backoff_initial_s: float = setting(1.0, "first reconnect delay", unit="s", min=0.05, max=60)
+    backoff_max_s: float = setting(30.0, "cap of the reconnect delay", unit="s", min=0.1, max=3600)
+    fatal_retry_s: float = setting(
+        300.0, "retry delay after a refused key or exhausted account", unit="s", min=1, max=86400
+    )
+    queue_seconds: float = setting(
+        10.0, "media buffered while the link is down or busy; oldest dropped past it", unit="s", min=1, max=300
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraConfig:
+    """Where frames come from and how they are downsampled before leaving the device."""
+
+    source: str = setting(
+        "synthetic", "frame source", choices=("synthetic", "opencv", "picamera2", "none")
+    )
+    device: str = setting("0", "opencv: camera index (e.g. 0) or a video file path (looped)")
+    width: int = setting(640, "frame width sent to Hume", unit="px", min=64, max=3000)
+    height: int = setting(480, "frame height sent to Hume", unit="px", min=64, max=3000)
+    fps: float = setting(2.0, "frames per second sent at most (capped by hume.fps_pred)", unit="1/s", min=0.1, max=30)
+    jpeg_quality: int = setting(80, "JPEG quality", min=10, max=100)
+    static_threshold: float = setting(
+        2.0, "skip a frame whose mean abs. difference to the last sent one is below this (0 = never)",
+        unit="grey levels", min=0.0, max=255.0,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class MicrophoneConfig:
+    """Where audio comes from; it is always sent as 16 kHz mono 16-bit."""
+
+    source: str = setting(
+        "speech", "audio source: speech = synthetic espeak-ng voice", choices=("speech", "wav", "pyaudio", "none")
+    )
+    device: str = setting("", "pyaudio: input device name (substring) or index; empty = default")
+    wav_path: str = setting("", "wav: path of a WAV file, looped")
+    chunk_ms: int = setting(1000, "audio per payload", unit="ms", min=100, max=5000)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionConfig:
+    """When a visitor session starts and ends."""
+
+    mode: str = setting(
+        "presence", "presence = local detection starts/ends visits; always = one endless session; "
+        "command = only MQTT cmd/session", choices=("presence", "always", "command"),
+    )
+    debounce_s: float = setting(1.0, "presence must hold this long to start a session", unit="s", min=0, max=60)
+    grace_s: float = setting(5.0, "absence must hold this long to end a session", unit="s", min=0, max=600)
+    max_session_s: float = setting(900.0, "a session is cut after this long", unit="s", min=10, max=86400)
+    stream_when_idle: bool = setting(False, "also stream to Hume while no visitor is present (costs credits)")
+
+
+@dataclasses.dataclass(frozen=True)
+class SummaryConfig:
+    """How predictions become the small messages dashboards read."""
+
+    top_k: int = setting(3, "emotions per summary", min=1, max=53)
+    window_s: float = setting(5.0, "predictions averaged per summary", unit="s", min=0.5, max=600)
+    smoothing: float = setting(0.0, "exponential smoothing of scores across windows (0 = none)", min=0.0, max=0.99)
+
+
+@dataclasses.dataclass(frozen=True)
+class MqttConfig:
+    """The broker dashboards read from."""
+
+    host: str = setting("localhost", "broker host name or address")
+    port: int = setting(1883, "broker port", min=1, max=65535)
+    protocol: str = setting("5", "MQTT protocol version", choices=("3.1.1", "5"))
+    transport: str = setting("tcp", "tcp or websockets", choices=("tcp", "websockets"))
+    username: str = setting("", "user name; empty = anonymous")
+    password: str = setting("", "password; else $CREDENTIALS_DIRECTORY/mqtt_password", secret=True)
+    client_id: str = setting("", "MQTT client id; empty = hume-edge-<device_id>")
+    tls: bool = setting(False, "use TLS")
+    tls_ca: str = setting("", "CA bundle path; empty = system CAs")
+    tls_cert: str = setting("", "client certificate path (PEM)")
+    tls_key: str = setting("", "client key path (PEM)")
+    keepalive_s: int = setting(30, "keepalive interval", unit="s", min=5, max=3600)
+    topic_prefix: str = setting("hume-edge", "topics are {topic_prefix}/{device_id}/...")
+    qos: int = setting(1, "QoS of summaries and events", choices=(1, 2))
+    health_interval_s: float = setting(30.0, "retained health message period", unit="s", min=1, max=3600)
+    discovery: bool = setting(True, "publish Home Assistant MQTT discovery")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant discovery prefix")
+    reconnect_min_s: float = setting(1.0, "first reconnect delay", unit="s", min=0.1, max=60)
+    reconnect_max_s: float = setting(60.0, "cap of the reconnect delay", unit="s", min=1, max=3600)
+    inflight_window: int = setting(100, "unacknowledged publishes at once while draining", min=1, max=65535)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxConfig:
+    """The durable queue between summaries and the broker."""
+
+    path: str = setting("", "SQLite file; empty = $STATE_DIRECTORY/outbox.sqlite, else ./state/outbox.sqlite")
+    max_rows: int = setting(100_000, "messages kept at most; oldest dropped past it", min=10, max=10_000_000)
+    max_bytes: int = setting(
+        50_000_000, "payload bytes kept at most; oldest dropped past it", unit="bytes", min=10_000, max=10**10
+    )
+    max_age_s: float = setting(
+        7 * 86400.0, "messages older than this are dropped (and MQTT 5 expiry)", unit="s", min=60, max=365 * 86400
+    )
+    synchronous: str = setting(
+        "full", "SQLite fsync policy: full survives power loss", choices=("full", "normal")
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole agent configuration."""
+
+    device_id: str = setting("", "id in topics and messages; empty = hostname")
+    log_level: str = setting("info", "log verbosity", choices=("debug", "info", "warning", "error"))
+    hume: HumeConfig = dataclasses.field(default_factory=HumeConfig)
+    camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
+    microphone: MicrophoneConfig = dataclasses.field(default_factory=MicrophoneConfig)
+    session: SessionConfig = dataclasses.field(default_factory=SessionConfig)
+    summary: SummaryConfig = dataclasses.field(default_factory=SummaryConfig)
+    mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
+    outbox: OutboxConfig = dataclasses.field(default_factory=OutboxConfig)
+
+    @property
+    def effective_device_id(self) -> str:
+        """The configured device id, else this machine's host name."""
+        return self.device_id or socket.gethostname()
+
+    @property
+    def outbox_path(self) -> Path:
+        """Where the outbox lives: configured, systemd's StateDirectory, or ./state."""
+        if self.outbox.path:
+            return Path(self.outbox.path)
+        state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        return Path(state or "state") / "outbox.sqlite"
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return {bool: "true/false", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
+
+
+def _check_scalar(path: str, value: Any, tp: Any, meta: Mapping[str, Any], problems: List[str]) -> Any:
+    """Return the value converted to ``tp``, or append a problem and return None."""
+    shown = MASK if meta.get("secret") else repr(value)
+    ok = (
+        isinstance(value, bool) if tp is bool
+        else isinstance(value, int) and not isinstance(value, bool) if tp is int
+        else isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float
+        else isinstance(value, tp)
+    )
+    if not ok:
+        problems.append(f"{path} = {shown}: expected {_type_name(tp)}")
+        return None
+    if tp is float:
+        value = float(value)
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        problems.append(f"{path} = {shown}: must be one of {allowed}")
+        return None
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        unit = f" {meta['unit']}" if meta.get("unit") else ""
+        problems.append(f"{path} = {shown}: must be between {lo:g} and {hi:g}{unit}")
+        return None
+    return value
+
+
+def _build(cls: Type[T], data: Mapping[str, Any], prefix: str, problems: List[str]) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            problems.append(f"{prefix}{key}: unknown key (known here: {known})")
+    values: Dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        path, value, tp = f"{prefix}{name}", data[name], hints[name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                problems.append(f"{path}: expected a [{path}] table, got {value!r}")
+                continue
+            values[name] = _build(tp, value, f"{path}.", problems)  # type: ignore[arg-type]
+        elif typing.get_origin(tp) is tuple:
+            if not isinstance(value, list):
+                problems.append(f"{path} = {value!r}: expected {_type_name(tp)}")
+                continue
+            item_tp = typing.get_args(tp)[0]
+            items = [_check_scalar(f"{path}[{i}]", v, item_tp, f.metadata, problems) for i, v in enumerate(value)]
+            if all(i is not None for i in items):
+                values[name] = tuple(items)
+        else:
+            checked = _check_scalar(path, value, tp, f.metadata, problems)
+            if checked is not None:
+                values[name] = checked
+    return cls(**values)
+
+
+def _cross_checks(cfg: Config, problems: List[str]) -> None:
+    if cfg.hume.backoff_max_s < cfg.hume.backoff_initial_s:
+        problems.append(
+            f"hume.backoff_max_s = {cfg.hume.backoff_max_s:g}: must be >= hume.backoff_initial_s "
+            f"({cfg.hume.backoff_initial_s:g})"
+        )
+    if cfg.mqtt.reconnect_max_s < cfg.mqtt.reconnect_min_s:
+        problems.append(
+            f"mqtt.reconnect_max_s = {cfg.mqtt.reconnect_max_s:g}: must be >= mqtt.reconnect_min_s "
+            f"({cfg.mqtt.reconnect_min_s:g})"
+        )
+    if bool(cfg.mqtt.tls_cert) != bool(cfg.mqtt.tls_key):
+        problems.append("mqtt.tls_cert / mqtt.tls_key: give both or neither")
+    if (cfg.mqtt.tls_ca or cfg.mqtt.tls_cert) and not cfg.mqtt.tls:
+        problems.append("mqtt.tls_ca / mqtt.tls_cert are set but mqtt.tls = false")
+    if cfg.camera.source == "opencv" and not cfg.camera.device:
+        problems.append("camera.device: required when camera.source = 'opencv'")
+    if cfg.microphone.source == "wav" and not cfg.microphone.wav_path:
+        problems.append("microphone.wav_path: required when microphone.source = 'wav'")
+    if len(set(cfg.hume.models)) != len(cfg.hume.models):
+        problems.append(f"hume.models = {list(cfg.hume.models)!r}: lists a model twice")
+
+
+def _read_secret(explicit: str, env_name: Optional[str], credential: str, environ: Mapping[str, str]) -> str:
+    if explicit:
+        return explicit
+    if env_name and environ.get(env_name):
+        return environ[env_name]
+    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        cred = Path(cred_dir) / credential
+        if cred.is_file():
+            return cred.read_text(encoding="utf-8").strip()
+    return ""
+
+
+def from_dict(data: Mapping[str, Any], source: str = "config", environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Validate a parsed TOML document; raise :class:`ConfigError` listing every problem."""
+    problems: List[str] = []
+    cfg = _build(Config, data, "", problems)
+    if problems:
+        raise ConfigError(problems, source)
+    _cross_checks(cfg, problems)
+    if problems:
+        raise ConfigError(problems, source)
+    env = os.environ if environ is None else environ
+    api_key = _read_secret(cfg.hume.api_key, API_KEY_ENV, API_KEY_CREDENTIAL, env)
+    password = _read_secret(cfg.mqtt.password, None, MQTT_PASSWORD_CREDENTIAL, env)
+    return dataclasses.replace(
+        cfg,
+        hume=dataclasses.replace(cfg.hume, api_key=api_key),
+        mqtt=dataclasses.replace(cfg.mqtt, password=password),
+    )
+
+
+def load(path: Optional[Path], environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Load and validate a TOML config file; ``None`` means the embedded defaults."""
+    if path is None:
+        return from_dict({}, "defaults", environ)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {path}"], str(path)) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc.strerror}"], str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
+    return from_dict(data, str(path), environ)
+
+
+# --------------------------------------------------------------------------------------------------
+# Printing
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def iter_settings(obj: Any, prefix: str = "") -> typing.Iterator[Tuple[str, Any, dataclasses.Field[Any]]]:
+    """Yield (dotted key, value, field) for every leaf setting, depth first."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from iter_settings(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", value, f
+
+
+def render(cfg: Config) -> str:
+    """The effective config as TOML, secrets masked, each key with its documentation."""
+    lines: List[str] = []
+    section = ""
+    for key, value, f in iter_settings(cfg):
+        head, _, name = key.rpartition(".")
+        if head != section:
+            section = head
+            lines.append(f"\n[{section}]")
+        if f.metadata.get("secret") and value:
+            value = MASK
+        unit = f" [{f.metadata['unit']}]" if f.metadata.get("unit") else ""
+        lines.append(f"{name} = {_toml_value(value)}  # {f.metadata.get('doc', '')}{unit}")
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -1,0 +1,526 @@
+"""Typed messages of Hume's v0 streaming API (``/v0/stream/models``), both directions.
+
+The client and the emulator use these same types, so the wire format lives in exactly one place.
+Field names and shapes follow ``shared/reference/hume-streaming-api.txt``; error / warning codes and
+label lists follow ``hume-api-facts.md`` (sections 2-4). Parsing is strict about types (a wrong type is
+a :class:`ProtocolViolation`) and lenient about unknown fields, as the official SDK is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+# --------------------------------------------------------------------------------------------------
+# Constants from the published contract
+
+PATH = "/v0/stream/models"
+API_KEY_HEADER = "X-Hume-Api-Key"
+API_KEY_QUERY = "apikey"
+
+STREAM_WINDOW_MS_MIN = 500
+STREAM_WINDOW_MS_MAX = 10000
+STREAM_WINDOW_MS_DEFAULT = 5000
+AUDIO_MAX_MS = 5000
+VIDEO_MAX_MS = 5000
+IMAGE_MAX_PX = 3000
+TEXT_MAX_CHARS = 10000
+FACEMESH_MAX_FACES = 10
+FACEMESH_LANDMARKS = 478
+FACE_FPS_PRED_DEFAULT = 3.0
+FACE_PROB_THRESHOLD_DEFAULT = 0.99
+FACE_MIN_FACE_SIZE_DEFAULT = 60.0
+CONNECTION_IDLE_S = 60.0
+AUTH_FAILED_BODY = "Websocket initialized with invalid credentials."
+
+EXPRESSIONS: Tuple[str, ...] = (
+    "Admiration", "Adoration", "Aesthetic Appreciation", "Amusement", "Anger", "Anxiety", "Awe",
+    "Awkwardness", "Boredom", "Calmness", "Concentration", "Confusion", "Contemplation", "Contempt",
+    "Contentment", "Craving", "Desire", "Determination", "Disappointment", "Disgust", "Distress", "Doubt",
+    "Ecstasy", "Embarrassment", "Empathic Pain", "Entrancement", "Envy", "Excitement", "Fear", "Guilt",
+    "Horror", "Interest", "Joy", "Love", "Nostalgia", "Pain", "Pride", "Realization", "Relief", "Romance",
+    "Sadness", "Satisfaction", "Shame", "Surprise (negative)", "Surprise (positive)", "Sympathy",
+    "Tiredness", "Triumph",
+)
+"""The 48 expressions shared by face, prosody, vocal burst and facemesh, in Hume's order."""
+
+LANGUAGE_EXPRESSIONS: Tuple[str, ...] = tuple(
+    sorted(EXPRESSIONS + ("Annoyance", "Disapproval", "Enthusiasm", "Gratitude", "Sarcasm"))
+)
+"""The 53 language expressions: the 48 plus five, alphabetical."""
+
+SENTIMENT_LEVELS: Tuple[str, ...] = tuple(str(i) for i in range(1, 10))
+TOXICITY_CATEGORIES: Tuple[str, ...] = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
+FACS_LABELS: Tuple[str, ...] = (
+    "AU1 Inner Brow Raise", "AU2 Outer Brow Raise", "AU4 Brow Lowerer", "AU5 Upper Lid Raise",
+    "AU6 Cheek Raise", "AU7 Lids Tight", "AU9 Nose Wrinkle", "AU10 Upper Lip Raiser",
+    "AU11 Nasolabial Furrow Deepener", "AU12 Lip Corner Puller", "AU14 Dimpler", "AU15 Lip Corner Depressor",
+    "AU16 Lower Lip Depress", "AU17 Chin Raiser", "AU18 Lip Pucker", "AU19 Tongue Show", "AU20 Lip Stretch",
+    "AU22 Lip Funneler", "AU23 Lip Tightener", "AU24 Lip Presser", "AU25 Lips Part", "AU26 Jaw Drop",
+    "AU27 Mouth Stretch", "AU28 Lips Suck", "AU32 Bite", "AU34 Puff", "AU37 Lip Wipe", "AU38 Nostril Dilate",
+    "AU43 Eye Closure", "AU53 Head Up", "AU54 Head Down", "Hand over Mouth", "Hand over Eyes",
+    "Hand over Forehead", "Hand over Face", "Hand touching Face / Head",
+)
+FACE_DESCRIPTIONS: Tuple[str, ...] = (
+    "Beaming", "Biting lip", "Cheering", "Cringe", "Cry", "Eyes closed", "Face in hands", "Frown", "Gasp",
+    "Glare", "Glaring", "Grimace", "Grin", "Jaw drop", "Laugh", "Licking lip", "Pout", "Scowl", "Smile",
+    "Smirk", "Snarl", "Squint", "Sulking", "Tongue out", "Wide-eyed", "Wince", "Wrinkled nose",
+)
+
+MODELS: Tuple[str, ...] = ("face", "prosody", "burst", "language", "facemesh")
+AUDIO_MODELS: Tuple[str, ...] = ("prosody", "burst")
+
+
+class Codes:
+    """Error (E) and warning (W) codes of the v0 streaming API."""
+
+    INVALID_JSON = "E0100"
+    INVALID_STRUCTURE = "E0101"
+    MODEL_FILE_MISMATCH = "E0102"
+    UNKNOWN_FORMAT = "E0200"
+    BAD_BASE64 = "E0201"
+    NO_AUDIO_SIGNAL = "E0202"
+    AUDIO_TOO_LONG = "E0203"
+    VIDEO_TOO_LONG = "E0204"
+    IMAGE_TOO_LARGE = "E0205"
+    TEXT_TOO_LONG = "E0206"
+    OUT_OF_CREDITS = "E0300"
+    NO_BURSTS = "W0101"
+    NO_FACEMESH = "W0102"
+    NO_FACES = "W0103"
+    NO_LANGUAGE = "W0104"
+    NO_SPEECH = "W0105"
+
+
+FATAL_CODES = frozenset({Codes.OUT_OF_CREDITS})
+"""Replies after which retrying soon cannot help."""
+
+
+class ProtocolViolation(ValueError):
+    """A message does not follow the contract; ``code`` is the error code the server answers with."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --------------------------------------------------------------------------------------------------
+# Small strict readers
+
+
+def _opt(obj: Mapping[str, Any], key: str, kind: Union[type, Tuple[type, ...]], where: str) -> Any:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"Field '{where}{key}' must be a number, got a boolean.")
+    if not isinstance(value, kind):
+        raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"Field '{where}{key}' has the wrong type.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"Field '{where}{key}' must be finite.")
+    return value
+
+
+def _num(obj: Mapping[str, Any], key: str, where: str) -> Optional[float]:
+    value = _opt(obj, key, (int, float), where)
+    return None if value is None else float(value)
+
+
+def _map(obj: Mapping[str, Any], key: str, where: str) -> Optional[Dict[str, Any]]:
+    return _opt(obj, key, dict, where)  # type: ignore[no-any-return]
+
+
+def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+# --------------------------------------------------------------------------------------------------
+# Client -> server: the publish message
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceConfig:
+    """``models.face``: every field optional; ``None`` means the server's default."""
+
+    facs: Optional[Dict[str, Any]] = None
+    descriptions: Optional[Dict[str, Any]] = None
+    identify_faces: Optional[bool] = None
+    fps_pred: Optional[float] = None
+    prob_threshold: Optional[float] = None
+    min_face_size: Optional[float] = None
+
+    def to_obj(self) -> Dict[str, Any]:
+        return _drop_none(dataclasses.asdict(self))
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any]) -> FaceConfig:
+        w = "models.face."
+        return cls(
+            facs=_map(obj, "facs", w),
+            descriptions=_map(obj, "descriptions", w),
+            identify_faces=_opt(obj, "identify_faces", bool, w),
+            fps_pred=_num(obj, "fps_pred", w),
+            prob_threshold=_num(obj, "prob_threshold", w),
+            min_face_size=_num(obj, "min_face_size", w),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageConfig:
+    """``models.language``."""
+
+    sentiment: Optional[Dict[str, Any]] = None
+    toxicity: Optional[Dict[str, Any]] = None
+    granularity: Optional[str] = None
+
+    def to_obj(self) -> Dict[str, Any]:
+        return _drop_none(dataclasses.asdict(self))
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any]) -> LanguageConfig:
+        w = "models.language."
+        return cls(
+            sentiment=_map(obj, "sentiment", w),
+            toxicity=_map(obj, "toxicity", w),
+            granularity=_opt(obj, "granularity", str, w),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelsConfig:
+    """``models``: a model is enabled by being present (an empty object means its defaults)."""
+
+    face: Optional[FaceConfig] = None
+    language: Optional[LanguageConfig] = None
+    prosody: Optional[Dict[str, Any]] = None
+    burst: Optional[Dict[str, Any]] = None
+    facemesh: Optional[Dict[str, Any]] = None
+
+    @property
+    def enabled(self) -> Tuple[str, ...]:
+        return tuple(m for m in MODELS if getattr(self, m) is not None)
+
+    def to_obj(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for name in MODELS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.to_obj() if hasattr(value, "to_obj") else dict(value)
+        return out
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any]) -> ModelsConfig:
+        unknown = sorted(set(obj) - set(MODELS))
+        if unknown:
+            raise ProtocolViolation(
+                Codes.INVALID_STRUCTURE,
+                f"Unknown model type '{unknown[0]}'. Valid model types are: {', '.join(MODELS)}.",
+            )
+        face = _map(obj, "face", "models.")
+        language = _map(obj, "language", "models.")
+        return cls(
+            face=None if face is None else FaceConfig.from_obj(face),
+            language=None if language is None else LanguageConfig.from_obj(language),
+            prosody=_map(obj, "prosody", "models."),
+            burst=_map(obj, "burst", "models."),
+            facemesh=_map(obj, "facemesh", "models."),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishMessage:
+    """One request on the socket. ``data`` is base64 media, or raw text when ``raw_text`` is true."""
+
+    data: Optional[str] = None
+    models: Optional[ModelsConfig] = None
+    stream_window_ms: Optional[float] = None
+    reset_stream: bool = False
+    raw_text: bool = False
+    job_details: bool = False
+    payload_id: Optional[str] = None
+
+    def to_obj(self) -> Dict[str, Any]:
+        obj: Dict[str, Any] = {}
+        if self.data is not None:
+            obj["data"] = self.data
+        if self.models is not None:
+            obj["models"] = self.models.to_obj()
+        if self.stream_window_ms is not None:
+            obj["stream_window_ms"] = self.stream_window_ms
+        for flag in ("reset_stream", "raw_text", "job_details"):
+            if getattr(self, flag):
+                obj[flag] = True
+        if self.payload_id is not None:
+            obj["payload_id"] = self.payload_id
+        return obj
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_obj(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> PublishMessage:
+        """Parse a request; raise :class:`ProtocolViolation` with the code the server answers with."""
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            raise ProtocolViolation(Codes.INVALID_JSON, "Request could not be parsed as valid JSON.") from None
+        if not isinstance(obj, dict):
+            raise ProtocolViolation(Codes.INVALID_STRUCTURE, "Request must be a JSON object.")
+        return cls.from_obj(obj)
+
+    @classmethod
+    def from_obj(cls, obj: Mapping[str, Any]) -> PublishMessage:
+        models = _map(obj, "models", "")
+        window = _num(obj, "stream_window_ms", "")
+        if window is not None and not STREAM_WINDOW_MS_MIN <= window <= STREAM_WINDOW_MS_MAX:
+            raise ProtocolViolation(
+                Codes.INVALID_STRUCTURE,
+                f"Field 'stream_window_ms' must be between {STREAM_WINDOW_MS_MIN} and "
+                f"{STREAM_WINDOW_MS_MAX}, got {window:g}.",
+            )
+        return cls(
+            data=_opt(obj, "data", str, ""),
+            models=None if models is None else ModelsConfig.from_obj(models),
+            stream_window_ms=window,
+            reset_stream=bool(_opt(obj, "reset_stream", bool, "")),
+            raw_text=bool(_opt(obj, "raw_text", bool, "")),
+            job_details=bool(_opt(obj, "job_details", bool, "")),
+            payload_id=_opt(obj, "payload_id", str, ""),
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Server -> client: predictions, warnings, errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    """One named score (an emotion, a FACS unit, a sentiment level, a toxicity category)."""
+
+    name: str
+    score: float
+
+
+Scores = Tuple[Score, ...]
+
+
+def _scores(obj: Mapping[str, Any], key: str, where: str) -> Optional[Scores]:
+    items = _opt(obj, key, list, where)
+    if items is None:
+        return None
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"'{where}{key}[{i}]' must be an object.")
+        name = _opt(item, "name", str, f"{where}{key}[{i}].")
+        score = _num(item, "score", f"{where}{key}[{i}].")
+        if name is None or score is None:
+            raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"'{where}{key}[{i}]' needs name and score.")
+        out.append(Score(name, score))
+    return tuple(out)
+
+
+def _scores_obj(scores: Optional[Scores]) -> Optional[List[Dict[str, Any]]]:
+    return None if scores is None else [{"name": s.name, "score": s.score} for s in scores]
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeRange:
+    begin: float
+    end: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundingBox:
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """One prediction of any model; fields a model does not produce stay ``None``."""
+
+    emotions: Scores = ()
+    time: Optional[TimeRange] = None  # prosody, burst (language: absent)
+    frame: Optional[float] = None  # face
+    face_time: Optional[float] = None  # face: "time" is a number there
+    bbox: Optional[BoundingBox] = None  # face
+    prob: Optional[float] = None  # face
+    face_id: Optional[str] = None  # face
+    facs: Optional[Scores] = None  # face
+    descriptions: Optional[Scores] = None  # face
+    text: Optional[str] = None  # language
+    position: Optional[Tuple[int, int]] = None  # language
+    sentiment: Optional[Scores] = None  # language
+    toxicity: Optional[Scores] = None  # language
+
+    def to_obj(self, model: str) -> Dict[str, Any]:
+        obj: Dict[str, Any] = {}
+        if model == "face":
+            bbox = None if self.bbox is None else dataclasses.asdict(self.bbox)
+            obj.update(frame=self.frame, time=self.face_time, prob=self.prob, face_id=self.face_id, bbox=bbox)
+        elif model in AUDIO_MODELS:
+            obj["time"] = None if self.time is None else dataclasses.asdict(self.time)
+        elif model == "language":
+            obj["text"] = self.text
+            if self.position is not None:
+                obj["position"] = {"begin": self.position[0], "end": self.position[1]}
+        obj["emotions"] = _scores_obj(self.emotions)
+        if model == "face":
+            obj["facs"] = _scores_obj(self.facs)
+            obj["descriptions"] = _scores_obj(self.descriptions)
+        if model == "language":
+            if self.sentiment is not None:
+                obj["sentiment"] = _scores_obj(self.sentiment)
+            if self.toxicity is not None:
+                obj["toxicity"] = _scores_obj(self.toxicity)
+        return obj
+
+    @classmethod
+    def from_obj(cls, model: str, obj: Mapping[str, Any], where: str) -> Prediction:
+        time_range = face_time = bbox = position = None
+        raw_time = obj.get("time")
+        if isinstance(raw_time, dict):
+            b, e = _num(raw_time, "begin", f"{where}time."), _num(raw_time, "end", f"{where}time.")
+            time_range = TimeRange(b or 0.0, e or 0.0)
+        elif raw_time is not None:
+            face_time = _num(obj, "time", where)
+        raw_box = _map(obj, "bbox", where)
+        if raw_box is not None:
+            bbox = BoundingBox(*(_num(raw_box, k, f"{where}bbox.") or 0.0 for k in "xywh"))
+        raw_pos = _map(obj, "position", where)
+        if raw_pos is not None:
+            begin, end = _num(raw_pos, "begin", f"{where}position."), _num(raw_pos, "end", f"{where}position.")
+            position = (int(begin or 0), int(end or 0))
+        return cls(
+            emotions=_scores(obj, "emotions", where) or (),
+            time=time_range,
+            frame=_num(obj, "frame", where),
+            face_time=face_time,
+            bbox=bbox,
+            prob=_num(obj, "prob", where),
+            face_id=_opt(obj, "face_id", str, where),
+            facs=_scores(obj, "facs", where),
+            descriptions=_scores(obj, "descriptions", where),
+            text=_opt(obj, "text", str, where),
+            position=position,
+            sentiment=_scores(obj, "sentiment", where),
+            toxicity=_scores(obj, "toxicity", where),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOutput:
+    """``{"predictions": [...]}`` of one model, or its nested "nothing detected" warning."""
+
+    predictions: Tuple[Prediction, ...] = ()
+    warning: Optional[str] = None
+    code: Optional[str] = None
+
+    def to_obj(self, model: str) -> Dict[str, Any]:
+        if self.warning is not None:
+            return {"warning": self.warning, "code": self.code}
+        return {"predictions": [p.to_obj(model) for p in self.predictions]}
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionsMessage:
+    """A reply carrying model outputs (and/or job details)."""
+
+    outputs: Mapping[str, ModelOutput] = dataclasses.field(default_factory=dict)
+    payload_id: Optional[str] = None
+    job_id: Optional[str] = None
+
+    def to_obj(self) -> Dict[str, Any]:
+        obj: Dict[str, Any] = {}
+        if self.payload_id is not None:
+            obj["payload_id"] = self.payload_id
+        if self.job_id is not None:
+            obj["job_details"] = {"job_id": self.job_id}
+        for model in MODELS:
+            if model in self.outputs:
+                obj[model] = self.outputs[model].to_obj(model)
+        return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorMessage:
+    """A top-level error: ``{"error": text, "code": "E0xxx", "payload_id"?}``."""
+
+    error: str
+    code: Optional[str] = None
+    payload_id: Optional[str] = None
+    job_id: Optional[str] = None
+
+    def to_obj(self) -> Dict[str, Any]:
+        obj: Dict[str, Any] = {"error": self.error, "code": self.code}
+        if self.payload_id is not None:
+            obj["payload_id"] = self.payload_id
+        if self.job_id is not None:
+            obj["job_details"] = {"job_id": self.job_id}
+        return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class WarningMessage:
+    """A top-level warning: ``{"warning": text, "code": "W0xxx", "payload_id"?}``."""
+
+    warning: str
+    code: Optional[str] = None
+    payload_id: Optional[str] = None
+    job_id: Optional[str] = None
+
+    def to_obj(self) -> Dict[str, Any]:
+        obj: Dict[str, Any] = {"warning": self.warning, "code": self.code}
+        if self.payload_id is not None:
+            obj["payload_id"] = self.payload_id
+        if self.job_id is not None:
+            obj["job_details"] = {"job_id": self.job_id}
+        return obj
+
+
+Reply = Union[PredictionsMessage, ErrorMessage, WarningMessage]
+
+
+def reply_to_json(reply: Reply) -> str:
+    return json.dumps(reply.to_obj(), separators=(",", ":"))
+
+
+def parse_reply(text: str) -> Reply:
+    """Parse a server reply; raise :class:`ProtocolViolation` if it breaks the contract."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolViolation(Codes.INVALID_JSON, "reply is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolViolation(Codes.INVALID_STRUCTURE, "reply is not a JSON object")
+    payload_id = _opt(obj, "payload_id", str, "")
+    details = _map(obj, "job_details", "")
+    job_id = None if details is None else _opt(details, "job_id", str, "job_details.")
+    if "error" in obj:
+        return ErrorMessage(_opt(obj, "error", str, "") or "", _opt(obj, "code", str, ""), payload_id, job_id)
+    if "warning" in obj:
+        return WarningMessage(_opt(obj, "warning", str, "") or "", _opt(obj, "code", str, ""), payload_id, job_id)
+    outputs: Dict[str, ModelOutput] = {}
+    for model in MODELS:
+        body = _map(obj, model, "")
+        if body is None:
+            continue
+        if "warning" in body:
+            outputs[model] = ModelOutput(
+                warning=_opt(body, "warning", str, f"{model}."), code=_opt(body, "code", str, f"{model}.")
+            )
+            continue
+        preds = _opt(body, "predictions", list, f"{model}.") or []
+        parsed = []
+        for i, p in enumerate(preds):
+            if not isinstance(p, dict):
+                raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"'{model}.predictions[{i}]' must be an object.")
+            parsed.append(Prediction.from_obj(model, p, f"{model}.predictions[{i}]."))
+        outputs[model] = ModelOutput(predictions=tuple(parsed))
+    return PredictionsMessage(outputs, payload_id, job_id)

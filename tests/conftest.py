@@ -1,0 +1,6 @@
+"""Shared fixtures. Each real part a test talks to (mosquitto, the emulator) lives in tests/support/."""
+
+pytest_plugins = [
+    "tests.support.mosquitto",
+    "tests.support.emulator",
+]
