@@ -55,11 +55,8 @@ HUME_MODELS = ("face", "prosody", "burst", "language", "facemesh")
 class HumeConfig:
     """The link to Hume's streaming API (or the local emulator)."""
 
-    backend: str = setting("v0", "API version to speak", choices=("v0", "v1"))
+    backend: str = setting("v0", "API version to speak (v1 realtime is planned)", choices=("v0",))
     url: str = setting("wss://api.hume.ai/v0/stream/models", "WebSocket URL of the v0 streaming endpoint")
-    v1_url: str = setting(
-        "wss://api.cloud.hume.ai/v1/expression", "base URL of the v1 realtime endpoints (audio, video)"
-    )
     api_key: str = setting(
         "", "API key; else $HUME_API_KEY, else $CREDENTIALS_DIRECTORY/hume_api_key", secret=True
     )

@@ -1,0 +1,111 @@
+"""Config loading: every problem reported at once, with key path, value and what is allowed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from agent import config
+from agent.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "hume-edge.example.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_example_file_loads_and_matches_defaults() -> None:
+    cfg = config.load(EXAMPLE, environ={})
+    assert cfg == config.from_dict({}, environ={})
+
+
+def test_example_file_documents_every_key() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    section = ""
+    documented = set()
+    for line in text.splitlines():
+        m = re.match(r"^\[(\w+)\]", line)
+        if m:
+            section = m.group(1) + "."
+        m = re.match(r"^(\w+) = .*# \S", line)
+        if m:
+            documented.add(section + m.group(1))
+    keys = {k for k, _, _ in config.iter_settings(config.Config())}
+    assert keys == documented
+
+
+def test_misspelt_key_names_key_and_file(tmp_path: Path) -> None:
+    p = write(tmp_path, "[mqtt]\nhots = 'broker'\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p, environ={})
+    assert str(p) in str(err.value)
+    assert "mqtt.hots: unknown key" in str(err.value)
+
+
+def test_three_problems_reported_together(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "[mqtt]\nport = 70000\n[camera]\nfps = 'fast'\n[hume]\nmodels = ['face', 'smell']\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        config.load(p, environ={})
+    problems = err.value.problems
+    assert len(problems) == 3
+    assert any("mqtt.port = 70000: must be between 1 and 65535" in p for p in problems)
+    assert any("camera.fps = 'fast': expected number" in p for p in problems)
+    assert any("hume.models[1] = 'smell': must be one of" in p for p in problems)
+
+
+def test_wrong_table_type_and_bool_for_int(tmp_path: Path) -> None:
+    p = write(tmp_path, "mqtt = 3\n[summary]\ntop_k = true\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p, environ={})
+    assert len(err.value.problems) == 2
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(write(tmp_path, "[mqtt\n"), environ={})
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(tmp_path / "nope.toml", environ={})
+
+
+def test_cross_field_checks(tmp_path: Path) -> None:
+    p = write(tmp_path, "[mqtt]\ntls_cert = 'c.pem'\n[microphone]\nsource = 'wav'\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p, environ={})
+    text = str(err.value)
+    assert "tls_cert / mqtt.tls_key: give both or neither" in text
+    assert "microphone.wav_path: required" in text
+
+
+def test_api_key_sources_in_order(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "hume_api_key").write_text("from-credential\n", encoding="utf-8")
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    assert config.from_dict({}, environ=env).hume.api_key == "from-credential"
+    env["HUME_API_KEY"] = "from-env"
+    assert config.from_dict({}, environ=env).hume.api_key == "from-env"
+    assert config.from_dict({"hume": {"api_key": "from-file"}}, environ=env).hume.api_key == "from-file"
+
+
+def test_secrets_masked_in_render_and_errors() -> None:
+    cfg = config.from_dict({"hume": {"api_key": "sekrit-123"}, "mqtt": {"password": "pw-456"}}, environ={})
+    text = config.render(cfg)
+    assert "sekrit-123" not in text and "pw-456" not in text
+    assert config.MASK in text
+    with pytest.raises(ConfigError) as err:
+        config.from_dict({"mqtt": {"password": 12345}}, environ={})
+    assert "12345" not in str(err.value)
+
+
+def test_config_is_frozen() -> None:
+    cfg = config.from_dict({}, environ={})
+    with pytest.raises(AttributeError):
+        cfg.mqtt.port = 1  # type: ignore[misc]
