@@ -101,6 +101,10 @@ class CameraConfig:
         2.0, "skip a frame whose mean abs. difference to the last sent one is below this (0 = never)",
         unit="grey levels", min=0.0, max=255.0,
     )
+    static_refresh_s: float = setting(
+        5.0, "send a near-identical frame anyway this long after the last sent one (0 = never)",
+        unit="s", min=0.0, max=3600.0,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +115,10 @@ class MicrophoneConfig:
         "speech", "audio source: speech = synthetic espeak-ng voice", choices=("speech", "wav", "pyaudio", "none")
     )
     device: str = setting("", "pyaudio: input device name (substring) or index; empty = default")
+    device_rate: int = setting(
+        0, "pyaudio: capture rate asked of the device, resampled to 16 kHz; 0 = the device's default",
+        unit="Hz", min=0, max=192000,
+    )
     wav_path: str = setting("", "wav: path of a WAV file, looped")
     chunk_ms: int = setting(1000, "audio per payload", unit="ms", min=100, max=5000)
 
