@@ -1,0 +1,235 @@
+"""The running agent's status snapshot, and ``hume-edge status`` for an operator on the box.
+
+The agent writes a small JSON snapshot every few seconds (atomically: a temporary file in the same
+directory, then ``os.replace``), and ``hume-edge status`` only ever reads that file. So an operator's
+look never touches the agent's sockets or its outbox database, cannot block the agent, and works without
+privileges when the file is world-readable. Under systemd the file lives in ``RuntimeDirectory=``
+(``/run/hume-edge``, tmpfs: no SD-card wear, gone after a stop or reboot).
+
+Snapshot fields (see :class:`Snapshot`; every one optional to the reader)::
+
+    {"pid": 812, "written_at": 1764020000.5, "interval_s": 5.0, "started_at": 1764019000.0,
+     "state": "running" | "stopping" | "stopped", "device_id": "kiosk-07",
+     "links": {"hume": {"state": "connected", ...}, "mqtt": {"state": "connected", ...}},
+     "session": {"id": "…", "active": true, "since": 1764019990.0} | null,
+     "queue_depth": 3, "last_error": {"at": …, "level": "warning", "logger": "…", "message": "…"} | null}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO, Tuple, TypedDict
+
+FILE_NAME = "status.json"
+SYSTEM_PATH = Path("/run/hume-edge") / FILE_NAME
+"""Where the systemd unit's agent writes (RuntimeDirectory=hume-edge)."""
+
+INTERVAL_S = 5.0
+STALE_FACTOR = 3.0
+"""A snapshot older than this many write intervals means the agent is stuck (or was killed)."""
+
+EXIT_RUNNING, EXIT_STALE, EXIT_NOT_RUNNING = 0, 1, 3
+"""``hume-edge status`` exit codes; 3 is "program is not running", as for ``systemctl status``."""
+
+
+class Snapshot(TypedDict, total=False):
+    """What the agent reports; the reader tolerates any field missing."""
+
+    pid: int
+    written_at: float
+    interval_s: float
+    started_at: float
+    state: str
+    device_id: str
+    links: Dict[str, Dict[str, Any]]
+    session: Optional[Dict[str, Any]]
+    queue_depth: int
+    last_error: Optional[Dict[str, Any]]
+
+
+def default_path(environ: Optional[Mapping[str, str]] = None) -> Path:
+    """Where the agent writes: systemd's ``$RUNTIME_DIRECTORY``, else ``./state``."""
+    env = os.environ if environ is None else environ
+    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return Path(runtime or "state") / FILE_NAME
+
+
+def write(path: Path, snapshot: Mapping[str, Any]) -> None:
+    """Replace the snapshot atomically, stamping ``pid`` and ``written_at`` when the caller did not.
+
+    No fsync: the file describes this boot's running process and is worthless after a power loss.
+    """
+    data = {"pid": os.getpid(), "written_at": time.time(), **snapshot}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, sort_keys=True, default=str)
+        os.chmod(tmp, 0o644)  # operators read it without sudo; it holds no secret
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read(path: Path) -> Optional[Dict[str, Any]]:
+    """The snapshot at ``path``, or None when there is none (or it is not a JSON object)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def run(path: Path, snapshot: Callable[[], Mapping[str, Any]], interval_s: float = INTERVAL_S) -> None:
+    """Write ``snapshot()`` every ``interval_s`` until cancelled, then a last one with ``state: stopped``."""
+    started_at = time.time()
+    last: Mapping[str, Any] = {}
+    try:
+        while True:
+            last = snapshot()
+            write(path, {"started_at": started_at, "interval_s": interval_s, "state": "running", **last})
+            await asyncio.sleep(interval_s)
+    finally:
+        with contextlib.suppress(OSError):
+            write(path, {"started_at": started_at, "interval_s": interval_s, **last, "state": "stopped"})
+
+
+def summary_line(snapshot: Mapping[str, Any]) -> str:
+    """One line for ``systemctl status`` (sd_notify ``STATUS=``): link states, session, queue depth."""
+    parts = [f"{name} {_link_state(link)}" for name, link in sorted(_links(snapshot).items())]
+    session = snapshot.get("session")
+    parts.append("visitor session active" if isinstance(session, dict) and session.get("active") else "idle")
+    if "queue_depth" in snapshot:
+        parts.append(f"queue {snapshot['queue_depth']}")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# hume-edge status
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``hume-edge status`` options."""
+    parser.add_argument(
+        "--path",
+        type=Path,
+        default=None,
+        help=f"snapshot file (default: $RUNTIME_DIRECTORY/{FILE_NAME}, else {SYSTEM_PATH} when it "
+        f"exists, else ./state/{FILE_NAME})",
+    )
+    parser.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
+
+
+def _find(explicit: Optional[Path]) -> Path:
+    if explicit is not None:
+        return explicit
+    if os.environ.get("RUNTIME_DIRECTORY"):
+        return default_path()
+    return SYSTEM_PATH if SYSTEM_PATH.exists() else default_path()
+
+
+def _links(snapshot: Mapping[str, Any]) -> Dict[str, Any]:
+    links = snapshot.get("links")
+    return links if isinstance(links, dict) else {}
+
+
+def _link_state(link: Any) -> str:
+    return str(link.get("state", "unknown")) if isinstance(link, dict) else str(link)
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, runs as the service user
+    return True
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def verdict(snapshot: Mapping[str, Any], now: float, alive: bool) -> Tuple[int, str]:
+    """The exit code of ``hume-edge status`` and the line that explains it."""
+    written = snapshot.get("written_at")
+    age = now - written if isinstance(written, (int, float)) else float("inf")
+    interval = snapshot.get("interval_s")
+    stale_after = STALE_FACTOR * (interval if isinstance(interval, (int, float)) else INTERVAL_S)
+    pid = snapshot.get("pid", "?")
+    if not alive or snapshot.get("state") == "stopped":
+        return EXIT_NOT_RUNNING, f"agent: NOT RUNNING (last snapshot from pid {pid}, written {_ago(age)})"
+    if age > stale_after:
+        return EXIT_STALE, f"agent: STALE snapshot, written {_ago(age)} by pid {pid}: the agent may be hung"
+    state = snapshot.get("state", "running")
+    return EXIT_RUNNING, f"agent: {state} (pid {pid}, snapshot {_ago(age)})"
+
+
+def render(snapshot: Mapping[str, Any], now: float) -> List[str]:
+    """The report's detail lines: device, links, session, queue and last error."""
+    lines: List[str] = []
+    if snapshot.get("device_id"):
+        lines.append(f"device:     {snapshot['device_id']}")
+    started = snapshot.get("started_at")
+    if isinstance(started, (int, float)):
+        lines.append(f"started:    {_ago(now - started)}")
+    for name, link in sorted(_links(snapshot).items()):
+        extra = ""
+        if isinstance(link, dict):
+            rest = {k: v for k, v in link.items() if k != "state"}
+            extra = "  " + ", ".join(f"{k}={v}" for k, v in sorted(rest.items())) if rest else ""
+        lines.append(f"link {name + ':':<6} {_link_state(link)}{extra}")
+    session = snapshot.get("session")
+    if isinstance(session, dict) and session.get("active"):
+        since = session.get("since")
+        began = f", started {_ago(now - since)}" if isinstance(since, (int, float)) else ""
+        lines.append(f"session:    active {session.get('id', '?')}{began}")
+    else:
+        lines.append("session:    none (no visitor)")
+    if "queue_depth" in snapshot:
+        lines.append(f"queue:      {snapshot['queue_depth']} message(s) waiting for the broker")
+    error = snapshot.get("last_error")
+    if isinstance(error, dict):
+        at = error.get("at")
+        when = f" ({_ago(now - at)})" if isinstance(at, (int, float)) else ""
+        lines.append(f"last error: [{error.get('level', '?')}] {error.get('message', '?')}{when}")
+    else:
+        lines.append(f"last error: {error if error else 'none'}")
+    return lines
+
+
+def show(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    """``hume-edge status``: print the running agent's snapshot; exit 0 fresh, 1 stale, 3 not running."""
+    stream = sys.stdout if out is None else out
+    path = _find(getattr(args, "path", None))
+    snapshot = read(path)
+    if snapshot is None:
+        print(f"agent: NOT RUNNING (no status snapshot at {path})", file=stream)
+        print("  check: systemctl status hume-edge ; journalctl -u hume-edge -e", file=stream)
+        return EXIT_NOT_RUNNING
+    now = time.time()
+    code, head = verdict(snapshot, now, _alive(snapshot.get("pid")))
+    if getattr(args, "json", False):
+        print(json.dumps(snapshot, indent=2, sort_keys=True), file=stream)
+    else:
+        print("\n".join([head, *render(snapshot, now)]), file=stream)
+    return code
