@@ -55,7 +55,9 @@ HUME_MODELS = ("face", "prosody", "burst", "language", "facemesh")
 class HumeConfig:
     """The link to Hume's streaming API (or the local emulator)."""
 
-    backend: str = setting("v0", "API version to speak (v1 realtime is planned)", choices=("v0",))
+    backend: str = setting(
+        "v0", "API version to speak: v0 streaming (url) or v1 realtime (v1_url)", choices=("v0", "v1")
+    )
     url: str = setting("wss://api.hume.ai/v0/stream/models", "WebSocket URL of the v0 streaming endpoint")
     api_key: str = setting(
         "", "API key; else $HUME_API_KEY, else $CREDENTIALS_DIRECTORY/hume_api_key", secret=True
@@ -82,6 +84,19 @@ class HumeConfig:
     )
     queue_seconds: float = setting(
         10.0, "media buffered while the link is down or busy; oldest dropped past it", unit="s", min=1, max=300
+    )
+    v1_url: str = setting("wss://api.cloud.hume.ai", "v1: base URL of the realtime endpoints (/v1/expression/...)")
+    v1_min_session_s: float = setting(
+        5.0, "v1: media is held back until a visitor has been present this long, so a passer-by opens no "
+        "session (each costs at least 10 s); held audio is then sent in real time, so it lags by this much",
+        unit="s", min=0, max=60,
+    )
+    v1_measurement_timer_ms: int = setting(
+        3000, "v1: a voice measurement every this much speech", unit="ms", min=3000, max=10000
+    )
+    v1_face_threshold: float = setting(
+        0.9, "v1: face detection confidence threshold (its own scale: prob_threshold does not carry over)",
+        min=0.0, max=1.0,
     )
 
 
