@@ -185,6 +185,10 @@ class MqttConfig:
     reconnect_min_s: float = setting(1.0, "first reconnect delay", unit="s", min=0.1, max=60)
     reconnect_max_s: float = setting(60.0, "cap of the reconnect delay", unit="s", min=1, max=3600)
     inflight_window: int = setting(100, "unacknowledged publishes at once while draining", min=1, max=65535)
+    will_delay_s: int = setting(
+        15, "MQTT 5: the broker waits this long before publishing 'offline' (a blip does not flap)",
+        unit="s", min=0, max=3600,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
