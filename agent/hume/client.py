@@ -1,0 +1,138 @@
+"""The v0 streaming backend: one resilient WebSocket per modality to ``/v0/stream/models``.
+
+Why one socket per modality (video -> face [+ facemesh], audio -> prosody + burst, text -> language):
+v0 is strictly one request, one reply per socket (facts sections 1 and 7), and model config travels with
+every payload. On one shared socket a face reply would hold up the next audio payload and vice versa; with
+a socket each, a slow face model never delays prosody. Prosody and burst share the audio socket because
+both read the same audio: one payload, one reply with both results, half the uploads.
+
+Per socket exactly one payload is in flight. Meanwhile media waits in a bounded buffer
+(:mod:`agent.hume.payloads`): only the newest frame (older ones dropped and counted), audio accumulated
+into one WAV payload of at most 5000 ms (the API limit; the backlog bounded by ``queue_seconds``, oldest
+dropped and counted), text in a short queue. So capture never waits on the network: ``send_*`` only
+append to memory and wake the socket's task.
+
+Every payload carries a ``payload_id``; an in-flight table matches each reply (predictions, warning or
+error) to its payload, its session and its capture time, and measures the round trip. A reply that does not
+come within ``reply_timeout_s`` is counted and its socket is considered broken and reopened. "No face" /
+"no speech" warnings are normal outcomes: counted, and passed on as observations with a warning code.
+
+``reset_stream: true`` goes on the first payload of each socket after every :meth:`V0Backend.mark_boundary`
+and after every (re)connect, and on no other payload. A fresh connection probably starts with an empty
+window, but the API does not say so, and a reset there costs nothing, so it is always sent. Face ids are
+kept per connection whatever ``reset_stream`` says (API reference), so with ``identify_faces`` the first
+frame after a boundary is sent on a new video socket.
+
+Each socket is reopened before the server's one-minute limit (``reconnect_after_s``, only while nothing is
+in flight) and closed when it had nothing to send for that long; it reconnects on demand. Failures back
+off (capped, jittered, :mod:`agent.backoff`); a refused key (HTTP 401) or an exhausted account (E0300)
+is retried only every ``fatal_retry_s`` and shown as ``auth_failed`` / ``quota_exhausted`` in
+:meth:`V0Backend.status`. A key refused before any connection was ever accepted makes :meth:`run` raise
+:class:`agent.errors.HumeAuthError` (the service exits non-zero), whether the refusal came on the very first
+attempt or on the first one that reached the server after the network came up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Dict, List, Optional
+
+from agent.config import HumeConfig
+from agent.hume.backend import Backend, Observation
+from agent.hume.link import FAILURE_STATES, Connector, Link, MediaBuffer
+from agent.hume.payloads import AudioBuffer, FrameSlot, TextBuffer, max_audio_payload_ms, modality_models
+
+OBSERVATIONS_MAX = 1000
+"""Results waiting for :meth:`V0Backend.receive`; past it the oldest are dropped (counted)."""
+
+STATE_SEVERITY = ("auth_failed", "quota_exhausted", "backoff", "connecting", "open", "idle")
+"""The overall state is the most severe state of any socket, in this order."""
+
+
+class V0Backend(Backend):
+    """Hume's v0 streaming API behind the :class:`Backend` interface."""
+
+    def __init__(self, cfg: HumeConfig) -> None:
+        self._cfg = cfg
+        self._epoch = 0
+        self._frames = FrameSlot()
+        self._audio = AudioBuffer(cfg.queue_seconds, max_audio_payload_ms(cfg))
+        self._text = TextBuffer()
+        buffers: Dict[str, MediaBuffer] = {"video": self._frames, "audio": self._audio, "text": self._text}
+        self._links = {
+            modality: Link(modality, cfg, models, buffers[modality], self._emit)
+            for modality, models in modality_models(cfg).items()
+        }
+        self._results: Optional[asyncio.Queue[Observation]] = None
+        self._dropped_results = 0
+
+    def __repr__(self) -> str:
+        return f"V0Backend(url={self._cfg.url!r}, sockets={sorted(self._links)})"
+
+    async def run(self) -> None:
+        if not self._links:  # no model configured: nothing to connect, stay out of the way
+            await asyncio.get_running_loop().create_future()
+        async with Connector(self._cfg.url, self._cfg.api_key) as connector:
+            tasks = [
+                asyncio.get_running_loop().create_task(link.run(connector), name=f"hume.{name}")
+                for name, link in self._links.items()
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()  # a link only ends by raising (a key refused at start-up)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    def send_frame(self, jpeg: bytes, captured_at: float, session_id: Optional[str]) -> None:
+        self._queue("video", lambda: self._frames.put(jpeg, captured_at, session_id, self._epoch))
+
+    def send_audio(self, pcm16: bytes, captured_at: float, session_id: Optional[str]) -> None:
+        self._queue("audio", lambda: self._audio.put(pcm16, captured_at, session_id, self._epoch))
+
+    def send_text(self, text: str, captured_at: float, session_id: Optional[str]) -> None:
+        self._queue("text", lambda: self._text.put(text, captured_at, session_id, self._epoch))
+
+    def _queue(self, modality: str, put: Callable[[], None]) -> None:
+        link = self._links.get(modality)
+        if link is not None:  # media for a modality without configured models is not sent anywhere
+            put()
+            link.wake()
+
+    def mark_boundary(self) -> None:
+        self._epoch += 1
+
+    async def receive(self) -> Observation:
+        return await self._result_queue().get()
+
+    def _result_queue(self) -> asyncio.Queue[Observation]:
+        # Created on first use inside the running loop: on Python 3.9 a queue binds to the loop current
+        # at construction, and the backend may be built before the loop runs.
+        if self._results is None:
+            self._results = asyncio.Queue(OBSERVATIONS_MAX)
+        return self._results
+
+    def _emit(self, obs: Observation) -> None:
+        queue = self._result_queue()
+        if queue.full():
+            queue.get_nowait()
+            self._dropped_results += 1
+        queue.put_nowait(obs)
+
+    def status(self) -> Dict[str, Any]:
+        sockets = {name: link.status() for name, link in self._links.items()}
+        states: List[str] = [s["state"] for s in sockets.values()]
+        state = next((s for s in STATE_SEVERITY if s in states), "idle")
+        failing = [link for link in self._links.values() if link.last_error is not None]
+        latest = max(failing, key=lambda link: link.last_error_at, default=None)
+        return {
+            "backend": "v0",
+            "state": state,
+            "ok": not any(s in FAILURE_STATES for s in states),
+            "last_error": None if latest is None else f"{latest.name}: {latest.last_error}",
+            "boundaries": self._epoch,
+            "dropped_results": self._dropped_results,
+            "sockets": sockets,
+        }

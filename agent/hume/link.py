@@ -1,0 +1,414 @@
+"""One v0 WebSocket (one modality) that keeps itself alive: connect, one payload in flight, reconnect.
+
+States, as ``status()`` reports them and the log announces them (with the reason):
+
+    idle ──work──▶ connecting ──upgrade──▶ open ──renew / boundary──▶ connecting
+                       │                    │──nothing to send for reconnect_after_s──▶ idle
+                       │                    └──close, drop, no reply, bad reply──▶ backoff ──▶ connecting
+                       ├──refused, unreachable──▶ backoff (capped exponential delay with jitter)
+                       └──HTTP 401/403──▶ auth_failed (retry every fatal_retry_s)
+    open ──E0300 reply──▶ quota_exhausted (retry every fatal_retry_s)
+
+Every connection attempt that does not follow a planned close waits a backoff delay first, and the
+backoff only resets after a *reply* (not after an upgrade), so a server that accepts and then drops or
+ignores us cannot drive a hot reconnect loop. A reader task per connection turns incoming messages into
+events on the link's queue; the link itself is a single coroutine, so the one-in-flight rule, the
+in-flight table and the renew timer have one owner and need no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple, Union
+
+import aiohttp
+
+from agent.backoff import Backoff
+from agent.config import MASK, HumeConfig
+from agent.errors import HumeAuthError
+from agent.hume.accounting import InFlight, LinkStats
+from agent.hume.backend import Observation, OutgoingMedia
+from agent.hume.payloads import PayloadBuilder, Queued, observations, warning_codes
+from agent.hume.protocol import (
+    API_KEY_HEADER,
+    FATAL_CODES,
+    ErrorMessage,
+    ProtocolViolation,
+    Reply,
+    parse_reply,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+HEARTBEAT_S = 15.0
+"""WebSocket ping interval; a missing pong (heartbeat / 2) marks a half-open link (captive Wi-Fi) dead."""
+CONNECT_TIMEOUT_S = 10.0
+"""Upgrade handshake deadline; a router that swallows SYNs must not stall the link forever."""
+CLOSE_TIMEOUT_S = 2.0
+"""How long a close handshake may take before the socket is simply dropped."""
+
+FAILURE_STATES = ("backoff", "auth_failed", "quota_exhausted")
+
+
+class MediaBuffer(Protocol):
+    """What a link sends from: the buffers of :mod:`agent.hume.payloads`."""
+
+    def head_epoch(self) -> Optional[int]: ...
+
+    def take(self) -> Optional[Queued]: ...
+
+    def stats(self) -> Dict[str, float]: ...
+
+
+class _Broken(Exception):
+    """The socket (or the attempt to open one) failed; retry after a backoff delay."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Fatal(Exception):
+    """A reply that fast retries cannot fix (out of credits); retry slowly."""
+
+    def __init__(self, state: str, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+class _Closed:
+    """Event: the reader saw the socket end."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+Event = Tuple[int, Union[Reply, _Closed, None]]
+"""(connection number, what happened); ``None`` is a wake-up from ``send_*`` (connection number 0)."""
+
+
+class Connector:
+    """Opens sockets to one URL with one key, and remembers whether that key was ever accepted.
+
+    The key lives only in the request headers; it is never formatted into a log line, an exception
+    message or this object's repr, and any library error text is scrubbed of it before use.
+    """
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self.url = url
+        self._api_key = api_key
+        self.accepted = False
+        self._session: Optional[aiohttp.ClientSession] = None
+
+    def __repr__(self) -> str:
+        return f"Connector(url={self.url!r}, accepted={self.accepted})"
+
+    async def __aenter__(self) -> Connector:
+        self._session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._api_key, MASK) if self._api_key else text
+
+    async def open(self) -> aiohttp.ClientWebSocketResponse:
+        """Open one socket; raise :class:`HumeAuthError` for a refused key, :class:`_Broken` otherwise."""
+        if self._session is None:
+            raise RuntimeError("Connector.open() outside 'async with'")
+        try:
+            ws = await asyncio.wait_for(
+                self._session.ws_connect(
+                    self.url, headers={API_KEY_HEADER: self._api_key}, heartbeat=HEARTBEAT_S
+                ),
+                CONNECT_TIMEOUT_S,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in (401, 403):
+                raise HumeAuthError(
+                    f"Hume refused the API key (HTTP {exc.status}) at {self.url}: check hume.api_key, "
+                    "$HUME_API_KEY or the hume_api_key credential"
+                ) from None
+            raise _Broken(f"upgrade refused with HTTP {exc.status}") from None
+        except asyncio.TimeoutError:
+            raise _Broken(f"no upgrade within {CONNECT_TIMEOUT_S:g} s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _Broken(f"cannot connect: {self.redact(str(exc)) or type(exc).__name__}") from None
+        self.accepted = True
+        return ws
+
+
+class Link:
+    """One socket for one modality; owns its buffer's sending, its in-flight table and its counters."""
+
+    def __init__(
+        self,
+        name: str,
+        cfg: HumeConfig,
+        models: Tuple[str, ...],
+        buffer: MediaBuffer,
+        emit: Callable[[Observation], None],
+    ) -> None:
+        self.name = name
+        self.models = models
+        self._cfg = cfg
+        self._buffer = buffer
+        self._emit = emit
+        self._builder = PayloadBuilder(cfg, models)
+        # Face ids live as long as the connection (reset_stream does not clear them), so with
+        # identify_faces a new visitor gets a new socket.
+        self._socket_per_epoch = name == "video" and cfg.identify_faces
+        self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
+        self._inflight: InFlight[OutgoingMedia] = InFlight()
+        self.stats = LinkStats()
+        self.state = "idle"
+        self.last_error: Optional[str] = None
+        self.last_error_at = 0.0
+        self._events: Optional[asyncio.Queue[Event]] = None
+        self._wake_pending = False
+        self._conn_no = 0
+        self._opens = 0
+        self._seq = 0
+        self._failing: Optional[str] = None
+        self._connector: Optional[Connector] = None
+
+    # -- called from the capture side (synchronous, O(1)) ----------------------------------------
+
+    def wake(self) -> None:
+        """New media is queued: interrupt an idle wait. At most one wake-up is ever pending."""
+        if self._events is not None and not self._wake_pending:
+            self._wake_pending = True
+            self._events.put_nowait((0, None))
+
+    def status(self) -> Dict[str, Any]:
+        return {
+            "state": self.state,
+            "models": list(self.models),
+            "last_error": self.last_error,
+            **self.stats.as_dict(),
+            **self._buffer.stats(),
+        }
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def run(self, connector: Connector) -> None:
+        """Until cancelled. Raises :class:`HumeAuthError` only while the key was never accepted."""
+        self._connector = connector
+        self._events = asyncio.Queue()
+        self._wake_pending = False
+        eager = True  # connect once at start, with or without media, so a wrong key shows at once
+        while True:
+            if not eager:
+                await self._work_arrives()
+            eager = False
+            self._set_state("connecting", "media to send")
+            self.stats.connect_attempts += 1
+            try:
+                ws = await connector.open()
+            except HumeAuthError as exc:
+                if not connector.accepted:
+                    self._fail("auth_failed", str(exc))
+                    raise
+                await self._pause("auth_failed", str(exc), self._cfg.fatal_retry_s)
+                continue
+            except _Broken as exc:
+                await self._pause("backoff", exc.reason, self._backoff.next_delay())
+                continue
+            self._opens += 1
+            self.stats.reconnects = self._opens - 1
+            self._set_state("open", f"connected to {connector.url}")
+            try:
+                outcome = await self._serve(ws)
+            except _Broken as exc:
+                await self._pause("backoff", exc.reason, self._backoff.next_delay())
+            except _Fatal as exc:
+                await self._pause(exc.state, exc.reason, self._cfg.fatal_retry_s)
+            else:
+                # Planned closes reconnect at once when there is media waiting: nothing failed.
+                eager = outcome != "idle"
+                if not eager:
+                    self._set_state("idle", f"nothing to send for {self._cfg.reconnect_after_s:g} s")
+
+    async def _work_arrives(self) -> None:
+        while self._buffer.head_epoch() is None:
+            if self.state not in FAILURE_STATES:
+                self._set_state("idle", "nothing to send")
+            await self._next_event(-1, None)
+
+    async def _pause(self, state: str, reason: str, delay_s: float) -> None:
+        self._fail(state, f"{reason}; retry in {delay_s:.1f} s" if state == "backoff" else reason)
+        await asyncio.sleep(delay_s)
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Send while the socket lives; return "renew", "boundary" or "idle" for a planned close."""
+        self._conn_no += 1
+        conn = self._conn_no
+        loop = asyncio.get_running_loop()
+        reader = loop.create_task(self._read(ws, conn), name=f"hume.{self.name}.reader")
+        opened = loop.time()
+        conn_epoch: Optional[int] = None
+        renew_s = self._cfg.reconnect_after_s
+        try:
+            while True:
+                head = self._buffer.head_epoch()
+                if head is None:
+                    ev = await self._next_event(conn, opened + renew_s - loop.time())
+                    if ev is _TIMEOUT:
+                        return "idle"
+                    continue
+                if loop.time() - opened >= renew_s:
+                    return "renew"  # before the server's one-minute limit, with nothing in flight
+                if self._socket_per_epoch and conn_epoch is not None and head != conn_epoch:
+                    return "boundary"
+                taken = self._buffer.take()
+                if taken is None:  # pragma: no cover - head_epoch() said otherwise
+                    continue
+                epoch, media = taken
+                # reset_stream on the first payload of every connection (the server may keep context
+                # across a reconnect; resetting a fresh one costs nothing) and of every new epoch.
+                await self._exchange(ws, conn, media, reset=conn_epoch != epoch)
+                conn_epoch = epoch
+        finally:
+            self.stats.lost += len(self._inflight.clear())
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            # The socket is being abandoned either way; a close that hangs or fails changes nothing.
+            with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError, OSError):
+                await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT_S)
+
+    async def _exchange(
+        self, ws: aiohttp.ClientWebSocketResponse, conn: int, media: OutgoingMedia, reset: bool
+    ) -> None:
+        """Send one payload and wait for its reply (or for the reply timeout: then the socket is dead)."""
+        loop = asyncio.get_running_loop()
+        self._seq += 1
+        payload_id = f"{self.name}-{self._seq}"
+        text = self._builder.build(media, payload_id, reset).to_json()
+        self._inflight.add(payload_id, media, loop.time())
+        try:
+            await ws.send_str(text)
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            raise _Broken(f"send failed: {type(exc).__name__}") from None
+        self.stats.sent += 1
+        timeout = self._cfg.reply_timeout_s
+        while True:
+            deadline = self._inflight.deadline(timeout)
+            if deadline is None:
+                return
+            if await self._next_event(conn, deadline - loop.time()) is _TIMEOUT:
+                self.stats.timeouts += len(self._inflight.expire(loop.time(), timeout))
+                raise _Broken(f"no reply within {timeout:g} s")
+
+    async def _next_event(self, conn: int, timeout: Optional[float]) -> object:
+        """Wait for one event of connection ``conn`` (or a wake-up) and act on it; _TIMEOUT if none came."""
+        assert self._events is not None
+        while True:
+            if timeout is not None and timeout <= 0:
+                if self._events.empty():
+                    return _TIMEOUT
+                event = self._events.get_nowait()
+            else:
+                try:
+                    event = await asyncio.wait_for(self._events.get(), timeout)
+                except asyncio.TimeoutError:
+                    return _TIMEOUT
+            event_conn, what = event
+            if what is None:
+                self._wake_pending = False
+                return None
+            if event_conn != conn:
+                continue  # from a socket already closed: its payloads were counted as lost
+            if isinstance(what, _Closed):
+                raise _Broken(what.reason)
+            self._on_reply(what)
+            return what
+
+    def _on_reply(self, reply: Reply) -> None:
+        now = asyncio.get_running_loop().time()
+        matched = self._inflight.match(reply.payload_id, now)
+        if matched is None:
+            self.stats.unmatched += 1
+            _LOGGER.debug("hume %s socket: reply to unknown payload %r ignored", self.name, reply.payload_id)
+            return
+        media, latency = matched
+        self.stats.replies += 1
+        self.stats.latency(latency)
+        for code in warning_codes(reply):
+            self.stats.warnings[code] += 1
+        if isinstance(reply, ErrorMessage):
+            code = reply.code or "unknown"
+            self.stats.errors[code] += 1
+            reason = f"{code}: {reply.error}"
+            if code in FATAL_CODES:
+                raise _Fatal("quota_exhausted", reason)
+            self._note_error(code, reason)
+        for obs in observations(reply, media, latency, self.models):
+            self._emit(obs)
+        self._backoff.reset()
+        if self._failing is not None:
+            _LOGGER.info("hume %s socket: working again (after: %s)", self.name, self._failing)
+            self._failing = None
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, conn: int) -> None:
+        """Turn incoming messages into events until the socket ends; the last event says why."""
+        assert self._events is not None
+        assert self._connector is not None
+        reason = "closed"
+        try:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    self._events.put_nowait((conn, parse_reply(msg.data)))
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    reason = f"connection error: {type(ws.exception()).__name__}"
+                    break
+            else:
+                reason = f"closed by the server (code {ws.close_code})"
+                if ws.exception() is not None:  # e.g. heartbeat: aiohttp closes with 1006 itself
+                    reason = f"connection lost ({type(ws.exception()).__name__})"
+        except ProtocolViolation as exc:
+            reason = f"unreadable reply: {self._connector.redact(exc.message)}"
+        except Exception as exc:  # the writer must hear about any end of the socket, or it waits in vain
+            reason = f"reader failed: {type(exc).__name__}"
+        self._events.put_nowait((conn, _Closed(reason)))
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def _note_error(self, code: str, reason: str) -> None:
+        self.last_error = reason
+        self.last_error_at = asyncio.get_running_loop().time()
+        if self.stats.errors[code] == 1:
+            _LOGGER.warning(
+                "hume %s socket: error reply %s (further ones counted in health)", self.name, reason
+            )
+
+    def _fail(self, state: str, reason: str) -> None:
+        """Enter a failure state; a failure already being reported is logged at debug level only."""
+        self.last_error = reason
+        self.last_error_at = asyncio.get_running_loop().time()
+        key = f"{state}: {reason.split('; retry in', maxsplit=1)[0]}"
+        if key == self._failing:
+            level = logging.DEBUG
+        else:
+            level = logging.WARNING if state == "backoff" else logging.ERROR
+        self._failing = key
+        self._set_state(state, reason, level)
+
+    def _set_state(self, state: str, reason: str, level: Optional[int] = None) -> None:
+        if state == self.state and level is None:
+            return
+        if level is None:
+            # Announce the first open and nothing else routine: renewals every reconnect_after_s
+            # and idle periods would flood the journal of a kiosk that runs for months.
+            first_open = state == "open" and self._opens == 1
+            level = logging.INFO if first_open else logging.DEBUG
+        _LOGGER.log(level, "hume %s socket: %s -> %s (%s)", self.name, self.state, state, reason)
+        self.state = state
+
+
+_TIMEOUT = object()
