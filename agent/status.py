@@ -11,6 +11,7 @@ Snapshot fields (see :class:`Snapshot`; every one optional to the reader)::
     {"pid": 812, "written_at": 1764020000.5, "interval_s": 5.0, "started_at": 1764019000.0,
      "state": "running" | "stopping" | "stopped", "device_id": "kiosk-07",
      "links": {"hume": {"state": "connected", ...}, "mqtt": {"state": "connected", ...}},
+        (or, instead of "links", top-level objects with a "state": "hume": {...}, "mqtt": {...})
      "session": {"id": "…", "active": true, "since": 1764019990.0} | null,
      "queue_depth": 3, "last_error": {"at": …, "level": "warning", "logger": "…", "message": "…"} | null}
 """
@@ -110,8 +111,9 @@ def summary_line(snapshot: Mapping[str, Any]) -> str:
     parts = [f"{name} {_link_state(link)}" for name, link in sorted(_links(snapshot).items())]
     session = snapshot.get("session")
     parts.append("visitor session active" if isinstance(session, dict) and session.get("active") else "idle")
-    if "queue_depth" in snapshot:
-        parts.append(f"queue {snapshot['queue_depth']}")
+    depth = _queue_depth(snapshot)
+    if depth is not None:
+        parts.append(f"queue {depth}")
     return ", ".join(parts)
 
 
@@ -140,8 +142,21 @@ def _find(explicit: Optional[Path]) -> Path:
 
 
 def _links(snapshot: Mapping[str, Any]) -> Dict[str, Any]:
+    """``links``, or else every top-level object with a ``state`` (``"hume": {"state": ...}``)."""
     links = snapshot.get("links")
-    return links if isinstance(links, dict) else {}
+    if isinstance(links, dict):
+        return links
+    return {k: v for k, v in snapshot.items() if isinstance(v, dict) and "state" in v}
+
+
+def _queue_depth(snapshot: Mapping[str, Any]) -> Optional[Any]:
+    """``queue_depth``, or else the one a link reports (the MQTT publisher knows its outbox's)."""
+    if "queue_depth" in snapshot:
+        return snapshot["queue_depth"]
+    depths = [
+        v["queue_depth"] for v in _links(snapshot).values() if isinstance(v, dict) and "queue_depth" in v
+    ]
+    return depths[0] if len(depths) == 1 else None
 
 
 def _link_state(link: Any) -> str:
@@ -205,8 +220,9 @@ def render(snapshot: Mapping[str, Any], now: float) -> List[str]:
         lines.append(f"session:    active {session.get('id', '?')}{began}")
     else:
         lines.append("session:    none (no visitor)")
-    if "queue_depth" in snapshot:
-        lines.append(f"queue:      {snapshot['queue_depth']} message(s) waiting for the broker")
+    depth = _queue_depth(snapshot)
+    if depth is not None:
+        lines.append(f"queue:      {depth} message(s) waiting for the broker")
     error = snapshot.get("last_error")
     if isinstance(error, dict):
         at = error.get("at")

@@ -211,3 +211,25 @@ def test_status_command_never_opens_the_outbox(tmp_path: Path) -> None:
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_links_may_be_top_level_objects_with_a_state(tmp_path: Path) -> None:
+    """The shape the service's health() writes: links as top-level objects, queue depth inside mqtt."""
+    path = tmp_path / "status.json"
+    status.write(
+        path,
+        {
+            "device_id": "kiosk-07",
+            "session": {"active": False, "id": None},
+            "hume": {"state": "connecting"},
+            "mqtt": {"state": "connected", "queue_depth": 4},
+            "capture": {"frames": 10},
+        },
+    )
+    code, text = _show(path)
+    assert code == status.EXIT_RUNNING
+    assert "link hume:  connecting" in text
+    assert "link mqtt:  connected  queue_depth=4" in text
+    assert "queue:      4 message(s) waiting for the broker" in text
+    assert "capture" not in text
+    assert status.summary_line(status.read(path) or {}) == "hume connecting, mqtt connected, idle, queue 4"
