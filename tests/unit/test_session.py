@@ -1,0 +1,225 @@
+"""SessionTracker: the documented transitions, one scenario each, with plain values and times."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable, List, Tuple
+
+import pytest
+
+from agent.config import SessionConfig
+from agent.session import END, START, Reason, SessionEvent, SessionTracker
+
+
+def ids() -> Callable[[], str]:
+    counter = itertools.count(1)
+    return lambda: f"s{next(counter)}"
+
+
+def tracker(**kw: object) -> SessionTracker:
+    base = {"debounce_s": 1.0, "grace_s": 5.0, "max_session_s": 100.0}
+    base.update(kw)
+    return SessionTracker(SessionConfig(**base), new_id=ids())  # type: ignore[arg-type]
+
+
+def kinds(events: List[SessionEvent]) -> List[Tuple[str, str, float, str]]:
+    return [(e.kind, e.session_id, e.at, e.reason) for e in events]
+
+
+def test_presence_must_hold_for_debounce() -> None:
+    t = tracker()
+    assert t.observe(0.0, presence=True) == []
+    assert t.observe(0.5, presence=False) == []
+    assert t.observe(0.6, presence=True) == []
+    assert t.tick(1.5) == []  # the run restarted at 0.6
+    assert kinds(t.tick(1.6)) == [(START, "s1", 1.6, Reason.PRESENCE)]
+    assert t.active
+    assert t.session_id == "s1"
+
+
+def test_absence_must_hold_for_grace_and_presence_resets_it() -> None:
+    t = tracker()
+    t.observe(0.0, presence=True)
+    t.tick(1.0)
+    t.observe(2.0, presence=False)
+    assert t.tick(6.9) == []
+    t.observe(6.95, presence=True)  # back in time: grace starts over
+    t.observe(7.0, presence=False)
+    assert t.tick(11.9) == []
+    assert kinds(t.tick(12.0)) == [(END, "s1", 12.0, Reason.ABSENCE)]
+    assert not t.active
+    assert t.session_id is None
+
+
+def test_voice_keeps_a_session_alive_but_cannot_start_one() -> None:
+    t = tracker()
+    assert t.observe(0.0, voice=True) == []
+    assert t.tick(30.0) == []
+    assert not t.active
+    t.observe(31.0, presence=True)
+    t.tick(32.0)
+    t.observe(33.0, presence=False)  # looked away, still talking
+    assert t.tick(60.0) == []
+    t.observe(60.0, voice=False)
+    assert kinds(t.tick(65.0)) == [(END, "s1", 65.0, Reason.ABSENCE)]
+
+
+def test_hume_face_counts_as_presence_only_while_active_unless_streaming_when_idle() -> None:
+    t = tracker()
+    assert t.observe(0.0, face=True) == []
+    assert t.tick(10.0) == []  # a late reply of an ended session starts nothing
+    t.observe(10.0, presence=True)
+    t.tick(11.0)
+    t.observe(12.0, presence=False, face=True)  # the local check misses, Hume sees a face
+    assert t.tick(30.0) == []
+    t.observe(30.0, face=False)
+    assert kinds(t.tick(35.0)) == [(END, "s1", 35.0, Reason.ABSENCE)]
+
+    idle = tracker(stream_when_idle=True)
+    assert idle.should_stream
+    idle.observe(0.0, face=True)
+    assert kinds(idle.tick(1.0)) == [(START, "s1", 1.0, Reason.PRESENCE)]
+
+
+def test_face_seen_is_forgotten_at_the_end_of_a_session() -> None:
+    t = tracker(max_session_s=10.0)
+    t.observe(0.0, presence=True)
+    t.tick(1.0)
+    t.observe(2.0, presence=False, face=True)
+    assert kinds(t.tick(11.0)) == [(END, "s1", 11.0, Reason.MAX_DURATION)]
+    assert t.tick(20.0) == []  # the old session's face verdict starts nothing
+
+
+def test_max_duration_cuts_and_restarts_after_a_fresh_debounce() -> None:
+    t = tracker(max_session_s=10.0)
+    t.observe(0.0, presence=True)
+    t.tick(1.0)
+    assert kinds(t.tick(11.0)) == [(END, "s1", 11.0, Reason.MAX_DURATION)]
+    assert t.tick(11.5) == []
+    assert kinds(t.tick(12.0)) == [(START, "s2", 12.0, Reason.PRESENCE)]
+
+
+def test_max_duration_with_zero_debounce_rolls_over_in_one_call() -> None:
+    t = tracker(max_session_s=10.0, debounce_s=0.0)
+    assert kinds(t.observe(0.0, presence=True)) == [(START, "s1", 0.0, Reason.PRESENCE)]
+    assert kinds(t.tick(10.0)) == [
+        (END, "s1", 10.0, Reason.MAX_DURATION),
+        (START, "s2", 10.0, Reason.PRESENCE),
+    ]
+
+
+def test_timers_due_before_an_input_fire_first() -> None:
+    t = tracker()
+    t.observe(0.0, presence=True)
+    t.tick(1.0)
+    t.observe(2.0, presence=False)
+    # Nobody for 20 s (no ticks), then someone: the first visit ended, a new one is debounced.
+    assert kinds(t.observe(22.0, presence=True)) == [(END, "s1", 22.0, Reason.ABSENCE)]
+    assert kinds(t.tick(23.0)) == [(START, "s2", 23.0, Reason.PRESENCE)]
+
+
+def test_command_start_forces_and_holds_a_session() -> None:
+    t = tracker()
+    assert kinds(t.command(0.0, "start")) == [(START, "s1", 0.0, Reason.COMMAND)]
+    assert t.tick(50.0) == []  # nobody seen, yet held
+    assert t.command(60.0, "start") == []  # a re-triggering sensor does not cut the visit
+    assert kinds(t.tick(100.0)) == [(END, "s1", 100.0, Reason.MAX_DURATION)]
+
+
+def test_command_start_holds_a_presence_session() -> None:
+    t = tracker()
+    t.observe(0.0, presence=True)
+    t.tick(1.0)
+    assert t.command(2.0, "start") == []
+    t.observe(3.0, presence=False)
+    assert t.tick(50.0) == []
+    assert kinds(t.command(51.0, "end")) == [(END, "s1", 51.0, Reason.COMMAND)]
+
+
+def test_command_end_blocks_presence_until_it_drops() -> None:
+    t = tracker()
+    t.observe(0.0, presence=True)
+    t.tick(1.0)
+    assert kinds(t.command(2.0, "end")) == [(END, "s1", 2.0, Reason.COMMAND)]
+    assert t.tick(30.0) == []  # the dismissed visitor still stands there
+    t.observe(31.0, presence=False)
+    t.observe(32.0, presence=True)
+    assert kinds(t.tick(33.0)) == [(START, "s2", 33.0, Reason.PRESENCE)]
+
+
+def test_command_end_while_idle_cancels_a_pending_presence_start() -> None:
+    t = tracker()
+    t.observe(0.0, presence=True)
+    assert t.command(0.5, "end") == []
+    assert t.tick(5.0) == []
+
+
+def test_command_start_after_end_overrides_the_block() -> None:
+    t = tracker()
+    t.observe(0.0, presence=True)
+    t.tick(1.0)
+    events = t.command(2.0, "end") + t.command(2.0, "start")
+    assert kinds(events) == [(END, "s1", 2.0, Reason.COMMAND), (START, "s2", 2.0, Reason.COMMAND)]
+
+
+def test_command_mode_ignores_presence() -> None:
+    t = tracker(mode="command")
+    t.observe(0.0, presence=True)
+    assert t.tick(10.0) == []
+    assert not t.should_stream
+    assert kinds(t.command(10.0, "start")) == [(START, "s1", 10.0, Reason.COMMAND)]
+    assert t.should_stream
+    t.observe(11.0, presence=False, voice=False)
+    assert t.tick(50.0) == []
+    assert kinds(t.command(50.0, "end")) == [(END, "s1", 50.0, Reason.COMMAND)]
+    assert t.tick(60.0) == []
+
+
+def test_always_mode_starts_at_once_and_rolls_over() -> None:
+    t = tracker(mode="always", max_session_s=10.0)
+    assert kinds(t.tick(0.0)) == [(START, "s1", 0.0, Reason.ALWAYS)]
+    assert t.observe(5.0, presence=False) == []
+    assert kinds(t.tick(10.0)) == [(END, "s1", 10.0, Reason.MAX_DURATION), (START, "s2", 10.0, Reason.ALWAYS)]
+    assert kinds(t.command(12.0, "end")) == [
+        (END, "s2", 12.0, Reason.COMMAND),
+        (START, "s3", 12.0, Reason.ALWAYS),
+    ]
+    assert t.command(13.0, "start") == []
+
+
+def test_should_stream_follows_the_session() -> None:
+    t = tracker()
+    assert not t.should_stream
+    t.observe(0.0, presence=True)
+    t.tick(1.0)
+    assert t.should_stream
+
+
+def test_time_going_backwards_is_held_at_the_latest_now() -> None:
+    t = tracker(debounce_s=0.0)
+    t.tick(10.0)
+    assert [e.at for e in t.observe(5.0, presence=True)] == [10.0]
+
+
+def test_zero_grace_ends_as_soon_as_evidence_is_gone_not_before() -> None:
+    t = tracker(grace_s=0.0, debounce_s=0.0)
+    t.observe(0.0, presence=True)
+    assert t.tick(50.0) == []
+    assert kinds(t.observe(51.0, presence=False)) == [(END, "s1", 51.0, Reason.ABSENCE)]
+
+
+def test_bad_command_and_mode_are_named() -> None:
+    with pytest.raises(ValueError, match=r"session command 'pause': must be one of start, end"):
+        tracker().command(0.0, "pause")
+    with pytest.raises(ValueError, match=r"session.mode = 'sometimes'"):
+        tracker(mode="sometimes")
+
+
+def test_default_ids_are_unique_hex() -> None:
+    t = SessionTracker(SessionConfig(debounce_s=0.0, max_session_s=10.0))
+    seen = set()
+    for i in range(5):
+        for ev in t.observe(float(i * 10), presence=True):
+            seen.add(ev.session_id)
+    assert len(seen) == 5
+    assert all(len(s) == 32 and int(s, 16) >= 0 for s in seen)

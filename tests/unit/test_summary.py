@@ -1,0 +1,217 @@
+"""Summarizer: windows, faces, language, aggregates and late replies, with plain observations."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import pytest
+
+from agent.config import SummaryConfig
+from agent.hume.backend import Measurement, Observation
+from agent.hume.protocol import Score
+from agent.session import END, START, SessionEvent
+from agent.summary import (
+    MAX_FACES_LISTED,
+    OutMessage,
+    Summarizer,
+    iso_utc,
+    sentiment_summary,
+    smooth,
+    top_k,
+)
+
+T0 = 1_790_000_000.0  # wall clock of the session start
+
+
+def scores(**named: float) -> tuple:  # type: ignore[type-arg]
+    return tuple(Score(name.replace("_", " "), value) for name, value in named.items())
+
+
+def obs(
+    model: str, at: float, *ms: Measurement, session: Optional[str] = "s1", warning: Optional[str] = None
+) -> Observation:
+    return Observation(model, T0 + at, tuple(ms), warning_code=warning, session_id=session)
+
+
+def started(summ: Summarizer, sid: str = "s1", at: float = 100.0, wall: float = T0) -> List[OutMessage]:
+    return summ.session_started(SessionEvent(START, sid, at, "presence"), wall)
+
+
+def ended(summ: Summarizer, sid: str = "s1", at: float = 130.0, wall: float = T0 + 30) -> List[OutMessage]:
+    return summ.session_ended(SessionEvent(END, sid, at, "absence"), wall)
+
+
+def by_topic(msgs: List[OutMessage]) -> Dict[str, List[dict]]:  # type: ignore[type-arg]
+    out: Dict[str, List[dict]] = {}  # type: ignore[type-arg]
+    for m in msgs:
+        out.setdefault(m.topic, []).append(m.payload)
+    return out
+
+
+def test_window_means_top_k_and_time_fields() -> None:
+    summ = Summarizer(SummaryConfig(top_k=2, window_s=5.0), "kiosk-1")
+    start = started(summ)
+    assert [(m.topic, m.retain, m.payload["event"]) for m in start] == [("session", True, "start")]
+    summ.add(obs("prosody", 1.0, Measurement(scores(Joy=0.8, Anger=0.1, Awe=0.5), begin_s=0.0, end_s=1.0)))
+    summ.add(obs("prosody", 2.0, Measurement(scores(Joy=0.4, Anger=0.1, Awe=0.5), begin_s=1.0, end_s=2.0)))
+    assert summ.flush(T0 + 4.9) == []
+    [msg] = summ.flush(T0 + 5.0)
+    p = msg.payload
+    assert msg.topic == "summary/prosody"
+    assert not msg.retain
+    assert "seq" not in p
+    assert p["top"] == [{"name": "Joy", "score": 0.6}, {"name": "Awe", "score": 0.5}]
+    assert p["ts"] == iso_utc(T0 + 2.0)
+    assert p["captured"] == {"first": iso_utc(T0 + 1.0), "last": iso_utc(T0 + 2.0)}
+    assert p["window"] == {"start": iso_utc(T0), "end": iso_utc(T0 + 5.0)}
+    assert p["stream"] == {"begin_s": 0.0, "end_s": 2.0}
+    assert (p["device"], p["session"], p["measurements"], p["warnings"]) == ("kiosk-1", "s1", 2, 0)
+    assert summ.flush(T0 + 10.0) == []  # the next window is empty: nothing to say
+
+
+def test_face_summary_lists_faces_by_id_and_caps_them() -> None:
+    summ = Summarizer(SummaryConfig(top_k=1), "kiosk-1")
+    started(summ)
+    for i in range(MAX_FACES_LISTED + 2):
+        repeats = 2 if i < MAX_FACES_LISTED else 1  # the last two faces have fewer measurements
+        for _ in range(repeats):
+            summ.add(obs("face", 1.0, Measurement(scores(Joy=0.5, Calmness=0.2), face_id=f"face_{i:02d}")))
+    summ.add(obs("face", 1.5, warning="W0103"))
+    [msg] = summ.flush(T0 + 10)
+    faces = msg.payload["faces"]
+    assert [f["face_id"] for f in faces] == [f"face_{i:02d}" for i in range(MAX_FACES_LISTED)]
+    assert faces[0] == {"face_id": "face_00", "measurements": 2, "top": [{"name": "Joy", "score": 0.5}]}
+    assert msg.payload["faces_omitted"] == 2
+    assert msg.payload["warnings"] == 1
+    assert "top" not in msg.payload
+
+
+def test_face_without_id_is_unknown() -> None:
+    summ = Summarizer(SummaryConfig(), "kiosk-1")
+    started(summ)
+    summ.add(obs("face", 1.0, Measurement(scores(Joy=0.5))))
+    [msg] = summ.flush(T0 + 10)
+    assert [f["face_id"] for f in msg.payload["faces"]] == ["unknown"]
+
+
+def test_language_sentiment_and_toxicity() -> None:
+    summ = Summarizer(SummaryConfig(), "kiosk-1")
+    started(summ)
+    sentiment = tuple(Score(str(level), 1.0 if level == 7 else 0.0) for level in range(1, 10))
+    other = tuple(Score(str(level), 1.0 if level == 3 else 0.0) for level in range(1, 10))
+    tox = (Score("toxic", 0.2), Score("insult", 0.0))
+    summ.add(obs("language", 1.0, Measurement(scores(Joy=0.3), text="hi", sentiment=sentiment, toxicity=tox)))
+    summ.add(obs("language", 2.0, Measurement(scores(Joy=0.1), text="bye", sentiment=other, toxicity=tox)))
+    [msg] = summ.flush(T0 + 10)
+    assert msg.payload["sentiment"]["expected"] == 5.0
+    assert msg.payload["sentiment"]["distribution"]["7"] == 0.5
+    assert msg.payload["toxicity"] == {"insult": 0.0, "toxic": 0.2}
+
+
+def test_sentiment_summary_math() -> None:
+    assert sentiment_summary({"1": 0.0, "9": 0.0}) is None
+    assert sentiment_summary({"bogus": 1.0}) is None
+    assert sentiment_summary({"1": 1.0, "9": 3.0}) == {"expected": 7.0, "distribution": {"1": 1.0, "9": 3.0}}
+
+
+def test_smoothing_blends_windows_and_resets_per_session() -> None:
+    summ = Summarizer(SummaryConfig(top_k=1, smoothing=0.5), "kiosk-1")
+    started(summ)
+    summ.add(obs("burst", 1.0, Measurement(scores(Joy=1.0))))
+    assert summ.flush(T0 + 5)[0].payload["top"] == [{"name": "Joy", "score": 1.0}]
+    summ.add(obs("burst", 6.0, Measurement(scores(Joy=0.0))))
+    assert summ.flush(T0 + 10)[0].payload["top"] == [{"name": "Joy", "score": 0.5}]
+    ended(summ)
+    started(summ, "s2", wall=T0 + 40)
+    summ.add(obs("burst", 41.0, Measurement(scores(Joy=0.2)), session="s2"))
+    assert summ.flush(T0 + 45)[0].payload["top"] == [{"name": "Joy", "score": 0.2}]
+
+
+def test_session_end_flushes_aggregates_and_ends_in_order() -> None:
+    summ = Summarizer(SummaryConfig(top_k=2), "kiosk-1")
+    started(summ)
+    summ.add(obs("face", 1.0, Measurement(scores(Joy=0.9, Anger=0.1), face_id="a")))
+    assert len(summ.flush(T0 + 6)) == 1
+    summ.add(obs("face", 7.0, Measurement(scores(Joy=0.1, Anger=0.3), face_id="b")))
+    summ.add(obs("face", 8.0, warning="W0103"))
+    summ.add(obs("prosody", 9.0, warning="W0105"))
+    msgs = ended(summ)
+    assert [m.topic for m in msgs] == ["summary/face", "aggregate", "session"]
+    agg, end = msgs[1].payload, msgs[2].payload
+    assert agg["duration_s"] == 30.0
+    assert (agg["started"], agg["ended"], agg["reason"]) == (iso_utc(T0), iso_utc(T0 + 30), "absence")
+    assert agg["ts"] == iso_utc(T0 + 9.0)
+    assert agg["captured"] == {"first": iso_utc(T0 + 1.0), "last": iso_utc(T0 + 9.0)}
+    assert agg["models"]["face"] == {
+        "measurements": 2,
+        "warnings": 1,
+        "top": [{"name": "Joy", "score": 0.5}, {"name": "Anger", "score": 0.2}],
+    }
+    assert agg["models"]["prosody"] == {"measurements": 0, "warnings": 1, "top": []}
+    assert msgs[2].retain
+    assert (end["event"], end["reason"], end["duration_s"], end["started"]) == (
+        "end",
+        "absence",
+        30.0,
+        iso_utc(T0),
+    )
+
+
+def test_empty_session_still_has_an_aggregate() -> None:
+    summ = Summarizer(SummaryConfig(), "kiosk-1")
+    started(summ)
+    [agg, end] = ended(summ)
+    assert agg.payload["models"] == {}
+    assert agg.payload["ts"] == iso_utc(T0 + 30)
+    assert "captured" not in agg.payload
+    assert end.payload["event"] == "end"
+
+
+def test_late_and_idle_replies_never_reach_another_session() -> None:
+    summ = Summarizer(SummaryConfig(), "kiosk-1")
+    started(summ)
+    ended(summ)
+    started(summ, "s2", wall=T0 + 40)
+    summ.add(obs("prosody", 29.0, Measurement(scores(Joy=1.0)), session="s1"))  # late reply
+    summ.add(obs("prosody", 41.0, Measurement(scores(Joy=1.0)), session=None))  # streamed while idle
+    assert summ.flush(T0 + 50) == []
+    assert summ.stats() == {"open_sessions": 1, "dropped_late": 1, "dropped_idle": 1}
+
+
+def test_a_session_kept_open_after_the_next_started_gets_its_own_replies() -> None:
+    summ = Summarizer(SummaryConfig(), "kiosk-1")
+    started(summ)
+    started(summ, "s2", wall=T0 + 31)
+    summ.add(obs("prosody", 29.0, Measurement(scores(Joy=1.0)), session="s1"))
+    summ.add(obs("prosody", 32.0, Measurement(scores(Anger=1.0)), session="s2"))
+    tops = {m.payload["session"]: m.payload["top"] for m in ended(summ) if m.topic == "summary/prosody"}
+    assert tops == {"s1": [{"name": "Joy", "score": 1.0}]}
+    [s2] = [m for m in summ.flush(T0 + 40) if m.payload["session"] == "s2"]
+    assert s2.payload["top"] == [{"name": "Anger", "score": 1.0}]
+
+
+def test_misuse_is_named() -> None:
+    with pytest.raises(ValueError, match="device_id"):
+        Summarizer(SummaryConfig(), "")
+    summ = Summarizer(SummaryConfig(), "kiosk-1")
+    with pytest.raises(ValueError, match="expected 'start'"):
+        summ.session_started(SessionEvent(END, "s1", 0.0, "absence"), T0)
+    with pytest.raises(ValueError, match="session s1 is not open"):
+        ended(summ)
+    started(summ)
+    with pytest.raises(ValueError, match="already open"):
+        started(summ)
+    with pytest.raises(ValueError, match="expected 'end'"):
+        summ.session_ended(SessionEvent(START, "s1", 0.0, "presence"), T0)
+    with pytest.raises(ValueError, match=r"observation model 'smell': must be one of face, prosody"):
+        summ.add(obs("smell", 1.0))
+
+
+def test_helpers() -> None:
+    assert iso_utc(0.0) == "1970-01-01T00:00:00.000Z"
+    assert top_k({"b": 0.5, "a": 0.5, "c": 0.9}, 2) == [
+        {"name": "c", "score": 0.9},
+        {"name": "a", "score": 0.5},
+    ]
+    assert smooth(None, {"a": 0.4}, 0.9) == {"a": 0.4}
+    assert smooth({"a": 1.0, "gone": 1.0}, {"a": 0.0, "new": 0.5}, 0.25) == {"a": 0.25, "new": 0.5}
