@@ -43,16 +43,18 @@ EXPRESSIONS: Tuple[str, ...] = (
     "Horror", "Interest", "Joy", "Love", "Nostalgia", "Pain", "Pride", "Realization", "Relief", "Romance",
     "Sadness", "Satisfaction", "Shame", "Surprise (negative)", "Surprise (positive)", "Sympathy",
     "Tiredness", "Triumph",
-)
+)  # fmt: skip
 """The 48 expressions shared by face, prosody, vocal burst and facemesh, in Hume's order."""
 
 LANGUAGE_EXPRESSIONS: Tuple[str, ...] = tuple(
-    sorted(EXPRESSIONS + ("Annoyance", "Disapproval", "Enthusiasm", "Gratitude", "Sarcasm"))
+    sorted((*EXPRESSIONS, "Annoyance", "Disapproval", "Enthusiasm", "Gratitude", "Sarcasm"))
 )
 """The 53 language expressions: the 48 plus five, alphabetical."""
 
 SENTIMENT_LEVELS: Tuple[str, ...] = tuple(str(i) for i in range(1, 10))
-TOXICITY_CATEGORIES: Tuple[str, ...] = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
+TOXICITY_CATEGORIES: Tuple[str, ...] = (
+    "toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"
+)  # fmt: skip
 FACS_LABELS: Tuple[str, ...] = (
     "AU1 Inner Brow Raise", "AU2 Outer Brow Raise", "AU4 Brow Lowerer", "AU5 Upper Lid Raise",
     "AU6 Cheek Raise", "AU7 Lids Tight", "AU9 Nose Wrinkle", "AU10 Upper Lip Raiser",
@@ -62,12 +64,14 @@ FACS_LABELS: Tuple[str, ...] = (
     "AU27 Mouth Stretch", "AU28 Lips Suck", "AU32 Bite", "AU34 Puff", "AU37 Lip Wipe", "AU38 Nostril Dilate",
     "AU43 Eye Closure", "AU53 Head Up", "AU54 Head Down", "Hand over Mouth", "Hand over Eyes",
     "Hand over Forehead", "Hand over Face", "Hand touching Face / Head",
-)
+)  # fmt: skip
 FACE_DESCRIPTIONS: Tuple[str, ...] = (
     "Beaming", "Biting lip", "Cheering", "Cringe", "Cry", "Eyes closed", "Face in hands", "Frown", "Gasp",
     "Glare", "Glaring", "Grimace", "Grin", "Jaw drop", "Laugh", "Licking lip", "Pout", "Scowl", "Smile",
     "Smirk", "Snarl", "Squint", "Sulking", "Tongue out", "Wide-eyed", "Wince", "Wrinkled nose",
-)
+)  # fmt: skip
+
+GRANULARITIES: Tuple[str, ...] = ("word", "sentence", "utterance", "passage")
 
 MODELS: Tuple[str, ...] = ("face", "prosody", "burst", "language", "facemesh")
 AUDIO_MODELS: Tuple[str, ...] = ("prosody", "burst")
@@ -116,7 +120,9 @@ def _opt(obj: Mapping[str, Any], key: str, kind: Union[type, Tuple[type, ...]], 
     if value is None:
         return None
     if isinstance(value, bool) and kind in (int, float, (int, float)):
-        raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"Field '{where}{key}' must be a number, got a boolean.")
+        raise ProtocolViolation(
+            Codes.INVALID_STRUCTURE, f"Field '{where}{key}' must be a number, got a boolean."
+        )
     if not isinstance(value, kind):
         raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"Field '{where}{key}' has the wrong type.")
     if isinstance(value, float) and not math.isfinite(value):
@@ -131,6 +137,20 @@ def _num(obj: Mapping[str, Any], key: str, where: str) -> Optional[float]:
 
 def _map(obj: Mapping[str, Any], key: str, where: str) -> Optional[Dict[str, Any]]:
     return _opt(obj, key, dict, where)  # type: ignore[no-any-return]
+
+
+def _in_range(
+    value: Optional[float], name: str, low: float, high: Optional[float] = None, *, open_low: bool = False
+) -> Optional[float]:
+    """``value`` if inside [low, high] (or (low, high]); else the E0101 the server answers with."""
+    if value is None:
+        return None
+    too_low = value <= low if open_low else value < low
+    if too_low or (high is not None and value > high):
+        bound = f"greater than {low:g}" if open_low else f"at least {low:g}"
+        allowed = bound if high is None else f"{bound} and at most {high:g}"
+        raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"Field '{name}' must be {allowed}, got {value:g}.")
+    return value
 
 
 def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -162,9 +182,9 @@ class FaceConfig:
             facs=_map(obj, "facs", w),
             descriptions=_map(obj, "descriptions", w),
             identify_faces=_opt(obj, "identify_faces", bool, w),
-            fps_pred=_num(obj, "fps_pred", w),
-            prob_threshold=_num(obj, "prob_threshold", w),
-            min_face_size=_num(obj, "min_face_size", w),
+            fps_pred=_in_range(_num(obj, "fps_pred", w), w + "fps_pred", 0.0, open_low=True),
+            prob_threshold=_in_range(_num(obj, "prob_threshold", w), w + "prob_threshold", 0.0, 1.0),
+            min_face_size=_in_range(_num(obj, "min_face_size", w), w + "min_face_size", 0.0),
         )
 
 
@@ -182,10 +202,16 @@ class LanguageConfig:
     @classmethod
     def from_obj(cls, obj: Mapping[str, Any]) -> LanguageConfig:
         w = "models.language."
+        granularity = _opt(obj, "granularity", str, w)
+        if granularity is not None and granularity not in GRANULARITIES:
+            raise ProtocolViolation(
+                Codes.INVALID_STRUCTURE,
+                f"Field '{w}granularity' must be one of {', '.join(GRANULARITIES)}, got '{granularity}'.",
+            )
         return cls(
             sentiment=_map(obj, "sentiment", w),
             toxicity=_map(obj, "toxicity", w),
-            granularity=_opt(obj, "granularity", str, w),
+            granularity=granularity,
         )
 
 
@@ -266,7 +292,9 @@ class PublishMessage:
         try:
             obj = json.loads(text)
         except (ValueError, RecursionError):
-            raise ProtocolViolation(Codes.INVALID_JSON, "Request could not be parsed as valid JSON.") from None
+            raise ProtocolViolation(
+                Codes.INVALID_JSON, "Request could not be parsed as valid JSON."
+            ) from None
         if not isinstance(obj, dict):
             raise ProtocolViolation(Codes.INVALID_STRUCTURE, "Request must be a JSON object.")
         return cls.from_obj(obj)
@@ -274,13 +302,9 @@ class PublishMessage:
     @classmethod
     def from_obj(cls, obj: Mapping[str, Any]) -> PublishMessage:
         models = _map(obj, "models", "")
-        window = _num(obj, "stream_window_ms", "")
-        if window is not None and not STREAM_WINDOW_MS_MIN <= window <= STREAM_WINDOW_MS_MAX:
-            raise ProtocolViolation(
-                Codes.INVALID_STRUCTURE,
-                f"Field 'stream_window_ms' must be between {STREAM_WINDOW_MS_MIN} and "
-                f"{STREAM_WINDOW_MS_MAX}, got {window:g}.",
-            )
+        window = _in_range(
+            _num(obj, "stream_window_ms", ""), "stream_window_ms", STREAM_WINDOW_MS_MIN, STREAM_WINDOW_MS_MAX
+        )
         return cls(
             data=_opt(obj, "data", str, ""),
             models=None if models is None else ModelsConfig.from_obj(models),
@@ -395,7 +419,8 @@ class Prediction:
             bbox = BoundingBox(*(_num(raw_box, k, f"{where}bbox.") or 0.0 for k in "xywh"))
         raw_pos = _map(obj, "position", where)
         if raw_pos is not None:
-            begin, end = _num(raw_pos, "begin", f"{where}position."), _num(raw_pos, "end", f"{where}position.")
+            begin = _num(raw_pos, "begin", f"{where}position.")
+            end = _num(raw_pos, "end", f"{where}position.")
             position = (int(begin or 0), int(end or 0))
         return cls(
             emotions=_scores(obj, "emotions", where) or (),
@@ -503,9 +528,11 @@ def parse_reply(text: str) -> Reply:
     details = _map(obj, "job_details", "")
     job_id = None if details is None else _opt(details, "job_id", str, "job_details.")
     if "error" in obj:
-        return ErrorMessage(_opt(obj, "error", str, "") or "", _opt(obj, "code", str, ""), payload_id, job_id)
+        text, code = _opt(obj, "error", str, "") or "", _opt(obj, "code", str, "")
+        return ErrorMessage(text, code, payload_id, job_id)
     if "warning" in obj:
-        return WarningMessage(_opt(obj, "warning", str, "") or "", _opt(obj, "code", str, ""), payload_id, job_id)
+        text, code = _opt(obj, "warning", str, "") or "", _opt(obj, "code", str, "")
+        return WarningMessage(text, code, payload_id, job_id)
     outputs: Dict[str, ModelOutput] = {}
     for model in MODELS:
         body = _map(obj, model, "")
@@ -520,7 +547,9 @@ def parse_reply(text: str) -> Reply:
         parsed = []
         for i, p in enumerate(preds):
             if not isinstance(p, dict):
-                raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"'{model}.predictions[{i}]' must be an object.")
+                raise ProtocolViolation(
+                    Codes.INVALID_STRUCTURE, f"'{model}.predictions[{i}]' must be an object."
+                )
             parsed.append(Prediction.from_obj(model, p, f"{model}.predictions[{i}]."))
         outputs[model] = ModelOutput(predictions=tuple(parsed))
     return PredictionsMessage(outputs, payload_id, job_id)
