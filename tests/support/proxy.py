@@ -1,0 +1,119 @@
+"""A TCP proxy on loopback that a test can cut or silently freeze, for link faults a broker cannot fake.
+
+It runs its own asyncio loop in a daemon thread, so sync tests, async tests and subprocess drivers can all
+use it the same way::
+
+    with Proxy("127.0.0.1", broker.port) as proxy:   # clients connect to proxy.port
+        proxy.blackhole()   # stop forwarding: bytes are read and discarded, no FIN, no RST
+        proxy.cut()         # close every open connection (FIN), the listener stays
+        proxy.resume()      # forward again (a frozen stream lost bytes: cut() it first)
+
+``blackhole`` reads and discards rather than pausing reads, so the sender's writes keep succeeding, as
+they do when a router or Wi-Fi link dies and nothing answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, List, Optional, Set
+
+CHUNK_BYTES = 65536
+CONTROL_TIMEOUT_S = 10.0
+
+
+class Proxy:
+    """Forward ``listen host:port`` to ``target``; see the module docstring."""
+
+    def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.target = (target_host, target_port)
+        self.host = host
+        self.port = port
+        self.frozen = False
+        self.connections = 0
+        self.discarded_bytes = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-proxy", daemon=True)
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._writers: Set[asyncio.StreamWriter] = set()
+
+    # -- control (any thread) -------------------------------------------------------------------
+
+    def start(self) -> Proxy:
+        self._thread.start()
+        self._call(self._listen())
+        return self
+
+    def blackhole(self) -> None:
+        self.frozen = True
+
+    def resume(self) -> None:
+        self.frozen = False
+
+    def cut(self) -> None:
+        self._call(self._close_all())
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._call(self._shutdown())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(CONTROL_TIMEOUT_S)
+
+    def __enter__(self) -> Proxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(CONTROL_TIMEOUT_S)
+
+    # -- the proxy's own loop -------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _close_all(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self._close_all()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        pumps: List[asyncio.Task[None]] = [
+            asyncio.ensure_future(self._pump(reader, up_writer)),
+            asyncio.ensure_future(self._pump(up_reader, writer)),
+        ]
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for task in pumps:
+            task.cancel()
+        for w in (writer, up_writer):
+            self._writers.discard(w)
+            w.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await reader.read(CHUNK_BYTES)
+                if not data:
+                    return
+                if self.frozen:
+                    self.discarded_bytes += len(data)
+                    continue
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            return
