@@ -1,0 +1,216 @@
+"""Local, API-neutral detectors the emulators build their predictions on: faces in an image, speech in PCM.
+
+Real detectors (OpenCV's bundled Haar cascade; a short-time energy voice detector) rather than canned
+answers, so an emulated reply changes when the scene or the sound changes, and "nothing detected"
+happens exactly when a person would agree that nothing is there. Nothing here knows a wire format:
+the v0 emulator and a later v1 emulator both translate these results into their own messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, List, Tuple
+
+import cv2
+import numpy as np
+
+DETECT_MAX_SIDE_PX = 800
+"""Images are searched at most this large (boxes are scaled back): a 3000 px frame would take seconds."""
+HAAR_MIN_SIDE_PX = 24
+"""The cascade's own window; smaller faces cannot be found at all."""
+HAAR_MIN_NEIGHBORS = 3
+
+SPEECH_RATE_HZ = 16000
+"""Every analysed signal is brought to this rate first, so windows and features are rate-independent."""
+FRAME_S = 0.02
+SILENCE_FLOOR_RMS = 0.01
+"""-40 dBFS: quieter frames are never speech, however quiet the room."""
+NOISE_FACTOR = 4.0
+"""A frame is voiced when it is this many times louder than the quietest tenth of the signal..."""
+PEAK_FACTOR = 0.5
+"""...or, in a signal that is voiced throughout (no quiet tenth), at least half as loud as its peak."""
+MAX_VOICED_ZCR = 0.35
+"""Frames crossing zero more often than this are noise (hiss, fans), not a voice."""
+MERGE_GAP_S = 0.25
+MIN_SEGMENT_S = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceBox:
+    """A detected face in the input image's pixel coordinates; ``prob`` is in [0, 1]."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    prob: float
+
+
+@functools.lru_cache(maxsize=1)
+def _cascade() -> Any:
+    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV's face cascade could not be loaded from {path} (OpenCV 5 has none)")
+    return cascade
+
+
+def face_probability(neighbors: int) -> float:
+    """Map the cascade's count of overlapping detections to a probability.
+
+    A real face is confirmed by many neighbouring windows (the astronaut photo: 15-44), a false
+    positive by few (3-7). The curve puts Hume's default threshold 0.99 at about 12 neighbours.
+    """
+    return 1.0 - 0.5 * math.exp(-max(0, neighbors) / 3.0)
+
+
+def detect_faces(image_bgr: np.ndarray, min_side_px: float = 0.0) -> List[FaceBox]:
+    """Find frontal faces whose box sides are at least ``min_side_px``; sorted left to right."""
+    height, width = image_bgr.shape[:2]
+    scale = min(1.0, DETECT_MAX_SIDE_PX / max(height, width))
+    gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    if scale < 1.0:
+        gray = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    gray = cv2.equalizeHist(gray)
+    min_side = max(HAAR_MIN_SIDE_PX, math.floor(min_side_px * scale))
+    if min_side > min(gray.shape[:2]):
+        return []
+    boxes, neighbors = _cascade().detectMultiScale2(
+        gray, scaleFactor=1.1, minNeighbors=HAAR_MIN_NEIGHBORS, minSize=(min_side, min_side)
+    )
+    faces = []
+    for (x, y, w, h), n in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(neighbors).reshape(-1)):
+        box = FaceBox(
+            round(x / scale), round(y / scale), round(w / scale), round(h / scale), face_probability(int(n))
+        )
+        if min(box.w, box.h) >= min_side_px:
+            faces.append(box)
+    return sorted(faces, key=lambda f: (f.x, f.y))
+
+
+def iou(a: Tuple[float, float, float, float], b: Tuple[float, float, float, float]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Mix int or float PCM (frames x channels, or 1-D) to mono float32 in [-1, 1] at 16 kHz."""
+    data = np.asarray(samples)
+    if np.issubdtype(data.dtype, np.integer):
+        data = data.astype(np.float64) / float(np.iinfo(data.dtype).max)
+    mono = data.mean(axis=1) if data.ndim == 2 else data.astype(np.float64)
+    if rate != SPEECH_RATE_HZ and mono.size:
+        n_out = max(1, round(mono.size * SPEECH_RATE_HZ / rate))
+        mono = np.interp(np.arange(n_out) * (rate / SPEECH_RATE_HZ), np.arange(mono.size), mono)
+    out: np.ndarray = np.asarray(np.clip(mono, -1.0, 1.0), dtype=np.float32)
+    return out
+
+
+def _framed(values: np.ndarray) -> np.ndarray:
+    """``values`` as consecutive 20 ms frames at 16 kHz (n x 320), the last one zero-padded."""
+    step = round(FRAME_S * SPEECH_RATE_HZ)
+    n = math.ceil(values.size / step)
+    padded: np.ndarray = np.zeros(n * step, dtype=np.float64)
+    padded[: values.size] = values
+    out: np.ndarray = np.asarray(padded.reshape(n, step))
+    return out
+
+
+def frame_rms(signal: np.ndarray) -> np.ndarray:
+    """RMS of consecutive 20 ms frames of a 16 kHz signal (a trailing partial frame counts)."""
+    out: np.ndarray = np.asarray(np.sqrt((_framed(signal) ** 2).mean(axis=1)))
+    return out
+
+
+def frame_zcr(signal: np.ndarray) -> np.ndarray:
+    """Zero-crossing rate (crossings per sample) of the same frames as :func:`frame_rms`."""
+    crossings: np.ndarray = np.zeros(signal.size, dtype=np.float64)
+    crossings[1:] = np.abs(np.diff(np.signbit(signal).astype(np.int8)))
+    out: np.ndarray = np.asarray(_framed(crossings).mean(axis=1))
+    return out
+
+
+def speech_segments(signal: np.ndarray) -> List[Tuple[float, float]]:
+    """Voiced stretches of a 16 kHz mono signal as (begin_s, end_s), pauses under 250 ms bridged."""
+    if signal.size == 0:
+        return []
+    rms = frame_rms(signal)
+    floor = NOISE_FACTOR * float(np.percentile(rms, 10))
+    threshold = max(SILENCE_FLOOR_RMS, min(floor, PEAK_FACTOR * float(rms.max())))
+    voiced = (rms > threshold) & (frame_zcr(signal) <= MAX_VOICED_ZCR)
+    segments: List[List[float]] = []
+    for i in np.flatnonzero(voiced):
+        begin, end = i * FRAME_S, (i + 1) * FRAME_S
+        if segments and begin - segments[-1][1] <= MERGE_GAP_S:
+            segments[-1][1] = end
+        else:
+            segments.append([begin, end])
+    duration = signal.size / SPEECH_RATE_HZ
+    return [(b, min(e, duration)) for b, e in segments if min(e, duration) - b >= MIN_SEGMENT_S]
+
+
+def audio_features(signal: np.ndarray) -> Tuple[float, ...]:
+    """A few prosodic features of a 16 kHz stretch: loudness, brightness, pitch, and their spread.
+
+    Values are squashed to roughly [-1, 1] so a linear read-out of them behaves for any input.
+    """
+    if signal.size < 2:
+        return (0.0,) * 6
+    rms = frame_rms(signal)
+    loudness = 20 * math.log10(float(np.sqrt(np.mean(signal.astype(np.float64) ** 2))) + 1e-6)
+    zcr = float(np.mean(np.abs(np.diff(np.signbit(signal).astype(np.int8)))))
+    spectrum = np.abs(np.fft.rfft(signal.astype(np.float64)))
+    freqs = np.fft.rfftfreq(signal.size, 1.0 / SPEECH_RATE_HZ)
+    centroid = float((spectrum * freqs).sum() / (spectrum.sum() + 1e-9))
+    return (
+        math.tanh((loudness + 30.0) / 15.0),
+        math.tanh(zcr * 8.0 - 1.0),
+        math.tanh((centroid - 1500.0) / 1000.0),
+        math.tanh((_pitch_hz(signal) - 160.0) / 80.0),
+        math.tanh(float(np.std(rms)) * 20.0 - 1.0),
+        math.tanh(signal.size / SPEECH_RATE_HZ - 1.5),
+    )
+
+
+def _pitch_hz(signal: np.ndarray) -> float:
+    """Autocorrelation pitch of the loudest 64 ms, searched in 70-400 Hz (0 when unvoiced)."""
+    span = round(0.064 * SPEECH_RATE_HZ)
+    if signal.size < span:
+        return 0.0
+    centre = int(np.argmax(np.abs(signal)))
+    start = min(max(0, centre - span // 2), signal.size - span)
+    chunk: np.ndarray = signal[start : start + span].astype(np.float64)
+    chunk -= chunk.mean()
+    corr = np.correlate(chunk, chunk, mode="full")[span - 1 :]
+    lo, hi = SPEECH_RATE_HZ // 400, SPEECH_RATE_HZ // 70
+    if corr[0] <= 0 or hi >= corr.size:
+        return 0.0
+    lag = lo + int(np.argmax(corr[lo:hi]))
+    return SPEECH_RATE_HZ / lag if corr[lag] > 0.3 * corr[0] else 0.0
+
+
+def image_features(image_bgr: np.ndarray, box: Tuple[int, int, int, int]) -> Tuple[float, ...]:
+    """Features of a face region relative to its image: brightness, contrast, texture, symmetry, size."""
+    gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    x, y, w, h = box
+    region: np.ndarray = gray[max(0, y) : y + h, max(0, x) : x + w].astype(np.float64)
+    if region.size == 0:
+        region = gray.astype(np.float64)
+    upper, lower = region[: region.shape[0] // 2], region[region.shape[0] // 2 :]
+    left, right = region[:, : region.shape[1] // 2], region[:, region.shape[1] - region.shape[1] // 2 :]
+    texture = float(cv2.Laplacian(region, cv2.CV_64F).var()) if min(region.shape) >= 3 else 0.0
+    return (
+        (region.mean() - 128.0) / 128.0,
+        math.tanh((region.std() - 50.0) / 25.0),
+        (region.mean() - gray.mean()) / 128.0,
+        math.tanh((upper.mean() - lower.mean()) / 40.0),
+        math.tanh(float(np.abs(left - right[:, ::-1]).mean()) / 20.0 - 1.0),
+        math.tanh(math.log10(texture + 1.0) - 2.0),
+        math.tanh(4.0 * (w * h) / float(gray.shape[0] * gray.shape[1]) - 1.0),
+    )

@@ -1,0 +1,491 @@
+"""A protocol-faithful local emulator of Hume's v0 streaming API (``GET /v0/stream/models``).
+
+Hume sunset this API in June 2026, so this aiohttp application is now the only place its contract runs
+end to end; it is judged by the official ``hume`` 0.13 SDK (tests/integration/test_sdk_fidelity.py).
+
+Behaviour, and the choices made where Hume's documentation is silent:
+
+- Auth: header ``X-Hume-Api-Key`` or query ``?apikey=``; a missing or unknown key refuses the upgrade with
+  HTTP 401 and the body the SDK reports ("Websocket initialized with invalid credentials.").
+- Handshakes: at most ``handshake_rate_per_s`` upgrade attempts per second (Hume: 50 HTTP requests/s),
+  beyond that HTTP 429.
+- Strictly one JSON reply per JSON request, in order. Every reply echoes ``payload_id``; errors are
+  top-level ``{"error", "code"}``, "nothing detected" warnings nest under the model key.
+- Every error keeps the connection open (Hume's own examples keep sending after an error reply; close codes
+  are not documented). Binary frames are answered E0101.
+- Idle timeout: a connection that sends no message for ``idle_timeout_s`` (default 60; the facts say "a
+  timeout of one minute", ambiguous between idle and absolute) is closed with 1000 "idle timeout".
+  WebSocket pings do not count as messages.
+- Media decoding, limits and error codes: :mod:`agent.hume.emulator_media`; models, stream window, clock and
+  face identity: :mod:`agent.hume.emulator_models`. Predictions are deterministic per input and ``seed``.
+- Faults (:class:`Faults`, settable at run time via ``POST /_emulator/faults`` or ``--fault``) script
+  outages for the client's tests; ``GET /_emulator/stats`` reports counters. The control endpoints have no
+  auth: bind the emulator to loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import dataclasses
+import json
+import logging
+import re
+import signal
+import sys
+import time
+from typing import Any, Deque, Dict, List, Mapping, Optional, Set, Tuple
+
+from aiohttp import WSMsgType, web
+
+from agent.hume.emulator_models import ERROR_TEXT, Session, warning_reply
+from agent.hume.protocol import (
+    API_KEY_HEADER,
+    API_KEY_QUERY,
+    AUTH_FAILED_BODY,
+    CONNECTION_IDLE_S,
+    PATH,
+    Codes,
+    ErrorMessage,
+    ProtocolViolation,
+    PublishMessage,
+    Reply,
+    reply_to_json,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8765
+MAX_RECORDED_REQUESTS = 10000
+"""``Emulator.requests`` keeps at most this many (oldest dropped), so a long run has bounded memory."""
+IDLE_CLOSE_CODE = 1000
+SHUTDOWN_CLOSE_CODE = 1001
+
+
+@dataclasses.dataclass(frozen=True)
+class EmulatorSettings:
+    """What a run of the emulator is configured with (fixed for its lifetime)."""
+
+    api_keys: Tuple[str, ...] = ("test-key",)
+    latency_ms: float = 0.0
+    """Added before every reply, to look like a service across the internet."""
+    seed: int = 0
+    """Same seed and input, same predictions; another seed behaves like another, equally stable model."""
+    idle_timeout_s: float = CONNECTION_IDLE_S
+    handshake_rate_per_s: float = 50.0
+    """Upgrade attempts allowed per second (0 = unlimited)."""
+    max_message_bytes: int = 16 * 1024 * 1024
+    """Largest request frame accepted (a 3000 x 3000 PNG in base64 fits); larger closes with 1009."""
+
+    def __post_init__(self) -> None:
+        if not self.api_keys or not all(isinstance(k, str) and k for k in self.api_keys):
+            raise ValueError("api_keys must hold at least one non-empty key")
+        for name in ("latency_ms", "handshake_rate_per_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.idle_timeout_s <= 0:
+            raise ValueError(f"idle_timeout_s must be > 0, got {self.idle_timeout_s}")
+
+
+_CODE_PATTERNS = {"error_code": re.compile(r"^E\d{4}$"), "warning_code": re.compile(r"^W\d{4}$")}
+_FAULT_ALIASES = {"error": "error_code", "warning": "warning_code"}
+
+
+@dataclasses.dataclass
+class Faults:
+    """Outages to script, changeable while the emulator runs (each connection reads them per message).
+
+    close_after: close each connection with ``close_code`` right after its N-th reply (0: at once).
+    delay_ms: extra delay before each reply. error_code: answer every request with this top-level error
+    (e.g. E0300, out of credits). warning_code: answer with this warning, nested under its model when the
+    request asked for that model, else top-level. refuse_for_s: refuse upgrades with ``refuse_status`` for
+    this long, counted from when it is set. silent: read requests, never answer.
+    """
+
+    close_after: Optional[int] = None
+    close_code: int = 1011
+    delay_ms: float = 0.0
+    error_code: Optional[str] = None
+    warning_code: Optional[str] = None
+    refuse_for_s: float = 0.0
+    refuse_status: int = 503
+    silent: bool = False
+    _refuse_until: float = dataclasses.field(default=0.0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.update(self.to_obj())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "refuse_for_s":
+            super().__setattr__("_refuse_until", time.monotonic() + float(value))
+
+    def refusing(self) -> bool:
+        """Whether upgrades are being refused right now."""
+        return time.monotonic() < self._refuse_until
+
+    def to_obj(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Validate and apply ``changes`` (field names, or CLI spellings like ``close-after``, ``error``).
+
+        Values may be typed (JSON) or strings (command line); all are checked before any is applied.
+        """
+        fields = {f.name: f for f in dataclasses.fields(self) if f.init}
+        parsed: Dict[str, Any] = {}
+        for raw_name, value in changes.items():
+            name = raw_name.replace("-", "_")
+            name = _FAULT_ALIASES.get(name, name)
+            if name not in fields:
+                raise ValueError(f"unknown fault '{raw_name}'; known: {', '.join(sorted(fields))}")
+            parsed[name] = _fault_value(name, str(fields[name].type), value)
+        for name, value in parsed.items():
+            setattr(self, name, value)
+
+
+def _fault_value(name: str, kind: str, value: Any) -> Any:
+    """Convert one fault value to its field's type, with an error that says what is allowed."""
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if kind.startswith("Optional"):
+            return None
+        if kind == "bool":
+            return True  # a bare "--fault silent" switches it on
+        raise ValueError(f"fault '{name}' needs a value")
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind in ("int", "Optional[int]"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            number = int(value)
+            low, high = {"close_after": (0, None), "close_code": (1000, 4999), "refuse_status": (400, 599)}[
+                name
+            ]
+            if number < low or (high is not None and number > high) or number in (1004, 1005, 1006, 1015):
+                raise ValueError
+            return number
+        if kind == "float":
+            if isinstance(value, bool) or float(value) < 0:
+                raise ValueError
+            return float(value)
+        pattern = _CODE_PATTERNS[name]
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ValueError
+        return value
+    except (ValueError, TypeError):
+        allowed = {
+            "bool": "true or false",
+            "float": "a number >= 0",
+            "int": "an integer",
+            "Optional[int]": "an integer >= 0 or none",
+        }.get(kind, "a code like E0300 / W0103, or none")
+        if name == "close_code":
+            allowed = "a WebSocket close code 1000-4999 (not 1004-1006, 1015)"
+        if name == "refuse_status":
+            allowed = "an HTTP status 400-599"
+        raise ValueError(f"fault '{name}' must be {allowed}, got {value!r}") from None
+
+
+@dataclasses.dataclass
+class _Counters:
+    connections: int = 0
+    refused: int = 0
+    requests: int = 0
+    replies: int = 0
+
+
+class _Server:
+    """The state of one emulator application: settings, faults, counters, open sockets."""
+
+    def __init__(self, settings: EmulatorSettings, faults: Faults) -> None:
+        self.settings = settings
+        self.faults = faults
+        self.counters = _Counters()
+        self.requests: List[Tuple[int, PublishMessage]] = []
+        self.sockets: Set[web.WebSocketResponse] = set()
+        self._handshakes: Deque[float] = collections.deque()
+
+    def _refusal(self, request: web.Request) -> Optional[web.Response]:
+        if self.faults.refusing():
+            return web.Response(
+                status=self.faults.refuse_status, text="Connections refused (injected fault)."
+            )
+        now = time.monotonic()
+        rate = self.settings.handshake_rate_per_s
+        while self._handshakes and now - self._handshakes[0] >= 1.0:
+            self._handshakes.popleft()
+        if rate and len(self._handshakes) >= rate:
+            return web.Response(status=429, text="Too many requests: at most 50 handshakes per second.")
+        self._handshakes.append(now)
+        key = request.headers.get(API_KEY_HEADER) or request.query.get(API_KEY_QUERY)
+        if key not in self.settings.api_keys:
+            return web.Response(status=401, text=AUTH_FAILED_BODY)
+        return None
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            self.counters.refused += 1
+            return refusal
+        ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes)
+        await ws.prepare(request)
+        self.counters.connections += 1
+        connection_no = self.counters.connections
+        self.sockets.add(ws)
+        try:
+            await self._serve(ws, Session(self.settings.seed, connection_no), connection_no)
+        finally:
+            self.sockets.discard(ws)
+        return ws
+
+    async def _serve(self, ws: web.WebSocketResponse, session: Session, connection_no: int) -> None:
+        loop = asyncio.get_running_loop()
+        replies = 0
+        while not ws.closed:
+            close_after = self.faults.close_after
+            if close_after is not None and replies >= close_after:
+                await ws.close(code=self.faults.close_code, message=b"injected fault: close-after")
+                return
+            try:
+                msg = await asyncio.wait_for(ws.receive(), self.settings.idle_timeout_s)
+            except asyncio.TimeoutError:
+                log.info(
+                    "connection %d idle for %.0f s: closing", connection_no, self.settings.idle_timeout_s
+                )
+                await ws.close(code=IDLE_CLOSE_CODE, message=b"idle timeout")
+                return
+            if msg.type == WSMsgType.TEXT:
+                reply = await self._answer(str(msg.data), session, connection_no, loop)
+            elif msg.type == WSMsgType.BINARY:
+                reply = ErrorMessage(
+                    "Binary frames are not accepted: send JSON text.", Codes.INVALID_STRUCTURE
+                )
+                reply = None if self.faults.silent else reply
+            else:
+                return
+            if reply is None:
+                continue
+            delay_ms = self.settings.latency_ms + self.faults.delay_ms
+            if delay_ms > 0:
+                await asyncio.sleep(delay_ms / 1000.0)
+            try:
+                await ws.send_str(reply_to_json(reply))
+            except ConnectionResetError:  # the client left while we "thought"
+                return
+            self.counters.replies += 1
+            replies += 1
+
+    async def _answer(
+        self, text: str, session: Session, connection_no: int, loop: asyncio.AbstractEventLoop
+    ) -> Optional[Reply]:
+        self.counters.requests += 1
+        if self.faults.silent:
+            return None
+        try:
+            msg = PublishMessage.from_json(text)
+        except ProtocolViolation as exc:
+            return ErrorMessage(exc.message, exc.code, _payload_id_of(text))
+        self.requests.append((connection_no, msg))
+        del self.requests[:-MAX_RECORDED_REQUESTS]
+        error_code = self.faults.error_code
+        if error_code is not None:
+            job = session.job_id if msg.job_details else None
+            return ErrorMessage(
+                ERROR_TEXT.get(error_code, f"Error {error_code}."), error_code, msg.payload_id, job
+            )
+        reply = await loop.run_in_executor(None, session.handle, msg)
+        warning_code = self.faults.warning_code
+        return reply if warning_code is None else warning_reply(warning_code, msg, reply)
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        try:
+            changes = await request.json()
+            if not isinstance(changes, dict):
+                raise ValueError("the body must be a JSON object of fault fields")
+            self.faults.update(changes)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        log.info("faults now %s", self.faults)
+        return web.json_response(self.faults.to_obj())
+
+    async def stats(self, request: web.Request) -> web.Response:
+        body = dict(dataclasses.asdict(self.counters), open=len(self.sockets), faults=self.faults.to_obj())
+        return web.json_response(body)
+
+    async def close_all(self, app: web.Application) -> None:
+        for ws in list(self.sockets):
+            await ws.close(code=SHUTDOWN_CLOSE_CODE, message=b"emulator shutting down")
+
+
+def _payload_id_of(text: str) -> Optional[str]:
+    """The payload_id of a request that failed validation, when it can still be read (it is echoed)."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    value = obj.get("payload_id") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else None
+
+
+SERVER_KEY = web.AppKey("hume_emulator", _Server)
+
+
+def make_app(settings: EmulatorSettings, faults: Faults) -> web.Application:
+    """The emulator as an aiohttp application: the streaming endpoint plus the control endpoints."""
+    server = _Server(settings, faults)
+    app = web.Application()
+    app[SERVER_KEY] = server
+    app.router.add_get(PATH, server.models)
+    app.router.add_post("/_emulator/faults", server.set_faults)
+    app.router.add_get("/_emulator/stats", server.stats)
+    app.on_shutdown.append(server.close_all)
+    return app
+
+
+class Emulator:
+    """A started emulator on a loopback port: ``async with Emulator(settings) as emu: ... emu.url``."""
+
+    def __init__(
+        self,
+        settings: Optional[EmulatorSettings] = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Optional[Faults] = None,
+    ) -> None:
+        self.settings = settings or EmulatorSettings()
+        self.faults = faults or Faults()
+        self.host = host
+        self.port = port
+        self._app = make_app(self.settings, self.faults)
+        self._runner: Optional[web.AppRunner] = None
+
+    @property
+    def url(self) -> str:
+        """The streaming endpoint, e.g. ``ws://127.0.0.1:8765/v0/stream/models``."""
+        return f"ws://{self._netloc}{PATH}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port``: what the official SDK takes as ``base_url``."""
+        return f"http://{self._netloc}"
+
+    @property
+    def _netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def requests(self) -> List[Tuple[int, PublishMessage]]:
+        """``(connection_no, message)`` of every valid request received (the latest 10,000)."""
+        return self._app[SERVER_KEY].requests
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far (the n-th has ``connection_no`` n)."""
+        return self._app[SERVER_KEY].counters.connections
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+# ------------------------------------------------------------------------------------------------------
+# Command line (wired by the lead as ``hume-edge emulator``)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``hume-edge emulator`` flags."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port (0 = any free; default: %(default)s)"
+    )
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="accepted key, repeatable (default: test-key)",
+    )
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every reply (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the emulated models (default: 0)")
+    parser.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=CONNECTION_IDLE_S,
+        help="close a silent connection after (default: 60)",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="inject a fault, repeatable: close-after=N, close-code=1011, delay-ms=MS, error=E0300, "
+        "warning=W0103, refuse-for-s=S, refuse-status=503, silent",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Tuple[EmulatorSettings, Faults]:
+    """Settings and faults from parsed flags; ValueError naming the bad flag otherwise."""
+    settings = EmulatorSettings(
+        api_keys=tuple(args.api_keys or ("test-key",)),
+        latency_ms=args.latency_ms,
+        seed=args.seed,
+        idle_timeout_s=args.idle_timeout_s,
+    )
+    changes: Dict[str, Any] = {}
+    for spec in args.fault:
+        name, _, value = spec.partition("=")
+        changes[name.strip()] = value.strip() if value else None
+    faults = Faults()
+    faults.update(changes)
+    return settings, faults
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the emulator in the foreground until SIGINT/SIGTERM; the exit status."""
+    try:
+        settings, faults = settings_from_args(args)
+    except ValueError as exc:
+        print(f"hume-edge emulator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve_forever(Emulator(settings, args.host, args.port, faults)))
+    except OSError as exc:
+        print(
+            f"hume-edge emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+async def _serve_forever(emulator: Emulator) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with emulator:
+        print(f"emulator listening on {emulator.url} (seed {emulator.settings.seed})", flush=True)
+        await stop.wait()

@@ -1,0 +1,241 @@
+"""Decoding of the v0 ``data`` field into media, with the real service's limits and error codes.
+
+Everything is decoded in memory (no temporary files). Accepted containers:
+
+- text: ``raw_text: true`` (at most 10,000 characters, else E0206);
+- images: JPEG and PNG (at most 3,000 x 3,000 px, checked from the header before decoding, else E0205);
+- audio: WAV / RIFF PCM with 8, 16, 24 or 32-bit integer samples, any channel count and rate (at most
+  5000 ms, else E0203; no samples at all is E0202);
+- facemesh: the landmark JSON (faces x 478 x [x, y, z]), either as plain JSON text (what SDK 0.13's
+  ``send_facemesh`` sends) or base64 of it (what the legacy SDK sent); at most 10 faces;
+- video: AVI and MP4/MOV are recognised and their duration read from the header (over 5000 ms gives
+  E0204), but frames are not decoded: a short video is answered E0200 naming the accepted formats, as Hume
+  itself recommends single frames as images. WebM/Matroska, MP3, Ogg, FLAC and M4A are recognised and
+  answered E0200 the same way. Anything else that decodes from base64 is E0200; what does not is E0201.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import io
+import json
+import struct
+import wave
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+from agent.hume import detectors
+from agent.hume.protocol import (
+    AUDIO_MAX_MS,
+    FACEMESH_LANDMARKS,
+    FACEMESH_MAX_FACES,
+    IMAGE_MAX_PX,
+    TEXT_MAX_CHARS,
+    VIDEO_MAX_MS,
+    Codes,
+    ProtocolViolation,
+)
+
+ACCEPTED = "JPEG or PNG images, WAV audio, raw text (raw_text: true) or facemesh landmark JSON"
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+@dataclasses.dataclass(frozen=True)
+class Media:
+    """A decoded payload. ``kind`` is the detected file type the real service names in its E0102 text."""
+
+    kind: str  # "text" | "image" | "audio" | "video" | "facemesh"
+    text: Optional[str] = None
+    image: Optional[np.ndarray] = None
+    """BGR uint8 (H x W x 3)."""
+    audio: Optional[np.ndarray] = None
+    """Mono float32 at :data:`detectors.SPEECH_RATE_HZ`."""
+    landmarks: Optional[np.ndarray] = None
+    """Faces x 478 x 3 float64."""
+
+
+def decode(data: str, raw_text: bool) -> Media:
+    """Turn the ``data`` field into media or raise :class:`ProtocolViolation` with the service's code."""
+    if raw_text:
+        if len(data) > TEXT_MAX_CHARS:
+            raise ProtocolViolation(
+                Codes.TEXT_TOO_LONG,
+                f"Your text was too long. The limit is {TEXT_MAX_CHARS:,} characters, "
+                f"but the received text was {len(data):,} characters.",
+            )
+        return Media("text", text=data)
+    if data.lstrip().startswith("["):
+        return _facemesh(data)
+    try:
+        raw = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolViolation(
+            Codes.BAD_BASE64,
+            "Data could not be decoded as base64. Set raw_text to true to send text.",
+        ) from None
+    return _sniff(raw)
+
+
+def _unknown(what: str) -> ProtocolViolation:
+    return ProtocolViolation(
+        Codes.UNKNOWN_FORMAT, f"Media could not be parsed into a known file format ({what}); send {ACCEPTED}."
+    )
+
+
+def _sniff(raw: bytes) -> Media:
+    head = raw[:16]
+    if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _image(raw)
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return _wav(raw)
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return _video(_avi_duration_ms(raw))
+    if head[4:8] == b"ftyp" and head[8:12] in (b"M4A ", b"M4B "):
+        raise _unknown("M4A audio is not decoded by the emulator")
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
+        return _video(_mp4_duration_ms(raw))
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return _video(None)
+    if head.startswith((b"ID3", b"OggS", b"fLaC")) or (len(head) > 1 and head[0] == 0xFF and head[1] >= 0xE0):
+        raise _unknown("compressed audio is not decoded by the emulator")
+    if raw.lstrip().startswith(b"["):
+        return _facemesh(raw.decode("utf-8", errors="replace"))
+    raise _unknown("unrecognised bytes")
+
+
+def image_size(raw: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) from a PNG or JPEG header without decoding pixels; None if not found."""
+    if raw.startswith(b"\x89PNG") and len(raw) >= 24:
+        width, height = struct.unpack(">II", raw[16:24])
+        return int(width), int(height)
+    i = 2
+    while i + 9 < len(raw):
+        if raw[i] != 0xFF:
+            return None
+        marker = raw[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", raw[i + 5 : i + 9])
+            return int(width), int(height)
+        if marker == 0x01 or 0xD0 <= marker <= 0xD9:
+            i += 2
+            continue
+        i += 2 + struct.unpack(">H", raw[i + 2 : i + 4])[0]
+    return None
+
+
+def _image(raw: bytes) -> Media:
+    size = image_size(raw)
+    if size is not None and max(size) > IMAGE_MAX_PX:
+        raise ProtocolViolation(
+            Codes.IMAGE_TOO_LARGE,
+            f"Your image file was too large. The limit is {IMAGE_MAX_PX:,} x {IMAGE_MAX_PX:,} pixels, "
+            f"but the received image was {size[0]:,} x {size[1]:,} pixels.",
+        )
+    image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None or size is None:
+        raise _unknown("the image is truncated or corrupt")
+    return Media("image", image=image)
+
+
+def _wav(raw: bytes) -> Media:
+    try:
+        with wave.open(io.BytesIO(raw), "rb") as wav:
+            channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
+            frames = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError, struct.error) as exc:
+        raise _unknown(f"WAV: {exc}") from None
+    if width not in (1, 2, 3, 4) or rate <= 0 or channels <= 0:
+        raise _unknown(f"WAV with {width * 8}-bit samples at {rate} Hz")
+    n = len(frames) // (width * channels)
+    duration_ms = n * 1000.0 / rate
+    if duration_ms > AUDIO_MAX_MS:
+        raise ProtocolViolation(
+            Codes.AUDIO_TOO_LONG,
+            f"Your audio file was too long. The limit is {AUDIO_MAX_MS} milliseconds, "
+            f"but the received file was {duration_ms:.0f} milliseconds.",
+        )
+    if n == 0:
+        raise ProtocolViolation(
+            Codes.NO_AUDIO_SIGNAL, "No audio signal could be inferred from the media: it holds no samples."
+        )
+    samples = _pcm(frames[: n * width * channels], width).reshape(n, channels)
+    return Media("audio", audio=detectors.to_mono_16k(samples, rate))
+
+
+def _pcm(frames: bytes, width: int) -> np.ndarray:
+    out: np.ndarray
+    if width == 1:  # WAV's 8-bit PCM is unsigned
+        out = np.asarray(np.frombuffer(frames, dtype=np.uint8).astype(np.int16) - 128, dtype=np.int8)
+    elif width == 3:
+        b = np.frombuffer(frames, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        value = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        out = np.where(value >= 1 << 23, value - (1 << 24), value) / float(1 << 23)
+    else:
+        out = np.frombuffer(frames, dtype="<i2" if width == 2 else "<i4")
+    return out
+
+
+def _video(duration_ms: Optional[float]) -> Media:
+    if duration_ms is not None and duration_ms > VIDEO_MAX_MS:
+        raise ProtocolViolation(
+            Codes.VIDEO_TOO_LONG,
+            f"Your video file was too long. The limit is {VIDEO_MAX_MS} milliseconds, but the received file "
+            f"was {duration_ms:.0f} milliseconds. Send single frames as images instead.",
+        )
+    raise _unknown("video frames are not decoded by the emulator")
+
+
+def _avi_duration_ms(raw: bytes) -> Optional[float]:
+    at = raw.find(b"avih", 12, 4096)
+    if at < 0 or at + 28 > len(raw):
+        return None
+    us_per_frame = int(struct.unpack_from("<I", raw, at + 8)[0])
+    total_frames = int(struct.unpack_from("<I", raw, at + 24)[0])
+    return us_per_frame * total_frames / 1000.0
+
+
+def _mp4_duration_ms(raw: bytes) -> Optional[float]:
+    at = raw.find(b"mvhd")
+    if at < 0 or at + 36 > len(raw):
+        return None
+    if raw[at + 4] == 1:
+        timescale, duration = struct.unpack_from(">IQ", raw, at + 24)
+    else:
+        timescale, duration = struct.unpack_from(">II", raw, at + 16)
+    return None if timescale == 0 else int(duration) * 1000.0 / int(timescale)
+
+
+def _facemesh(text: str) -> Media:
+    def bad(why: str) -> ProtocolViolation:
+        return ProtocolViolation(
+            Codes.INVALID_STRUCTURE,
+            f"Facemesh data {why}: expected a JSON list of up to {FACEMESH_MAX_FACES} faces, "
+            f"each {FACEMESH_LANDMARKS} landmarks of [x, y, z].",
+        )
+
+    try:
+        faces = json.loads(text)
+    except (ValueError, RecursionError):
+        raise bad("is not valid JSON") from None
+    if not isinstance(faces, list):
+        raise bad("is not a list")
+    if len(faces) > FACEMESH_MAX_FACES:
+        raise bad(f"has {len(faces)} faces")
+    if not faces:
+        return Media("facemesh", landmarks=np.zeros((0, FACEMESH_LANDMARKS, 3)))
+    try:
+        mesh = np.array(faces, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise bad("has the wrong shape or non-numbers") from None
+    if mesh.ndim != 3 or mesh.shape[1:] != (FACEMESH_LANDMARKS, 3):
+        raise bad(f"has the shape {list(mesh.shape)}")
+    if not np.isfinite(mesh).all():
+        raise bad("holds non-finite numbers")
+    return Media("facemesh", landmarks=mesh)
