@@ -1,0 +1,188 @@
+"""scripts/install and scripts/uninstall in a throwaway root prefix (``--root DIR``).
+
+The prefix holds only what the scripts touch: minimal ``etc/passwd``/``group``/``shadow``/``gshadow``
+(the system user is made with ``useradd --root``), ``etc/hostname`` and ``etc/machine-id``. The unit is
+enabled offline with ``systemctl --root``; nothing is started. The scripts run from a snapshot of this
+checkout so that edits made meanwhile in the working tree cannot make two runs differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_PYTHON = "opt/hume-edge/venv/bin/python"
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: useradd --root chroots into the prefix"),
+    pytest.mark.skipif(
+        not (shutil.which("useradd") and shutil.which("systemctl")), reason="needs useradd and systemctl"
+    ),
+]
+
+
+def _run(args: List[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stderr}"
+    return proc
+
+
+def _tree(root: Path) -> Dict[str, Tuple[str, ...]]:
+    """Every path under ``root`` -> (mode, owner, content hash or link target).
+
+    Bytecode is compared by name only: a .pyc embeds its source file's mtime, which a reinstall changes.
+    """
+    tree: Dict[str, Tuple[str, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            rel = str(path.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                tree[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                tree[rel] = (oct(st.st_mode), f"{st.st_uid}:{st.st_gid}")
+            else:
+                digest = "pyc" if name.endswith(".pyc") else hashlib.sha256(path.read_bytes()).hexdigest()
+                tree[rel] = (oct(st.st_mode), f"{st.st_uid}:{st.st_gid}", digest)
+    return tree
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("checkout")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("agent", "config", "systemd", "scripts"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("root")
+    etc = root / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (etc / "group").write_text("root:x:0:\nvideo:x:44:\n")  # no audio group: the installer adds it
+    (etc / "shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (etc / "gshadow").write_text("root:*::\nvideo:!::\n")
+    (etc / "hostname").write_text("raspberrypi\n")  # an image default: not unique in a fleet
+    (etc / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def installed(checkout: Path, prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    key = tmp_path_factory.mktemp("secrets") / "key"
+    key.write_text("test-key\n")
+    _run(
+        [str(checkout / "scripts/install"), "--root", str(prefix), "--api-key-file", str(key), "--extras", ""]
+    )
+    return prefix
+
+
+def test_second_install_leaves_an_identical_tree(checkout: Path, installed: Path) -> None:
+    before = _tree(installed)
+    _run([str(checkout / "scripts/install"), "--root", str(installed), "--extras", ""])
+    after = _tree(installed)
+    assert sorted(after) == sorted(before)
+    assert {k: v for k, v in after.items() if before[k] != v} == {}
+
+
+def test_install_lays_out_user_venv_config_credentials_and_enabled_unit(
+    checkout: Path, installed: Path
+) -> None:
+    passwd = (installed / "etc/passwd").read_text()
+    assert any(
+        line.startswith("hume-edge:") and line.endswith(":/usr/sbin/nologin") for line in passwd.splitlines()
+    )
+    assert "\naudio:" in (installed / "etc/group").read_text()
+    config = installed / "etc/hume-edge/config.toml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+    device_lines = [line for line in config.read_text().splitlines() if line.startswith("device_id")]
+    assert len(device_lines) == 1
+    assert device_lines[0].startswith('device_id = "kiosk-')  # hashed machine id, not "raspberrypi"
+    cred = installed / "etc/hume-edge/credentials"
+    assert stat.S_IMODE(cred.stat().st_mode) == 0o700
+    assert (cred / "hume_api_key").read_text() == "test-key\n"
+    assert (cred / "mqtt_password").read_text() == ""  # LoadCredential= needs the file to exist
+    for secret in cred.iterdir():
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert (secret.stat().st_uid, secret.stat().st_gid) == (0, 0)
+    unit = installed / "etc/systemd/system/hume-edge.service"
+    assert unit.read_text() == (checkout / "systemd/hume-edge.service").read_text()
+    wants = installed / "etc/systemd/system/multi-user.target.wants/hume-edge.service"
+    assert os.readlink(wants) == "/etc/systemd/system/hume-edge.service"
+    assert os.readlink(installed / "usr/local/bin/hume-edge") == "/opt/hume-edge/venv/bin/hume-edge"
+    # The installed package loads the installed config (the unit's ExecStart on a real system).
+    check = "import sys; from agent import config; print(config.load(sys.argv[1]).device_id)"
+    out = _run([str(installed / VENV_PYTHON), "-c", check, str(config)]).stdout.strip()
+    assert device_lines[0] == f'device_id = "{out}"'
+
+
+def test_upgrade_keeps_the_config_and_applies_explicit_flags(checkout: Path, installed: Path) -> None:
+    config = installed / "etc/hume-edge/config.toml"
+    edited = config.read_text().replace('host = "localhost"', 'host = "broker.example"')
+    config.write_text(edited)
+    _run(
+        [
+            str(checkout / "scripts/install"),
+            "--root",
+            str(installed),
+            "--extras",
+            "",
+            "--device-id",
+            "lobby-2",
+            "--api-key-file",
+            "-",
+        ],
+        stdin="rotated-key\n",
+    )
+    expected = [
+        'device_id = "lobby-2"' if line.startswith("device_id") else line for line in edited.splitlines()
+    ]
+    assert config.read_text().splitlines() == expected
+    assert (installed / "etc/hume-edge/credentials/hume_api_key").read_text() == "rotated-key\n"
+
+
+def test_bad_device_id_is_refused_naming_what_is_allowed(checkout: Path, installed: Path) -> None:
+    proc = subprocess.run(
+        [str(checkout / "scripts/install"), "--root", str(installed), "--device-id", "lobby/2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "--device-id 'lobby/2'" in proc.stderr
+    assert "letters, digits" in proc.stderr
+
+
+def test_uninstall_keeps_config_and_state_unless_purged(checkout: Path, installed: Path) -> None:
+    (installed / "var/lib/hume-edge").mkdir(parents=True)
+    (installed / "var/lib/hume-edge/outbox.sqlite").write_bytes(b"")
+    for _ in range(2):  # idempotent
+        _run([str(checkout / "scripts/uninstall"), "--root", str(installed)])
+        assert not (installed / "etc/systemd/system/hume-edge.service").exists()
+        assert not (installed / "etc/systemd/system/multi-user.target.wants/hume-edge.service").is_symlink()
+        assert not (installed / "opt/hume-edge").exists()
+        assert not (installed / "usr/local/bin/hume-edge").is_symlink()
+        assert (installed / "etc/hume-edge/config.toml").exists()
+        assert (installed / "etc/hume-edge/credentials/hume_api_key").exists()
+        assert (installed / "var/lib/hume-edge/outbox.sqlite").exists()
+        assert "\nhume-edge:" in (installed / "etc/passwd").read_text()
+    for _ in range(2):
+        _run([str(checkout / "scripts/uninstall"), "--root", str(installed), "--purge"])
+        assert not (installed / "etc/hume-edge").exists()
+        assert not (installed / "var/lib/hume-edge").exists()
+        assert "hume-edge:" not in (installed / "etc/passwd").read_text()
+        assert "hume-edge:" not in (installed / "etc/group").read_text()
