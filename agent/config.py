@@ -113,7 +113,8 @@ class CameraConfig:
     fps: float = setting(2.0, "frames per second sent at most (capped by hume.fps_pred)", unit="1/s", min=0.1, max=30)
     jpeg_quality: int = setting(80, "JPEG quality", min=10, max=100)
     static_threshold: float = setting(
-        2.0, "skip a frame whose mean abs. difference to the last sent one is below this (0 = never)",
+        2.0, "skip a frame whose mean abs. difference to the last sent one, in each 1/48 of the picture, "
+        "is below this (0 = never)",
         unit="grey levels", min=0.0, max=255.0,
     )
     static_refresh_s: float = setting(

@@ -1,0 +1,447 @@
+"""Frame sources: picamera2 on a Pi, OpenCV for a USB webcam or a looped video file, and a synthetic face.
+
+Every source paces itself at the configured fps, runs its blocking calls on one daemon thread of its own
+(libcamera and V4L2 handles stay on the thread that opened them, and a hung driver can never keep the
+process from exiting), and survives losing its device: logged once, retried with backoff, logged once when
+it is back. Only :class:`asyncio.CancelledError` leaves :meth:`FrameSource.frames`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import dataclasses
+import importlib.util
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from typing import Any, AsyncIterator, Callable, Optional, Sequence, Tuple, TypeVar
+
+import numpy as np
+
+from agent.capture.device import Recovery
+from agent.config import CameraConfig
+from agent.errors import AgentError
+
+_LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One captured picture.
+
+    ``fmt`` is "bgr" (H x W x 3 uint8) or "yuv420" (tight I420: (H*3//2) x W uint8, Y then U then V, full
+    range as JPEG wants it, i.e. sYCC: what the picamera2 adapter asks the ISP for).
+    ``captured_at`` is wall clock (``time.time()``).
+    """
+
+    image: np.ndarray
+    fmt: str
+    captured_at: float
+
+
+_Job = Tuple[Callable[[], Any], Optional["asyncio.Future[Any]"]]
+
+
+class _Worker:
+    """One daemon thread that runs a device's blocking calls in order and hands results to the loop."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+
+    def _put(self, job: _Job) -> None:
+        if self._thread is None:  # started on first use: constructing a source costs no thread
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+        self._jobs.put(job)
+
+    def _run(self) -> None:
+        while True:
+            fn, fut = self._jobs.get()
+            try:
+                outcome: Tuple[Callable[..., None], Any] = (_set_result, fn())
+            except BaseException as exc:  # handed to the awaiting coroutine
+                outcome = (_set_exception, exc)
+            if fut is not None:
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+                    fut.get_loop().call_soon_threadsafe(outcome[0], fut, outcome[1])
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._put((fn, fut))
+        return await fut
+
+    def submit(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` after the calls already queued, without waiting (used to close on cancellation)."""
+        self._put((fn, None))
+
+
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+class FrameSource(abc.ABC):
+    """A camera. Subclasses implement the blocking ``_open``, ``_read``, ``_close``; this does the rest."""
+
+    def __init__(self, fps: float, *, retry_initial_s: float = 0.5, retry_max_s: float = 10.0) -> None:
+        if fps <= 0:
+            raise ValueError(f"camera fps {fps}: must be > 0")
+        self.fps = fps
+        self.recovery = Recovery(_LOGGER, self.describe(), retry_initial_s, retry_max_s)
+        self.frames_read = 0
+        self._worker = _Worker(f"camera:{self.describe()}")
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """The source as a person would name it in a log line."""
+
+    @abc.abstractmethod
+    def _open(self) -> None:
+        """Open the device (blocking); raise if it is not there."""
+
+    @abc.abstractmethod
+    def _read(self) -> Frame:
+        """The next frame (blocking); raise if the device failed."""
+
+    @abc.abstractmethod
+    def _close(self) -> None:
+        """Release the device (blocking); never raises."""
+
+    def status(self) -> dict:  # type: ignore[type-arg]
+        """Counters for the agent's status file."""
+        return {
+            "source": self.describe(),
+            "frames": self.frames_read,
+            "lost": self.recovery.lost,
+            "failures": self.recovery.failures,
+            "last_error": self.recovery.last_error,
+        }
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        """Frames at most at ``fps``, forever; a lost device is reopened by itself."""
+        period = 1.0 / self.fps
+        due = time.monotonic()
+        opened = False
+        try:
+            while True:
+                try:
+                    if not opened:
+                        await self._worker.call(self._open)
+                        opened = True
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    frame = await self._worker.call(self._read)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # any device failure: close, wait, reopen
+                    if opened:
+                        opened = False
+                        await self._worker.call(self._close)
+                    await asyncio.sleep(self.recovery.failed(exc))
+                    due = time.monotonic()
+                    continue
+                self.recovery.ok()
+                self.frames_read += 1
+                now = time.monotonic()
+                due = max(due + period, now)
+                yield frame
+        finally:
+            # Also when cancelled during _open: the close queues behind it on the device's thread.
+            self._worker.submit(self._close)
+
+
+# --------------------------------------------------------------------------------------------------
+# picamera2
+
+
+def _tight_i420(array: np.ndarray, width: int, height: int) -> np.ndarray:
+    """picamera2's lores YUV420 array, (H*3//2) x stride, repacked as a tight (H*3//2) x W I420 image.
+
+    Each chroma plane is (H/2) x (stride/2) laid out contiguously, so it spans H/4 rows of the array.
+    """
+    stride = array.shape[1]
+    if stride == width:
+        return array
+    flat = array.reshape(-1)
+    y_end = height * stride
+    chroma = (height // 2) * (stride // 2)
+    y = array[:height, :width]
+    u = flat[y_end : y_end + chroma].reshape(height // 2, stride // 2)[:, : width // 2]
+    v = flat[y_end + chroma : y_end + 2 * chroma].reshape(height // 2, stride // 2)[:, : width // 2]
+    tight: np.ndarray = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)])
+    return tight.reshape(height * 3 // 2, width)
+
+
+class Picamera2Camera(FrameSource):
+    """A Raspberry Pi camera through picamera2, reading the ISP-scaled lores stream as YUV420.
+
+    The ISP scales the sensor image to the size we send, so the CPU never touches a full-size frame, and
+    YUV420 planes go to the JPEG encoder without a colour conversion. The sensor runs at no less than
+    10 fps so auto-exposure keeps adapting between our (slower) captures.
+    """
+
+    def __init__(self, width: int, height: int, fps: float, **retry: float) -> None:
+        self.size = (width // 2 * 2, height // 2 * 2)
+        self._cam: Any = None
+        super().__init__(fps, **retry)
+
+    def describe(self) -> str:
+        return f"picamera2 lores {self.size[0]}x{self.size[1]}"
+
+    def configuration(self, cam: Any) -> Any:
+        """The picamera2 configuration we ask for: lores YUV420 at our size (main no larger), sYCC."""
+        from libcamera import ColorSpace  # noqa: PLC0415 - installed with picamera2 on Raspberry Pi OS
+
+        stream = {"size": self.size, "format": "YUV420"}
+        return cam.create_video_configuration(
+            main=dict(stream),
+            lores=dict(stream),
+            buffer_count=4,
+            colour_space=ColorSpace.Sycc(),  # full-range YUV: the planes go into the JPEG as they are
+            controls={"FrameRate": max(10.0, self.fps)},
+            display=None,
+            encode=None,
+        )
+
+    def _open(self) -> None:
+        from picamera2 import Picamera2  # noqa: PLC0415 - Raspberry Pi OS only: imported where needed
+
+        cam = Picamera2()
+        try:
+            cam.configure(self.configuration(cam))
+            cam.start()
+        except Exception:
+            cam.close()
+            raise
+        self._cam = cam
+
+    def _read(self) -> Frame:
+        array = self._cam.capture_array("lores")
+        image = _tight_i420(np.asarray(array), *self.size)
+        return Frame(image, "yuv420", time.time())
+
+    def _close(self) -> None:
+        cam, self._cam = self._cam, None
+        if cam is not None:
+            try:
+                cam.stop()
+            finally:
+                cam.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenCV
+
+
+class OpenCVCamera(FrameSource):
+    """A V4L2 camera by index, or a video file (looped, played at its own speed)."""
+
+    def __init__(self, device: str, width: int, height: int, fps: float, **retry: float) -> None:
+        self.device = device
+        self.is_file = not device.isdigit()
+        self.size = (width, height)
+        self._cap: Any = None
+        self._skip = 0
+        super().__init__(fps, **retry)
+
+    def describe(self) -> str:
+        return f"video file {self.device}" if self.is_file else f"camera {self.device}"
+
+    def _open(self) -> None:
+        import cv2  # noqa: PLC0415 - the "vision" extra, loaded only when used
+
+        if self.is_file and not os.path.isfile(self.device):
+            raise FileNotFoundError(f"no such video file: {self.device}")
+        cap = cv2.VideoCapture(self.device if self.is_file else int(self.device))
+        if not cap.isOpened():
+            cap.release()
+            raise OSError(f"OpenCV cannot open {self.describe()}")
+        if self.is_file:
+            # Keep the file's timeline real: skip the frames between two of ours.
+            self._skip = max(0, round((cap.get(cv2.CAP_PROP_FPS) or self.fps) / self.fps) - 1)
+        else:
+            # Ask the driver for our size and for the newest frame, not one queued seconds ago.
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        self._cap = cap
+
+    def _grab_frame(self) -> Optional[np.ndarray]:
+        for _ in range(self._skip):
+            if not self._cap.grab():
+                break
+        ok, image = self._cap.read()
+        return image if ok else None
+
+    def _read(self) -> Frame:
+        import cv2  # noqa: PLC0415 - the "vision" extra, loaded only when used
+
+        image = self._grab_frame()
+        if image is None and self.is_file:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            image = self._grab_frame()
+        if image is None:
+            raise OSError(f"{self.describe()} delivered no frame")
+        return Frame(image, "bgr", time.time())
+
+    def _close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthetic
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneStep:
+    """``duration_s`` of the scene showing ``face``: None (empty), "a" (left) or "b" (right, mirrored)."""
+
+    duration_s: float
+    face: Optional[str]
+
+
+class SyntheticCamera(FrameSource):
+    """A real face (``skimage.data.astronaut()``) on a plain wall, moving a little, driven by a scene script.
+
+    With no scene, face "a" is always there. A scene such as ``[SceneStep(5, None), SceneStep(10, "a"),
+    SceneStep(5, None), SceneStep(10, "b")]`` plays a visit, an empty kiosk and a second visitor; after its
+    last step it holds that step, or starts over with ``loop=True``. Face "b" is the astronaut mirrored,
+    tinted and standing elsewhere: face trackers that assign ids by position see a different person.
+    Faces are about a quarter of the frame height (~125 px at 480), a visitor at kiosk distance.
+    """
+
+    _FACE_BOX = (177, 66, 95, 95)
+    """Where Haar finds the face in astronaut() (x, y, w, h); the crop is framed around it."""
+
+    def __init__(
+        self,
+        width: int = 640,
+        height: int = 480,
+        fps: float = 2.0,
+        scene: Sequence[SceneStep] = (),
+        loop: bool = False,
+        **retry: float,
+    ) -> None:
+        for step in scene:
+            if step.face not in (None, "a", "b") or step.duration_s <= 0:
+                raise ValueError(f"scene step {step}: face must be None, 'a' or 'b' and duration_s > 0")
+        self.size = (width, height)
+        self.scene = tuple(scene)
+        self.loop = loop
+        self._heads: Optional[Tuple[np.ndarray, np.ndarray]] = None
+        self._background = self._wall(width, height)
+        self._started = 0.0
+        super().__init__(fps, **retry)
+
+    def describe(self) -> str:
+        return f"synthetic face {self.size[0]}x{self.size[1]}"
+
+    @staticmethod
+    def _wall(width: int, height: int) -> np.ndarray:
+        shade = np.linspace(170, 120, height, dtype=np.float32)[:, None, None]
+        tint = np.array([1.0, 0.97, 0.92], np.float32)
+        wall: np.ndarray = np.empty((height, width, 3), np.uint8)
+        wall[:] = shade * tint
+        return wall
+
+    def _load_heads(self) -> Tuple[np.ndarray, np.ndarray]:
+        if self._heads is None:
+            import cv2  # noqa: PLC0415 - the "vision" extra, loaded only when used
+
+            # Heavy, paid only when a synthetic camera is used; by name, so mypy does not type-check
+            # scikit-image's dependencies (tifffile's syntax is newer than our Python 3.9 target).
+            data = importlib.import_module("skimage.data")
+            x, y, w, h = self._FACE_BOX
+            rgb = data.astronaut()
+            crop = rgb[max(0, y - 50) : y + h + 95, max(0, x - 50) : x + w + 55]
+            scale = 0.26 * self.size[1] / h
+            size = (int(crop.shape[1] * scale), int(crop.shape[0] * scale))
+            head_a = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA)
+            tint = np.array([0.85, 0.95, 1.15], np.float32)  # warmer (BGR), so "b" does not look like "a"
+            head_b = np.clip(head_a[:, ::-1].astype(np.float32) * tint, 0, 255).astype(np.uint8)
+            self._heads = (head_a, head_b)
+        return self._heads
+
+    def face_at(self, t: float) -> Optional[str]:
+        """Which face the scene shows ``t`` seconds after the source started."""
+        if not self.scene:
+            return "a"
+        total = sum(s.duration_s for s in self.scene)
+        if self.loop:
+            t %= total
+        for step in self.scene:
+            if t < step.duration_s:
+                return step.face
+            t -= step.duration_s
+        return self.scene[-1].face
+
+    def render(self, t: float) -> np.ndarray:
+        """The BGR picture at ``t`` seconds: deterministic, so tests can ask for any moment."""
+        image: np.ndarray = self._background.copy()
+        face = self.face_at(t)
+        if face is None:
+            return image
+        head = self._load_heads()[0 if face == "a" else 1]
+        hh, hw = head.shape[:2]
+        width, height = self.size
+        centre = 0.35 if face == "a" else 0.65
+        x = int(centre * width - hw / 2 + 12 * math.sin(t * 1.3))
+        y = int((height - hh) / 2 + 6 * math.sin(t * 0.9))
+        x0, y0 = max(0, x), max(0, y)
+        x1, y1 = min(width, x + hw), min(height, y + hh)
+        image[y0:y1, x0:x1] = head[y0 - y : y1 - y, x0 - x : x1 - x]
+        return image
+
+    def _open(self) -> None:
+        self._load_heads()
+        if not self._started:
+            self._started = time.monotonic()
+
+    def _read(self) -> Frame:
+        return Frame(self.render(time.monotonic() - self._started), "bgr", time.time())
+
+    def _close(self) -> None:
+        """Nothing to release."""
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def open_camera(cfg: CameraConfig) -> Optional[FrameSource]:
+    """The frame source ``cfg`` asks for, or None for ``source = "none"``.
+
+    Raises :class:`AgentError` when the source's library is not installed: that is an installation
+    problem a retry loop would only hide.
+    """
+    if cfg.source == "none":
+        return None
+    needed = {"picamera2": "picamera2", "opencv": "cv2", "synthetic": "skimage"}.get(cfg.source)
+    if needed and importlib.util.find_spec(needed) is None:
+        hint = (
+            "on Raspberry Pi OS: sudo apt install python3-picamera2, and create the venv with "
+            "--system-site-packages"
+            if cfg.source == "picamera2"
+            else "install the agent with its 'vision' extra: pip install 'hume-edge-agent[vision]'"
+        )
+        raise AgentError(f"camera.source = {cfg.source!r} needs the Python module {needed!r}: {hint}")
+    if cfg.source == "picamera2":
+        return Picamera2Camera(cfg.width, cfg.height, cfg.fps)
+    if cfg.source == "opencv":
+        return OpenCVCamera(cfg.device, cfg.width, cfg.height, cfg.fps)
+    if cfg.source == "synthetic":
+        return SyntheticCamera(cfg.width, cfg.height, cfg.fps)
+    raise ValueError(f"camera.source = {cfg.source!r}: must be synthetic, opencv, picamera2 or none")

@@ -1,0 +1,92 @@
+"""Is somebody at the kiosk? A cheap on-device face check that decides when a visit starts and ends.
+
+Choice: OpenCV's bundled Haar frontal-face cascade on a 320 px wide grey thumbnail (never enlarged),
+equalized, looking only for faces the API would measure (``hume.min_face_size`` = 60 px in the 640 px
+frame sent = 30 px here), run on every 2nd frame with the answer held in between. Hume ignores what it
+cannot see as a face anyway, so "a face Hume could measure" is the presence that matters; motion alone
+would start paid streaming for a passing shadow.
+
+Cost measured on this machine (x86-64, one core, OpenCV 4.14, scaleFactor 1.2, minNeighbors 4; the
+detector alone, on the synthetic scene's 125 px face):
+
+    640x480, faces >= 60 px          12.4 ms per check
+    320x240, faces >= 30 px           5.4 ms   <- chosen: same faces found, 2.3x cheaper
+    320x240, faces >= 24 px           8.4 ms   (smaller faces than the API measures: wasted work)
+    160x120, faces >= 24 px           2.0 ms   but misses a 125 px visitor's face (30 px there)
+
+The whole check as built (grey, thumbnail, equalize, detect): 7.5 ms with a face in view, 1.1 ms on an
+empty wall (the cascade rejects a plain scene in its first stages); the same from a YUV420 frame, whose
+grey image is simply its Y plane. Estimate for a Pi 4 (Cortex-A72, roughly 5-8x slower per core on this
+workload): 40-60 ms per check, so at the default 2 fps with every 2nd frame checked, 4-6 % of one core
+while a visitor is there and under 1 % for an empty kiosk; a Pi Zero 2 (A53) about twice that. OpenCV
+releases the GIL inside the detector, so callers may run :meth:`PresenceDetector.present` in a thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from agent.capture.camera import Frame
+from agent.media import grey
+
+
+class PresenceDetector:
+    """Answers "is a measurable face in view?" for a stream of frames, cheaply."""
+
+    def __init__(
+        self, every_n: int = 2, width: int = 320, min_face_px: int = 60, sent_width: int = 640
+    ) -> None:
+        """Check every ``every_n``-th frame on a thumbnail at most ``width`` wide, counting only faces of at
+        least ``min_face_px`` (hume.min_face_size) in the frame as sent, at most ``sent_width`` wide."""
+        if every_n < 1 or width < 64 or min_face_px < 1 or sent_width < 64:
+            raise ValueError(
+                f"presence: every_n={every_n} (>= 1), width={width} (>= 64), "
+                f"min_face_px={min_face_px} (>= 1), sent_width={sent_width} (>= 64)"
+            )
+        self.every_n = every_n
+        self.width = width
+        self.min_face_px = min_face_px
+        self.sent_width = sent_width
+        self._cascade: Any = None
+        self._calls = 0
+        self._last = False
+        self.checks = 0
+        """Frames actually examined (the rest reused the previous answer)."""
+
+    def _detector(self) -> Any:
+        if self._cascade is None:
+            import cv2  # noqa: PLC0415 - the "vision" extra, loaded only when used
+
+            path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+            cascade = cv2.CascadeClassifier(path)
+            if cascade.empty():
+                raise RuntimeError(f"cannot load OpenCV's face cascade {path} (OpenCV 5 ships none: use 4.x)")
+            self._cascade = cascade
+        return self._cascade
+
+    def faces(self, frame: Frame) -> np.ndarray:
+        """Face boxes (x, y, w, h) in thumbnail pixels: the check itself, every time it is called."""
+        import cv2  # noqa: PLC0415 - the "vision" extra, loaded only when used
+
+        luma = grey(frame)
+        h, w = luma.shape
+        thumb_w = min(self.width, w)  # never enlarged: that would invent faces the API cannot measure
+        thumb = cv2.equalizeHist(
+            cv2.resize(luma, (thumb_w, max(1, round(h * thumb_w / w))), interpolation=cv2.INTER_AREA)
+        )
+        smallest = max(1, round(self.min_face_px * thumb_w / min(w, self.sent_width)))
+        found = self._detector().detectMultiScale(
+            thumb, scaleFactor=1.2, minNeighbors=4, minSize=(smallest, smallest)
+        )
+        self.checks += 1
+        boxes: np.ndarray = np.asarray(found, dtype=np.int32).reshape(-1, 4)
+        return boxes
+
+    def present(self, frame: Frame) -> bool:
+        """Whether a face is in view; examines every ``every_n``-th frame and repeats the answer between."""
+        if self._calls % self.every_n == 0:
+            self._last = len(self.faces(frame)) > 0
+        self._calls += 1
+        return self._last
