@@ -1,6 +1,6 @@
 """The v0 streaming backend: one resilient WebSocket per modality to ``/v0/stream/models``.
 
-Why one socket per modality (video -> face [+ facemesh], audio -> prosody + burst, text -> language):
+Why one socket per modality (video -> face, audio -> prosody + burst, text -> language):
 v0 is strictly one request, one reply per socket (facts sections 1 and 7), and model config travels with
 every payload. On one shared socket a face reply would hold up the next audio payload and vice versa; with
 a socket each, a slow face model never delays prosody. Prosody and burst share the audio socket because
@@ -35,12 +35,22 @@ attempt or on the first one that reached the server after the network came up.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Callable, Dict, List, Optional
 
 from agent.config import HumeConfig
 from agent.hume.backend import Backend, Observation
 from agent.hume.link import FAILURE_STATES, Connector, Link, MediaBuffer
-from agent.hume.payloads import AudioBuffer, FrameSlot, TextBuffer, max_audio_payload_ms, modality_models
+from agent.hume.payloads import (
+    UNSENDABLE_MODELS,
+    AudioBuffer,
+    FrameSlot,
+    TextBuffer,
+    max_audio_payload_ms,
+    modality_models,
+)
+
+_LOGGER = logging.getLogger(__name__)
 
 OBSERVATIONS_MAX = 1000
 """Results waiting for :meth:`V0Backend.receive`; past it the oldest are dropped (counted)."""
@@ -65,6 +75,13 @@ class V0Backend(Backend):
         }
         self._results: Optional[asyncio.Queue[Observation]] = None
         self._dropped_results = 0
+        unsendable = [m for m in cfg.models if m in UNSENDABLE_MODELS]
+        if unsendable:
+            _LOGGER.warning(
+                "hume.models lists %s: it needs face-mesh landmarks, which this agent does not compute; "
+                "not requested",
+                ", ".join(unsendable),
+            )
 
     def __repr__(self) -> str:
         return f"V0Backend(url={self._cfg.url!r}, sockets={sorted(self._links)})"

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import io
-import wave
 from typing import Deque, Dict, List, Optional, Tuple
 
 from agent.config import HumeConfig
@@ -38,9 +36,9 @@ from agent.hume.protocol import (
     Reply,
     WarningMessage,
 )
+from agent.media import AUDIO_RATE, wav_bytes
 
-SAMPLE_RATE = 16000
-BYTES_PER_S = SAMPLE_RATE * 2
+BYTES_PER_S = AUDIO_RATE * 2
 """16 kHz mono signed 16-bit: the format the microphone delivers and the WAV container declares."""
 
 TEXT_QUEUE_MAX = 16
@@ -50,11 +48,18 @@ Queued = Tuple[int, OutgoingMedia]
 """(epoch, media) as a buffer hands it to the link."""
 
 MODALITY_MODELS: Dict[str, Tuple[str, ...]] = {
-    "video": ("face", "facemesh"),
+    "video": ("face",),
     "audio": ("prosody", "burst"),
     "text": ("language",),
 }
-"""Which models each socket carries. Prosody and burst share one audio payload (one request, two models)."""
+"""Which models each socket carries. Prosody and burst share one audio payload (one request, two models).
+
+Facemesh is on no socket: it reads face-mesh landmarks (JSON), which this agent does not compute; asked
+for on an image it fails the whole payload with E0102, taking the face result with it.
+"""
+
+UNSENDABLE_MODELS = ("facemesh",)
+"""Models the config may list that this agent has no input for."""
 
 WARNING_MODEL: Dict[str, str] = {
     Codes.NO_BURSTS: "burst",
@@ -74,17 +79,6 @@ def modality_models(cfg: HumeConfig) -> Dict[str, Tuple[str, ...]]:
         if chosen:
             out[modality] = chosen
     return out
-
-
-def wav_container(pcm16: bytes) -> bytes:
-    """16 kHz mono 16-bit PCM wrapped as a WAV file, in memory (raw media never touches disk)."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm16)
-    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,7 +228,6 @@ class PayloadBuilder:
             language=LanguageConfig(granularity=cfg.language_granularity) if "language" in models else None,
             prosody={} if "prosody" in models else None,
             burst={} if "burst" in models else None,
-            facemesh={} if "facemesh" in models else None,
         )
         self.stream_window_ms = float(cfg.stream_window_ms)
 
@@ -247,7 +240,7 @@ class PayloadBuilder:
                 reset_stream=reset_stream,
                 payload_id=payload_id,
             )
-        raw = wav_container(media.data) if media.kind == "audio" else media.data
+        raw = wav_bytes(media.data) if media.kind == "audio" else media.data
         return PublishMessage(
             data=base64.b64encode(raw).decode("ascii"),
             models=self.models,

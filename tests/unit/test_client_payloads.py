@@ -23,7 +23,6 @@ from agent.hume.payloads import (
     modality_models,
     observations,
     warning_codes,
-    wav_container,
 )
 from agent.hume.protocol import (
     TEXT_MAX_CHARS,
@@ -41,7 +40,7 @@ def pcm(seconds: float, value: int = 1) -> bytes:
 
 
 def test_one_socket_per_modality_with_its_models() -> None:
-    cfg = HumeConfig(models=("face", "prosody", "burst", "language"))
+    cfg = HumeConfig(models=("face", "prosody", "burst", "language", "facemesh"))
     assert modality_models(cfg) == {
         "video": ("face",),
         "audio": ("prosody", "burst"),
@@ -182,13 +181,6 @@ def test_text_queue_skips_blank_splits_long_and_bounds() -> None:
 # Publish messages
 
 
-def test_wav_container_is_16k_mono_16bit() -> None:
-    data = pcm(0.5)
-    with wave.open(io.BytesIO(wav_container(data))) as w:
-        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
-        assert w.readframes(w.getnframes()) == data
-
-
 def test_frame_payload_carries_face_config_and_id() -> None:
     cfg = HumeConfig(identify_faces=True, fps_pred=2.0, prob_threshold=0.9, min_face_size=40)
     builder = PayloadBuilder(cfg, ("face",))
@@ -214,7 +206,9 @@ def test_audio_payload_is_wav_with_window_and_reset_only_when_asked() -> None:
     assert plain["stream_window_ms"] == 3000
     assert "reset_stream" not in plain
     assert reset["reset_stream"] is True
-    assert base64.b64decode(plain["data"])[:4] == b"RIFF"
+    with wave.open(io.BytesIO(base64.b64decode(plain["data"]))) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        assert w.readframes(w.getnframes()) == media.data
 
 
 def test_text_payload_is_raw_text_with_granularity() -> None:
