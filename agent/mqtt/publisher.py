@@ -58,7 +58,7 @@ _LOGGER = logging.getLogger(__name__)
 CONNACK_TIMEOUT_S = 10.0
 """A broker that accepted TCP (and TLS) but sends no CONNACK by then is treated as unreachable."""
 STOP_TIMEOUT_S = 2.0
-"""On a clean exit, how long the retained ``stopped`` may take to be acknowledged, and the disconnect."""
+"""How long a DISCONNECT may take before the socket is shut down under paho."""
 HA_STATE_DELAY_S = 1.0
 """Home Assistant subscribes to state topics after it has read the discovery config; give it that time."""
 COMMAND_QUEUE_SIZE = 32
@@ -83,12 +83,12 @@ class _Link:
         self.client = client
         self.window = window
         self.connack = connack
+        self.started = False
         self.up = False
         self.closed = False
         self.close_reason = ""
         self.inflight: Set[int] = set()
         self.acked: List[int] = []
-        self.waiters: Dict[int, asyncio.Future[None]] = {}
         self.closed_event = asyncio.Event()
 
 
@@ -249,36 +249,40 @@ class Publisher:
         except (OSError, ValueError) as exc:
             self._report("disconnected", f"cannot set up the MQTT client: {exc} (check mqtt.tls_* paths)")
             return None
-        link = _Link(client, self.cfg.inflight_window, loop.create_future())
+        link = self._link = _Link(client, self.cfg.inflight_window, loop.create_future())
         box.append(link)
-        self._link = link
-        try:
-            await loop.run_in_executor(None, self._open_blocking, client, clean_start)
-        except ssl.SSLCertVerificationError as exc:
-            self._report(
-                "disconnected",
-                f"TLS handshake with {self._where} failed: {exc.verify_message}; mqtt.tls_ca must name "
-                "the CA that signed the broker's certificate, and the certificate must name mqtt.host",
-            )
-            return None
-        except ssl.SSLError as exc:
-            self._report(
-                "disconnected", f"TLS with {self._where} failed: {exc.reason or exc}; check mqtt.tls_*"
-            )
-            return None
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            self._report("disconnected", f"MQTT broker {self._where} unreachable: {reason}")
-            return None
-        client.loop_start()
-        try:
-            refusal = await asyncio.wait_for(asyncio.shield(link.connack), CONNACK_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            refusal = ("disconnected", f"no CONNACK from {self._where} within {CONNACK_TIMEOUT_S:g} s")
+        refusal = await self._open(link, clean_start)
+        if refusal is None:
+            client.loop_start()
+            link.started = True
+            try:
+                refusal = await asyncio.wait_for(asyncio.shield(link.connack), CONNACK_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                refusal = ("disconnected", f"no CONNACK from {self._where} within {CONNACK_TIMEOUT_S:g} s")
         if refusal is None:
             return link
         self._report(*refusal)
         await self._close(link)
+        return None
+
+    async def _open(self, link: _Link, clean_start: bool) -> Optional[_Refusal]:
+        """TCP, TLS and CONNECT in the executor; what went wrong, in words a person can act on."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._open_blocking, link.client, clean_start
+            )
+        except ssl.SSLCertVerificationError as exc:
+            return (
+                "disconnected",
+                f"TLS handshake with {self._where} failed: certificate verify failed ({exc.verify_message}); "
+                "mqtt.tls_ca must name the CA that signed the broker's certificate, and the certificate "
+                "must name mqtt.host",
+            )
+        except ssl.SSLError as exc:
+            return ("disconnected", f"TLS with {self._where} failed: {exc.reason or exc}; check mqtt.tls_*")
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            return ("disconnected", f"MQTT broker {self._where} unreachable: {reason}")
         return None
 
     @property
@@ -296,6 +300,10 @@ class Publisher:
 
     async def _close(self, link: _Link) -> None:
         """Disconnect (best effort, bounded) and join paho's thread, off the loop."""
+        if self._link is link:
+            self._link = None
+        if not link.started:
+            return
         if not link.closed:
             link.client.disconnect()
             try:
@@ -307,8 +315,6 @@ class Publisher:
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
         await asyncio.get_running_loop().run_in_executor(None, link.client.loop_stop)
-        if self._link is link:
-            self._link = None
 
     # ----------------------------------------------------------------------------------------------
     # Paho callbacks: paho's thread; translate, hand over, nothing else.
@@ -367,7 +373,6 @@ class Publisher:
             return
         if receive_max:
             link.window = max(1, min(link.window, int(receive_max)))
-            link.client.max_inflight_messages_set(int(receive_max))
         link.up = True
         link.connack.set_result(None)
 
@@ -385,16 +390,10 @@ class Publisher:
                     "and does mqtt.tls match it?",
                 )
             )
-        for waiter in link.waiters.values():
-            if not waiter.done():
-                waiter.set_result(None)
         if self._wake is not None:
             self._wake.set()
 
     def _on_ack(self, link: _Link, mid: int, failure: Optional[str]) -> None:
-        waiter = link.waiters.pop(mid, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
         if mid not in link.inflight:
             return
         link.inflight.discard(mid)
@@ -441,9 +440,13 @@ class Publisher:
     def _topic(self, rel: str) -> str:
         return f"{self.base}/{rel}"
 
-    def _direct(self, link: _Link, topic: str, payload: bytes, retain: bool) -> int:
-        """Publish state that bypasses the outbox (status, health, discovery, replies); returns the mid."""
-        return int(link.client.publish(topic, payload, qos=1, retain=retain).mid)
+    def _direct(self, link: _Link, topic: str, payload: bytes, retain: bool) -> None:
+        """Publish state that bypasses the outbox (status, health, discovery, replies) at QoS 0.
+
+        QoS 0 keeps these out of the broker's Receive Maximum, which the outbox window uses up; losing one
+        needs a dropped connection, and every connection starts by publishing all of them again.
+        """
+        link.client.publish(topic, payload, qos=0, retain=retain)
 
     def _reply(self, link: _Link, body: Dict[str, Any]) -> None:
         body["ts"] = utc_iso(time.time())
@@ -565,21 +568,20 @@ class Publisher:
     # Stopping
 
     async def _stop(self) -> None:
-        """Retained ``stopped`` (acknowledged or not within the bound), then a clean DISCONNECT."""
+        """Retained ``stopped``, then a clean DISCONNECT (so the broker drops the ``offline`` will).
+
+        TCP keeps order, so the broker handles ``stopped`` before the DISCONNECT that paho writes after it.
+        """
         link = self._link
-        if link is None:
-            self._state = "stopped"
-            return
-        if link.up and not link.closed:
-            waiter = asyncio.get_running_loop().create_future()
-            link.waiters[self._direct(link, self._topic("status"), b"stopped", retain=True)] = waiter
-            try:
-                await asyncio.wait_for(waiter, STOP_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                _LOGGER.warning("the broker did not acknowledge 'stopped' within %g s", STOP_TIMEOUT_S)
-            # Deleting acknowledged rows is not a durability matter, but it saves resending them next start.
-            acked, link.acked = link.acked, []
-            self.outbox.settle(acked, [])
-        await self._close(link)
         self._state = "stopped"
-        _LOGGER.info("disconnected from MQTT broker %s", self._where)
+        if link is None:
+            return
+        was_up = link.up and not link.closed
+        if was_up:
+            self._direct(link, self._topic("status"), b"stopped", retain=True)
+        await self._close(link)
+        # Deleting acknowledged rows is not a durability matter, but it saves resending them next start.
+        acked, link.acked = link.acked, []
+        self.outbox.settle(acked, [])
+        if was_up:
+            _LOGGER.info("disconnected from MQTT broker %s", self._where)

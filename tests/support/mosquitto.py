@@ -8,6 +8,9 @@ Fixtures:
   :func:`make_certs`), ``persistence=True`` (sessions and queued messages survive ``stop()``/``start()``).
 * ``subscriber(broker, topics, **options)``: a :class:`Subscriber` stopped at teardown.
 
+Helpers for tests of the agent's publisher: :func:`mqtt_config` (fast reconnects, pointed at a broker) and
+:func:`running` (runs ``Publisher.run()`` as a task and cancels it, bounded, on exit).
+
 The broker itself is :class:`agent.localbroker.LocalBroker` (the demo uses it too), which handles the
 pitfalls of test-bench.md (port picked in Python, ``user root``, readiness on `` running``, stderr drained).
 """
@@ -15,19 +18,24 @@ pitfalls of test-bench.md (port picked in Python, ``user root``, readiness on ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.config import MqttConfig
 from agent.localbroker import LocalBroker
+from agent.mqtt.publisher import Publisher
+
+STOP_TIMEOUT_S = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,18 +183,51 @@ class Subscriber:
 
     async def until(self, predicate: Callable[[List[Received]], bool], timeout: float) -> bool:
         """:meth:`wait_for` for async tests: polls without blocking the event loop."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def holds() -> bool:
             with self._cond:
-                if predicate(self.messages):
-                    return True
-            await asyncio.sleep(0.02)
-        with self._cond:
-            return predicate(self.messages)
+                return predicate(self.messages)
+
+        return await eventually(holds, timeout)
 
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def mqtt_config(host: str, port: int, **overrides: Any) -> MqttConfig:
+    """A publisher config for tests: this broker, quick reconnects, a long health period."""
+    options: Dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+        "health_interval_s": 60.0,
+    }
+    options.update(overrides)
+    return MqttConfig(**options)
+
+
+async def eventually(condition: Callable[[], bool], timeout: float, interval_s: float = 0.02) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(interval_s)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def running(publisher: Publisher) -> AsyncIterator[asyncio.Task[None]]:
+    """``publisher.run()`` as a task for the duration of the block; cancelled (bounded) afterwards."""
+    task = asyncio.ensure_future(publisher.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, STOP_TIMEOUT_S)
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ class Proxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="test-proxy", daemon=True)
         self._server: Optional[asyncio.AbstractServer] = None
         self._writers: Set[asyncio.StreamWriter] = set()
+        self._released: asyncio.Event  # made on the proxy's loop (Python 3.9 binds events to a loop)
 
     # -- control (any thread) -------------------------------------------------------------------
 
@@ -46,9 +47,11 @@ class Proxy:
 
     def blackhole(self) -> None:
         self.frozen = True
+        self._loop.call_soon_threadsafe(self._released.clear)
 
     def resume(self) -> None:
         self.frozen = False
+        self._loop.call_soon_threadsafe(self._released.set)
 
     def cut(self) -> None:
         self._call(self._close_all())
@@ -71,10 +74,13 @@ class Proxy:
     # -- the proxy's own loop -------------------------------------------------------------------
 
     async def _listen(self) -> None:
+        self._released = asyncio.Event()
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _close_all(self) -> None:
+        self._released.set()
+        self._released = asyncio.Event()
         for writer in list(self._writers):
             writer.close()
         self._writers.clear()
@@ -98,6 +104,9 @@ class Proxy:
             asyncio.ensure_future(self._pump(up_reader, writer)),
         ]
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        # A frozen link passes nothing on, not even the other side's FIN: hold it until resume() or cut().
+        if self.frozen:
+            await self._released.wait()
         for task in pumps:
             task.cancel()
         for w in (writer, up_writer):
