@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.support.mosquitto",
     "tests.support.emulator",
+    "tests.support.emulator_v1",
 ]
