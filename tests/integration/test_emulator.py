@@ -1,0 +1,281 @@
+"""The emulator over real loopback sockets: auth, framing, limits, faults, control endpoints, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+from typing import Any, AsyncIterator, Dict, List
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from agent.hume.emulator import Emulator, EmulatorSettings, Faults
+from agent.hume.protocol import API_KEY_HEADER
+from tests.support.emulator import TEST_KEY, astronaut_bgr, b64, encode_image, espeak_wav
+
+TIMEOUT_S = 10.0
+HEADERS = {API_KEY_HEADER: TEST_KEY}
+TEXT_REQUEST = {"data": "Hello there", "raw_text": True, "models": {"language": {}}}
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session:
+        yield session
+
+
+async def roundtrip(ws: aiohttp.ClientWebSocketResponse, request: Dict[str, Any]) -> Dict[str, Any]:
+    await ws.send_str(json.dumps(request))
+    reply: Dict[str, Any] = json.loads(await ws.receive_str(timeout=TIMEOUT_S))
+    return reply
+
+
+async def test_apikey_query_parameter_authenticates(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    async with http.ws_connect(f"{emulator.url}?apikey={TEST_KEY}") as ws:
+        assert "language" in await roundtrip(ws, TEXT_REQUEST)
+
+
+@pytest.mark.parametrize("headers", [{}, {API_KEY_HEADER: "nope"}], ids=["missing", "wrong"])
+async def test_bad_keys_are_refused_with_401(
+    emulator: Emulator, http: aiohttp.ClientSession, headers: Dict[str, str]
+) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await http.ws_connect(emulator.url, headers=headers)
+    assert info.value.status == 401
+    async with http.get(emulator.url, headers=headers) as resp:
+        assert resp.status == 401
+        assert await resp.text() == "Websocket initialized with invalid credentials."
+    assert emulator.connections == 0
+
+
+async def test_requests_and_connections_are_recorded(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    for _ in range(2):
+        async with http.ws_connect(emulator.url, headers=HEADERS) as ws:
+            await roundtrip(ws, {**TEXT_REQUEST, "payload_id": f"c{emulator.connections}"})
+    assert emulator.connections == 2
+    assert [(n, m.payload_id) for n, m in emulator.requests] == [(1, "c1"), (2, "c2")]
+
+
+async def test_one_reply_per_request_in_order_and_errors_keep_the_socket(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(emulator.url, headers=HEADERS) as ws:
+        await ws.send_str("{oops")
+        await ws.send_str(json.dumps({"stream_window_ms": 1, "payload_id": "w"}))
+        await ws.send_bytes(b"\x00\x01")
+        await ws.send_str(json.dumps({**TEXT_REQUEST, "payload_id": "ok"}))
+        replies = [json.loads(await ws.receive_str(timeout=TIMEOUT_S)) for _ in range(4)]
+    assert [r.get("code") for r in replies] == ["E0100", "E0101", "E0101", None]
+    assert [r.get("payload_id") for r in replies] == [None, "w", None, "ok"]
+    assert "language" in replies[3]
+
+
+async def test_same_seed_same_replies_other_seed_other_replies(http: aiohttp.ClientSession) -> None:
+    requests = [
+        {"data": b64(encode_image(astronaut_bgr())), "models": {"face": {"identify_faces": True}}},
+        {"data": b64(espeak_wav("Nice to meet you")), "models": {"prosody": {}, "burst": {}}},
+        {**TEXT_REQUEST, "job_details": True},
+    ]
+
+    async def replies(seed: int) -> List[str]:
+        async with (
+            Emulator(EmulatorSettings(seed=seed)) as emu,
+            http.ws_connect(emu.url, headers=HEADERS) as ws,
+        ):
+            out = []
+            for request in requests:
+                await ws.send_str(json.dumps(request))
+                out.append(await ws.receive_str(timeout=TIMEOUT_S))
+            return out
+
+    first, second, other = await replies(1), await replies(1), await replies(2)
+    assert first == second
+    assert all(a != b for a, b in zip(first, other))
+
+
+# ----------------------------------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize("close_after", [0, 2])
+async def test_close_after_n_replies_with_the_given_code(
+    emulator: Emulator, http: aiohttp.ClientSession, close_after: int
+) -> None:
+    emulator.faults.update({"close_after": close_after, "close_code": 4001})
+    async with http.ws_connect(emulator.url, headers=HEADERS) as ws:
+        for _ in range(close_after):
+            assert "language" in await roundtrip(ws, TEXT_REQUEST)
+        msg = await ws.receive(timeout=TIMEOUT_S)
+        assert msg.type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 4001
+
+
+async def test_delay_holds_the_reply_back(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    emulator.faults.delay_ms = 1500
+    async with http.ws_connect(emulator.url, headers=HEADERS) as ws:
+        await ws.send_str(json.dumps(TEXT_REQUEST))
+        with pytest.raises(asyncio.TimeoutError):
+            await ws.receive(timeout=0.3)
+        assert "language" in json.loads(await ws.receive_str(timeout=TIMEOUT_S))
+
+
+async def test_silent_reads_but_never_answers(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    async with http.post(f"{emulator.base_url}/_emulator/faults", json={"silent": True}) as resp:
+        assert resp.status == 200
+    async with http.ws_connect(emulator.url, headers=HEADERS) as ws:
+        await ws.send_str(json.dumps(TEXT_REQUEST))
+        with pytest.raises(asyncio.TimeoutError):
+            await ws.receive(timeout=0.3)
+        emulator.faults.silent = False
+        assert "language" in await roundtrip(ws, TEXT_REQUEST)
+
+
+async def test_refuse_for_a_while_then_accept(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    async with http.post(
+        f"{emulator.base_url}/_emulator/faults", json={"refuse_for_s": 30, "refuse_status": 502}
+    ) as resp:
+        assert (await resp.json())["refuse_for_s"] == 30
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await http.ws_connect(emulator.url, headers=HEADERS)
+    assert info.value.status == 502
+    emulator.faults.refuse_for_s = 0
+    async with http.ws_connect(emulator.url, headers=HEADERS) as ws:
+        assert "language" in await roundtrip(ws, TEXT_REQUEST)
+
+
+async def test_injected_warning_nests_under_the_requested_model(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    emulator.faults.warning_code = "W0104"
+    async with http.ws_connect(emulator.url, headers=HEADERS) as ws:
+        reply = await roundtrip(ws, {**TEXT_REQUEST, "payload_id": "n"})
+    assert reply == {
+        "payload_id": "n",
+        "language": {"warning": "No emotional language detected.", "code": "W0104"},
+    }
+
+
+async def test_control_endpoints(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    url = f"{emulator.base_url}/_emulator"
+    async with http.post(f"{url}/faults", json={"close_code": 1005}) as resp:
+        assert resp.status == 400
+        assert "WebSocket close code" in (await resp.json())["error"]
+    async with http.post(f"{url}/faults", json={"eat_cake": True}) as resp:
+        assert resp.status == 400
+        assert "unknown fault 'eat_cake'" in (await resp.json())["error"]
+    async with http.post(f"{url}/faults", json={"error": "E0300"}) as resp:
+        assert (await resp.json())["error_code"] == "E0300"
+    async with http.ws_connect(emulator.url, headers=HEADERS) as ws:
+        assert (await roundtrip(ws, TEXT_REQUEST))["code"] == "E0300"
+        async with http.get(f"{url}/stats") as resp:
+            stats = await resp.json()
+    assert stats["connections"] == 1
+    assert stats["open"] == 1
+    assert stats["requests"] == 1
+    assert stats["replies"] == 1
+    assert stats["faults"]["error_code"] == "E0300"
+
+
+# ------------------------------------------------------------------------------------------ limits
+
+
+async def test_idle_connections_are_closed(http: aiohttp.ClientSession) -> None:
+    async with Emulator(EmulatorSettings(idle_timeout_s=0.3)) as emu:
+        async with http.ws_connect(emu.url, headers=HEADERS, autoping=True) as ws:
+            assert "language" in await roundtrip(ws, TEXT_REQUEST)
+            msg = await ws.receive(timeout=TIMEOUT_S)
+        assert msg.type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1000
+        assert msg.extra == "idle timeout"
+
+
+async def test_handshake_rate_is_limited(http: aiohttp.ClientSession) -> None:
+    async with Emulator(EmulatorSettings(handshake_rate_per_s=2)) as emu:
+        statuses = []
+        for _ in range(3):
+            async with http.get(emu.url, headers=HEADERS) as resp:  # not an upgrade: cheap, still counted
+                statuses.append(resp.status)
+    assert statuses[2] == 429
+
+
+async def test_shutdown_closes_open_sockets_as_going_away(http: aiohttp.ClientSession) -> None:
+    emu = Emulator()
+    await emu.start()
+    async with http.ws_connect(emu.url, headers=HEADERS) as ws:
+        receiving = asyncio.ensure_future(ws.receive(timeout=TIMEOUT_S))  # a client always reads
+        await asyncio.wait_for(emu.stop(), TIMEOUT_S)
+        msg = await asyncio.wait_for(receiving, TIMEOUT_S)
+    assert msg.type == aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == 1001
+
+
+def test_faults_validate_before_applying() -> None:
+    faults = Faults()
+    with pytest.raises(ValueError, match="fault 'delay_ms' must be a number >= 0"):
+        faults.update({"error": "E0300", "delay-ms": "-5"})
+    assert faults.error_code is None
+    faults.update({"close-after": "3", "silent": None, "warning": "W0103"})
+    assert (faults.close_after, faults.silent, faults.warning_code) == (3, True, "W0103")
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+CLI = (
+    "import argparse, sys\n"
+    "from agent.hume.emulator import add_arguments, run_from_args\n"
+    "parser = argparse.ArgumentParser()\n"
+    "add_arguments(parser)\n"
+    "sys.exit(run_from_args(parser.parse_args(sys.argv[1:])))\n"
+)
+
+
+def start_cli(*args: str) -> subprocess.Popen:  # type: ignore[type-arg]
+    return subprocess.Popen(
+        [sys.executable, "-c", CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+async def test_cli_runs_standalone_with_keys_and_faults(http: aiohttp.ClientSession) -> None:
+    flags = ["--host", "127.0.0.1", "--port", "0", "--api-key", "k1", "--api-key", "k2", "--seed", "3"]
+    proc = start_cli(*flags, "--latency-ms", "1", "--idle-timeout-s", "30", "--fault", "error=E0300")
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), TIMEOUT_S)
+        match = re.search(r"listening on (ws://127\.0\.0\.1:\d+/v0/stream/models)", line)
+        assert match, line
+        async with http.ws_connect(match.group(1), headers={API_KEY_HEADER: "k2"}) as ws:
+            reply = await roundtrip(ws, {**TEXT_REQUEST, "payload_id": "cli"})
+        assert (reply["code"], reply["payload_id"]) == ("E0300", "cli")
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await http.ws_connect(match.group(1), headers=HEADERS)  # test-key is not among k1, k2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(asyncio.to_thread(proc.wait), TIMEOUT_S)
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fault", "close-code=1005"], "close_code' must be a WebSocket close code"),
+        (["--fault", "error=oops"], "a code like E0300"),
+        (["--fault", "teleport=1"], "unknown fault 'teleport'"),
+        (["--idle-timeout-s", "0"], "idle_timeout_s must be > 0"),
+    ],
+)
+async def test_cli_rejects_bad_flags_with_a_clear_message(args: List[str], message: str) -> None:
+    proc = start_cli("--port", "0", *args)
+    _out, err = await asyncio.wait_for(asyncio.to_thread(proc.communicate), TIMEOUT_S)
+    assert proc.returncode == 2
+    assert message in err
+
+
+async def test_cli_reports_a_busy_port(emulator: Emulator) -> None:
+    proc = start_cli("--port", str(emulator.port))
+    _, err = await asyncio.wait_for(asyncio.to_thread(proc.communicate), TIMEOUT_S)
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{emulator.port}" in err
