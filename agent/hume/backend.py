@@ -67,8 +67,10 @@ class Backend(abc.ABC):
     async def run(self) -> None:
         """Own the connections until cancelled.
 
-        Raises :class:`agent.errors.HumeAuthError` if the very first connection is refused for its key,
-        so a wrong key at start-up ends the process with a clear message instead of a retry loop.
+        Raises :class:`agent.errors.HumeAuthError` if the key is refused before any connection was ever
+        accepted (on the first attempt, or the first that reached the server once the network came up),
+        so a wrong key at start-up ends the process with a clear message instead of a retry loop. A key
+        refused later (revoked mid-run) is retried slowly and shown in :meth:`status` instead.
         """
 
     @abc.abstractmethod
@@ -93,4 +95,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def status(self) -> Dict[str, Any]:
-        """Link states and counters for health messages (JSON-serializable)."""
+        """Link states and counters for health messages (JSON-serializable).
+
+        At least ``state`` (the most severe socket state: auth_failed, quota_exhausted, backoff,
+        connecting, open or idle), ``ok`` (no socket in a failure state) and ``last_error``.
+        """

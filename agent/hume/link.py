@@ -51,6 +51,12 @@ CLOSE_TIMEOUT_S = 2.0
 
 FAILURE_STATES = ("backoff", "auth_failed", "quota_exhausted")
 
+PLANNED = {
+    "renew": "renewing before the server's one-minute limit",
+    "boundary": "new visitor: new face-id cache",
+}
+"""Why a socket was closed on purpose with media waiting (it reconnects at once)."""
+
 
 class MediaBuffer(Protocol):
     """What a link sends from: the buffers of :mod:`agent.hume.payloads`."""
@@ -202,13 +208,17 @@ class Link:
         self._connector = connector
         self._events = asyncio.Queue()
         self._wake_pending = False
-        eager = True  # connect once at start, with or without media, so a wrong key shows at once
+        # Connect once at start, with or without media, so that a wrong key shows at once.
+        reason: Optional[str] = "starting"
         while True:
-            if not eager:
+            if reason is None and not connector.accepted:
+                reason = "the key was not checked yet"  # keep trying until the server has answered once
+            if reason is None:
                 await self._work_arrives()
-            eager = False
-            self._set_state("connecting", "media to send")
+                reason = "media to send"
+            self._set_state("connecting", reason)
             self.stats.connect_attempts += 1
+            reason = None
             try:
                 ws = await connector.open()
             except HumeAuthError as exc:
@@ -230,14 +240,14 @@ class Link:
             except _Fatal as exc:
                 await self._pause(exc.state, exc.reason, self._cfg.fatal_retry_s)
             else:
-                # Planned closes reconnect at once when there is media waiting: nothing failed.
-                eager = outcome != "idle"
-                if not eager:
+                # A planned close reconnects at once when media waits: nothing failed, no backoff.
+                reason = PLANNED.get(outcome)
+                if reason is None:
                     self._set_state("idle", f"nothing to send for {self._cfg.reconnect_after_s:g} s")
 
     async def _work_arrives(self) -> None:
         while self._buffer.head_epoch() is None:
-            if self.state not in FAILURE_STATES:
+            if self.state not in ("auth_failed", "quota_exhausted"):  # those stay visible until fixed
                 self._set_state("idle", "nothing to send")
             await self._next_event(-1, None)
 
@@ -292,7 +302,10 @@ class Link:
         text = self._builder.build(media, payload_id, reset).to_json()
         self._inflight.add(payload_id, media, loop.time())
         try:
-            await ws.send_str(text)
+            # A full send buffer (a link that swallows packets) would wait forever: bound it too.
+            await asyncio.wait_for(ws.send_str(text), self._cfg.reply_timeout_s)
+        except asyncio.TimeoutError:
+            raise _Broken(f"send stalled for {self._cfg.reply_timeout_s:g} s") from None
         except (ConnectionError, aiohttp.ClientError) as exc:
             raise _Broken(f"send failed: {type(exc).__name__}") from None
         self.stats.sent += 1

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import socket
 import wave
 from pathlib import Path
 from typing import AsyncIterator, Callable, Dict, List, Optional, Tuple
@@ -26,7 +27,7 @@ from agent.config import HumeConfig
 from agent.errors import HumeAuthError
 from agent.hume.backend import Observation
 from agent.hume.client import V0Backend
-from agent.hume.emulator import Emulator
+from agent.hume.emulator import Emulator, EmulatorSettings
 from agent.hume.protocol import PublishMessage
 from tests.support.emulator import TEST_KEY, astronaut_bgr, encode_image, voice
 
@@ -416,6 +417,20 @@ async def test_wrong_key_at_start_raises_from_run(emulator: Emulator) -> None:
     assert "wrong-key" not in repr(info.value)
     assert info.value.__cause__ is None
     assert backend.status()["state"] == "auth_failed"
+
+
+async def test_wrong_key_once_the_network_is_up_still_raises_from_run() -> None:
+    """Booting offline: the first attempts fail (nothing listens), the first answer is a 401: exit."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = V0Backend(cfg_for(f"ws://127.0.0.1:{port}/v0/stream/models", api_key="wrong-key"))
+    async with running(backend) as task:
+        await eventually("retrying", at_least(backend, "audio", "connect_attempts", 2))
+        assert not task.done()
+        async with Emulator(EmulatorSettings(api_keys=(TEST_KEY,)), port=port):
+            with pytest.raises(HumeAuthError):
+                await asyncio.wait_for(asyncio.shield(task), TIMEOUT_S)
 
 
 async def test_wrong_key_mid_run_retries_slowly(emulator: Emulator) -> None:
