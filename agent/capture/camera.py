@@ -202,14 +202,15 @@ class Picamera2Camera(FrameSource):
 
     def configuration(self, cam: Any) -> Any:
         """The picamera2 configuration we ask for: lores YUV420 at our size (main no larger), sYCC."""
-        from libcamera import ColorSpace  # noqa: PLC0415 - installed with picamera2 on Raspberry Pi OS
+        # libcamera's bindings come with picamera2 on Raspberry Pi OS only (and ship no type information).
+        colour_space = importlib.import_module("libcamera").ColorSpace
 
         stream = {"size": self.size, "format": "YUV420"}
         return cam.create_video_configuration(
             main=dict(stream),
             lores=dict(stream),
             buffer_count=4,
-            colour_space=ColorSpace.Sycc(),  # full-range YUV: the planes go into the JPEG as they are
+            colour_space=colour_space.Sycc(),  # full-range YUV: the planes go into the JPEG as they are
             controls={"FrameRate": max(10.0, self.fps)},
             display=None,
             encode=None,

@@ -1,0 +1,404 @@
+"""Audio sources delivering 16 kHz mono s16le chunks of ``chunk_ms``: PyAudio, a WAV file, synthetic speech.
+
+The PyAudio microphone reads on its own daemon thread (a device's clock paces it) and hands chunks to the
+event loop through a bounded queue; the file and speech sources have no clock of their own and are paced
+in real time here, so every consumer sees the same timing whatever the source. A lost device is logged
+once, retried with backoff and logged once when back; only :class:`asyncio.CancelledError` leaves
+:meth:`AudioSource.chunks`. No audio is ever written to disk: espeak-ng's speech comes through a pipe.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import dataclasses
+import importlib.util
+import logging
+import shutil
+import threading
+import time
+import wave
+from typing import Any, AsyncIterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from agent.capture.device import Recovery
+from agent.config import MicrophoneConfig
+from agent.errors import AgentError
+from agent.media import AUDIO_RATE, AudioChunker, Resampler, decode_wav, to_mono
+
+_LOGGER = logging.getLogger(__name__)
+
+SENTENCES = (
+    "Hello! Welcome to the exhibition. I am so happy you came by today.",
+    "Oh no, the last train has already left. That is really annoying.",
+    "Wow, look at that! I did not expect it to be this big.",
+    "Hmm. I am not sure about this one. Let me think about it for a moment.",
+)
+"""What the synthetic speaker says, in turn, each followed by a pause: varied enough to move the scores."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioChunk:
+    """``chunk_ms`` of 16 kHz mono s16le audio; ``captured_at`` is the wall-clock time of its first sample."""
+
+    pcm16: bytes
+    captured_at: float
+
+
+class AudioSource(abc.ABC):
+    """A microphone, real or not."""
+
+    def __init__(self, chunk_ms: int, *, retry_initial_s: float = 0.5, retry_max_s: float = 10.0) -> None:
+        if chunk_ms <= 0:
+            raise ValueError(f"chunk_ms {chunk_ms}: must be > 0")
+        self.chunk_ms = chunk_ms
+        self.recovery = Recovery(_LOGGER, self.describe(), retry_initial_s, retry_max_s)
+        self.chunks_sent = 0
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """The source as a person would name it in a log line."""
+
+    @abc.abstractmethod
+    def chunks(self) -> AsyncIterator[AudioChunk]:
+        """Chunks of ``chunk_ms`` in real time, forever."""
+
+    def status(self) -> dict:  # type: ignore[type-arg]
+        """Counters for the agent's status file."""
+        return {
+            "source": self.describe(),
+            "chunks": self.chunks_sent,
+            "lost": self.recovery.lost,
+            "failures": self.recovery.failures,
+            "last_error": self.recovery.last_error,
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources without a clock: paced here
+
+
+class _PacedSource(AudioSource):
+    """Emits chunks when real time has caught up with them, as a microphone would."""
+
+    @abc.abstractmethod
+    def _blocks(self) -> AsyncIterator[np.ndarray]:
+        """16 kHz int16 sample blocks, endlessly; raises when the underlying input fails."""
+
+    async def chunks(self) -> AsyncIterator[AudioChunk]:
+        chunk_s = self.chunk_ms / 1000
+        while True:
+            chunker = AudioChunker(self.chunk_ms)
+            due = time.monotonic() + chunk_s
+            try:
+                async for block in self._blocks():
+                    for pcm in chunker.push(block):
+                        # A chunk is due once its last sample "has been spoken"; after a stall (a slow
+                        # consumer) the clock restarts instead of bursting to catch up.
+                        now = time.monotonic()
+                        if now - due > chunk_s:
+                            due = now
+                        await asyncio.sleep(max(0.0, due - now))
+                        due += chunk_s
+                        self.recovery.ok()
+                        self.chunks_sent += 1
+                        yield AudioChunk(pcm, time.time() - chunk_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any input failure: wait, start over
+                await asyncio.sleep(self.recovery.failed(exc))
+
+
+class WavFileSource(_PacedSource):
+    """A WAV file (16-bit PCM, any rate and channel count), looped, converted to 16 kHz mono."""
+
+    _BLOCK_S = 0.5
+
+    def __init__(self, path: str, chunk_ms: int = 1000, **retry: float) -> None:
+        self.path = path
+        super().__init__(chunk_ms, **retry)
+
+    def describe(self) -> str:
+        return f"WAV file {self.path}"
+
+    def _open(self) -> Tuple[Any, Resampler, int]:
+        w = wave.open(self.path, "rb")  # noqa: SIM115 - closed by _blocks, which reads it in slices
+        if w.getsampwidth() != 2 or w.getnframes() == 0:
+            w.close()
+            raise ValueError(
+                f"{self.path}: {w.getsampwidth() * 8}-bit, {w.getnframes()} frames; need non-empty 16-bit PCM"
+            )
+        return w, Resampler(w.getframerate()), w.getnchannels()
+
+    async def _blocks(self) -> AsyncIterator[np.ndarray]:
+        w, resampler, channels = await asyncio.to_thread(self._open)
+        try:
+            frames = int(w.getframerate() * self._BLOCK_S)
+            while True:
+                raw = await asyncio.to_thread(w.readframes, frames)
+                if not raw:
+                    w.rewind()
+                    continue
+                yield resampler.process(to_mono(np.frombuffer(raw, dtype="<i2"), channels))
+        finally:
+            w.close()
+
+
+class SpeechSource(_PacedSource):
+    """Synthetic speech: espeak-ng says a few sentences, each followed by silence, looped.
+
+    espeak-ng writes its WAV to a pipe (``--stdout``), never to disk; the whole loop (~20 s, ~0.7 MB) is
+    synthesised once and kept in memory.
+    """
+
+    def __init__(
+        self,
+        chunk_ms: int = 1000,
+        sentences: Sequence[str] = SENTENCES,
+        pause_s: float = 2.0,
+        voice: str = "en",
+        **retry: float,
+    ) -> None:
+        if not sentences or pause_s < 0:
+            raise ValueError("speech: give at least one sentence and a pause_s >= 0")
+        self.sentences = tuple(sentences)
+        self.pause_s = pause_s
+        self.voice = voice
+        self._loop: Optional[np.ndarray] = None
+        super().__init__(chunk_ms, **retry)
+
+    def describe(self) -> str:
+        return f"synthetic speech (espeak-ng, {len(self.sentences)} sentences)"
+
+    async def say(self, text: str) -> np.ndarray:
+        """``text`` spoken by espeak-ng, as 16 kHz int16 samples."""
+        proc = await asyncio.create_subprocess_exec(
+            "espeak-ng",
+            "--stdout",
+            "-v",
+            self.voice,
+            text,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise OSError(f"espeak-ng exited {proc.returncode}: {err.decode(errors='replace').strip()}")
+        samples, rate = decode_wav(out)
+        return Resampler(rate).process(samples)
+
+    async def speech_loop(self) -> np.ndarray:
+        """One pass of the script: each sentence, then ``pause_s`` of silence."""
+        if self._loop is None:
+            pause: np.ndarray = np.zeros(int(self.pause_s * AUDIO_RATE), np.int16)
+            parts: List[np.ndarray] = []
+            for text in self.sentences:
+                parts += [await self.say(text), pause]
+            self._loop = np.concatenate(parts)
+        return self._loop
+
+    async def _blocks(self) -> AsyncIterator[np.ndarray]:
+        loop = await self.speech_loop()
+        while True:
+            yield loop
+
+
+# --------------------------------------------------------------------------------------------------
+# PyAudio
+
+
+class PyAudioMicrophone(AudioSource):
+    """A sound card input through PyAudio (PortAudio), at its native rate, resampled to 16 kHz mono.
+
+    A fresh ``PyAudio()`` is made for every (re)open: PortAudio only learns about devices plugged in after
+    it was initialised by initialising again. An overrun (we read too late and the card dropped samples)
+    is counted and capture continues; PyAudio raises instead of returning the period it was detected on,
+    so that period is lost with it. Chunks wait for the consumer in a queue of at most ``max_queue_s``;
+    past it the oldest is dropped and counted.
+    """
+
+    PERIOD_S = 0.1
+    """Audio per blocking read: short enough to notice a lost device soon, long enough to be cheap."""
+
+    def __init__(
+        self,
+        device: str = "",
+        device_rate: int = 0,
+        chunk_ms: int = 1000,
+        max_queue_s: float = 10.0,
+        **retry: float,
+    ) -> None:
+        self.device = device
+        self.device_rate = device_rate
+        self.overruns = 0
+        self.dropped = 0
+        self.opened_as: Optional[Tuple[str, int, int]] = None
+        """(device name, rate, channels) of the open stream, for status and the on-device check."""
+        self._max_chunks = max(1, int(max_queue_s * 1000 / chunk_ms))
+        super().__init__(chunk_ms, **retry)
+
+    def describe(self) -> str:
+        return f"microphone {self.device!r}" if self.device else "default microphone"
+
+    def status(self) -> dict:  # type: ignore[type-arg]
+        return {**super().status(), "overruns": self.overruns, "dropped": self.dropped}
+
+    @staticmethod
+    def input_devices(pa: Any) -> List[Tuple[int, str, int, int]]:
+        """(index, name, input channels, default rate) of every input device PortAudio knows."""
+        found = []
+        for i in range(pa.get_device_count()):
+            info = pa.get_device_info_by_index(i)
+            if int(info["maxInputChannels"]) > 0:
+                found.append(
+                    (i, str(info["name"]), int(info["maxInputChannels"]), int(info["defaultSampleRate"]))
+                )
+        return found
+
+    def _pick(self, pa: Any) -> Tuple[int, str, int, int]:
+        devices = self.input_devices(pa)
+        wanted = self.device.strip()
+        if not wanted:
+            info = pa.get_default_input_device_info()  # raises OSError when there is none
+            index = int(info["index"])
+            match = [d for d in devices if d[0] == index]
+        elif wanted.isdigit():
+            match = [d for d in devices if d[0] == int(wanted)]
+        else:
+            match = [d for d in devices if wanted.lower() in d[1].lower()]
+        if not match:
+            names = ", ".join(f"{i}: {n}" for i, n, _, _ in devices) or "none"
+            raise OSError(f"no input device matches {wanted or 'the default'!r} (inputs found: {names})")
+        return match[0]
+
+    def _open(self) -> Tuple[Any, Any, int, int]:
+        """(PyAudio, input stream, rate, channels); raises OSError when the device is not there."""
+        import pyaudio  # noqa: PLC0415 - the "audio" extra, loaded only when used
+
+        pa = pyaudio.PyAudio()
+        try:
+            index, name, max_channels, default_rate = self._pick(pa)
+            rate = self.device_rate or default_rate
+
+            def open_stream(channels: int) -> Any:
+                return pa.open(
+                    format=pyaudio.paInt16,
+                    channels=channels,
+                    rate=rate,
+                    input=True,
+                    input_device_index=index,
+                    frames_per_buffer=int(rate * self.PERIOD_S),
+                )
+
+            channels = 1
+            try:
+                stream = open_stream(channels)
+            except (OSError, ValueError):
+                if max_channels < 2:
+                    raise
+                channels = 2  # some USB microphones only offer stereo: downmixed below
+                stream = open_stream(channels)
+            self.opened_as = (name, rate, channels)
+            return pa, stream, rate, channels
+        except BaseException:
+            pa.terminate()
+            raise
+
+    def _read(self, stream: Any, frames: int) -> Optional[bytes]:
+        """One period of audio; None after an overrun (counted). Raises OSError when the device is gone."""
+        import pyaudio  # noqa: PLC0415 - the "audio" extra, loaded only when used
+
+        try:
+            return bytes(stream.read(frames, exception_on_overflow=True))
+        except OSError as exc:
+            if exc.args and exc.args[0] == pyaudio.paInputOverflowed:
+                self.overruns += 1
+                return None
+            raise
+
+    def _stream(self, stream: Any, rate: int, channels: int, deliver: Any, stop: threading.Event) -> None:
+        """Read, resample, chunk and hand over until stopped; raises when the device fails."""
+        chunk_s = self.chunk_ms / 1000
+        resampler, chunker = Resampler(rate), AudioChunker(self.chunk_ms)
+        while not stop.is_set():
+            raw = self._read(stream, int(rate * self.PERIOD_S))
+            if raw is None:
+                continue
+            self.recovery.ok()
+            now = time.time()
+            for pcm in chunker.push(resampler.process(to_mono(np.frombuffer(raw, dtype="<i2"), channels))):
+                deliver(AudioChunk(pcm, now - chunk_s))
+
+    def _capture(self, deliver: Any, stop: threading.Event) -> None:
+        """The capture thread: open, stream, and after any failure close, wait and reopen."""
+        while not stop.is_set():
+            error: Optional[Exception] = None
+            try:
+                pa, stream, rate, channels = self._open()
+            except Exception as exc:  # the device is not there (yet)
+                stop.wait(self.recovery.failed(exc))
+                continue
+            try:
+                self._stream(stream, rate, channels, deliver, stop)
+            except Exception as exc:  # lost mid-stream: close, then reopen
+                error = exc
+            finally:
+                try:
+                    stream.close()
+                finally:
+                    pa.terminate()
+            if error is not None:
+                stop.wait(self.recovery.failed(error))
+
+    async def chunks(self) -> AsyncIterator[AudioChunk]:
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Queue[AudioChunk] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(chunk: AudioChunk) -> None:
+            if pending.qsize() >= self._max_chunks:
+                pending.get_nowait()
+                self.dropped += 1
+            pending.put_nowait(chunk)
+
+        def deliver(chunk: AudioChunk) -> None:
+            try:
+                loop.call_soon_threadsafe(put, chunk)
+            except RuntimeError:  # the loop has closed under us
+                stop.set()
+
+        threading.Thread(target=self._capture, args=(deliver, stop), name="microphone", daemon=True).start()
+        try:
+            while True:
+                chunk = await pending.get()
+                self.chunks_sent += 1
+                yield chunk
+        finally:
+            stop.set()
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def open_microphone(cfg: MicrophoneConfig) -> Optional[AudioSource]:
+    """The audio source ``cfg`` asks for, or None for ``source = "none"``.
+
+    Raises :class:`AgentError` when what the source needs is not installed.
+    """
+    if cfg.source == "none":
+        return None
+    if cfg.source == "speech":
+        if shutil.which("espeak-ng") is None:
+            raise AgentError("microphone.source = 'speech' needs espeak-ng: sudo apt install espeak-ng")
+        return SpeechSource(cfg.chunk_ms)
+    if cfg.source == "wav":
+        return WavFileSource(cfg.wav_path, cfg.chunk_ms)
+    if cfg.source == "pyaudio":
+        if importlib.util.find_spec("pyaudio") is None:
+            raise AgentError(
+                "microphone.source = 'pyaudio' needs PyAudio: sudo apt install portaudio19-dev, then "
+                "pip install 'hume-edge-agent[audio]'"
+            )
+        return PyAudioMicrophone(cfg.device, cfg.device_rate, cfg.chunk_ms)
+    raise ValueError(f"microphone.source = {cfg.source!r}: must be speech, wav, pyaudio or none")
