@@ -9,8 +9,8 @@ the v0 emulator and a later v1 emulator both translate these results into their 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
+import threading
 from typing import Any, List, Tuple
 
 import cv2
@@ -48,12 +48,19 @@ class FaceBox:
     prob: float
 
 
-@functools.lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _cascade() -> Any:
+    """This thread's cascade: OpenCV does not promise that one classifier may detect in two threads."""
+    cascade = getattr(_local, "cascade", None)
+    if cascade is not None:
+        return cascade
     path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
         raise RuntimeError(f"OpenCV's face cascade could not be loaded from {path} (OpenCV 5 has none)")
+    _local.cascade = cascade
     return cascade
 
 

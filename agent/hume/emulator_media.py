@@ -8,10 +8,12 @@ Everything is decoded in memory (no temporary files). Accepted containers:
   5000 ms, else E0203; no samples at all is E0202);
 - facemesh: the landmark JSON (faces x 478 x [x, y, z]), either as plain JSON text (what SDK 0.13's
   ``send_facemesh`` sends) or base64 of it (what the legacy SDK sent); at most 10 faces;
-- video: AVI and MP4/MOV are recognised and their duration read from the header (over 5000 ms gives
-  E0204), but frames are not decoded: a short video is answered E0200 naming the accepted formats, as Hume
-  itself recommends single frames as images. WebM/Matroska, MP3, Ogg, FLAC and M4A are recognised and
-  answered E0200 the same way. Anything else that decodes from base64 is E0200; what does not is E0201.
+- video: Motion-JPEG AVI (what ``cv2.VideoWriter`` with MJPG writes) is decoded frame by frame, at most
+  5000 ms (else E0204); its audio track, if any, is not (audio models on video get E0102). MP4/MOV are
+  recognised and their length checked (E0204), but not decoded: a short one is E0200 naming the accepted
+  formats (Hume itself recommends sending single frames as images). WebM/Matroska, MP3, Ogg, FLAC and M4A
+  are recognised and answered E0200 the same way. Anything else that decodes from base64 is E0200; what
+  does not is E0201.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import io
 import json
 import struct
 import wave
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -40,7 +42,10 @@ from agent.hume.protocol import (
     ProtocolViolation,
 )
 
-ACCEPTED = "JPEG or PNG images, WAV audio, raw text (raw_text: true) or facemesh landmark JSON"
+ACCEPTED = (
+    "JPEG or PNG images, WAV audio, Motion-JPEG AVI video, raw text (raw_text: true) "
+    "or facemesh landmark JSON"
+)
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
@@ -56,6 +61,10 @@ class Media:
     """Mono float32 at :data:`detectors.SPEECH_RATE_HZ`."""
     landmarks: Optional[np.ndarray] = None
     """Faces x 478 x 3 float64."""
+    frames: Tuple[bytes, ...] = ()
+    """Video: the JPEG of every frame, decoded only when a frame is sampled (see :func:`decode_frame`)."""
+    fps: float = 0.0
+    """Video: frames per second of the container."""
 
 
 def decode(data: str, raw_text: bool) -> Media:
@@ -93,13 +102,14 @@ def _sniff(raw: bytes) -> Media:
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return _wav(raw)
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return _video(_avi_duration_ms(raw))
+        return _avi(raw)
     if head[4:8] == b"ftyp" and head[8:12] in (b"M4A ", b"M4B "):
         raise _unknown("M4A audio is not decoded by the emulator")
     if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
-        return _video(_mp4_duration_ms(raw))
+        _check_video_length(_mp4_duration_ms(raw))
+        raise _unknown("only Motion-JPEG AVI video is decoded by the emulator")
     if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return _video(None)
+        raise _unknown("only Motion-JPEG AVI video is decoded by the emulator")
     if head.startswith((b"ID3", b"OggS", b"fLaC")) or (len(head) > 1 and head[0] == 0xFF and head[1] >= 0xE0):
         raise _unknown("compressed audio is not decoded by the emulator")
     if raw.lstrip().startswith(b"["):
@@ -182,23 +192,63 @@ def _pcm(frames: bytes, width: int) -> np.ndarray:
     return out
 
 
-def _video(duration_ms: Optional[float]) -> Media:
+def decode_frame(jpeg: bytes) -> np.ndarray:
+    """One video frame as BGR, with the image limits and errors."""
+    image = _image(jpeg).image
+    assert image is not None
+    return image
+
+
+def _check_video_length(duration_ms: Optional[float]) -> None:
     if duration_ms is not None and duration_ms > VIDEO_MAX_MS:
         raise ProtocolViolation(
             Codes.VIDEO_TOO_LONG,
             f"Your video file was too long. The limit is {VIDEO_MAX_MS} milliseconds, but the received file "
             f"was {duration_ms:.0f} milliseconds. Send single frames as images instead.",
         )
-    raise _unknown("video frames are not decoded by the emulator")
 
 
-def _avi_duration_ms(raw: bytes) -> Optional[float]:
+def _avi(raw: bytes) -> Media:
     at = raw.find(b"avih", 12, 4096)
     if at < 0 or at + 28 > len(raw):
-        return None
+        raise _unknown("AVI without a main header")
     us_per_frame = int(struct.unpack_from("<I", raw, at + 8)[0])
     total_frames = int(struct.unpack_from("<I", raw, at + 24)[0])
-    return us_per_frame * total_frames / 1000.0
+    _check_video_length(us_per_frame * total_frames / 1000.0)
+    frames = tuple(_avi_frames(raw))
+    fps = _avi_stream_fps(raw) or (1e6 / us_per_frame if us_per_frame else 0.0)
+    if fps <= 0 or not frames:
+        raise _unknown("only Motion-JPEG AVI video is decoded by the emulator")
+    _check_video_length(len(frames) * 1000.0 / fps)
+    return Media("video", frames=frames, fps=fps)
+
+
+def _avi_stream_fps(raw: bytes) -> Optional[float]:
+    """The exact rate/scale of the video stream header (the main header rounds to whole microseconds)."""
+    at = raw.find(b"strh", 12, 8192)
+    if at < 0 or at + 40 > len(raw) or raw[at + 8 : at + 12] != b"vids":
+        return None
+    scale, rate = struct.unpack_from("<II", raw, at + 8 + 20)
+    return rate / scale if scale else None
+
+
+def _avi_frames(raw: bytes) -> Iterator[bytes]:
+    """The JPEG payloads of the ``##dc`` / ``##db`` chunks of an AVI's ``movi`` list, in order."""
+    movi = raw.find(b"movi")
+    if movi < 0:
+        return
+    i, end = movi + 4, len(raw)
+    while 0 < i + 8 <= end:
+        chunk_id, size = raw[i : i + 4], int(struct.unpack_from("<I", raw, i + 4)[0])
+        if chunk_id in (b"LIST", b"RIFF"):
+            i += 12  # descend into "rec " lists
+            continue
+        if chunk_id == b"idx1":
+            return
+        body = raw[i + 8 : i + 8 + size]
+        if chunk_id[2:] in (b"dc", b"db") and body.startswith(b"\xff\xd8"):
+            yield body
+        i += 8 + size + (size & 1)
 
 
 def _mp4_duration_ms(raw: bytes) -> Optional[float]:

@@ -21,10 +21,11 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from agent.hume import detectors, scoring
-from agent.hume.emulator_media import Media, decode
+from agent.hume.emulator_media import Media, decode, decode_frame
 from agent.hume.protocol import (
     EXPRESSIONS,
     FACE_DESCRIPTIONS,
+    FACE_FPS_PRED_DEFAULT,
     FACE_MIN_FACE_SIZE_DEFAULT,
     FACE_PROB_THRESHOLD_DEFAULT,
     FACS_LABELS,
@@ -58,13 +59,13 @@ MAX_TRACKED_FACES = 64
 TRACK_MIN_IOU = 0.3
 
 COMPATIBLE: Mapping[str, Tuple[str, ...]] = {
-    "face": ("image",),
+    "face": ("image", "video"),
     "prosody": ("audio",),
     "burst": ("audio",),
     "language": ("text",),
     "facemesh": ("facemesh",),
 }
-"""Which detected file types each model accepts; anything else is E0102 (video is E0200 earlier)."""
+"""Which detected file types each model accepts; anything else is E0102."""
 
 NOTHING_DETECTED: Mapping[str, Tuple[str, str]] = {
     "burst": (Codes.NO_BURSTS, "No vocal bursts detected."),
@@ -181,7 +182,9 @@ class Session:
                 if model in models:
                     found[model] = self._audio(signal, start_s, new_from_s, model, max_len_s)
         if media.image is not None and msg.models.face is not None:
-            found["face"] = self._faces(media.image, msg.models.face)
+            found["face"] = self._faces(media.image, msg.models.face, 0, None)
+        if media.frames and msg.models.face is not None:
+            found["face"] = self._video_faces(media, msg.models.face)
         if media.text is not None and msg.models.language is not None:
             found["language"] = self._language(media.text, msg.models.language)
         if media.landmarks is not None:
@@ -227,7 +230,24 @@ class Session:
 
     # ----------------------------------------------------------------------------------------- face
 
-    def _faces(self, image: np.ndarray, cfg: FaceConfig) -> Tuple[Prediction, ...]:
+    def _video_faces(self, media: Media, cfg: FaceConfig) -> Tuple[Prediction, ...]:
+        """Faces in the frames ``fps_pred`` selects: the first frame at or after each 1/fps_pred step."""
+        step_s = 1.0 / (cfg.fps_pred or FACE_FPS_PRED_DEFAULT)
+        out: List[Prediction] = []
+        next_s = 0.0
+        for index, jpeg in enumerate(media.frames):
+            at_s = index / media.fps
+            if at_s + 1e-9 < next_s:
+                continue
+            while next_s <= at_s + 1e-9:
+                next_s += step_s
+            out.extend(self._faces(decode_frame(jpeg), cfg, index, round(at_s, 6)))
+        return tuple(out)
+
+    def _faces(
+        self, image: np.ndarray, cfg: FaceConfig, frame: int, at_s: Optional[float]
+    ) -> Tuple[Prediction, ...]:
+        """Faces in one image; ``frame`` and ``at_s`` place it in a video (a still image: 0, None)."""
         threshold = FACE_PROB_THRESHOLD_DEFAULT if cfg.prob_threshold is None else cfg.prob_threshold
         min_size = FACE_MIN_FACE_SIZE_DEFAULT if cfg.min_face_size is None else cfg.min_face_size
         faces = [f for f in detectors.detect_faces(image, min_size) if f.prob >= threshold]
@@ -239,8 +259,8 @@ class Session:
             out.append(
                 Prediction(
                     emotions=_scores(EXPRESSIONS, features, self.seed, "face"),
-                    frame=0.0,
-                    face_time=None,
+                    frame=float(frame),
+                    face_time=at_s,
                     bbox=BoundingBox(float(face.x), float(face.y), float(face.w), float(face.h)),
                     prob=round(face.prob, 6),
                     face_id=face_id,

@@ -46,6 +46,7 @@ from tests.support.emulator import (  # noqa: E402
     encode_image,
     espeak_wav,
     facemesh,
+    mjpeg_avi,
     wav_bytes,
 )
 
@@ -86,6 +87,14 @@ async def test_face_from_a_file_path_like_sdk_users_send_it(sock: Any, tmp_path:
     path.write_bytes(encode_image(astronaut_bgr()))
     reply = await bounded(sock.send_file(str(path), config=Config(face=StreamFace())))
     assert reply.face.predictions[0].face_id == "unknown"
+
+
+async def test_face_on_a_short_motion_jpeg_video(sock: Any, tmp_path: Path) -> None:
+    path = tmp_path / "visit.avi"
+    path.write_bytes(mjpeg_avi(tmp_path, [astronaut_bgr()] * 6, fps=6))
+    reply = await bounded(sock.send_file(str(path), config=Config(face=StreamFace(fps_pred=2))))
+    assert isinstance(reply, StreamModelPredictions)
+    assert [(p.frame, p.time) for p in reply.face.predictions] == [(0, 0.0), (3, 0.5)]
 
 
 async def test_prosody_on_espeak_speech(sock: Any) -> None:

@@ -10,7 +10,8 @@ import base64
 import io
 import subprocess
 import wave
-from typing import AsyncIterator, List
+from pathlib import Path
+from typing import AsyncIterator, List, Sequence
 
 import cv2
 import numpy as np
@@ -42,6 +43,17 @@ def encode_image(image: np.ndarray, ext: str = ".jpg") -> bytes:
     ok, buf = cv2.imencode(ext, image)
     assert ok
     return buf.tobytes()
+
+
+def mjpeg_avi(tmp_path: Path, frames: Sequence[np.ndarray], fps: float = 10.0) -> bytes:
+    """A Motion-JPEG AVI of ``frames`` (OpenCV writes only to files: a test fixture in tmp_path)."""
+    height, width = frames[0].shape[:2]
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path.read_bytes()
 
 
 def b64(raw: bytes) -> str:

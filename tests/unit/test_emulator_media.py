@@ -7,13 +7,21 @@ import json
 import struct
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-from agent.hume.emulator_media import decode, image_size
+from agent.hume.emulator_media import decode, decode_frame, image_size
 from agent.hume.protocol import Codes, ProtocolViolation
-from tests.support.emulator import astronaut_bgr, b64, encode_image, facemesh, silence, voice, wav_bytes
+from tests.support.emulator import (
+    astronaut_bgr,
+    b64,
+    encode_image,
+    facemesh,
+    mjpeg_avi,
+    silence,
+    voice,
+    wav_bytes,
+)
 
 
 def code_of(data: str, raw_text: bool = False) -> str:
@@ -120,23 +128,17 @@ def test_corrupt_wav_is_unknown_format() -> None:
     assert code_of(b64(b"RIFF\x00\x00\x00\x00WAVEjunk")) == Codes.UNKNOWN_FORMAT
 
 
-def _avi(tmp_path: Path, seconds: float, fps: int = 10) -> str:
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 48))
-    for _ in range(round(seconds * fps)):
-        writer.write(np.zeros((48, 64, 3), np.uint8))
-    writer.release()
-    return b64(path.read_bytes())
-
-
 def test_video_longer_than_5000_ms_is_e0204(tmp_path: Path) -> None:
-    assert code_of(_avi(tmp_path, 6)) == Codes.VIDEO_TOO_LONG
+    assert code_of(b64(mjpeg_avi(tmp_path, [np.zeros((48, 64, 3), np.uint8)] * 60))) == Codes.VIDEO_TOO_LONG
 
 
-def test_short_video_is_recognised_but_not_decoded(tmp_path: Path) -> None:
-    with pytest.raises(ProtocolViolation, match="video frames are not decoded") as info:
-        decode(_avi(tmp_path, 1), raw_text=False)
-    assert info.value.code == Codes.UNKNOWN_FORMAT
+def test_motion_jpeg_avi_is_decoded_frame_by_frame(tmp_path: Path) -> None:
+    frames = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(10)]
+    media = decode(b64(mjpeg_avi(tmp_path, frames, fps=10)), raw_text=False)
+    assert media.kind == "video"
+    assert media.fps == pytest.approx(10.0)
+    assert len(media.frames) == 10
+    assert [round(decode_frame(f).mean() / 20) for f in media.frames] == list(range(10))
 
 
 def _mp4(duration_ms: int) -> str:
@@ -154,7 +156,7 @@ def test_mp4_duration_is_read_from_mvhd() -> None:
 
 @pytest.mark.parametrize("magic", [b"ID3\x03", b"OggS\x00", b"fLaC\x00", b"\x1a\x45\xdf\xa3\x01"])
 def test_other_containers_are_named_in_the_error(magic: bytes) -> None:
-    with pytest.raises(ProtocolViolation, match="JPEG or PNG images, WAV audio") as info:
+    with pytest.raises(ProtocolViolation, match="JPEG or PNG images, WAV audio, Motion-JPEG AVI") as info:
         decode(b64(magic + bytes(64)), raw_text=False)
     assert info.value.code == Codes.UNKNOWN_FORMAT
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
@@ -29,7 +30,16 @@ from agent.hume.protocol import (
     WarningMessage,
     reply_to_json,
 )
-from tests.support.emulator import astronaut_bgr, b64, encode_image, facemesh, silence, voice, wav_bytes
+from tests.support.emulator import (
+    astronaut_bgr,
+    b64,
+    encode_image,
+    facemesh,
+    mjpeg_avi,
+    silence,
+    voice,
+    wav_bytes,
+)
 
 
 def ask(session: Session, **fields: Any) -> Reply:
@@ -143,6 +153,30 @@ def test_scores_follow_the_image_and_repeat_for_the_same_image() -> None:
     assert scores(a) == scores(b)
     assert scores(a) != scores(c)
     assert scores(a) != scores(d)
+
+
+def _video(tmp_path: Path, n: int = 10, fps: float = 10.0) -> Dict[str, Any]:
+    frames = [_placed(4 * i)[:, :600] for i in range(n)]
+    return {"data": b64(mjpeg_avi(tmp_path, frames, fps)), "models": {"face": {"identify_faces": True}}}
+
+
+@pytest.mark.parametrize(
+    ("fps_pred", "frames"), [(None, [0, 4, 7]), (1.0, [0]), (5.0, [0, 2, 4, 6, 8]), (30.0, list(range(10)))]
+)
+def test_fps_pred_selects_video_frames(tmp_path: Path, fps_pred: Optional[float], frames: List[int]) -> None:
+    request = _video(tmp_path)
+    if fps_pred is not None:
+        request["models"]["face"]["fps_pred"] = fps_pred
+    preds = predictions(ask(Session(0, 1), **request), "face")
+    assert [p.frame for p in preds] == frames
+    assert [p.face_time for p in preds] == [pytest.approx(f / 10.0) for f in frames]
+    assert {p.face_id for p in preds} == {"face_0"}
+
+
+def test_audio_models_on_video_are_e0102(tmp_path: Path) -> None:
+    request = _video(tmp_path, n=2)
+    request["models"] = {"prosody": {}}
+    assert error(ask(Session(0, 1), **request)) == Codes.MODEL_FILE_MISMATCH
 
 
 # ------------------------------------------------------------------------------------------- audio
