@@ -245,6 +245,7 @@ class AudioSession(_Session):
         self._bucket = TokenBucket(1000.0, burst_ms, now, initial=burst_ms)
         self._speech = SpeechTracker()
         self.frames = 0
+        self.accepted_bytes = 0
         self.utterances = 0
         self.measurements = 0
         self._announced = False
@@ -271,7 +272,7 @@ class AudioSession(_Session):
 
     def totals(self) -> Tuple[Dict[str, int], Dict[str, int]]:
         return (
-            {"audio_duration_ms": self._speech.total_ms, "frames": self.frames},
+            {"audio_duration_ms": self.accepted_bytes // p.BYTES_PER_MS, "frames": self.frames},
             {"utterances": self.utterances, "measurements": self.measurements},
         )
 
@@ -288,6 +289,7 @@ class AudioSession(_Session):
             return
         self.locked = True
         self.frames += 1
+        self.accepted_bytes += len(data)
         for begin, end, voiced in self._speech.feed(data):
             self._frame(begin, end, voiced)
             if self.close_code is not None:

@@ -1,0 +1,451 @@
+"""The v1 realtime backend: one audio and one video session per visitor, opened only when worth paying for.
+
+Design (why it looks like this):
+
+- **Visits, not streams.** Media arrives tagged with the visitor session; :meth:`V1Backend.mark_boundary`
+  (or a new session id) ends a visit. Each visit gets its own v1 sessions, closed with
+  ``session.close`` and ``session.closed`` at its end, so no utterance context or face id crosses
+  visitors. The next visit's media waits meanwhile; nothing is sent while no visitor is present,
+  because the service hands over no media then.
+- **Minimum billing.** Hume bills every session at least 10 s. Media of a visit is held until the
+  visit has lasted ``v1_min_session_s`` (by capture time); a visit that ends sooner is dropped
+  unsent and opens no session. Held audio is then sent in real time (never faster, per the
+  contract), so a visitor's audio lags by that much; video is live, so only the newest frame is kept.
+- **Reconnects follow the official SDK** (:func:`agent.hume.v1.protocol.should_reconnect`): after a
+  ``server_shutdown``, closes 1001/1006/1011/1012/1013, and 1008 after an audio ``internal_error``.
+  Delays are the SDK's (first 1-5 s, x1.3, capped at 10 s; reset after 5 s up) through the shared
+  :class:`agent.backoff.Backoff`. A 401 is never retried quickly (and fails ``run`` on the first
+  connect); a ``config_invalid`` disables the modality until restart, since the same config would
+  fail again. Unlike the SDK, a daemon never gives up after 30 attempts.
+- v1 has no text model: :meth:`send_text` counts and drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+import random
+import time
+from typing import Any, Deque, Dict, List, Optional
+
+import aiohttp
+
+from agent.backoff import Backoff
+from agent.config import HumeConfig
+from agent.errors import HumeAuthError
+from agent.hume.backend import Backend, Observation, OutgoingMedia
+from agent.hume.v1 import protocol as p
+from agent.hume.v1.wire import AudioWire, VideoWire, _Wire
+
+log = logging.getLogger(__name__)
+
+FIRST_DELAY_RANGE_S = (1.0, 5.0)
+DELAY_GROWTH = 1.3
+MAX_DELAY_S = 10.0
+MIN_UPTIME_S = 5.0
+"""The official SDK's reconnect schedule (``reconnect/_policy.py``), shared with Hume's Node SDK."""
+RETRYABLE_STATUSES = frozenset({408, 429})
+RESULTS_MAX = 1000
+VIDEO_HELD = 3
+HEARTBEAT_S = 20.0
+"""The SDK's keepalive ping interval: a dead path is noticed within about two of these."""
+AUDIO_MODELS = ("prosody", "burst")
+
+
+class _Refused(Exception):
+    """The handshake was answered with an HTTP status instead of an upgrade."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"v1 handshake refused with HTTP {status}")
+        self.status = status
+
+
+@dataclasses.dataclass
+class _Visit:
+    seq: int
+    session_id: Optional[str]
+    first_at: float
+    last_at: float
+    audio: Deque[OutgoingMedia]
+    video: Deque[OutgoingMedia]
+    ended: bool = False
+    qualified: bool = False
+
+    def queue(self, endpoint: str) -> Deque[OutgoingMedia]:
+        return self.audio if endpoint == "audio" else self.video
+
+
+def ws_base(url: str) -> str:
+    """``v1_url`` as a WebSocket base: http(s) becomes ws(s), so the emulator's base URL works too."""
+    base = url.rstrip("/")
+    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
+        if base.startswith(http):
+            return ws + base[len(http) :]
+    return base
+
+
+class V1Backend(Backend):
+    """Hume's v1 realtime API behind the :class:`~agent.hume.backend.Backend` interface."""
+
+    def __init__(self, cfg: HumeConfig) -> None:
+        self.cfg = cfg
+        self._endpoints: List[str] = []
+        if any(m in cfg.models for m in AUDIO_MODELS):
+            self._endpoints.append("audio")
+        if "face" in cfg.models:
+            self._endpoints.append("video")
+        self._fps = min(p.VIDEO_MAX_FPS, cfg.fps_pred)
+        self._audio_max_frames = max(
+            1, round(max(cfg.queue_seconds, cfg.v1_min_session_s) * 1000 / p.AUDIO_FRAME_MS)
+        )
+        self._visits: Deque[_Visit] = collections.deque()
+        self._seq = 0
+        self._served: Dict[str, int] = {e: 0 for e in self._endpoints}
+        self._wake: Dict[str, asyncio.Event] = {e: asyncio.Event() for e in self._endpoints}
+        self._results: Deque[Observation] = collections.deque(maxlen=RESULTS_MAX)
+        self._result_ready = asyncio.Event()
+        self._stats: Dict[str, int] = {}
+        self._state: Dict[str, str] = {e: "idle" for e in self._endpoints}
+        self._disabled: Dict[str, str] = {}
+        self._wires: Dict[str, _Wire] = {}
+        self._connected_once = False
+        rng = random.Random()
+        self._backoff = {
+            e: Backoff(rng.uniform(*FIRST_DELAY_RANGE_S), MAX_DELAY_S, DELAY_GROWTH, rng)
+            for e in self._endpoints
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Backend interface: never blocks, never fails
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self._stats[key] = self._stats.get(key, 0) + n
+
+    def _visit_for(self, session_id: Optional[str], captured_at: float) -> _Visit:
+        current = self._visits[-1] if self._visits else None
+        if current is not None and not current.ended and current.session_id != session_id:
+            self._end_visit(current)
+        if current is None or current.ended or current.session_id != session_id:
+            self._seq += 1
+            current = _Visit(
+                self._seq, session_id, captured_at, captured_at, collections.deque(), collections.deque()
+            )
+            self._visits.append(current)
+        current.last_at = max(current.last_at, captured_at)
+        if not current.qualified and current.last_at - current.first_at >= self.cfg.v1_min_session_s:
+            current.qualified = True
+        return current
+
+    def _end_visit(self, visit: _Visit) -> None:
+        visit.ended = True
+        if not visit.qualified:
+            dropped = len(visit.audio) + len(visit.video)
+            if dropped:
+                self._count("short_visits")
+                self._count("media_dropped_short_visit", dropped)
+            visit.audio.clear()
+            visit.video.clear()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for event in self._wake.values():
+            event.set()
+
+    def send_audio(self, pcm16: bytes, captured_at: float, session_id: Optional[str]) -> None:
+        if "audio" not in self._endpoints or "audio" in self._disabled:
+            self._count("audio_dropped_disabled")
+            return
+        visit = self._visit_for(session_id, captured_at)
+        step = p.AUDIO_FRAME_MS * p.BYTES_PER_MS
+        usable = len(pcm16) - len(pcm16) % 2
+        for i, start in enumerate(range(0, usable, step)):
+            frame = pcm16[start : min(usable, start + step)]
+            at = captured_at + i * p.AUDIO_FRAME_MS / 1000.0
+            visit.audio.append(
+                OutgoingMedia("audio", frame, at, session_id, len(frame) / (1000.0 * p.BYTES_PER_MS))
+            )
+        overflow = len(visit.audio) - self._audio_max_frames
+        for _ in range(max(0, overflow)):
+            visit.audio.popleft()
+        if overflow > 0:
+            self._count("audio_frames_dropped_backlog", overflow)
+        self._wake["audio"].set()
+
+    def send_frame(self, jpeg: bytes, captured_at: float, session_id: Optional[str]) -> None:
+        if "video" not in self._endpoints or "video" in self._disabled:
+            self._count("video_dropped_disabled")
+            return
+        if len(jpeg) > p.VIDEO_MESSAGE_MAX_BYTES:
+            if not self._stats.get("video_frames_too_large"):
+                log.warning(
+                    "v1: a %d-byte JPEG exceeds the 2 MB message limit; such frames are dropped", len(jpeg)
+                )
+            self._count("video_frames_too_large")
+            return
+        visit = self._visit_for(session_id, captured_at)
+        visit.video.append(OutgoingMedia("frame", jpeg, captured_at, session_id))
+        while len(visit.video) > VIDEO_HELD:
+            visit.video.popleft()
+            self._count("video_frames_stale")
+        self._wake["video"].set()
+
+    def send_text(self, text: str, captured_at: float, session_id: Optional[str]) -> None:
+        """v1 has no language model: the text is counted and dropped."""
+        self._count("text_dropped")
+
+    def mark_boundary(self) -> None:
+        if self._visits and not self._visits[-1].ended:
+            self._end_visit(self._visits[-1])
+
+    async def receive(self) -> Observation:
+        while not self._results:
+            self._result_ready.clear()
+            await self._result_ready.wait()
+        return self._results.popleft()
+
+    def _emit(self, obs: Observation) -> None:
+        if len(self._results) == self._results.maxlen:
+            self._count("results_dropped")
+        self._results.append(obs)
+        self._result_ready.set()
+
+    def status(self) -> Dict[str, Any]:
+        return {
+            "backend": "v1",
+            "links": {
+                e: {
+                    "state": self._state[e],
+                    "disabled": self._disabled.get(e),
+                    "session_id": self._wires[e].session_id if e in self._wires else None,
+                }
+                for e in self._endpoints
+            },
+            "visits_pending": sum(1 for v in self._visits if not v.ended),
+            "counters": dict(self._stats),
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Sessions
+
+    async def run(self) -> None:
+        if not self._endpoints:
+            log.warning("v1: hume.models names neither face nor prosody/burst; nothing to stream")
+            await asyncio.Event().wait()
+        async with aiohttp.ClientSession() as http:
+            tasks = [asyncio.ensure_future(self._endpoint_loop(http, e)) for e in self._endpoints]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _next_visit(self, endpoint: str) -> _Visit:
+        """The oldest visit after the last one served whose media of ``endpoint`` may be sent now."""
+        wake = self._wake[endpoint]
+        while True:
+            wake.clear()
+            for visit in list(self._visits):
+                if visit.seq <= self._served[endpoint]:
+                    continue
+                if visit.qualified and visit.queue(endpoint):
+                    return visit
+                if visit.ended and not visit.queue(endpoint):
+                    self._served[endpoint] = visit.seq
+                    continue
+                break
+            self._prune()
+            await wake.wait()
+
+    def _prune(self) -> None:
+        done = min(self._served.values())
+        while self._visits and self._visits[0].seq <= done:
+            self._visits.popleft()
+
+    async def _endpoint_loop(self, http: aiohttp.ClientSession, endpoint: str) -> None:
+        while True:
+            visit = await self._next_visit(endpoint)
+            await self._serve_visit(http, endpoint, visit)
+            self._served[endpoint] = visit.seq
+            self._state[endpoint] = "idle"
+
+    async def _serve_visit(self, http: aiohttp.ClientSession, endpoint: str, visit: _Visit) -> None:
+        """Sessions for one visit until its media is sent and its last session closed."""
+        backoff = self._backoff[endpoint]
+        while visit.queue(endpoint) or not visit.ended:
+            if not visit.queue(endpoint):
+                self._wake[endpoint].clear()
+                await self._wake[endpoint].wait()
+                continue
+            opened = time.monotonic()
+            try:
+                wire = await self._session(http, endpoint, visit)
+            except _Refused as exc:
+                if exc.status == 401:
+                    if not self._connected_once:
+                        raise HumeAuthError(
+                            f"Hume v1 refused the API key (HTTP 401) at {self.cfg.v1_url}"
+                        ) from None
+                    delay = self.cfg.fatal_retry_s
+                elif exc.status in RETRYABLE_STATUSES or exc.status >= 500:
+                    delay = backoff.next_delay()
+                else:
+                    delay = self.cfg.fatal_retry_s
+                log.warning("v1 %s: %s; retrying in %.1f s", endpoint, exc, delay)
+                await self._pause(endpoint, delay)
+                continue
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "v1 %s: connection failed (%s); retrying in %.1f s",
+                    endpoint,
+                    exc or type(exc).__name__,
+                    delay,
+                )
+                await self._pause(endpoint, delay)
+                continue
+            if time.monotonic() - opened >= MIN_UPTIME_S:
+                backoff.reset()
+            if wire.closed_reason == p.Reasons.CLIENT_REQUEST:
+                continue  # our own session.close: the visit is over (or more media opens a new session)
+            if wire.last_error == p.Codes.CONFIG_INVALID:
+                self._disabled[endpoint] = "config_invalid"
+                log.error(
+                    "v1 %s: the server rejected our session config; %s disabled until restart",
+                    endpoint,
+                    endpoint,
+                )
+                self._state[endpoint] = "disabled"
+                visit.queue(endpoint).clear()
+                return
+            code = wire.close_code
+            if p.should_reconnect(endpoint, wire.closed_reason, code, wire.last_error):
+                delay = backoff.next_delay()
+                log.warning(
+                    "v1 %s session ended (%s, close %d); reconnecting in %.1f s",
+                    endpoint,
+                    wire.closed_reason or "no session.closed",
+                    code,
+                    delay,
+                )
+                await self._pause(endpoint, delay)
+            elif wire.closed_reason != p.Reasons.IDLE_TIMEOUT:
+                log.warning(
+                    "v1 %s session ended for good (%s, close %d, last error %s); dropping this visit's %s",
+                    endpoint,
+                    wire.closed_reason,
+                    code,
+                    wire.last_error,
+                    endpoint,
+                )
+                self._count(f"{endpoint}_dropped_final", len(visit.queue(endpoint)))
+                visit.queue(endpoint).clear()
+                return
+
+    async def _pause(self, endpoint: str, delay: float) -> None:
+        self._state[endpoint] = "backoff"
+        await asyncio.sleep(delay)
+
+    async def _session(self, http: aiohttp.ClientSession, endpoint: str, visit: _Visit) -> _Wire:
+        """One WebSocket session: update, media, close; returns the wire with how it ended."""
+        path = p.AUDIO_PATH if endpoint == "audio" else p.VIDEO_PATH
+        self._state[endpoint] = "connecting"
+        try:
+            ws = await http.ws_connect(
+                ws_base(self.cfg.v1_url) + path,
+                headers={p.API_KEY_HEADER: self.cfg.api_key},
+                heartbeat=HEARTBEAT_S,
+                timeout=aiohttp.ClientWSTimeout(ws_close=self.cfg.reply_timeout_s),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise _Refused(exc.status) from None
+        self._connected_once = True
+        now = time.monotonic()
+        queue = visit.queue(endpoint)
+        wire: _Wire = (
+            AudioWire(queue, self._emit, self._stats, now)
+            if endpoint == "audio"
+            else VideoWire(queue, self._emit, self._stats, now, self._fps)
+        )
+        self._wires[endpoint] = wire
+        self._count(f"{endpoint}_sessions")
+        updated = asyncio.Event()
+        async with ws:
+            update = (
+                p.audio_session_update(self.cfg.v1_measurement_timer_ms)
+                if endpoint == "audio"
+                else p.video_session_update(self.cfg.v1_face_threshold, self.cfg.min_face_size)
+            )
+            await ws.send_str(update)
+            self._state[endpoint] = "open"
+            sender = asyncio.ensure_future(self._send_loop(ws, wire, visit, updated))
+            try:
+                await self._receive_loop(ws, wire, updated)
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+        wire.close_code = ws.close_code if ws.close_code is not None else p.CLOSE_ABNORMAL
+        return wire
+
+    async def _receive_loop(
+        self, ws: aiohttp.ClientWebSocketResponse, wire: _Wire, updated: asyncio.Event
+    ) -> None:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            try:
+                parsed = p.parse_server(msg.data, wire.endpoint)
+            except (ValueError, json.JSONDecodeError) as exc:
+                self._count("messages_unreadable")
+                log.warning("v1 %s: unreadable server message (%s)", wire.endpoint, exc)
+                continue
+            if parsed is None:
+                self._count("messages_unknown")
+                continue
+            if isinstance(parsed, p.SessionUpdated):
+                updated.set()
+            wire.on_message(parsed, time.monotonic())
+            self._wake[wire.endpoint].set()
+
+    async def _send_loop(
+        self, ws: aiohttp.ClientWebSocketResponse, wire: _Wire, visit: _Visit, updated: asyncio.Event
+    ) -> None:
+        """Media once the config is confirmed, paced; ``session.close`` once the visit is over and sent."""
+        wake = self._wake[wire.endpoint]
+        try:
+            await asyncio.wait_for(updated.wait(), self.cfg.reply_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning(
+                "v1 %s: no session.updated within %.0f s; reconnecting",
+                wire.endpoint,
+                self.cfg.reply_timeout_s,
+            )
+            await ws.close()
+            return
+        while True:
+            wake.clear()
+            wait, media = wire.next_send(time.monotonic())
+            if media is not None:
+                await ws.send_bytes(media.data)
+                wire.sent(media, time.monotonic())
+                continue
+            if visit.ended and wire.drained:
+                break
+            if wait > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), wait)
+            else:
+                await wake.wait()
+        self._state[wire.endpoint] = "closing"
+        await ws.send_str(p.SESSION_CLOSE)
+        await asyncio.sleep(self.cfg.reply_timeout_s)
+        log.warning(
+            "v1 %s: no session.closed within %.0f s; closing", wire.endpoint, self.cfg.reply_timeout_s
+        )
+        await ws.close()

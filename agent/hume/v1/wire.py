@@ -1,0 +1,244 @@
+"""One v1 realtime session on one WebSocket: what is sent when, and what each reply means.
+
+``AudioWire`` and ``VideoWire`` hold the per-connection state (pacing, the audio timeline, the video
+frame FIFO) and turn server messages into :class:`~agent.hume.backend.Observation`. They do not
+connect or reconnect: :mod:`agent.hume.v1.client` does, and gives each new session a new wire.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+from typing import Callable, Deque, Dict, Optional, Tuple
+
+from agent.hume.backend import Measurement, Observation, OutgoingMedia
+from agent.hume.protocol import Codes as V0Codes
+from agent.hume.protocol import Score as V0Score
+from agent.hume.protocol import Scores as V0Scores
+from agent.hume.v1 import protocol as p
+from agent.hume.v1.pacing import TokenBucket
+
+log = logging.getLogger(__name__)
+
+AUDIO_MODEL = "prosody"
+"""v1 audio measures the voice; summaries already group voice results under v0's prosody model."""
+VIDEO_MODEL = "face"
+VIDEO_IN_FLIGHT = 6
+"""Frames awaiting their reply at most: when replies slow down under load, newer frames wait (and are
+replaced by fresher ones) instead of piling up unanswered."""
+TIMELINE_KEEP_MS = 30_000
+"""Sent audio remembered for mapping result windows back to capture times (windows span <= 10 s)."""
+
+Emit = Callable[[Observation], None]
+
+
+def _v0_scores(scores: Optional[p.Scores]) -> V0Scores:
+    return tuple(V0Score(s.name, s.probability) for s in scores or ())
+
+
+@dataclasses.dataclass
+class _Segment:
+    start_ms: int
+    media: OutgoingMedia
+    sent_at: float
+
+    @property
+    def end_ms(self) -> int:
+        return self.start_ms + len(self.media.data) // p.BYTES_PER_MS
+
+
+class _Wire:
+    """Counters and the link-level view every modality shares."""
+
+    endpoint = ""
+
+    def __init__(self, queue: Deque[OutgoingMedia], emit: Emit, stats: Dict[str, int]) -> None:
+        self.queue = queue
+        """The visit's pending media of this modality; the wire pops from the left and may push back."""
+        self.emit = emit
+        self.stats = stats
+        self.last_error: Optional[str] = None
+        self.closed_reason: Optional[str] = None
+        self.session_id: Optional[str] = None
+        self.close_code = p.CLOSE_ABNORMAL
+        """How the WebSocket closed; set by the client once it has."""
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+    def on_message(self, msg: p.ServerMessage, now: float) -> None:
+        """Track the session's lifecycle; modality replies go to :meth:`on_reply`."""
+        if isinstance(msg, p.SessionCreated):
+            self.session_id = msg.session_id
+        elif isinstance(msg, p.SessionClosed):
+            self.closed_reason = msg.reason
+            log.info("v1 %s session %s closed: %s", self.endpoint, msg.session_id, msg.reason)
+        elif isinstance(msg, p.ErrorMessage):
+            self.last_error = msg.code
+            self.count(f"error_{msg.code}")
+            self.on_error(msg, now)
+        elif not isinstance(msg, p.SessionUpdated):
+            self.on_reply(msg, now)
+
+    def on_error(self, msg: p.ErrorMessage, now: float) -> None:
+        raise NotImplementedError
+
+    def on_reply(self, msg: p.ServerMessage, now: float) -> None:
+        raise NotImplementedError
+
+    def next_send(self, now: float) -> Tuple[float, Optional[OutgoingMedia]]:
+        """(seconds to wait, None) or (0, the media to send now)."""
+        raise NotImplementedError
+
+    def sent(self, media: OutgoingMedia, now: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def drained(self) -> bool:
+        """Nothing left to send, so ``session.close`` may follow."""
+        return not self.queue
+
+
+class AudioWire(_Wire):
+    """Audio: 100 ms frames, never ahead of real time; a ``rate_limited`` frame is sent again."""
+
+    endpoint = "audio"
+
+    def __init__(self, queue: Deque[OutgoingMedia], emit: Emit, stats: Dict[str, int], now: float) -> None:
+        super().__init__(queue, emit, stats)
+        self._bucket = TokenBucket(1000.0, p.AUDIO_FRAME_MS, now, initial=p.AUDIO_FRAME_MS)
+        self._timeline: Deque[_Segment] = collections.deque()
+        self._accepted_ms = 0
+
+    def next_send(self, now: float) -> Tuple[float, Optional[OutgoingMedia]]:
+        if not self.queue:
+            return 0.0, None
+        ms = len(self.queue[0].data) / p.BYTES_PER_MS
+        wait = self._bucket.wait_s(ms, now)
+        if wait > 0 or not self._bucket.try_take(ms, now):
+            return max(wait, 0.001), None
+        return 0.0, self.queue.popleft()
+
+    def sent(self, media: OutgoingMedia, now: float) -> None:
+        seg = _Segment(self._accepted_ms, media, now)
+        self._timeline.append(seg)
+        self._accepted_ms = seg.end_ms
+        while self._timeline and self._timeline[0].end_ms < self._accepted_ms - TIMELINE_KEEP_MS:
+            self._timeline.popleft()
+        self.count("audio_frames_sent")
+
+    def on_error(self, msg: p.ErrorMessage, now: float) -> None:
+        if msg.code == p.Codes.RATE_LIMITED and self._timeline:
+            # Errors name no frame. Frames go out every 100 ms and the error for one normally
+            # arrives before the next is sent, so it answers the latest: take it off the timeline
+            # and send it again first, which keeps the accepted stream continuous.
+            seg = self._timeline.pop()
+            self._accepted_ms = seg.start_ms
+            self.queue.appendleft(seg.media)
+            self._bucket.penalize(p.AUDIO_FRAME_MS, now)
+            self.count("audio_frames_resent")
+        elif msg.code != p.Codes.RATE_LIMITED:
+            log.warning("v1 audio error %s: %s", msg.code, msg.message)
+
+    def _segment_at(self, ms: int) -> Optional[_Segment]:
+        for seg in self._timeline:
+            if seg.start_ms <= ms < seg.end_ms:
+                return seg
+        return self._timeline[-1] if self._timeline and ms >= self._timeline[-1].end_ms else None
+
+    def on_reply(self, msg: p.ServerMessage, now: float) -> None:
+        if not isinstance(msg, p.AudioResult):
+            return  # utterance.start / utterance.end only bracket the results
+        first = self._segment_at(msg.audio_start_ms)
+        last = self._segment_at(max(msg.audio_start_ms, msg.audio_end_ms - 1))
+        if first is None:
+            self.count("audio_results_unplaced")
+            return
+        offset_s = (msg.audio_start_ms - first.start_ms) / 1000.0
+        self.emit(
+            Observation(
+                model=AUDIO_MODEL,
+                captured_at=first.media.captured_at + offset_s,
+                measurements=(
+                    Measurement(
+                        emotions=_v0_scores(msg.expressions),
+                        begin_s=msg.audio_start_ms / 1000.0,
+                        end_s=msg.audio_end_ms / 1000.0,
+                    ),
+                ),
+                latency_s=max(0.0, now - (last or first).sent_at),
+                session_id=first.media.session_id,
+            )
+        )
+        self.count("audio_results")
+
+
+class VideoWire(_Wire):
+    """Video: the freshest JPEG at most ``fps`` per second; replies paired with frames by order."""
+
+    endpoint = "video"
+
+    def __init__(
+        self, queue: Deque[OutgoingMedia], emit: Emit, stats: Dict[str, int], now: float, fps: float
+    ) -> None:
+        super().__init__(queue, emit, stats)
+        self._bucket = TokenBucket(fps, 1.0, now, initial=1.0)
+        self._fifo: Deque[Tuple[OutgoingMedia, float]] = collections.deque()
+
+    def next_send(self, now: float) -> Tuple[float, Optional[OutgoingMedia]]:
+        if not self.queue:
+            return 0.0, None
+        if len(self._fifo) >= VIDEO_IN_FLIGHT:
+            return 0.05, None
+        wait = self._bucket.wait_s(1.0, now)
+        if wait > 0 or not self._bucket.try_take(1.0, now):
+            return max(wait, 0.001), None
+        # A live camera: only the newest frame is worth sending; older ones are stale by now.
+        stale = len(self.queue) - 1
+        if stale:
+            self.count("video_frames_stale", stale)
+        media = self.queue.pop()
+        self.queue.clear()
+        return 0.0, media
+
+    def sent(self, media: OutgoingMedia, now: float) -> None:
+        self._fifo.append((media, now))
+        self.count("video_frames_sent")
+
+    @property
+    def drained(self) -> bool:
+        return not self.queue and not self._fifo
+
+    def on_error(self, msg: p.ErrorMessage, now: float) -> None:
+        if msg.code not in p.VIDEO_FRAME_ERRORS:
+            log.warning("v1 video error %s: %s", msg.code, msg.message)
+            return
+        if self._fifo:
+            self._fifo.popleft()
+        if msg.code == p.Codes.RATE_LIMITED:
+            self._bucket.penalize(1.0, now)  # live frames: drop this one and slow down
+        elif msg.code == p.Codes.INVALID_IMAGE_FRAME:
+            log.warning("v1 video rejected a frame: %s", msg.message)
+
+    def on_reply(self, msg: p.ServerMessage, now: float) -> None:
+        if not isinstance(msg, p.VideoResult):
+            return
+        if not self._fifo:
+            self.count("video_results_unpaired")
+            return
+        media, sent_at = self._fifo.popleft()
+        measured = [f for f in msg.faces if f.face_id is not None]
+        self.emit(
+            Observation(
+                model=VIDEO_MODEL,
+                captured_at=media.captured_at,
+                measurements=tuple(
+                    Measurement(emotions=_v0_scores(f.expressions), face_id=str(f.face_id)) for f in measured
+                ),
+                warning_code=None if measured else V0Codes.NO_FACES,
+                latency_s=max(0.0, now - sent_at),
+                session_id=media.session_id,
+            )
+        )
+        self.count("video_results")

@@ -1,0 +1,138 @@
+"""The v1 backend against the v1 emulator: visits, billing-aware session opening, boundaries, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator, Callable, List
+
+import pytest
+import pytest_asyncio
+
+from agent.config import HumeConfig
+from agent.errors import HumeAuthError
+from agent.hume.backend import Observation
+from agent.hume.v1 import client as v1client
+from agent.hume.v1.client import V1Backend
+from agent.hume.v1.emulator import EmulatorV1
+from tests.support.emulator import astronaut_bgr, encode_image
+from tests.support.emulator_v1 import TEST_KEY, espeak_pcm
+
+TIMEOUT_S = 20.0
+JPEG = encode_image(astronaut_bgr())
+
+
+def config(emu: EmulatorV1, **overrides: object) -> HumeConfig:
+    values = {"backend": "v1", "v1_url": emu.base_url, "api_key": TEST_KEY, "v1_min_session_s": 1.0}
+    values.update(overrides)
+    return HumeConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture
+async def running() -> AsyncIterator[Callable[[V1Backend], asyncio.Task[None]]]:
+    tasks: List[asyncio.Task[None]] = []
+
+    def start(backend: V1Backend) -> asyncio.Task[None]:
+        tasks.append(asyncio.ensure_future(backend.run()))
+        return tasks[-1]
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def until(check: Callable[[], bool], timeout: float = TIMEOUT_S) -> None:
+    async def poll() -> None:
+        while not check():  # noqa: ASYNC110 - the emulator's records have no event to wait on
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def visit(backend: V1Backend, session_id: str, pcm: bytes, t0: float, frames: bool = True) -> None:
+    """Hand over a visit's media as capture would: 1 s chunks of audio and a frame per second."""
+    for i in range(0, len(pcm), 32000):
+        at = t0 + i / 32000
+        backend.send_audio(pcm[i : i + 32000], at, session_id)
+        if frames:
+            backend.send_frame(JPEG, at, session_id)
+
+
+async def observations(backend: V1Backend, n: int) -> List[Observation]:
+    return [await asyncio.wait_for(backend.receive(), TIMEOUT_S) for _ in range(n)]
+
+
+async def test_nothing_is_sent_without_a_visitor_or_for_a_short_visit(
+    emulator_v1: EmulatorV1, running: Callable[[V1Backend], object]
+) -> None:
+    backend = V1Backend(config(emulator_v1, v1_min_session_s=5.0))
+    running(backend)
+    await asyncio.sleep(0.3)
+    assert emulator_v1.connections == 0
+    visit(backend, "passer-by", espeak_pcm("Hi")[:64000], time.time())  # 2 s of presence < 5 s
+    backend.mark_boundary()
+    await asyncio.sleep(0.3)
+    assert emulator_v1.connections == 0
+    assert backend.status()["counters"]["short_visits"] == 1
+
+
+async def test_visitor_boundary_closes_the_sessions_and_the_next_visitor_gets_new_ones(
+    emulator_v1: EmulatorV1, running: Callable[[V1Backend], object]
+) -> None:
+    backend = V1Backend(config(emulator_v1))
+    running(backend)
+    pcm = espeak_pcm("Hello there, I am so happy to see you. What a lovely day it is.")
+    for name in ("visitor-a", "visitor-b"):
+        visit(backend, name, pcm, time.time())
+        backend.mark_boundary()
+    await until(lambda: len(emulator_v1.sessions) == 4)
+    sessions = emulator_v1.sessions
+    assert {s.reason for s in sessions} == {"client_request"}
+    assert sorted(s.endpoint for s in sessions) == ["audio", "audio", "video", "video"]
+    assert len({s.session_id for s in sessions}) == 4
+    for conn in {s.connection for s in sessions}:
+        kinds = [e.kind for e in emulator_v1.requests if e.connection == conn]
+        assert kinds[0] == "session.update"
+        assert kinds[-1] == "session.close"
+        assert set(kinds[1:-1]) == {"frame"}
+    audio = [s for s in sessions if s.endpoint == "audio"]
+    assert all(s.received["audio_duration_ms"] == len(pcm) // 32 for s in audio)
+    got: List[Observation] = []
+    while len({(o.model, o.session_id) for o in got}) < 4:
+        got += await observations(backend, 1)
+    assert {o.model for o in got} == {"prosody", "face"}
+    faces = [o for o in got if o.model == "face"]
+    assert all(m.face_id == "0" for o in faces for m in o.measurements)
+    assert "error_rate_limited" not in backend.status()["counters"]
+
+
+async def test_server_shutdown_mid_visit_reconnects_with_a_new_session(
+    emulator_v1: EmulatorV1, running: Callable[[V1Backend], object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(v1client, "FIRST_DELAY_RANGE_S", (0.05, 0.1))
+    backend = V1Backend(config(emulator_v1, models=("face",), v1_min_session_s=0.0))
+    running(backend)
+    t0 = time.time()
+    backend.send_frame(JPEG, t0, "visitor")
+    await observations(backend, 1)
+    assert await emulator_v1.shutdown_sessions() == 1
+    for i in range(1, 100):
+        backend.send_frame(JPEG, t0 + i, "visitor")
+        await asyncio.sleep(0.1)
+        if emulator_v1.connections == 2 and emulator_v1.state.live:
+            break
+    obs = await observations(backend, 1)
+    assert obs[0].session_id == "visitor"
+    assert [s.reason for s in emulator_v1.sessions] == ["server_shutdown"]
+    assert emulator_v1.connections == 2
+
+
+async def test_refused_key_fails_run_at_the_first_connection(
+    emulator_v1: EmulatorV1, running: Callable[[V1Backend], asyncio.Task[None]]
+) -> None:
+    backend = V1Backend(config(emulator_v1, api_key="wrong", v1_min_session_s=0.0))
+    task = running(backend)
+    backend.send_frame(JPEG, time.time(), "visitor")
+    with pytest.raises(HumeAuthError, match="401"):
+        await asyncio.wait_for(task, TIMEOUT_S)
