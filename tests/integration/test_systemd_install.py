@@ -167,6 +167,23 @@ def test_bad_device_id_is_refused_naming_what_is_allowed(checkout: Path, install
     assert "letters, digits" in proc.stderr
 
 
+@pytest.mark.slow
+def test_venv_sees_system_packages_only_where_apt_installed_picamera2(
+    checkout: Path, installed: Path
+) -> None:
+    """Raspberry Pi OS ships picamera2/libcamera only through apt: the venv must then see dist-packages."""
+    picamera2 = installed / "usr/lib/python3/dist-packages/picamera2"
+    cfg = installed / "opt/hume-edge/venv/pyvenv.cfg"
+    picamera2.mkdir(parents=True)
+    try:
+        _run([str(checkout / "scripts/install"), "--root", str(installed), "--extras", ""])
+        assert "include-system-site-packages = true" in cfg.read_text().splitlines()
+    finally:
+        shutil.rmtree(installed / "usr/lib")
+    _run([str(checkout / "scripts/install"), "--root", str(installed), "--extras", ""])
+    assert "include-system-site-packages = false" in cfg.read_text().splitlines()
+
+
 def test_uninstall_keeps_config_and_state_unless_purged(checkout: Path, installed: Path) -> None:
     (installed / "var/lib/hume-edge").mkdir(parents=True)
     (installed / "var/lib/hume-edge/outbox.sqlite").write_bytes(b"")
