@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sys
 import threading
+import wave
 from pathlib import Path
 from typing import Any, AsyncIterator, List, Optional
 
 import numpy as np
 import pyaudio
+import pytest
 
-from agent.capture.microphone import AudioChunk, PyAudioMicrophone
-from agent.config import HumeConfig
+from agent.capture.microphone import (
+    AudioChunk,
+    PyAudioMicrophone,
+    SpeechSource,
+    WavFileSource,
+    open_microphone,
+)
+from agent.config import HumeConfig, MicrophoneConfig
+from agent.errors import AgentError
 from agent.hume.backend import OutgoingMedia
 from agent.hume.payloads import PayloadBuilder
 from agent.media import AUDIO_RATE, decode_wav, voice_activity
@@ -153,3 +163,54 @@ def test_an_overrun_is_counted_not_fatal() -> None:
     assert mic._read(Overflowing(), 160) is None
     assert mic.overruns == 2
     assert mic.status()["overruns"] == 2
+
+
+async def test_synthetic_speech_alternates_voice_and_silence() -> None:
+    source = SpeechSource(chunk_ms=250, sentences=("Hello there.", "Goodbye now."), pause_s=0.6)
+    chunks = source.chunks()
+    try:
+        got = [await asyncio.wait_for(chunks.__anext__(), timeout=10) for _ in range(12)]
+    finally:
+        await chunks.aclose()
+    voiced = [voice_activity(c.pcm16) for c in got]
+    assert voiced[0]
+    assert False in voiced  # the pause between sentences
+    assert voiced.count(True) >= 4
+    assert all(len(c.pcm16) == 2 * AUDIO_RATE // 4 for c in got)
+    assert all(b.captured_at > a.captured_at for a, b in zip(got, got[1:]))
+
+
+async def test_wav_file_is_resampled_downmixed_and_looped(tmp_path: Path) -> None:
+    path = tmp_path / "tone.wav"
+    t = np.arange(int(0.3 * 44100)) / 44100
+    tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes(np.repeat(tone, 2).tobytes())  # the same tone on both channels
+    source = open_microphone(MicrophoneConfig(source="wav", wav_path=str(path), chunk_ms=100))
+    assert isinstance(source, WavFileSource)
+    chunks = source.chunks()
+    try:
+        got = [
+            await asyncio.wait_for(chunks.__anext__(), timeout=10) for _ in range(8)
+        ]  # 0.8 s of a 0.3 s file
+    finally:
+        await chunks.aclose()
+    x = np.frombuffer(b"".join(c.pcm16 for c in got), dtype="<i2").astype(np.float64)
+    assert len(x) == 8 * 1600
+    assert voice_activity(got[-1].pcm16)  # still sounding after the file's end: looped
+    spectrum = np.abs(np.fft.rfft(x[:4800] * np.hanning(4800)))
+    assert abs(np.argmax(spectrum) * AUDIO_RATE / 4800 - 440) < 5
+
+
+def test_open_microphone_checks_what_the_source_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert open_microphone(MicrophoneConfig(source="none")) is None
+    assert isinstance(open_microphone(MicrophoneConfig(source="speech")), SpeechSource)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(AgentError, match="apt install espeak-ng"):
+        open_microphone(MicrophoneConfig(source="speech"))
+    monkeypatch.setitem(sys.modules, "pyaudio", None)
+    with pytest.raises(AgentError, match="portaudio19-dev"):
+        open_microphone(MicrophoneConfig(source="pyaudio"))
