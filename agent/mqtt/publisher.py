@@ -34,7 +34,9 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import socket
+import sqlite3
 import ssl
 import time
 from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Set, Tuple
@@ -125,13 +127,26 @@ class Publisher:
         self._rejected = 0
         self._last_sent: Dict[str, Row] = {}
         self._health_failed = False
+        self._write_failures = 0
+        self._write_error = ""
 
     # ----------------------------------------------------------------------------------------------
     # Public API
 
     def enqueue(self, msg: OutMessage) -> int:
-        """Durably queue a message (``msg.topic`` relative to ``{prefix}/{device_id}/``); returns its seq."""
-        seq = self.outbox.put(msg.topic, msg.payload, msg.retain)
+        """Durably queue a message (``msg.topic`` relative to ``{prefix}/{device_id}/``); returns its seq.
+
+        Returns -1 if the outbox cannot store it (disk full, I/O error): the message is lost, counted in
+        :meth:`status` as ``write_failures`` and said once per distinct error, but the agent keeps running.
+        """
+        try:
+            seq = self.outbox.put(msg.topic, msg.payload, msg.retain)
+        except sqlite3.Error as exc:
+            self._write_failures += 1
+            if str(exc) != self._write_error:
+                _LOGGER.error("cannot store a message in the outbox %s: %s", self.outbox.path, exc)
+            self._write_error = str(exc)
+            return -1
         if self._wake is not None:
             self._wake.set()
         return seq
@@ -156,6 +171,7 @@ class Publisher:
             "inflight": len(link.inflight) if link else 0,
             "window": link.window if link else self.cfg.inflight_window,
             "rejected": self._rejected,
+            "write_failures": self._write_failures,
             "queue_depth": stats["depth"],
             "dropped": stats["dropped_total"],
         }
@@ -173,9 +189,9 @@ class Publisher:
                     self._backoff.reset()
                     try:
                         await self._serve(link)
-                    finally:
-                        if link.closed:
-                            await self._close(link)
+                    except Exception:  # a bug or a failing disk must not end the link for good
+                        _LOGGER.exception("the MQTT link failed unexpectedly; reconnecting")
+                    await self._close(link)
                 await asyncio.sleep(self._backoff.next_delay())
         except asyncio.CancelledError:
             await self._stop()
@@ -412,7 +428,7 @@ class Publisher:
         if topic == f"{self.cfg.discovery_prefix}/status":
             if payload.strip() == b"online" and self.cfg.discovery:
                 _LOGGER.info("Home Assistant came online: re-announcing discovery and current state")
-                self._announce(link)
+                self._announce(link, with_state=True)
             return
         name = topic[len(self._topic("cmd/")) :]
         if name == "result" or not topic.startswith(self._topic("cmd/")):
@@ -424,7 +440,7 @@ class Publisher:
             self._reply(link, {"ok": False, "error": str(exc)})
             return
         if cmd.name == "discovery":
-            self._announce(link)
+            self._announce(link, with_state=True)
         else:
             try:
                 self._primitives()[1].put_nowait(cmd)
@@ -452,15 +468,15 @@ class Publisher:
         body["ts"] = utc_iso(time.time())
         self._direct(link, self._topic("cmd/result"), json.dumps(body).encode(), retain=False)
 
-    def _announce(self, link: _Link) -> None:
-        """Discovery config now, current state a moment later (after Home Assistant subscribed)."""
+    def _announce(self, link: _Link, with_state: bool) -> None:
+        """Discovery config now and, for a Home Assistant that (re)started, current state a moment later."""
         if not self.cfg.discovery:
             return
         config = discovery.discovery_config(self.base, self.device_id, self.models)
         topic = discovery.config_topic(self.cfg.discovery_prefix, self.device_id)
         self._direct(link, topic, json.dumps(config).encode(), retain=True)
-        assert self._loop is not None
-        self._loop.call_later(HA_STATE_DELAY_S, self._republish_state, link)
+        if with_state:
+            asyncio.get_running_loop().call_later(HA_STATE_DELAY_S, self._republish_state, link)
 
     def _republish_state(self, link: _Link) -> None:
         if link.closed:
@@ -481,6 +497,9 @@ class Publisher:
         cpu = os.times()
         snapshot.setdefault("uptime_s", round(time.monotonic() - self._started, 1))
         snapshot.setdefault("cpu_s", round(cpu.user + cpu.system, 2))
+        snapshot.setdefault(
+            "rss_peak_mb", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        )
         snapshot["mqtt"] = self.status()
         snapshot["outbox"] = self.outbox.stats()
         snapshot["ts"] = utc_iso(time.time())
@@ -514,7 +533,7 @@ class Publisher:
             )
         else:
             link.client.subscribe([(self._topic("cmd/#"), 1), (f"{self.cfg.discovery_prefix}/status", 1)])
-        self._announce(link)
+        self._announce(link, with_state=False)
         health = asyncio.ensure_future(self._health_loop(link))
         wake = self._primitives()[0]
         try:

@@ -136,3 +136,42 @@ async def test_frozen_link_mid_drain_is_noticed_and_nothing_is_lost(
     assert any("lost the MQTT connection" in r.getMessage() for r in caplog.records)
     assert_complete_and_ordered(sub, sent)
     outbox.close()
+
+
+@pytest.mark.parametrize(("protocol", "flaps"), [("5", False), ("3.1.1", True)])
+async def test_a_short_blip_flaps_offline_only_without_a_will_delay(
+    mosquitto: Broker, subscriber: Callable[..., Subscriber], tmp_path: Path, protocol: str, flaps: bool
+) -> None:
+    sub = subscriber(mosquitto, [f"{BASE}/status"])
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
+    with Proxy(mosquitto.host, mosquitto.port) as proxy:
+        cfg = mqtt_config(proxy.host, proxy.port, protocol=protocol, will_delay_s=15)
+        pub = Publisher(cfg, "kiosk1", outbox, health=dict)
+        async with running(pub):
+            assert await eventually(lambda: pub.status()["connects"] == 1, 10)
+            proxy.cut()  # the broker sees the connection drop without a DISCONNECT
+            assert await eventually(lambda: pub.status()["connects"] == 2, 10)
+            assert await sub.until(lambda ms: len(sub.on("/status")) >= (3 if flaps else 2), 10)
+            await asyncio.sleep(0.5)
+    statuses = [m.payload for m in sub.on("/status")]
+    assert (b"offline" in statuses) is flaps
+    assert statuses[-1] == b"stopped"
+    outbox.close()
+
+
+async def test_the_will_still_says_offline_when_the_agent_stays_gone(
+    mosquitto: Broker, subscriber: Callable[..., Subscriber], tmp_path: Path
+) -> None:
+    sub = subscriber(mosquitto, [f"{BASE}/status"])
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
+    with Proxy(mosquitto.host, mosquitto.port) as proxy:
+        cfg = mqtt_config(proxy.host, proxy.port, keepalive_s=1, will_delay_s=1)
+        pub = Publisher(cfg, "kiosk1", outbox, health=dict)
+        async with running(pub):
+            assert await eventually(lambda: pub.status()["connects"] == 1, 10)
+            proxy.blackhole()  # the broker's keepalive ends the session, then the will delay runs out
+            assert await sub.until(lambda ms: [m.payload for m in sub.on("/status")][-1:] == [b"offline"], 15)
+            proxy.cut()
+            proxy.resume()
+            assert await sub.until(lambda ms: [m.payload for m in sub.on("/status")][-1:] == [b"online"], 15)
+    outbox.close()
