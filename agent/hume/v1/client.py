@@ -105,9 +105,8 @@ class V1Backend(Backend):
         self._visits: Deque[_Visit] = collections.deque()
         self._seq = 0
         self._served: Dict[str, int] = {e: 0 for e in self._endpoints}
-        self._wake: Dict[str, asyncio.Event] = {e: asyncio.Event() for e in self._endpoints}
+        self._events: Dict[str, asyncio.Event] = {}
         self._results: Deque[Observation] = collections.deque(maxlen=RESULTS_MAX)
-        self._result_ready = asyncio.Event()
         self._stats: Dict[str, int] = {}
         self._state: Dict[str, str] = {e: "idle" for e in self._endpoints}
         self._disabled: Dict[str, str] = {}
@@ -151,9 +150,17 @@ class V1Backend(Backend):
             visit.video.clear()
         self._wake_all()
 
+    def _event(self, name: str) -> asyncio.Event:
+        """Events are made on first use inside the running loop: on Python 3.9 an event binds to the
+        loop current at construction, and the backend may be built before the loop runs."""
+        event = self._events.get(name)
+        if event is None:
+            event = self._events[name] = asyncio.Event()
+        return event
+
     def _wake_all(self) -> None:
-        for event in self._wake.values():
-            event.set()
+        for endpoint in self._endpoints:
+            self._event(endpoint).set()
 
     def send_audio(self, pcm16: bytes, captured_at: float, session_id: Optional[str]) -> None:
         if "audio" not in self._endpoints or "audio" in self._disabled:
@@ -173,7 +180,7 @@ class V1Backend(Backend):
             visit.audio.popleft()
         if overflow > 0:
             self._count("audio_frames_dropped_backlog", overflow)
-        self._wake["audio"].set()
+        self._event("audio").set()
 
     def send_frame(self, jpeg: bytes, captured_at: float, session_id: Optional[str]) -> None:
         if "video" not in self._endpoints or "video" in self._disabled:
@@ -191,7 +198,7 @@ class V1Backend(Backend):
         while len(visit.video) > VIDEO_HELD:
             visit.video.popleft()
             self._count("video_frames_stale")
-        self._wake["video"].set()
+        self._event("video").set()
 
     def send_text(self, text: str, captured_at: float, session_id: Optional[str]) -> None:
         """v1 has no language model: the text is counted and dropped."""
@@ -202,16 +209,17 @@ class V1Backend(Backend):
             self._end_visit(self._visits[-1])
 
     async def receive(self) -> Observation:
+        ready = self._event("results")
         while not self._results:
-            self._result_ready.clear()
-            await self._result_ready.wait()
+            ready.clear()
+            await ready.wait()
         return self._results.popleft()
 
     def _emit(self, obs: Observation) -> None:
         if len(self._results) == self._results.maxlen:
             self._count("results_dropped")
         self._results.append(obs)
-        self._result_ready.set()
+        self._event("results").set()
 
     def status(self) -> Dict[str, Any]:
         return {
@@ -248,7 +256,7 @@ class V1Backend(Backend):
 
     async def _next_visit(self, endpoint: str) -> _Visit:
         """The oldest visit after the last one served whose media of ``endpoint`` may be sent now."""
-        wake = self._wake[endpoint]
+        wake = self._event(endpoint)
         while True:
             wake.clear()
             for visit in list(self._visits):
@@ -280,8 +288,8 @@ class V1Backend(Backend):
         backoff = self._backoff[endpoint]
         while visit.queue(endpoint) or not visit.ended:
             if not visit.queue(endpoint):
-                self._wake[endpoint].clear()
-                await self._wake[endpoint].wait()
+                self._event(endpoint).clear()
+                await self._event(endpoint).wait()
                 continue
             opened = time.monotonic()
             try:
@@ -411,13 +419,13 @@ class V1Backend(Backend):
             if isinstance(parsed, p.SessionUpdated):
                 updated.set()
             wire.on_message(parsed, time.monotonic())
-            self._wake[wire.endpoint].set()
+            self._event(wire.endpoint).set()
 
     async def _send_loop(
         self, ws: aiohttp.ClientWebSocketResponse, wire: _Wire, visit: _Visit, updated: asyncio.Event
     ) -> None:
         """Media once the config is confirmed, paced; ``session.close`` once the visit is over and sent."""
-        wake = self._wake[wire.endpoint]
+        wake = self._event(wire.endpoint)
         try:
             await asyncio.wait_for(updated.wait(), self.cfg.reply_timeout_s)
         except asyncio.TimeoutError:

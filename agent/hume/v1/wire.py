@@ -96,7 +96,7 @@ class _Wire:
 
     @property
     def drained(self) -> bool:
-        """Nothing left to send, so ``session.close`` may follow."""
+        """Nothing left to send, so ``session.close`` may follow (the server still answers what was sent)."""
         return not self.queue
 
 
@@ -205,10 +205,6 @@ class VideoWire(_Wire):
     def sent(self, media: OutgoingMedia, now: float) -> None:
         self._fifo.append((media, now))
         self.count("video_frames_sent")
-
-    @property
-    def drained(self) -> bool:
-        return not self.queue and not self._fifo
 
     def on_error(self, msg: p.ErrorMessage, now: float) -> None:
         if msg.code not in p.VIDEO_FRAME_ERRORS:

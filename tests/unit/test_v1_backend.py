@@ -1,0 +1,80 @@
+"""The v1 backend's bookkeeping before any socket: visits, the minimum-session hold, what is dropped."""
+
+from __future__ import annotations
+
+from agent.config import HumeConfig
+from agent.hume.v1 import protocol as p
+from agent.hume.v1.client import V1Backend, ws_base
+
+SECOND = bytes(16000 * 2)
+
+
+def backend(**overrides: object) -> V1Backend:
+    values = {"backend": "v1", "api_key": "k", "v1_min_session_s": 5.0}
+    values.update(overrides)
+    return V1Backend(HumeConfig(**values))  # type: ignore[arg-type]
+
+
+async def test_a_visit_shorter_than_the_minimum_is_dropped_unsent() -> None:
+    b = backend()
+    for i in range(3):
+        b.send_audio(SECOND, 100.0 + i, "passer-by")
+    assert b.status()["visits_pending"] == 1
+    b.mark_boundary()
+    status = b.status()
+    assert status["visits_pending"] == 0
+    assert status["counters"]["short_visits"] == 1
+    assert status["counters"]["media_dropped_short_visit"] == 30
+
+
+async def test_a_visit_qualifies_once_present_long_enough() -> None:
+    b = backend()
+    for i in range(6):
+        b.send_audio(SECOND, 100.0 + i, "visitor")
+    (visit,) = b._visits
+    assert visit.qualified
+    assert len(visit.audio) == 60  # 100 ms frames
+    assert {len(m.data) for m in visit.audio} == {p.AUDIO_FRAME_MS * p.BYTES_PER_MS}
+    b.mark_boundary()
+    assert "short_visits" not in b.status()["counters"]
+
+
+async def test_a_new_session_id_is_a_boundary() -> None:
+    b = backend(v1_min_session_s=0.0)
+    b.send_audio(SECOND, 100.0, "a")
+    b.send_audio(SECOND, 101.0, "b")
+    first, second = b._visits
+    assert first.ended
+    assert not second.ended
+    assert (first.session_id, second.session_id) == ("a", "b")
+
+
+async def test_text_and_oversized_frames_are_counted_and_dropped() -> None:
+    b = backend()
+    b.send_text("hello", 100.0, "visitor")
+    b.send_frame(b"\xff\xd8" + bytes(p.VIDEO_MESSAGE_MAX_BYTES), 100.0, "visitor")
+    counters = b.status()["counters"]
+    assert counters["text_dropped"] == 1
+    assert counters["video_frames_too_large"] == 1
+    assert not b._visits
+
+
+async def test_only_configured_modalities_are_streamed() -> None:
+    b = backend(models=("prosody",))
+    b.send_frame(b"\xff\xd8jpeg", 100.0, "visitor")
+    assert b.status()["counters"]["video_dropped_disabled"] == 1
+    assert set(b.status()["links"]) == {"audio"}
+
+
+async def test_video_holds_only_the_freshest_frames() -> None:
+    b = backend()
+    for i in range(10):
+        b.send_frame(b"\xff\xd8%d" % i, 100.0 + i * 0.1, "visitor")
+    (visit,) = b._visits
+    assert [m.data for m in visit.video] == [b"\xff\xd87", b"\xff\xd88", b"\xff\xd89"]
+
+
+def test_url_accepts_http_or_ws_bases() -> None:
+    assert ws_base("wss://api.cloud.hume.ai/") == "wss://api.cloud.hume.ai"
+    assert ws_base("http://127.0.0.1:8080") == "ws://127.0.0.1:8080"
+    assert ws_base("https://example.org") == "wss://example.org"
