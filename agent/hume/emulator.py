@@ -114,12 +114,16 @@ class Faults:
     _refuse_until: float = dataclasses.field(default=0.0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.update(self.to_obj())
+        super().__setattr__("_refuse_until", time.monotonic() + self.refuse_for_s)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        """Every change is validated (a test setting ``faults.close_code = 1005`` fails right there)."""
+        kind = _FAULT_TYPES.get(name)
+        if kind is not None:
+            value = _fault_value(name, kind, value)
         super().__setattr__(name, value)
         if name == "refuse_for_s":
-            super().__setattr__("_refuse_until", time.monotonic() + float(value))
+            super().__setattr__("_refuse_until", time.monotonic() + value)
 
     def refusing(self) -> bool:
         """Whether upgrades are being refused right now."""
@@ -133,16 +137,19 @@ class Faults:
 
         Values may be typed (JSON) or strings (command line); all are checked before any is applied.
         """
-        fields = {f.name: f for f in dataclasses.fields(self) if f.init}
         parsed: Dict[str, Any] = {}
         for raw_name, value in changes.items():
             name = raw_name.replace("-", "_")
             name = _FAULT_ALIASES.get(name, name)
-            if name not in fields:
-                raise ValueError(f"unknown fault '{raw_name}'; known: {', '.join(sorted(fields))}")
-            parsed[name] = _fault_value(name, str(fields[name].type), value)
+            if name not in _FAULT_TYPES:
+                raise ValueError(f"unknown fault '{raw_name}'; known: {', '.join(sorted(_FAULT_TYPES))}")
+            parsed[name] = _fault_value(name, _FAULT_TYPES[name], value)
         for name, value in parsed.items():
             setattr(self, name, value)
+
+
+_FAULT_TYPES: Dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(Faults) if f.init}
+"""Fault field -> its annotation (a string, with postponed annotations), for validation."""
 
 
 def _fault_value(name: str, kind: str, value: Any) -> Any:

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from agent.hume.emulator import Emulator, EmulatorSettings, Faults
+from agent.hume.emulator import Emulator, EmulatorSettings
 from agent.hume.protocol import API_KEY_HEADER
 from tests.support.emulator import TEST_KEY, astronaut_bgr, b64, encode_image, espeak_wav
 
@@ -211,15 +211,6 @@ async def test_shutdown_closes_open_sockets_as_going_away(http: aiohttp.ClientSe
         msg = await asyncio.wait_for(receiving, TIMEOUT_S)
     assert msg.type == aiohttp.WSMsgType.CLOSE
     assert ws.close_code == 1001
-
-
-def test_faults_validate_before_applying() -> None:
-    faults = Faults()
-    with pytest.raises(ValueError, match="fault 'delay_ms' must be a number >= 0"):
-        faults.update({"error": "E0300", "delay-ms": "-5"})
-    assert faults.error_code is None
-    faults.update({"close-after": "3", "silent": None, "warning": "W0103"})
-    assert (faults.close_after, faults.silent, faults.warning_code) == (3, True, "W0103")
 
 
 # --------------------------------------------------------------------------------------------- CLI
