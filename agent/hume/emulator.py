@@ -35,7 +35,7 @@ import re
 import signal
 import sys
 import time
-from typing import Any, Deque, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tuple
 
 from aiohttp import WSMsgType, web
 
@@ -88,7 +88,6 @@ class EmulatorSettings:
             raise ValueError(f"idle_timeout_s must be > 0, got {self.idle_timeout_s}")
 
 
-_CODE_PATTERNS = {"error_code": re.compile(r"^E\d{4}$"), "warning_code": re.compile(r"^W\d{4}$")}
 _FAULT_ALIASES = {"error": "error_code", "warning": "warning_code"}
 
 
@@ -118,9 +117,8 @@ class Faults:
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Every change is validated (a test setting ``faults.close_code = 1005`` fails right there)."""
-        kind = _FAULT_TYPES.get(name)
-        if kind is not None:
-            value = _fault_value(name, kind, value)
+        if name in _FAULT_RULES:
+            value = _fault_value(name, value)
         super().__setattr__(name, value)
         if name == "refuse_for_s":
             super().__setattr__("_refuse_until", time.monotonic() + value)
@@ -141,63 +139,74 @@ class Faults:
         for raw_name, value in changes.items():
             name = raw_name.replace("-", "_")
             name = _FAULT_ALIASES.get(name, name)
-            if name not in _FAULT_TYPES:
-                raise ValueError(f"unknown fault '{raw_name}'; known: {', '.join(sorted(_FAULT_TYPES))}")
-            parsed[name] = _fault_value(name, _FAULT_TYPES[name], value)
+            if name not in _FAULT_RULES:
+                raise ValueError(f"unknown fault '{raw_name}'; known: {', '.join(sorted(_FAULT_RULES))}")
+            parsed[name] = _fault_value(name, value)
         for name, value in parsed.items():
             setattr(self, name, value)
 
 
-_FAULT_TYPES: Dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(Faults) if f.init}
-"""Fault field -> its annotation (a string, with postponed annotations), for validation."""
-
-
-def _fault_value(name: str, kind: str, value: Any) -> Any:
-    """Convert one fault value to its field's type, with an error that says what is allowed."""
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-        if kind.startswith("Optional"):
-            return None
-        if kind == "bool":
-            return True  # a bare "--fault silent" switches it on
-        raise ValueError(f"fault '{name}' needs a value")
-    try:
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
+def _int_in(low: int, high: int, excluded: Tuple[int, ...] = ()) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError
-        if kind in ("int", "Optional[int]"):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            number = int(value)
-            low, high = {"close_after": (0, None), "close_code": (1000, 4999), "refuse_status": (400, 599)}[
-                name
-            ]
-            if number < low or (high is not None and number > high) or number in (1004, 1005, 1006, 1015):
-                raise ValueError
-            return number
-        if kind == "float":
-            if isinstance(value, bool) or float(value) < 0:
-                raise ValueError
-            return float(value)
-        pattern = _CODE_PATTERNS[name]
-        if not isinstance(value, str) or not pattern.match(value):
+        number = int(value)
+        if not low <= number <= high or number in excluded:
+            raise ValueError
+        return number
+
+    return convert
+
+
+def _non_negative(value: Any) -> float:
+    if isinstance(value, bool) or float(value) < 0:
+        raise ValueError
+    return float(value)
+
+
+def _code(prefix: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(prefix + r"\d{4}", value):
             raise ValueError
         return value
-    except (ValueError, TypeError):
-        allowed = {
-            "bool": "true or false",
-            "float": "a number >= 0",
-            "int": "an integer",
-            "Optional[int]": "an integer >= 0 or none",
-        }.get(kind, "a code like E0300 / W0103, or none")
-        if name == "close_code":
-            allowed = "a WebSocket close code 1000-4999 (not 1004-1006, 1015)"
-        if name == "refuse_status":
-            allowed = "an HTTP status 400-599"
+
+    return convert
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False}
+    return words[str(value).lower()]
+
+
+_FAULT_RULES: Dict[str, Tuple[Callable[[Any], Any], str]] = {
+    "close_after": (_int_in(0, 2**31), "an integer >= 0, or none"),
+    "close_code": (_int_in(1000, 4999, (1004, 1005, 1006, 1015)), "a WebSocket close code 1000-4999 "
+                   "(not 1004-1006, 1015)"),
+    "delay_ms": (_non_negative, "a number >= 0"),
+    "error_code": (_code("E"), "an error code like E0300, or none"),
+    "warning_code": (_code("W"), "a warning code like W0103, or none"),
+    "refuse_for_s": (_non_negative, "a number >= 0"),
+    "refuse_status": (_int_in(400, 599), "an HTTP status 400-599"),
+    "silent": (_flag, "true or false"),
+}  # fmt: skip
+"""Per fault: the converter of a typed (JSON) or string (command line) value, and what it allows."""
+_OPTIONAL_FAULTS = ("close_after", "error_code", "warning_code")
+
+
+def _fault_value(name: str, value: Any) -> Any:
+    """Convert one fault value to its field's type, with an error that says what is allowed."""
+    convert, allowed = _FAULT_RULES[name]
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if name in _OPTIONAL_FAULTS:
+            return None
+        if name == "silent":
+            return True  # a bare "--fault silent" switches it on
+        raise ValueError(f"fault '{name}' needs a value: {allowed}")
+    try:
+        return convert(value)
+    except (ValueError, TypeError, KeyError):
         raise ValueError(f"fault '{name}' must be {allowed}, got {value!r}") from None
 
 

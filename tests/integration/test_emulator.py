@@ -253,7 +253,7 @@ async def test_cli_runs_standalone_with_keys_and_faults(http: aiohttp.ClientSess
     ("args", "message"),
     [
         (["--fault", "close-code=1005"], "close_code' must be a WebSocket close code"),
-        (["--fault", "error=oops"], "a code like E0300"),
+        (["--fault", "error=oops"], "an error code like E0300"),
         (["--fault", "teleport=1"], "unknown fault 'teleport'"),
         (["--idle-timeout-s", "0"], "idle_timeout_s must be > 0"),
     ],
