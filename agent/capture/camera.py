@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any, AsyncIterator, Callable, Optional, Sequence, Tuple, TypeVar
+from typing import Any, AsyncGenerator, Callable, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -130,7 +130,7 @@ class FrameSource(abc.ABC):
             "last_error": self.recovery.last_error,
         }
 
-    async def frames(self) -> AsyncIterator[Frame]:
+    async def frames(self) -> AsyncGenerator[Frame, None]:
         """Frames at most at ``fps``, forever; a lost device is reopened by itself."""
         period = 1.0 / self.fps
         due = time.monotonic()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import ctypes
+import ctypes.util
 import dataclasses
 import importlib.util
 import logging
@@ -18,7 +20,7 @@ import shutil
 import threading
 import time
 import wave
-from typing import Any, AsyncIterator, List, Optional, Sequence, Tuple
+from typing import Any, AsyncGenerator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,7 +63,7 @@ class AudioSource(abc.ABC):
         """The source as a person would name it in a log line."""
 
     @abc.abstractmethod
-    def chunks(self) -> AsyncIterator[AudioChunk]:
+    def chunks(self) -> AsyncGenerator[AudioChunk, None]:
         """Chunks of ``chunk_ms`` in real time, forever."""
 
     def status(self) -> dict:  # type: ignore[type-arg]
@@ -83,10 +85,10 @@ class _PacedSource(AudioSource):
     """Emits chunks when real time has caught up with them, as a microphone would."""
 
     @abc.abstractmethod
-    def _blocks(self) -> AsyncIterator[np.ndarray]:
+    def _blocks(self) -> AsyncGenerator[np.ndarray, None]:
         """16 kHz int16 sample blocks, endlessly; raises when the underlying input fails."""
 
-    async def chunks(self) -> AsyncIterator[AudioChunk]:
+    async def chunks(self) -> AsyncGenerator[AudioChunk, None]:
         chunk_s = self.chunk_ms / 1000
         while True:
             chunker = AudioChunker(self.chunk_ms)
@@ -131,7 +133,7 @@ class WavFileSource(_PacedSource):
             )
         return w, Resampler(w.getframerate()), w.getnchannels()
 
-    async def _blocks(self) -> AsyncIterator[np.ndarray]:
+    async def _blocks(self) -> AsyncGenerator[np.ndarray, None]:
         w, resampler, channels = await asyncio.to_thread(self._open)
         try:
             frames = int(w.getframerate() * self._BLOCK_S)
@@ -198,7 +200,7 @@ class SpeechSource(_PacedSource):
             self._loop = np.concatenate(parts)
         return self._loop
 
-    async def _blocks(self) -> AsyncIterator[np.ndarray]:
+    async def _blocks(self) -> AsyncGenerator[np.ndarray, None]:
         loop = await self.speech_loop()
         while True:
             yield loop
@@ -206,6 +208,29 @@ class SpeechSource(_PacedSource):
 
 # --------------------------------------------------------------------------------------------------
 # PyAudio
+
+_alsa_quiet: List[Any] = []
+"""The installed no-op ALSA error handler, kept referenced so ctypes does not free it."""
+
+
+def quiet_alsa() -> None:
+    """Silence alsa-lib's own error printing for the rest of the process.
+
+    Every ``PyAudio()`` makes alsa-lib complain about each PCM it cannot open (dozens of stderr lines on a
+    Pi); called once a device failure has been logged, so the journal is not flooded on every retry.
+    """
+    name = ctypes.util.find_library("asound")
+    if _alsa_quiet or name is None:
+        return
+    handler_type = ctypes.CFUNCTYPE(
+        None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+    )
+    handler = handler_type(lambda *_: None)
+    try:
+        ctypes.CDLL(name).snd_lib_error_set_handler(handler)
+    except (OSError, AttributeError):
+        return
+    _alsa_quiet.append(handler)
 
 
 class PyAudioMicrophone(AudioSource):
@@ -337,7 +362,9 @@ class PyAudioMicrophone(AudioSource):
             try:
                 pa, stream, rate, channels = self._open()
             except Exception as exc:  # the device is not there (yet)
-                stop.wait(self.recovery.failed(exc))
+                delay = self.recovery.failed(exc)
+                quiet_alsa()  # ALSA has had its say once; retries should not repeat it
+                stop.wait(delay)
                 continue
             try:
                 self._stream(stream, rate, channels, deliver, stop)
@@ -351,7 +378,7 @@ class PyAudioMicrophone(AudioSource):
             if error is not None:
                 stop.wait(self.recovery.failed(error))
 
-    async def chunks(self) -> AsyncIterator[AudioChunk]:
+    async def chunks(self) -> AsyncGenerator[AudioChunk, None]:
         loop = asyncio.get_running_loop()
         pending: asyncio.Queue[AudioChunk] = asyncio.Queue()
         stop = threading.Event()
