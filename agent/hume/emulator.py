@@ -35,7 +35,7 @@ import re
 import signal
 import sys
 import time
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from aiohttp import WSMsgType, web
 
@@ -256,37 +256,32 @@ class _Server:
         self.counters.connections += 1
         connection_no = self.counters.connections
         self.sockets.add(ws)
+        log.info("connection %d opened from %s", connection_no, request.remote)
         try:
-            await self._serve(ws, Session(self.settings.seed, connection_no), connection_no)
+            replies = await self._serve(ws, Session(self.settings.seed, connection_no), connection_no)
+            log.info("connection %d closed (code %s) after %d replies", connection_no, ws.close_code, replies)
         finally:
             self.sockets.discard(ws)
         return ws
 
-    async def _serve(self, ws: web.WebSocketResponse, session: Session, connection_no: int) -> None:
+    async def _serve(self, ws: web.WebSocketResponse, session: Session, connection_no: int) -> int:
+        """Answer requests until the socket closes; the number of replies sent."""
         loop = asyncio.get_running_loop()
         replies = 0
         while not ws.closed:
             close_after = self.faults.close_after
             if close_after is not None and replies >= close_after:
                 await ws.close(code=self.faults.close_code, message=b"injected fault: close-after")
-                return
+                return replies
             try:
                 msg = await asyncio.wait_for(ws.receive(), self.settings.idle_timeout_s)
             except asyncio.TimeoutError:
-                log.info(
-                    "connection %d idle for %.0f s: closing", connection_no, self.settings.idle_timeout_s
-                )
+                log.debug("connection %d idle for %.0f s", connection_no, self.settings.idle_timeout_s)
                 await ws.close(code=IDLE_CLOSE_CODE, message=b"idle timeout")
-                return
-            if msg.type == WSMsgType.TEXT:
-                reply = await self._answer(str(msg.data), session, connection_no, loop)
-            elif msg.type == WSMsgType.BINARY:
-                reply = ErrorMessage(
-                    "Binary frames are not accepted: send JSON text.", Codes.INVALID_STRUCTURE
-                )
-                reply = None if self.faults.silent else reply
-            else:
-                return
+                return replies
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                return replies
+            reply = await self._answer(msg.data, session, connection_no, loop)
             if reply is None:
                 continue
             delay_ms = self.settings.latency_ms + self.faults.delay_ms
@@ -295,16 +290,20 @@ class _Server:
             try:
                 await ws.send_str(reply_to_json(reply))
             except ConnectionResetError:  # the client left while we "thought"
-                return
+                return replies
             self.counters.replies += 1
             replies += 1
+        return replies
 
     async def _answer(
-        self, text: str, session: Session, connection_no: int, loop: asyncio.AbstractEventLoop
+        self, text: Union[str, bytes], session: Session, connection_no: int, loop: asyncio.AbstractEventLoop
     ) -> Optional[Reply]:
+        """The reply to one frame (None: the silent fault swallows it)."""
         self.counters.requests += 1
         if self.faults.silent:
             return None
+        if not isinstance(text, str):
+            return ErrorMessage("Binary frames are not accepted: send JSON text.", Codes.INVALID_STRUCTURE)
         try:
             msg = PublishMessage.from_json(text)
         except ProtocolViolation as exc:
