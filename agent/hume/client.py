@@ -4,7 +4,9 @@ Why one socket per modality (video -> face, audio -> prosody + burst, text -> la
 v0 is strictly one request, one reply per socket (facts sections 1 and 7), and model config travels with
 every payload. On one shared socket a face reply would hold up the next audio payload and vice versa; with
 a socket each, a slow face model never delays prosody. Prosody and burst share the audio socket because
-both read the same audio: one payload, one reply with both results, half the uploads.
+both read the same audio: one payload, one reply with both results, half the uploads. Facemesh rides on
+no socket: it measures face-mesh landmarks, which the agent does not compute, and requested on a JPEG it
+fails the whole payload (E0102), face result included; a config that lists it gets a warning at start.
 
 Per socket exactly one payload is in flight. Meanwhile media waits in a bounded buffer
 (:mod:`agent.hume.payloads`): only the newest frame (older ones dropped and counted), audio accumulated
@@ -55,6 +57,9 @@ _LOGGER = logging.getLogger(__name__)
 OBSERVATIONS_MAX = 1000
 """Results waiting for :meth:`V0Backend.receive`; past it the oldest are dropped (counted)."""
 
+CANCEL_GRACE_S = 3.0
+"""Time a link gets to close its socket when cancelled (its close handshake is bounded at 2 s)."""
+
 STATE_SEVERITY = ("auth_failed", "quota_exhausted", "backoff", "connecting", "open", "idle")
 """The overall state is the most severe state of any socket, in this order."""
 
@@ -99,9 +104,7 @@ class V0Backend(Backend):
                 for task in done:
                     task.result()  # a link only ends by raising (a key refused at start-up)
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await _cancel_all(tasks)
 
     def send_frame(self, jpeg: bytes, captured_at: float, session_id: Optional[str]) -> None:
         self._queue("video", lambda: self._frames.put(jpeg, captured_at, session_id, self._epoch))
@@ -153,3 +156,12 @@ class V0Backend(Backend):
             "dropped_results": self._dropped_results,
             "sockets": sockets,
         }
+
+
+async def _cancel_all(tasks: List[asyncio.Task[None]]) -> None:
+    """Cancel and await the link tasks; cancel again any that swallowed it (possible before Python 3.12)."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_GRACE_S)

@@ -321,16 +321,12 @@ class Link:
     async def _next_event(self, conn: int, timeout: Optional[float]) -> object:
         """Wait for one event of connection ``conn`` (or a wake-up) and act on it; _TIMEOUT if none came."""
         assert self._events is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while True:
-            if timeout is not None and timeout <= 0:
-                if self._events.empty():
-                    return _TIMEOUT
-                event = self._events.get_nowait()
-            else:
-                try:
-                    event = await asyncio.wait_for(self._events.get(), timeout)
-                except asyncio.TimeoutError:
-                    return _TIMEOUT
+            event = await _get(self._events, None if deadline is None else deadline - loop.time())
+            if event is None:
+                return _TIMEOUT
             event_conn, what = event
             if what is None:
                 self._wake_pending = False
@@ -425,3 +421,22 @@ class Link:
 
 
 _TIMEOUT = object()
+
+
+async def _get(queue: asyncio.Queue[Event], timeout: Optional[float]) -> Optional[Event]:
+    """The next item, or None after ``timeout`` seconds.
+
+    Not ``asyncio.wait_for(queue.get(), ...)``: before Python 3.12 that can swallow a cancellation that
+    lands as the item arrives (bpo-42130), and a link that ignored its cancellation would hang shutdown.
+    """
+    if not queue.empty():
+        return queue.get_nowait()
+    if timeout is not None and timeout <= 0:
+        return None
+    getter = asyncio.ensure_future(queue.get())
+    try:
+        await asyncio.wait((getter,), timeout=timeout)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    return getter.result() if getter.done() and not getter.cancelled() else None
