@@ -13,7 +13,6 @@ import math
 import threading
 from typing import Any, List, Tuple
 
-import cv2
 import numpy as np
 
 DETECT_MAX_SIDE_PX = 800
@@ -37,6 +36,19 @@ MERGE_GAP_S = 0.25
 MIN_SEGMENT_S = 0.1
 
 
+def opencv() -> Any:
+    """OpenCV 4 (the ``vision`` extra), imported on first use: the agent's CLI imports the emulator
+    module on every start, also on a kiosk installed without the extra."""
+    try:
+        import cv2  # noqa: PLC0415
+    except ImportError as exc:
+        raise RuntimeError(
+            f"OpenCV is needed for face detection and image decoding ({exc}): "
+            "pip install 'hume-edge-agent[vision]'"
+        ) from None
+    return cv2
+
+
 @dataclasses.dataclass(frozen=True)
 class FaceBox:
     """A detected face in the input image's pixel coordinates; ``prob`` is in [0, 1]."""
@@ -56,7 +68,8 @@ def _cascade() -> Any:
     cascade = getattr(_local, "cascade", None)
     if cascade is not None:
         return cascade
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+    cv2 = opencv()
+    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
         raise RuntimeError(f"OpenCV's face cascade could not be loaded from {path} (OpenCV 5 has none)")
@@ -75,6 +88,7 @@ def face_probability(neighbors: int) -> float:
 
 def detect_faces(image_bgr: np.ndarray, min_side_px: float = 0.0) -> List[FaceBox]:
     """Find frontal faces whose box sides are at least ``min_side_px``; sorted left to right."""
+    cv2 = opencv()
     height, width = image_bgr.shape[:2]
     scale = min(1.0, DETECT_MAX_SIDE_PX / max(height, width))
     gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
@@ -204,6 +218,7 @@ def _pitch_hz(signal: np.ndarray) -> float:
 
 def image_features(image_bgr: np.ndarray, box: Tuple[int, int, int, int]) -> Tuple[float, ...]:
     """Features of a face region relative to its image: brightness, contrast, texture, symmetry, size."""
+    cv2 = opencv()
     gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
     x, y, w, h = box
     region: np.ndarray = gray[max(0, y) : y + h, max(0, x) : x + w].astype(np.float64)

@@ -39,6 +39,7 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tup
 
 from aiohttp import WSMsgType, web
 
+from agent.hume import detectors
 from agent.hume.emulator_models import ERROR_TEXT, Session, warning_reply
 from agent.hume.protocol import (
     API_KEY_HEADER,
@@ -408,6 +409,8 @@ class Emulator:
         return self._app[SERVER_KEY].counters.connections
 
     async def start(self) -> None:
+        """Listen (``port`` 0 picks a free one, read it back from ``.port``); RuntimeError without OpenCV."""
+        detectors.opencv()
         self._runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
@@ -492,6 +495,9 @@ def run_from_args(args: argparse.Namespace) -> int:
             f"hume-edge emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
             file=sys.stderr,
         )
+        return 1
+    except RuntimeError as exc:  # OpenCV missing
+        print(f"hume-edge emulator: {exc}", file=sys.stderr)
         return 1
     return 0
 

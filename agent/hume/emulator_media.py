@@ -27,7 +27,6 @@ import struct
 import wave
 from typing import Iterator, Optional, Tuple
 
-import cv2
 import numpy as np
 
 from agent.hume import detectors
@@ -148,6 +147,7 @@ def _image(raw: bytes) -> Media:
             f"Your image file was too large. The limit is {IMAGE_MAX_PX:,} x {IMAGE_MAX_PX:,} pixels, "
             f"but the received image was {size[0]:,} x {size[1]:,} pixels.",
         )
+    cv2 = detectors.opencv()
     image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or size is None:
         raise _unknown("the image is truncated or corrupt")

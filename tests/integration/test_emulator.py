@@ -224,9 +224,12 @@ CLI = (
 )
 
 
-def start_cli(*args: str) -> subprocess.Popen:  # type: ignore[type-arg]
+def start_cli(*args: str, prelude: str = "") -> subprocess.Popen:  # type: ignore[type-arg]
     return subprocess.Popen(
-        [sys.executable, "-c", CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", prelude + CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -270,3 +273,10 @@ async def test_cli_reports_a_busy_port(emulator: Emulator) -> None:
     _, err = await asyncio.wait_for(asyncio.to_thread(proc.communicate), TIMEOUT_S)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{emulator.port}" in err
+
+
+async def test_cli_without_opencv_loads_and_says_what_to_install() -> None:
+    proc = start_cli("--port", "0", prelude="import sys\nsys.modules['cv2'] = None\n")
+    _, err = await asyncio.wait_for(asyncio.to_thread(proc.communicate), TIMEOUT_S)
+    assert proc.returncode == 1
+    assert "pip install 'hume-edge-agent[vision]'" in err
