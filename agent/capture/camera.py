@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any, AsyncGenerator, Callable, Optional, Sequence, Tuple, TypeVar
+from typing import Any, AsyncGenerator, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -118,17 +118,18 @@ class FrameSource(abc.ABC):
 
     @abc.abstractmethod
     def _close(self) -> None:
-        """Release the device (blocking); never raises."""
+        """Release the device (blocking); safe to call when it is not open."""
 
-    def status(self) -> dict:  # type: ignore[type-arg]
+    def status(self) -> Dict[str, Any]:
         """Counters for the agent's status file."""
-        return {
-            "source": self.describe(),
-            "frames": self.frames_read,
-            "lost": self.recovery.lost,
-            "failures": self.recovery.failures,
-            "last_error": self.recovery.last_error,
-        }
+        return {"source": self.describe(), "frames": self.frames_read, **self.recovery.status()}
+
+    def _release(self) -> None:
+        """Close, whatever the device thinks of it: a close that fails must not stop the recovery."""
+        try:
+            self._close()
+        except Exception as exc:
+            _LOGGER.debug("%s: close failed: %s", self.describe(), exc)
 
     async def frames(self) -> AsyncGenerator[Frame, None]:
         """Frames at most at ``fps``, forever; a lost device is reopened by itself."""
@@ -148,7 +149,7 @@ class FrameSource(abc.ABC):
                 except Exception as exc:  # any device failure: close, wait, reopen
                     if opened:
                         opened = False
-                        await self._worker.call(self._close)
+                        await self._worker.call(self._release)
                     await asyncio.sleep(self.recovery.failed(exc))
                     due = time.monotonic()
                     continue
@@ -159,7 +160,7 @@ class FrameSource(abc.ABC):
                 yield frame
         finally:
             # Also when cancelled during _open: the close queues behind it on the device's thread.
-            self._worker.submit(self._close)
+            self._worker.submit(self._release)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ running, say so once in the journal (not once per retry), and pick the device up
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from agent.backoff import Backoff
 
@@ -48,3 +48,12 @@ class Recovery:
             self._log.info("%s is back after %d failed attempt(s)", self.what, self._backoff.attempts)
         self.last_error = None
         self._backoff.reset()
+
+    def status(self) -> Dict[str, Any]:
+        """Counters for the agent's status file."""
+        return {
+            "lost": self.lost,
+            "failures": self.failures,
+            "outages": self.outages,
+            "last_error": self.last_error,
+        }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
@@ -20,7 +21,7 @@ import shutil
 import threading
 import time
 import wave
-from typing import Any, AsyncGenerator, List, Optional, Sequence, Tuple
+from typing import Any, AsyncGenerator, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,15 +67,9 @@ class AudioSource(abc.ABC):
     def chunks(self) -> AsyncGenerator[AudioChunk, None]:
         """Chunks of ``chunk_ms`` in real time, forever."""
 
-    def status(self) -> dict:  # type: ignore[type-arg]
+    def status(self) -> Dict[str, Any]:
         """Counters for the agent's status file."""
-        return {
-            "source": self.describe(),
-            "chunks": self.chunks_sent,
-            "lost": self.recovery.lost,
-            "failures": self.recovery.failures,
-            "last_error": self.recovery.last_error,
-        }
+        return {"source": self.describe(), "chunks": self.chunks_sent, **self.recovery.status()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,7 +261,7 @@ class PyAudioMicrophone(AudioSource):
     def describe(self) -> str:
         return f"microphone {self.device!r}" if self.device else "default microphone"
 
-    def status(self) -> dict:  # type: ignore[type-arg]
+    def status(self) -> Dict[str, Any]:
         return {**super().status(), "overruns": self.overruns, "dropped": self.dropped}
 
     @staticmethod
@@ -370,10 +365,10 @@ class PyAudioMicrophone(AudioSource):
                 self._stream(stream, rate, channels, deliver, stop)
             except Exception as exc:  # lost mid-stream: close, then reopen
                 error = exc
-            finally:
-                try:
+            finally:  # a dead device may fail its close too: nothing more to do about it
+                with contextlib.suppress(Exception):
                     stream.close()
-                finally:
+                with contextlib.suppress(Exception):
                     pa.terminate()
             if error is not None:
                 stop.wait(self.recovery.failed(error))
