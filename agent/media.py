@@ -176,8 +176,8 @@ class RateLimiter:
 
     def allow(self, t: float) -> bool:
         """Whether an event at time ``t`` passes; a passing event starts the next period."""
-        if self._last is not None and t - self._last < self.period_s * 0.95:
-            return False
+        if self._last is not None and 0.0 <= t - self._last < self.period_s * 0.95:
+            return False  # (a clock stepped backwards, e.g. a Pi's first NTP sync, starts afresh)
         self._last = t
         return True
 
@@ -215,8 +215,8 @@ class FramePipeline:
     def _is_static(self, thumb: np.ndarray, t: float) -> bool:
         if self._last_thumb is None or self.cfg.static_threshold <= 0:
             return False
-        refresh = self.cfg.static_refresh_s
-        if refresh > 0 and t - self._last_sent_at >= refresh:
+        refresh, elapsed = self.cfg.static_refresh_s, t - self._last_sent_at
+        if refresh > 0 and not 0.0 <= elapsed < refresh:  # due, or the clock stepped backwards
             return False
         rows, cols = _CELLS
         th, tw = thumb.shape

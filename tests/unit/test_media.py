@@ -54,6 +54,15 @@ def test_rate_limiter_passes_at_most_the_rate_and_tolerates_jitter() -> None:
     assert all(exact.allow(i * 0.5 + (0.01 if i % 2 else -0.01)) for i in range(20))
 
 
+def test_a_clock_stepped_backwards_does_not_stall_frames() -> None:
+    """captured_at is wall clock; a Pi without RTC steps it at its first NTP sync."""
+    still = np.full((480, 640, 3), 90, np.uint8)
+    pipe = FramePipeline(CameraConfig(static_refresh_s=5.0), max_fps=2.0)
+    assert pipe.process(Frame(still, "bgr", 1_000_000.0)) is not None
+    assert pipe.process(Frame(still, "bgr", 1_000.0)) is not None  # days back: sent, not stuck
+    assert pipe.process(Frame(still, "bgr", 1_000.6)) is None  # and static skipping resumes from there
+
+
 def test_moving_face_is_sent_at_the_rate_as_640x480_jpeg() -> None:
     cam = SyntheticCamera(640, 480)
     pipe = FramePipeline(CameraConfig(fps=10.0), max_fps=3.0)
