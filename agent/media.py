@@ -192,24 +192,24 @@ class FramePipeline:
         self._last_thumb: Optional[np.ndarray] = None
         self._last_sent_at = 0.0
         self._bgr_encoder, self._planes_encoder = _select_encoders()
-        self.counts = {"in": 0, "rate_limited": 0, "static": 0, "sent": 0}
+        self.counters = {"in": 0, "rate_limited": 0, "static": 0, "sent": 0}
         """Frames seen, dropped by the rate limit, skipped as static, and sent (for status and tests)."""
 
     def process(self, frame: Frame) -> Optional[EncodedFrame]:
         """The JPEG to send for this frame, or None when it is rate-limited or near-identical to the last."""
-        self.counts["in"] += 1
+        self.counters["in"] += 1
         if not self._rate.allow(frame.captured_at):
-            self.counts["rate_limited"] += 1
+            self.counters["rate_limited"] += 1
             return None
         size = fit_size(*frame_size(frame), self.cfg.width, self.cfg.height)
         thumb: np.ndarray = _resize(grey(frame), _THUMB).astype(np.int16)
         if self._is_static(thumb, frame.captured_at):
-            self.counts["static"] += 1
+            self.counters["static"] += 1
             return None
         jpeg = self._encode(frame, size)
         self._last_thumb = thumb
         self._last_sent_at = frame.captured_at
-        self.counts["sent"] += 1
+        self.counters["sent"] += 1
         return EncodedFrame(jpeg, size[0], size[1], frame.captured_at)
 
     def _is_static(self, thumb: np.ndarray, t: float) -> bool:

@@ -68,7 +68,7 @@ def test_moving_face_is_sent_at_the_rate_as_640x480_jpeg() -> None:
     pipe = FramePipeline(CameraConfig(fps=10.0), max_fps=3.0)
     sent = [e for i in range(50) if (e := pipe.process(Frame(cam.render(i * 0.1), "bgr", i * 0.1)))]
     assert 12 <= len(sent) <= 13  # 5 s of 10 fps limited to 3 fps: a frame every 0.4 s
-    assert pipe.counts["static"] == 0
+    assert pipe.counters["static"] == 0
     assert {(e.width, e.height) for e in sent} == {(640, 480)}
     assert _decode(sent[0].jpeg).shape == (480, 640, 3)
     assert sent[0].captured_at == 0.0
@@ -81,12 +81,12 @@ def test_static_empty_scene_costs_one_frame_plus_refreshes() -> None:
     pipe = FramePipeline(cfg, max_fps=3.0)
     for i in range(120):
         pipe.process(Frame(cam.render(i * 0.5), "bgr", i * 0.5))
-    assert pipe.counts["rate_limited"] == 0
-    assert pipe.counts["sent"] == 12  # t = 0, 5, 10, ..., 55: 90 % of the uploads saved
+    assert pipe.counters["rate_limited"] == 0
+    assert pipe.counters["sent"] == 12  # t = 0, 5, 10, ..., 55: 90 % of the uploads saved
     never = FramePipeline(dataclasses.replace(cfg, static_refresh_s=0.0), max_fps=3.0)
     for i in range(120):
         never.process(Frame(cam.render(i * 0.5), "bgr", i * 0.5))
-    assert never.counts["sent"] == 1
+    assert never.counters["sent"] == 1
 
 
 def test_static_skip_compares_with_the_last_sent_frame_not_the_last_seen() -> None:
@@ -97,7 +97,7 @@ def test_static_skip_compares_with_the_last_sent_frame_not_the_last_seen() -> No
     for i in range(10):  # +1 grey level per frame: each step is below the threshold, the sum is not
         sent += pipe.process(Frame(base + i, "bgr", float(i))) is not None
     assert sent == 5  # at +0, +2, +4, +6, +8: each 2 grey levels from the last one sent
-    assert pipe.counts["static"] == 5
+    assert pipe.counters["static"] == 5
 
 
 def test_larger_frames_are_downscaled_with_their_aspect() -> None:
