@@ -49,6 +49,11 @@ CONNECT_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 2.0
 """How long a close handshake may take before the socket is simply dropped."""
 
+REPEAT_LOG_S = 600.0
+"""A failure that recurs (a flapping link) is announced again at most this often."""
+ANNOUNCED_MAX = 64
+"""Distinct failure reasons remembered for that; bounded memory whatever the server says."""
+
 FAILURE_STATES = ("backoff", "auth_failed", "quota_exhausted")
 
 PLANNED = {
@@ -182,6 +187,9 @@ class Link:
         self._opens = 0
         self._seq = 0
         self._failing: Optional[str] = None
+        """The failure being reported ("state: reason"), until a reply shows the link works again."""
+        self._failing_announced = False
+        self._announced: Dict[str, float] = {}
         self._connector: Optional[Connector] = None
 
     # -- called from the capture side (synchronous, O(1)) ----------------------------------------
@@ -361,8 +369,10 @@ class Link:
             self._emit(obs)
         self._backoff.reset()
         if self._failing is not None:
-            _LOGGER.info("hume %s socket: working again (after: %s)", self.name, self._failing)
+            level = logging.INFO if self._failing_announced else logging.DEBUG
+            _LOGGER.log(level, "hume %s socket: working again (after: %s)", self.name, self._failing)
             self._failing = None
+            self._failing_announced = False
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, conn: int) -> None:
         """Turn incoming messages into events until the socket ends; the last event says why."""
@@ -397,14 +407,20 @@ class Link:
             )
 
     def _fail(self, state: str, reason: str) -> None:
-        """Enter a failure state; a failure already being reported is logged at debug level only."""
+        """Enter a failure state, announced once: repeats, and a flapping link's recurrences within
+        :data:`REPEAT_LOG_S`, are logged at debug level only (status() always has the latest)."""
+        now = asyncio.get_running_loop().time()
         self.last_error = reason
-        self.last_error_at = asyncio.get_running_loop().time()
+        self.last_error_at = now
         key = f"{state}: {reason.split('; retry in', maxsplit=1)[0]}"
-        if key == self._failing:
-            level = logging.DEBUG
-        else:
+        last = self._announced.get(key)
+        level = logging.DEBUG
+        if key != self._failing and (last is None or now - last >= REPEAT_LOG_S):
             level = logging.WARNING if state == "backoff" else logging.ERROR
+            if len(self._announced) >= ANNOUNCED_MAX:
+                self._announced.clear()
+            self._announced[key] = now
+            self._failing_announced = True
         self._failing = key
         self._set_state(state, reason, level)
 

@@ -310,7 +310,9 @@ async def test_no_image_or_audio_file_is_created(
 # Faults: each recovered with backoff while capture keeps its pace
 
 
-async def test_server_close_recovered_with_backoff(emulator: Emulator) -> None:
+async def test_server_close_recovered_with_backoff(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
     emulator.faults.close_after = 1  # every connection closed (1011) after its first reply
     backend = V0Backend(cfg_for(emulator.url))
     async with running(backend) as task, Capture(backend):
@@ -322,6 +324,10 @@ async def test_server_close_recovered_with_backoff(emulator: Emulator) -> None:
         emulator.faults.close_after = None
         await recovers(backend, emulator)
         assert not task.done()
+    # A flapping link is announced once per socket, not once per flap.
+    loud = [r for r in caplog.records if r.name.startswith("agent.hume") and r.levelno >= logging.INFO]
+    assert len([r for r in loud if "-> backoff (closed by the server" in r.getMessage()]) <= 2
+    assert len([r for r in loud if "working again" in r.getMessage()]) <= 2
 
 
 async def test_abrupt_drop_recovered(emulator: Emulator) -> None:
