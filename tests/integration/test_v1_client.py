@@ -14,7 +14,7 @@ from agent.errors import HumeAuthError
 from agent.hume.backend import Observation
 from agent.hume.v1 import client as v1client
 from agent.hume.v1.client import V1Backend
-from agent.hume.v1.emulator import EmulatorV1
+from agent.hume.v1.emulator import EmulatorV1, EmulatorV1Settings
 from tests.support.emulator import astronaut_bgr, encode_image
 from tests.support.emulator_v1 import TEST_KEY, espeak_pcm
 
@@ -136,3 +136,71 @@ async def test_refused_key_fails_run_at_the_first_connection(
     backend.send_frame(JPEG, time.time(), "visitor")
     with pytest.raises(HumeAuthError, match="401"):
         await asyncio.wait_for(task, TIMEOUT_S)
+
+
+async def test_rate_limited_audio_is_resent_so_the_stream_stays_continuous(
+    emulator_v1: EmulatorV1, running: Callable[[V1Backend], object]
+) -> None:
+    emulator_v1.faults.rate_limit_frames = 3
+    backend = V1Backend(config(emulator_v1, models=("prosody",)))
+    running(backend)
+    pcm = espeak_pcm("Hello, how are you today?")
+    visit(backend, "visitor", pcm, time.time(), frames=False)
+    backend.mark_boundary()
+    await until(lambda: len(emulator_v1.sessions) == 1)
+    (session,) = emulator_v1.sessions
+    frames = -(-len(pcm) // 3200)
+    assert session.received == {"audio_duration_ms": len(pcm) // 32, "frames": frames}
+    sent = [e for e in emulator_v1.requests if e.kind == "frame"]
+    assert len(sent) == frames + 3
+    counters = backend.status()["counters"]
+    assert counters["error_rate_limited"] == 3
+    assert counters["audio_frames_resent"] == 3
+
+
+async def test_rate_limited_video_frames_are_dropped_not_resent(
+    emulator_v1: EmulatorV1, running: Callable[[V1Backend], object]
+) -> None:
+    emulator_v1.faults.rate_limit_frames = 2
+    backend = V1Backend(config(emulator_v1, models=("face",), v1_min_session_s=0.0))
+    running(backend)
+    t0 = time.time()
+    for i in range(4):
+        backend.send_frame(JPEG, t0 + i, "visitor")
+        await asyncio.sleep(0.5)
+    got = await observations(backend, 2)
+    backend.mark_boundary()
+    await until(lambda: len(emulator_v1.sessions) == 1)
+    assert [o.captured_at for o in got] == [t0 + 2, t0 + 3]
+    assert emulator_v1.sessions[0].received == {"frames": 2}
+    assert backend.status()["counters"]["video_frames_sent"] == 4
+
+
+async def test_idle_timeout_mid_visit_opens_a_new_session_when_media_returns(
+    running: Callable[[V1Backend], object],
+) -> None:
+    async with EmulatorV1(EmulatorV1Settings(api_keys=(TEST_KEY,), idle_timeout_s=0.3)) as emu:
+        backend = V1Backend(config(emu, models=("face",), v1_min_session_s=0.0))
+        running(backend)
+        t0 = time.time()
+        backend.send_frame(JPEG, t0, "visitor")
+        await observations(backend, 1)
+        await until(lambda: [s.reason for s in emu.sessions] == ["idle_timeout"])
+        backend.send_frame(JPEG, t0 + 1, "visitor")
+        (obs,) = await observations(backend, 1)
+        assert obs.captured_at == t0 + 1
+        assert emu.connections == 2
+
+
+async def test_refused_handshake_with_503_is_retried(
+    emulator_v1: EmulatorV1, running: Callable[[V1Backend], object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(v1client, "FIRST_DELAY_RANGE_S", (0.05, 0.1))
+    emulator_v1.faults.refuse_status = 503
+    backend = V1Backend(config(emulator_v1, models=("face",), v1_min_session_s=0.0))
+    running(backend)
+    backend.send_frame(JPEG, time.time(), "visitor")
+    await until(lambda: backend.status()["links"]["video"]["state"] == "backoff")
+    emulator_v1.faults.refuse_status = 0
+    (obs,) = await observations(backend, 1)
+    assert obs.model == "face"

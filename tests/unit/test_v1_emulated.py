@@ -10,22 +10,22 @@ import numpy as np
 import pytest
 
 from agent.hume.v1 import protocol as p
-from agent.hume.v1.emulated import AudioSession, VideoSession
+from agent.hume.v1.emulated import AudioSession, FaultsV1, VideoSession
 from tests.support.emulator import astronaut_bgr, encode_image, silence, voice
 
 FRAME = p.AUDIO_FRAME_MS * p.BYTES_PER_MS
 
 
-def never() -> bool:
-    return False
+def never() -> FaultsV1:
+    return FaultsV1()
 
 
 def audio(now: float = 0.0, burst_ms: float = 2000.0) -> AudioSession:
-    return AudioSession(0, never, now, burst_ms)
+    return AudioSession(0, never(), now, burst_ms)
 
 
 def video(now: float = 0.0) -> VideoSession:
-    return VideoSession(0, never, now, 2.0)
+    return VideoSession(0, never(), now, 2.0)
 
 
 def drain(session: Any) -> List[Dict[str, Any]]:
@@ -231,7 +231,7 @@ def test_audio_predictions_are_deterministic_per_seed_and_change_with_it() -> No
     pcm = speech(silence(1000), voice(4000), silence(1000))
 
     def results(seed: int) -> List[Any]:
-        s = AudioSession(seed, never, 0.0, 2000.0)
+        s = AudioSession(seed, never(), 0.0, 2000.0)
         drain(s)
         return [m["expressions"] for m in stream(s, pcm) if m["type"] == "measurement.result"]
 
@@ -240,7 +240,7 @@ def test_audio_predictions_are_deterministic_per_seed_and_change_with_it() -> No
 
 
 def test_audio_internal_error_ends_session() -> None:
-    s = AudioSession(0, lambda: True, 0.0, 2000.0)
+    s = AudioSession(0, FaultsV1(fail_measurements=1), 0.0, 2000.0)
     drain(s)
     out = stream(s, speech(silence(1000), voice(4000)))
     assert [m["type"] for m in out] == ["utterance.start", "error", "session.closed"]
@@ -310,7 +310,7 @@ def test_too_many_pixels_is_invalid_image_frame() -> None:
 
 
 def test_video_fifth_consecutive_failure_ends_session() -> None:
-    s = VideoSession(0, lambda: True, 0.0, 10.0)
+    s = VideoSession(0, FaultsV1(fail_measurements=5), 0.0, 10.0)
     drain(s)
     jpeg = encode_image(np.zeros((64, 64, 3), np.uint8))
     for i in range(5):
@@ -330,3 +330,12 @@ def test_threshold_and_min_size_hide_faces() -> None:
     s.on_binary(encode_image(astronaut_bgr()), 0.0)
     (result,) = drain(s)
     assert result["faces"] == []
+
+
+def test_induced_rate_limit_answers_frames_without_measuring_them() -> None:
+    s = AudioSession(0, FaultsV1(rate_limit_frames=2), 0.0, 2000.0)
+    drain(s)
+    for i in range(3):
+        s.on_binary(bytes(FRAME), i * 0.1)
+    assert [m["code"] for m in drain(s)] == ["rate_limited", "rate_limited"]
+    assert s.totals()[0] == {"audio_duration_ms": 100, "frames": 1}

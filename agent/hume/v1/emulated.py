@@ -13,6 +13,7 @@ open-ended, which is exactly why clients must never depend on them.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import uuid
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
@@ -63,10 +64,33 @@ VAD_HISTORY_FRAMES = 1500
 """Thirty seconds of frame loudness: the noise floor is their quietest tenth, as in ``speech_segments``,
 so a long utterance needs a few seconds of room sound before it (as any real one has)."""
 FACE_MATCH_IOU = 0.3
-FAILURE = object()
-"""What a measurement hook returns to make the measurement fail (an induced ``internal_error``)."""
 
 Message = Dict[str, Any]
+
+
+@dataclasses.dataclass
+class FaultsV1:
+    """Faults a test switches on while sessions run (mutable on purpose; each is used up as it fires)."""
+
+    fail_measurements: int = 0
+    """The next N measurements fail: audio ends its session with ``internal_error``; video answers the
+    frame with a retryable ``internal_error`` and ends the session at the fifth in a row."""
+    rate_limit_frames: int = 0
+    """The next N media frames that pass the other checks are answered ``rate_limited`` anyway."""
+    refuse_status: int = 0
+    """Answer every handshake with this HTTP status (e.g. 503) instead of upgrading; 0 = off."""
+
+    def take_failure(self) -> bool:
+        return self._take("fail_measurements")
+
+    def take_rate_limit(self) -> bool:
+        return self._take("rate_limit_frames")
+
+    def _take(self, name: str) -> bool:
+        left: int = getattr(self, name)
+        if left > 0:
+            setattr(self, name, left - 1)
+        return left > 0
 
 
 def _ranked(labels: Tuple[str, ...], raw: Tuple[float, ...], keep: Callable[[float], bool]) -> p.Scores:
@@ -81,10 +105,10 @@ class _Session:
     endpoint = ""
     max_message = 0
 
-    def __init__(self, seed: int, fail_next: Callable[[], bool]) -> None:
+    def __init__(self, seed: int, faults: FaultsV1) -> None:
         self.session_id = str(uuid.uuid4())
         self.seed = seed
-        self._fail_next = fail_next
+        self.faults = faults
         self.outbox: List[Message] = []
         self.close_code: Optional[int] = None
         """Set once the session has ended: the WebSocket close code to send."""
@@ -169,9 +193,6 @@ class _Session:
             return
         self.outbox.append({"type": "session.updated", **self.config})
 
-    def measurement_fails(self) -> bool:
-        return self._fail_next()
-
 
 def _only_keys(obj: Any, where: str, allowed: Tuple[str, ...]) -> Mapping[str, Any]:
     if obj is None:
@@ -240,8 +261,8 @@ class AudioSession(_Session):
     endpoint = "audio"
     max_message = p.AUDIO_MESSAGE_MAX_BYTES
 
-    def __init__(self, seed: int, fail_next: Callable[[], bool], now: float, burst_ms: float) -> None:
-        super().__init__(seed, fail_next)
+    def __init__(self, seed: int, faults: FaultsV1, now: float, burst_ms: float) -> None:
+        super().__init__(seed, faults)
         self._bucket = TokenBucket(1000.0, burst_ms, now, initial=burst_ms)
         self._speech = SpeechTracker()
         self.frames = 0
@@ -284,7 +305,7 @@ class AudioSession(_Session):
                 True,
             )
             return
-        if not self._bucket.try_take(len(data) / p.BYTES_PER_MS, now):
+        if not self._bucket.try_take(len(data) / p.BYTES_PER_MS, now) or self.faults.take_rate_limit():
             self.error(p.Codes.RATE_LIMITED, "audio sent faster than real time; resend this frame", True)
             return
         self.locked = True
@@ -338,7 +359,7 @@ class AudioSession(_Session):
             )
 
     def _measure(self, begin: int, end: int, trigger: str) -> None:
-        if self.measurement_fails():
+        if self.faults.take_failure():
             self.fail(p.Codes.INTERNAL_ERROR, "measurement failed; open a new connection")
             return
         features = detectors.audio_features(self._speech.window(begin, end))
@@ -399,8 +420,8 @@ class VideoSession(_Session):
     endpoint = "video"
     max_message = p.VIDEO_MESSAGE_MAX_BYTES
 
-    def __init__(self, seed: int, fail_next: Callable[[], bool], now: float, burst_frames: float) -> None:
-        super().__init__(seed, fail_next)
+    def __init__(self, seed: int, faults: FaultsV1, now: float, burst_frames: float) -> None:
+        super().__init__(seed, faults)
         self._bucket = TokenBucket(p.VIDEO_MAX_FPS, burst_frames, now, initial=burst_frames)
         self._faces = FaceTracker()
         self.frames = 0
@@ -430,7 +451,7 @@ class VideoSession(_Session):
         return {"frames": self.frames}, {"measurements": self.measured_faces}
 
     def on_media(self, data: bytes, now: float) -> None:
-        if not self._bucket.try_take(1.0, now):
+        if not self._bucket.try_take(1.0, now) or self.faults.take_rate_limit():
             self.error(
                 p.Codes.RATE_LIMITED, "more than 3 frames per second; this frame was not measured", True
             )
@@ -445,7 +466,7 @@ class VideoSession(_Session):
             return
         self.locked = True
         self.frames += 1
-        if self.measurement_fails():
+        if self.faults.take_failure():
             self._failures += 1
             if self._failures >= p.VIDEO_FAILURES_ENDING:
                 self.fail(p.Codes.INTERNAL_ERROR, f"{self._failures} frames in a row failed")

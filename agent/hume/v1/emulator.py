@@ -13,12 +13,13 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from aiohttp import WSMsgType, web
 
 from agent.hume.v1 import emulated
 from agent.hume.v1 import protocol as p
+from agent.hume.v1.emulated import FaultsV1
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +36,6 @@ class EmulatorV1Settings:
     audio_burst_ms: float = 2000.0
     """Audio allowance ahead of real time before ``rate_limited`` (Hume does not publish its burst)."""
     video_burst_frames: float = 2.0
-
-
-@dataclasses.dataclass
-class FaultsV1:
-    """Faults a test switches on while the emulator runs (mutable on purpose)."""
-
-    fail_measurements: int = 0
-    """The next N measurements fail: audio ends its session with ``internal_error``; video answers the
-    frame with a retryable ``internal_error`` and ends the session at the fifth in a row."""
-    refuse_status: int = 0
-    """Answer every handshake with this HTTP status (e.g. 503) instead of upgrading; 0 = off."""
-
-    def take_failure(self) -> bool:
-        if self.fail_measurements > 0:
-            self.fail_measurements -= 1
-            return True
-        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,15 +67,19 @@ class _Connection:
         self.session = session
         self._lock = asyncio.Lock()
 
-    async def flush(self) -> None:
-        """Send what the session produced; close the socket once the session has ended."""
+    async def send_pending(self) -> None:
+        """Send what the session produced, in order."""
         async with self._lock:
             while self.session.outbox:
                 msg = self.session.outbox.pop(0)
                 if not self.ws.closed:
                     await self.ws.send_str(json.dumps(msg))
-            if self.session.close_code is not None and not self.ws.closed:
-                await self.ws.close(code=self.session.close_code)
+
+    async def flush(self) -> None:
+        """Send what the session produced; close the socket once the session has ended."""
+        await self.send_pending()
+        if self.session.close_code is not None and not self.ws.closed:
+            await self.ws.close(code=self.session.close_code)
 
 
 class EmulatorState:
@@ -104,13 +92,18 @@ class EmulatorState:
         self.sessions: List[SessionRecord] = []
         self.connections = 0
         self.live: Dict[int, _Connection] = {}
+        self._closing: Set[asyncio.Future[bool]] = set()
 
     async def shutdown_sessions(self, close_code: int = p.CLOSE_RESTART) -> int:
         """End every live session with ``server_shutdown``, as a deployment does; return how many."""
         live = list(self.live.values())
         for conn in live:
             conn.session.end(p.Reasons.SERVER_SHUTDOWN, close_code)
-            await conn.flush()
+            await conn.send_pending()
+            # Closing waits for the client's close frame; the caller (a control request) must not.
+            task = asyncio.ensure_future(conn.ws.close(code=close_code))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         return len(live)
 
     def stats(self) -> Dict[str, Any]:
@@ -148,9 +141,9 @@ async def _serve(state: EmulatorState, request: web.Request, endpoint: str) -> w
     number = state.connections
     s, now = state.settings, time.monotonic()
     session: emulated._Session = (
-        emulated.AudioSession(s.seed, state.faults.take_failure, now, s.audio_burst_ms)
+        emulated.AudioSession(s.seed, state.faults, now, s.audio_burst_ms)
         if endpoint == "audio"
-        else emulated.VideoSession(s.seed, state.faults.take_failure, now, s.video_burst_frames)
+        else emulated.VideoSession(s.seed, state.faults, now, s.video_burst_frames)
     )
     conn = state.live[number] = _Connection(number, ws, session)
     try:
