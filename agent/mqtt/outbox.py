@@ -208,10 +208,10 @@ class Outbox:
     def _enforce_bounds(self, now: float) -> None:
         """Drop oldest-first past the age, row and byte bounds; the caller holds the transaction."""
         cutoff = now - self.cfg.max_age_s
-        old_rows, old_bytes = self._db.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE created < ?", (cutoff,)
-        ).fetchone()
-        if old_rows:
+        if self._oldest_before(cutoff):
+            old_rows, old_bytes = self._db.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE created < ?", (cutoff,)
+            ).fetchone()
             self._db.execute("DELETE FROM messages WHERE created < ?", (cutoff,))
             self._count_drop("age", old_rows, old_bytes)
         excess = self._count - self.cfg.max_rows
@@ -229,6 +229,15 @@ class Outbox:
                 if surplus <= 0:
                     break
             self._drop_oldest("bytes", doomed)
+
+    def _oldest_before(self, cutoff: float) -> bool:
+        """Whether the oldest row is older than ``cutoff``: O(1), where a scan for any old row is O(n).
+
+        Rows are created in id order, so the oldest id is the oldest row (a clock stepped back can only
+        delay an age drop until the rows before it are gone).
+        """
+        row = self._db.execute("SELECT created FROM messages ORDER BY id LIMIT 1").fetchone()
+        return row is not None and float(row[0]) < cutoff
 
     def _drop_oldest(self, reason: str, rows: List[Tuple[int, int]]) -> None:
         if rows:
@@ -255,12 +264,7 @@ class Outbox:
         """Up to ``limit`` rows not in flight, oldest first (the order they must be published in)."""
         now = self._clock()
         with self._lock:
-            if (
-                self._count
-                and self._db.execute(
-                    "SELECT 1 FROM messages WHERE created < ? LIMIT 1", (now - self.cfg.max_age_s,)
-                ).fetchone()
-            ):
+            if self._oldest_before(now - self.cfg.max_age_s):
                 with self._transaction(self._db):
                     self._enforce_bounds(now)
             rows = self._db.execute(

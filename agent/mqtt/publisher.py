@@ -13,9 +13,9 @@ time, so paho never keeps or resends anything from an earlier connection. The ou
 retries: at every connect its in-flight rows become ready again and go out, oldest first, through a window
 of ``mqtt.inflight_window`` unacknowledged publishes (smaller if an MQTT 5 broker announces a smaller Receive
 Maximum), refilled as PUBACKs arrive, so a backlog drains at link speed. A row is deleted only when its
-PUBACK arrives. A link that goes silent without FIN or RST is noticed by paho's keepalive (no bytes from
-the broker within 1.5 x keepalive), which ends the connection; nothing was deleted, so everything in flight
-goes out again on the next connection.
+PUBACK arrives. A link that goes silent without FIN or RST is noticed by paho's keepalive (a PINGREQ
+unanswered: about two keepalive periods), which ends the connection; nothing was deleted, so everything
+in flight goes out again on the next connection.
 
 Status, health, discovery and command replies are published directly, not through the outbox: they are
 state whose latest value is all that matters, and replaying an hour of stale health after an outage would

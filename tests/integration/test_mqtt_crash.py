@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Set
+from typing import Callable, Dict, List, Set, Tuple
 
 from tests.support.mosquitto import Broker, Subscriber
 
@@ -58,22 +58,34 @@ async def _drive(host: str, port: int, path: Path, mode: str) -> None:
             await asyncio.sleep(0.002)
 
 
-def _start(broker: Broker, path: Path, mode: str) -> subprocess.Popen[str]:
+def _start(broker: Broker, path: Path, mode: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-c", DRIVER, broker.host, str(broker.port), str(path), mode],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        bufsize=0,
     )
 
 
-def _first_line(proc: subprocess.Popen[str]) -> str:
+def _first_line(proc: subprocess.Popen[bytes]) -> str:
+    """Read the first line byte by byte from the raw pipe, so communicate() later gets all the rest."""
     assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
-    assert ready, "the driver printed nothing"
-    return proc.stdout.readline().strip()
+    fd = proc.stdout.fileno()
+    line = b""
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], START_TIMEOUT_S)
+        assert ready, f"the driver printed no complete first line: {line!r}"
+        byte = os.read(fd, 1)
+        assert byte, f"the driver exited after {line!r}"
+        line += byte
+    return line.decode().strip()
+
+
+def _finish(proc: subprocess.Popen[bytes], timeout: float) -> Tuple[str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def _complete_lines(out: str) -> List[str]:
@@ -93,12 +105,12 @@ def test_sigkill_at_random_points_loses_no_seq(
         assert _first_line(proc) == "opened quarantined=None"
         time.sleep(rng.uniform(0.05, 0.6))  # let it publish for a random while
         proc.kill()
-        out, err = proc.communicate(timeout=START_TIMEOUT_S)
+        out, err = _finish(proc, START_TIMEOUT_S)
         assert "Traceback" not in err, err
         printed += [int(line) for line in _complete_lines(out) if line.isdigit()]
     proc = _start(mosquitto, path, "drain")
     assert _first_line(proc) == "opened quarantined=None"
-    out, err = proc.communicate(timeout=DRAIN_TIMEOUT_S + START_TIMEOUT_S)
+    out, err = _finish(proc, DRAIN_TIMEOUT_S + START_TIMEOUT_S)
     assert proc.returncode == 0, err
     assert "drained=True" in out
     assert not list(tmp_path.glob("*.corrupt-*"))
