@@ -369,7 +369,6 @@ class V1Backend(Backend):
                 ws_base(self.cfg.v1_url) + path,
                 headers={p.API_KEY_HEADER: self.cfg.api_key},
                 heartbeat=HEARTBEAT_S,
-                timeout=aiohttp.ClientWSTimeout(ws_close=self.cfg.reply_timeout_s),
             )
         except aiohttp.WSServerHandshakeError as exc:
             raise _Refused(exc.status) from None
