@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 SESSION_ACTIONS = ("start", "end")
 COMMANDS = ("session", "discovery")
@@ -22,10 +22,10 @@ class CommandError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    """A validated command: ``name`` is ``"session"`` (with ``action`` start | end) or ``"discovery"``."""
+    """A validated command: ``name`` ``"session"`` with ``action`` start | end, or ``"discovery"``."""
 
     name: str
-    action: Optional[str] = None
+    action: str = ""
 
     def describe(self) -> Dict[str, Any]:
         """The command as JSON-ready data, for the ``cmd/result`` reply."""
