@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from agent.config import HumeConfig
-from agent.errors import HumeAuthError
+from agent.errors import HumeAuthError, HumeProtocolError
 from agent.hume.backend import Observation
 from agent.hume.v1 import client as v1client
 from agent.hume.v1.client import V1Backend
@@ -204,3 +204,19 @@ async def test_refused_handshake_with_503_is_retried(
     emulator_v1.faults.refuse_status = 0
     (obs,) = await observations(backend, 1)
     assert obs.model == "face"
+
+
+async def test_config_rejected_by_the_server_disables_the_endpoint_without_reconnecting(
+    emulator_v1: EmulatorV1, running: Callable[[V1Backend], asyncio.Task[None]]
+) -> None:
+    backend = V1Backend(config(emulator_v1, models=("face",), v1_min_session_s=0.0, v1_face_threshold=1.5))
+    task = running(backend)
+    backend.send_frame(JPEG, time.time(), "visitor")
+    with pytest.raises(HumeProtocolError, match="config_invalid"):
+        await asyncio.wait_for(task, TIMEOUT_S)
+    link = backend.status()["links"]["video"]
+    assert (link["state"], link["disabled"]) == ("disabled", "config_invalid")
+    assert [s.reason for s in emulator_v1.sessions] == ["error"]
+    assert emulator_v1.connections == 1
+    backend.send_frame(JPEG, time.time(), "visitor")
+    assert backend.status()["counters"]["video_dropped_disabled"] == 1

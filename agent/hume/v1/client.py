@@ -36,7 +36,7 @@ import aiohttp
 
 from agent.backoff import Backoff
 from agent.config import HumeConfig
-from agent.errors import HumeAuthError
+from agent.errors import HumeAuthError, HumeProtocolError
 from agent.hume.backend import Backend, Observation, OutgoingMedia
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.wire import AudioWire, VideoWire, _Wire
@@ -249,6 +249,10 @@ class V1Backend(Backend):
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
                     task.result()
+                raise HumeProtocolError(
+                    f"Hume v1 rejected the session config (config_invalid) for {', '.join(self._disabled)}: "
+                    "check hume.v1_measurement_timer_ms, v1_face_threshold and min_face_size"
+                )
             finally:
                 for task in tasks:
                     task.cancel()
@@ -272,16 +276,19 @@ class V1Backend(Backend):
             await wake.wait()
 
     def _prune(self) -> None:
-        done = min(self._served.values())
+        done = min(self._served.values(), default=self._seq)
         while self._visits and self._visits[0].seq <= done:
             self._visits.popleft()
 
     async def _endpoint_loop(self, http: aiohttp.ClientSession, endpoint: str) -> None:
-        while True:
+        while endpoint not in self._disabled:
             visit = await self._next_visit(endpoint)
             await self._serve_visit(http, endpoint, visit)
             self._served[endpoint] = visit.seq
             self._state[endpoint] = "idle"
+        self._state[endpoint] = "disabled"
+        del self._served[endpoint]  # visits no longer wait for this endpoint
+        self._prune()
 
     async def _serve_visit(self, http: aiohttp.ClientSession, endpoint: str, visit: _Visit) -> None:
         """Sessions for one visit until its media is sent and its last session closed."""
@@ -329,7 +336,6 @@ class V1Backend(Backend):
                     endpoint,
                     endpoint,
                 )
-                self._state[endpoint] = "disabled"
                 visit.queue(endpoint).clear()
                 return
             code = wire.close_code
@@ -409,8 +415,11 @@ class V1Backend(Backend):
             try:
                 parsed = p.parse_server(msg.data, wire.endpoint)
             except (ValueError, json.JSONDecodeError) as exc:
+                if not self._stats.get("messages_unreadable"):
+                    log.warning(
+                        "v1 %s: unreadable server message (%s); repeats are counted", wire.endpoint, exc
+                    )
                 self._count("messages_unreadable")
-                log.warning("v1 %s: unreadable server message (%s)", wire.endpoint, exc)
                 continue
             if parsed is None:
                 self._count("messages_unknown")

@@ -76,7 +76,12 @@ class _Wire:
             log.info("v1 %s session %s closed: %s", self.endpoint, msg.session_id, msg.reason)
         elif isinstance(msg, p.ErrorMessage):
             self.last_error = msg.code
-            self.count(f"error_{msg.code}")
+            key = f"error_{msg.code}"
+            if key not in self.stats and msg.code != p.Codes.RATE_LIMITED:
+                log.warning(
+                    "v1 %s error %s: %s (repeats are counted in status)", self.endpoint, msg.code, msg.message
+                )
+            self.count(key)
             self.on_error(msg, now)
         elif not isinstance(msg, p.SessionUpdated):
             self.on_reply(msg, now)
@@ -138,8 +143,6 @@ class AudioWire(_Wire):
             self.queue.appendleft(seg.media)
             self._bucket.penalize(p.AUDIO_FRAME_MS, now)
             self.count("audio_frames_resent")
-        elif msg.code != p.Codes.RATE_LIMITED:
-            log.warning("v1 audio error %s: %s", msg.code, msg.message)
 
     def _segment_at(self, ms: int) -> Optional[_Segment]:
         for seg in self._timeline:
@@ -208,14 +211,11 @@ class VideoWire(_Wire):
 
     def on_error(self, msg: p.ErrorMessage, now: float) -> None:
         if msg.code not in p.VIDEO_FRAME_ERRORS:
-            log.warning("v1 video error %s: %s", msg.code, msg.message)
-            return
+            return  # it answers a text message or ends the session: frames stay paired
         if self._fifo:
             self._fifo.popleft()
         if msg.code == p.Codes.RATE_LIMITED:
             self._bucket.penalize(1.0, now)  # live frames: drop this one and slow down
-        elif msg.code == p.Codes.INVALID_IMAGE_FRAME:
-            log.warning("v1 video rejected a frame: %s", msg.message)
 
     def on_reply(self, msg: p.ServerMessage, now: float) -> None:
         if not isinstance(msg, p.VideoResult):
