@@ -378,18 +378,18 @@ class Link:
         """Turn incoming messages into events until the socket ends; the last event says why."""
         assert self._events is not None
         assert self._connector is not None
-        reason = "closed"
         try:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     self._events.put_nowait((conn, parse_reply(msg.data)))
                 elif msg.type == aiohttp.WSMsgType.ERROR:
-                    reason = f"connection error: {type(ws.exception()).__name__}"
                     break
+            if ws.exception() is not None:  # aiohttp closes by itself, e.g. when a ping goes unanswered
+                reason = _lost(ws.exception())
+            elif ws.close_code in (None, aiohttp.WSCloseCode.ABNORMAL_CLOSURE):
+                reason = "connection lost: no close handshake"
             else:
                 reason = f"closed by the server (code {ws.close_code})"
-                if ws.exception() is not None:  # e.g. heartbeat: aiohttp closes with 1006 itself
-                    reason = f"connection lost ({type(ws.exception()).__name__})"
         except ProtocolViolation as exc:
             reason = f"unreadable reply: {self._connector.redact(exc.message)}"
         except Exception as exc:  # the writer must hear about any end of the socket, or it waits in vain
@@ -437,6 +437,12 @@ class Link:
 
 
 _TIMEOUT = object()
+
+
+def _lost(exc: Optional[BaseException]) -> str:
+    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError: the heartbeat's pong
+        return "connection lost: heartbeat not answered"
+    return f"connection lost: {type(exc).__name__}"
 
 
 async def _get(queue: asyncio.Queue[Event], timeout: Optional[float]) -> Optional[Event]:

@@ -337,11 +337,29 @@ async def test_abrupt_drop_recovered(emulator: Emulator) -> None:
             await eventually("flowing", lambda: count(backend, "audio", "replies") >= 3)
             for _ in range(3):
                 attempts = count(backend, "audio", "connect_attempts")
-                relay.cut()  # RST, no close frame: what a vanished Wi-Fi looks like
+                relay.cut()  # RST, no close frame: what a router reboot looks like
                 await eventually("reconnected", at_least(backend, "audio", "connect_attempts", attempts + 1))
             await recovers(backend, emulator)
             assert relay.cuts == 3
             assert count(backend, "audio", "reconnects") >= 3
+
+
+async def test_half_open_idle_socket_found_dead_by_heartbeat(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing in flight, so no reply can time out: only the WebSocket heartbeat notices the dead link."""
+    monkeypatch.setattr("agent.hume.link.HEARTBEAT_S", 0.5)
+    async with Relay(emulator.port) as relay:
+        backend = V0Backend(cfg_for(relay.url, models=("prosody",)))
+        async with running(backend):
+            await eventually("open", lambda: backend.status()["state"] == "open")
+            relay.swallowing = True
+            await eventually(
+                "heartbeat", lambda: "heartbeat not answered" in str(backend.status()["last_error"])
+            )
+            relay.swallowing = False
+            backend.send_audio(CHUNK, 0.0, "v")
+            await eventually("reply", at_least(backend, "audio", "replies", 1))
 
 
 async def test_refusal_recovered_short(emulator: Emulator) -> None:
@@ -475,6 +493,18 @@ async def test_out_of_credits_retries_slowly_and_recovers(emulator: Emulator) ->
         assert not task.done()
 
 
+async def test_text_goes_to_the_language_model(emulator: Emulator) -> None:
+    backend = V0Backend(cfg_for(emulator.url, models=("language",), language_granularity="word"))
+    async with running(backend):
+        backend.send_text("I love this exhibition", 7.0, "visit-t")
+        [obs] = await drain(backend, 1)
+    assert (obs.model, obs.captured_at, obs.session_id) == ("language", 7.0, "visit-t")
+    assert [m.text for m in obs.measurements] == ["I", "love", "this", "exhibition"]
+    [(_, msg)] = emulator.requests
+    assert msg.raw_text
+    assert msg.reset_stream
+
+
 async def test_no_face_and_no_speech_warnings_are_normal_outcomes(emulator: Emulator) -> None:
     blank = encode_image(np.zeros((240, 320, 3), np.uint8))
     backend = V0Backend(cfg_for(emulator.url))
@@ -495,11 +525,13 @@ async def test_no_face_and_no_speech_warnings_are_normal_outcomes(emulator: Emul
 
 
 class Relay:
-    """Loopback TCP relay to the emulator; :meth:`cut` aborts every relayed connection (RST)."""
+    """Loopback TCP relay to the emulator; :meth:`cut` aborts every relayed connection (RST), and while
+    ``swallowing`` is set every byte is silently discarded (a half-open link)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.cuts = 0
+        self.swallowing = False
         self._writers: List[asyncio.StreamWriter] = []
         self._server: Optional[asyncio.AbstractServer] = None
         self.port = 0
@@ -524,20 +556,22 @@ class Relay:
             asyncio.open_connection("127.0.0.1", self.target_port), TIMEOUT_S
         )
         self._writers += [writer, up_writer]
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                writer.close()
+                return
+            if not self.swallowing:  # a captive router or dead Wi-Fi: bytes vanish, nothing closes
+                writer.write(chunk)
+                await writer.drain()
 
     def cut(self) -> None:
         for w in self._writers:
             w.transport.abort()
         self._writers.clear()
         self.cuts += 1
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while True:
-        chunk = await reader.read(65536)
-        if not chunk:
-            writer.close()
-            return
-        writer.write(chunk)
-        await writer.drain()
