@@ -3,9 +3,9 @@
 paho-mqtt keeps unacknowledged publishes in memory only, so a pulled plug or a broker outage would lose
 them; this queue is the durable part. The life of a row::
 
-    put()  ──► ready ──mark_inflight(mid)──► in flight ──ack(mid) on PUBACK──► deleted
-                 ▲                               │
-                 └──── requeue_inflight() ◄──────┘   (at start-up and on every reconnect)
+    put() ──► ready ──settle(sent=[(id, mid)])──► in flight ──settle(acked=[mid]) on PUBACK──► deleted
+                ▲                                    │
+                └──────── requeue_inflight() ◄───────┘   (at start-up and on every reconnect)
 
 * A message is committed before :meth:`Outbox.put` returns, and its ``seq`` is taken from a counter in the
   same database and the same transaction, so ``seq`` is monotonic per device across restarts and crashes.
@@ -13,7 +13,7 @@ them; this queue is the durable part. The life of a row::
   wall clock in epoch milliseconds, so ``seq`` keeps growing for consumers even then.
 * ``ts`` is the capture time in UTC ISO-8601 with milliseconds (``2026-11-24T21:40:52.123Z``). A payload
   that already carries ``ts`` keeps it; otherwise the time of :meth:`put` is stamped.
-* Rows are only ever deleted on PUBACK (:meth:`ack`) or by the bounds below, never when handed to paho.
+* Rows are only ever deleted on PUBACK (:meth:`settle`) or by the bounds below, never when handed to paho.
   Marking a row in flight and deleting acknowledged rows need no durability of their own: after a crash an
   in-flight row is simply ready again and goes out once more with the same ``seq`` (a visible duplicate,
   which at-least-once allows), so both are batched into one transaction per drain step.
