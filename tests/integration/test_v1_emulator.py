@@ -83,3 +83,13 @@ async def test_shutdown_and_faults_through_the_control_endpoints(emulator_v1: Em
             stats = await resp.json()
     assert stats["connections"] == 1
     assert stats["sessions"][0]["reason"] == "server_shutdown"
+
+
+async def test_pings_are_answered(emulator_v1: EmulatorV1) -> None:
+    async with aiohttp.ClientSession() as http:
+        headers = {p.API_KEY_HEADER: TEST_KEY}
+        async with http.ws_connect(emulator_v1.url_audio, headers=headers, autoping=False) as ws:
+            assert (await asyncio.wait_for(ws.receive_json(), TIMEOUT_S))["type"] == "session.created"
+            await ws.ping(b"keepalive")
+            pong = await asyncio.wait_for(ws.receive(), TIMEOUT_S)
+            assert pong.type == aiohttp.WSMsgType.PONG

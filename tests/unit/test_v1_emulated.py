@@ -339,3 +339,26 @@ def test_induced_rate_limit_answers_frames_without_measuring_them() -> None:
         s.on_binary(bytes(FRAME), i * 0.1)
     assert [m["code"] for m in drain(s)] == ["rate_limited", "rate_limited"]
     assert s.totals()[0] == {"audio_duration_ms": 100, "frames": 1}
+
+
+def test_only_the_two_largest_faces_are_measured_the_rest_listed_with_nulls() -> None:
+    face = astronaut_bgr()
+    scene = np.zeros((512, 512 + 400 + 320, 3), np.uint8)
+    scene[:, :512] = face
+    scene[:400, 512:912] = cv2.resize(face, (400, 400))
+    scene[:320, 912:1232] = cv2.resize(face, (320, 320))
+    s = video()
+    drain(s)
+    s.on_text(json.dumps({"type": "session.update", "face": {"min_size": 30, "threshold": 0.99}}))
+    drain(s)
+    s.on_binary(encode_image(scene), 0.0)
+    (result,) = drain(s)
+    faces = result["faces"]
+    assert len(faces) == 3
+    widths = [f["bbox"][2] - f["bbox"][0] for f in faces]
+    assert widths[0] > widths[1] > widths[2]
+    assert [f["face_id"] for f in faces] == [0, 1, None]
+    assert faces[2]["expressions"] is None
+    assert faces[2]["descriptions"] is None
+    s.on_text(json.dumps({"type": "session.close"}))
+    assert drain(s)[0]["produced"] == {"measurements": 2}
