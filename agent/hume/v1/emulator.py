@@ -9,11 +9,11 @@ both endpoints on an existing app, so the v0 and v1 emulators can share one proc
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import json
-import logging
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Deque, Dict, Optional, Set, Tuple
 
 from aiohttp import WSMsgType, web
 
@@ -21,7 +21,8 @@ from agent.hume.v1 import emulated
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.emulated import FaultsV1
 
-log = logging.getLogger(__name__)
+LOG_KEPT = 100_000
+"""Client messages and ended sessions kept for assertions; a long-running emulator forgets the oldest."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +89,8 @@ class EmulatorState:
     def __init__(self, settings: EmulatorV1Settings, faults: Optional[FaultsV1] = None) -> None:
         self.settings = settings
         self.faults = faults or FaultsV1()
-        self.requests: List[ClientEvent] = []
-        self.sessions: List[SessionRecord] = []
+        self.requests: Deque[ClientEvent] = collections.deque(maxlen=LOG_KEPT)
+        self.sessions: Deque[SessionRecord] = collections.deque(maxlen=LOG_KEPT)
         self.connections = 0
         self.live: Dict[int, _Connection] = {}
         self._closing: Set[asyncio.Future[bool]] = set()
@@ -288,11 +289,11 @@ class EmulatorV1:
         return self.state.faults
 
     @property
-    def requests(self) -> List[ClientEvent]:
+    def requests(self) -> Deque[ClientEvent]:
         return self.state.requests
 
     @property
-    def sessions(self) -> List[SessionRecord]:
+    def sessions(self) -> Deque[SessionRecord]:
         return self.state.sessions
 
     @property
