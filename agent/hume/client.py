@@ -22,8 +22,9 @@ come within ``reply_timeout_s`` is counted and its socket is considered broken a
 ``reset_stream: true`` goes on the first payload of each socket after every :meth:`V0Backend.mark_boundary`
 and after every (re)connect, and on no other payload. A fresh connection probably starts with an empty
 window, but the API does not say so, and a reset there costs nothing, so it is always sent. Face ids are
-kept per connection whatever ``reset_stream`` says (API reference), so with ``identify_faces`` the first
-frame after a boundary is sent on a new video socket.
+kept per connection whatever ``reset_stream`` says (API reference), so with ``identify_faces`` a boundary
+also replaces the video socket (at once; a frame of the old visit still waiting goes out first, on the old
+one), and the new visitor's first frame meets an empty face-id cache.
 
 Each socket is reopened before the server's one-minute limit (``reconnect_after_s``, only while nothing is
 in flight) and closed when it had nothing to send for that long; it reconnects on demand. Failures back
@@ -75,7 +76,9 @@ class V0Backend(Backend):
         self._text = TextBuffer()
         buffers: Dict[str, MediaBuffer] = {"video": self._frames, "audio": self._audio, "text": self._text}
         self._links = {
-            modality: Link(modality, cfg, models, buffers[modality], self._emit)
+            modality: Link(
+                modality, cfg, models, buffers[modality], emit=self._emit, current_epoch=lambda: self._epoch
+            )
             for modality, models in modality_models(cfg).items()
         }
         self._results: Optional[asyncio.Queue[Observation]] = None
@@ -123,6 +126,8 @@ class V0Backend(Backend):
 
     def mark_boundary(self) -> None:
         self._epoch += 1
+        for link in self._links.values():
+            link.wake()  # the video socket is replaced now when face ids are on (see the module docs)
 
     async def receive(self) -> Observation:
         return await self._result_queue().get()

@@ -164,13 +164,16 @@ class Link:
         cfg: HumeConfig,
         models: Tuple[str, ...],
         buffer: MediaBuffer,
+        *,
         emit: Callable[[Observation], None],
+        current_epoch: Callable[[], int],
     ) -> None:
         self.name = name
         self.models = models
         self._cfg = cfg
         self._buffer = buffer
         self._emit = emit
+        self._current_epoch = current_epoch
         self._builder = PayloadBuilder(cfg, models)
         # Face ids live as long as the connection (reset_stream does not clear them), so with
         # identify_faces a new visitor gets a new socket.
@@ -275,6 +278,11 @@ class Link:
         try:
             while True:
                 head = self._buffer.head_epoch()
+                # Media of the old visit still goes out on the old socket; then it is replaced at once,
+                # so the new visitor's first frame finds a fresh face-id cache ready.
+                next_epoch = self._current_epoch() if head is None else head
+                if self._socket_per_epoch and conn_epoch is not None and next_epoch != conn_epoch:
+                    return "boundary"
                 if head is None:
                     ev = await self._next_event(conn, opened + renew_s - loop.time())
                     if ev is _TIMEOUT:
@@ -282,8 +290,6 @@ class Link:
                     continue
                 if loop.time() - opened >= renew_s:
                     return "renew"  # before the server's one-minute limit, with nothing in flight
-                if self._socket_per_epoch and conn_epoch is not None and head != conn_epoch:
-                    return "boundary"
                 taken = self._buffer.take()
                 if taken is None:  # pragma: no cover - head_epoch() said otherwise
                     continue

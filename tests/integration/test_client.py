@@ -248,6 +248,22 @@ async def test_reset_stream_on_first_payload_after_connect_and_boundary_only(emu
     assert video_conns[2:6] == [video_conns[2]] * 4
 
 
+async def test_boundary_replaces_video_socket_at_once_with_identify_faces(emulator: Emulator) -> None:
+    backend = V0Backend(cfg_for(emulator.url, identify_faces=True))
+    async with running(backend):
+        backend.send_frame(JPEG, 0.0, "v")
+        backend.send_audio(CHUNK, 0.0, "v")
+        await eventually("replies", lambda: backend.status()["sockets"]["video"]["replies"] == 1)
+        await eventually("audio reply", at_least(backend, "audio", "replies", 1))
+        connections = emulator.connections
+        backend.mark_boundary()
+        await eventually("new video socket", lambda: emulator.connections == connections + 1)
+        await eventually("open", lambda: backend.status()["state"] == "open")
+        assert count(backend, "video", "reconnects") == 1
+        assert count(backend, "audio", "reconnects") == 0  # the audio window is reset, not reconnected
+        assert count(backend, "video", "lost") == 0
+
+
 async def test_reset_without_identify_faces_keeps_video_socket_across_boundary(emulator: Emulator) -> None:
     backend = V0Backend(cfg_for(emulator.url, models=("face",), identify_faces=False))
     async with running(backend):
