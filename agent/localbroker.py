@@ -59,6 +59,7 @@ class LocalBroker:
             "log_type error",
             "log_type warning",
             "log_type notice",
+            "log_type information",  # carries the " running" line that start() waits for
         ]
         if "allow_anonymous" not in self.extra_config:
             lines.append("allow_anonymous true")

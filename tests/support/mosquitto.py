@@ -85,8 +85,7 @@ class Broker(LocalBroker):
         tls: Optional[Certs] = None,
         persistence: bool = False,
     ) -> None:
-        # LocalBroker's log types leave out "information", which carries the " running" line it waits for.
-        lines: List[str] = ["log_type information", "max_queued_messages 100000"]
+        lines: List[str] = ["max_queued_messages 100000"]
         if password is not None:
             workdir.mkdir(parents=True, exist_ok=True)
             pwfile = workdir / "passwd"
