@@ -407,7 +407,7 @@ class V1Backend(Backend):
         return wire
 
     async def _receive_loop(
-        self, ws: aiohttp.ClientWebSocketResponse, wire: _Wire, updated: asyncio.Event
+        self, ws: aiohttp.ClientWebSocketResponse[bool], wire: _Wire, updated: asyncio.Event
     ) -> None:
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -430,7 +430,7 @@ class V1Backend(Backend):
             self._event(wire.endpoint).set()
 
     async def _send_loop(
-        self, ws: aiohttp.ClientWebSocketResponse, wire: _Wire, visit: _Visit, updated: asyncio.Event
+        self, ws: aiohttp.ClientWebSocketResponse[bool], wire: _Wire, visit: _Visit, updated: asyncio.Event
     ) -> None:
         """Media once the config is confirmed, paced; ``session.close`` once the visit is over and sent."""
         wake = self._event(wire.endpoint)

@@ -252,7 +252,8 @@ class SpeechTracker:
     def window(self, begin_ms: int, end_ms: int) -> np.ndarray:
         """The audio of [begin_ms, end_ms) still held (at most the last ten seconds and a pause)."""
         parts = [f for t, f in self._frames if begin_ms <= t < end_ms]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        signal: np.ndarray = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        return signal
 
 
 class AudioSession(_Session):
