@@ -308,7 +308,8 @@ class _Server:
         try:
             msg = PublishMessage.from_json(text)
         except ProtocolViolation as exc:
-            return ErrorMessage(exc.message, exc.code, _payload_id_of(text))
+            payload_id, wants_job = _echo_of(text)
+            return ErrorMessage(exc.message, exc.code, payload_id, session.job_id if wants_job else None)
         self.requests.append((connection_no, msg))
         del self.requests[:-MAX_RECORDED_REQUESTS]
         error_code = self.faults.error_code
@@ -341,14 +342,17 @@ class _Server:
             await ws.close(code=SHUTDOWN_CLOSE_CODE, message=b"emulator shutting down")
 
 
-def _payload_id_of(text: str) -> Optional[str]:
-    """The payload_id of a request that failed validation, when it can still be read (it is echoed)."""
+def _echo_of(text: str) -> Tuple[Optional[str], bool]:
+    """``payload_id`` and the ``job_details`` flag of a request that failed validation, as far as they
+    can still be read: every reply echoes them."""
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):
-        return None
-    value = obj.get("payload_id") if isinstance(obj, dict) else None
-    return value if isinstance(value, str) else None
+        return None, False
+    if not isinstance(obj, dict):
+        return None, False
+    payload_id = obj.get("payload_id")
+    return (payload_id if isinstance(payload_id, str) else None), obj.get("job_details") is True
 
 
 SERVER_KEY = web.AppKey("hume_emulator", _Server)

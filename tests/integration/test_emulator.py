@@ -66,12 +66,13 @@ async def test_one_reply_per_request_in_order_and_errors_keep_the_socket(
 ) -> None:
     async with http.ws_connect(emulator.url, headers=HEADERS) as ws:
         await ws.send_str("{oops")
-        await ws.send_str(json.dumps({"stream_window_ms": 1, "payload_id": "w"}))
+        await ws.send_str(json.dumps({"stream_window_ms": 1, "payload_id": "w", "job_details": True}))
         await ws.send_bytes(b"\x00\x01")
         await ws.send_str(json.dumps({**TEXT_REQUEST, "payload_id": "ok"}))
         replies = [json.loads(await ws.receive_str(timeout=TIMEOUT_S)) for _ in range(4)]
     assert [r.get("code") for r in replies] == ["E0100", "E0101", "E0101", None]
     assert [r.get("payload_id") for r in replies] == [None, "w", None, "ok"]
+    assert len(replies[1]["job_details"]["job_id"]) == 32
     assert "language" in replies[3]
 
 
