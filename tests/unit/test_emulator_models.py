@@ -28,6 +28,7 @@ from agent.hume.protocol import (
     PublishMessage,
     Reply,
     WarningMessage,
+    parse_reply,
     reply_to_json,
 )
 from tests.support.emulator import (
@@ -406,3 +407,44 @@ def test_injected_warning_nests_under_a_requested_model_else_top_level() -> None
     assert nested.payload_id == "w"
     top = warning_reply(Codes.NO_SPEECH, msg, reply)
     assert top == WarningMessage("No speech could be detected in the streamed media.", Codes.NO_SPEECH, "w")
+
+
+_SMALL_MEDIA = [
+    b64(encode_image(np.full((64, 64, 3), 100, np.uint8))),
+    b64(wav_bytes(voice(300))),
+    json.dumps(facemesh(1)),
+    "[]",
+    b64(b"garbage"),
+    "not base64!",
+    "",
+]
+
+
+_REQUESTS = st.fixed_dictionaries(
+    {
+        "raw_text": st.booleans(),
+        "reset_stream": st.booleans(),
+        "job_details": st.booleans(),
+    },
+    optional={
+        "data": st.sampled_from(_SMALL_MEDIA) | st.text(max_size=30),
+        "models": st.dictionaries(
+            st.sampled_from(["face", "prosody", "burst", "language", "facemesh"]), st.just({}), max_size=3
+        ),
+        "payload_id": st.text(max_size=10),
+        "stream_window_ms": st.integers(500, 10000),
+    },
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_REQUESTS, min_size=1, max_size=3))
+def test_every_request_gets_exactly_one_well_formed_reply_echoing_it(requests: List[Dict[str, Any]]) -> None:
+    session = Session(0, 1)
+    for request in requests:
+        reply = session.handle(PublishMessage.from_json(json.dumps(request)))
+        assert parse_reply(reply_to_json(reply)) == reply
+        assert reply.payload_id == request.get("payload_id")
+        assert reply.job_id == (session.job_id if request["job_details"] else None)
+        if isinstance(reply, PredictionsMessage) and "data" in request:
+            assert set(reply.outputs) == set(request["models"])
