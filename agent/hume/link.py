@@ -129,7 +129,7 @@ class Connector:
     def redact(self, text: str) -> str:
         return text.replace(self._api_key, MASK) if self._api_key else text
 
-    async def open(self) -> aiohttp.ClientWebSocketResponse:
+    async def open(self) -> aiohttp.ClientWebSocketResponse[bool]:
         """Open one socket; raise :class:`HumeAuthError` for a refused key, :class:`_Broken` otherwise."""
         if self._session is None:
             raise RuntimeError("Connector.open() outside 'async with'")
@@ -266,7 +266,7 @@ class Link:
         self._fail(state, f"{reason}; retry in {delay_s:.1f} s" if state == "backoff" else reason)
         await asyncio.sleep(delay_s)
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> str:
         """Send while the socket lives; return "renew", "boundary" or "idle" for a planned close."""
         self._conn_no += 1
         conn = self._conn_no
@@ -307,7 +307,7 @@ class Link:
                 await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT_S)
 
     async def _exchange(
-        self, ws: aiohttp.ClientWebSocketResponse, conn: int, media: OutgoingMedia, reset: bool
+        self, ws: aiohttp.ClientWebSocketResponse[bool], conn: int, media: OutgoingMedia, reset: bool
     ) -> None:
         """Send one payload and wait for its reply (or for the reply timeout: then the socket is dead)."""
         loop = asyncio.get_running_loop()
@@ -380,7 +380,7 @@ class Link:
             self._failing = None
             self._failing_announced = False
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse, conn: int) -> None:
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse[bool], conn: int) -> None:
         """Turn incoming messages into events until the socket ends; the last event says why."""
         assert self._events is not None
         assert self._connector is not None
