@@ -1,1 +1,4 @@
-"""hume-edge-agent: a Raspberry Pi kiosk daemon streaming camera and microphone to Hume and publishing top emotions over MQTT."""
+"""hume-edge-agent: a Raspberry Pi kiosk daemon.
+
+Camera and microphone are streamed to Hume's Expression Measurement API; top emotions go out over MQTT.
+"""

@@ -75,7 +75,9 @@ class LocalBroker:
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
         )
         if exe is None:
-            raise BrokerError("mosquitto is not installed (Debian package 'mosquitto'; scripts/setup installs it)")
+            raise BrokerError(
+                "mosquitto is not installed (Debian package 'mosquitto'; scripts/setup installs it)"
+            )
         self._write_config()
         proc = subprocess.Popen(
             [exe, "-c", str(self.config_path)],

@@ -1,0 +1,202 @@
+"""``hume-edge``: the one command operators, fleet scripts and systemd run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from agent import config as config_mod
+from agent.errors import EX_CONFIG, ConfigError
+
+_LOGGER = logging.getLogger(__name__)
+
+EPILOG = """\
+commands:
+  run            run the agent (what the systemd unit starts)
+  check-config   validate a config file and print the effective config (secrets masked)
+  emulator       a local, protocol-faithful stand-in for Hume's streaming API (no credits spent)
+  demo           everything on this machine: private broker, emulator, agent, live view
+  status         what the running agent is doing (links, session, queue depth, last error)
+
+examples:
+  hume-edge check-config /etc/hume-edge/config.toml
+  hume-edge run --config /etc/hume-edge/config.toml
+  hume-edge emulator --port 8765 --api-key test-key
+  hume-edge demo --seconds 60
+exit codes: 0 ok, 1 failure, 69 Hume refused the API key at start-up, 78 config error
+"""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("hume-edge-agent")
+    except metadata.PackageNotFoundError:  # running from a source tree that was not installed
+        return "0+unknown"
+
+
+def _add_config_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        required=required,
+        metavar="PATH",
+        help="TOML config file (see config/hume-edge.example.toml); default: embedded defaults",
+    )
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = config_mod.load(args.path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    sys.stdout.write(f"# {args.path}: OK\n" + config_mod.render(cfg))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from agent.service import run_agent
+
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as exc:
+        _LOGGER.error("%s", exc)
+        return EX_CONFIG
+    return asyncio.run(run_agent(cfg))
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from agent.hume import emulator
+
+    return emulator.run_from_args(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from agent import demo
+
+    return demo.run_from_args(args)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from agent import status
+
+    return status.show(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each sub-command's --help has an example."""
+    parser = argparse.ArgumentParser(
+        prog="hume-edge",
+        description="Kiosk emotion sensor: camera + microphone -> Hume Expression Measurement -> "
+        "top emotions over MQTT, with a durable offline buffer.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log verbosity (overrides log_level in the config file)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    handlers: Dict[str, Callable[[argparse.Namespace], int]] = {}
+
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], help_: str, example: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        handlers[name] = handler
+        return p
+
+    p = add(
+        "run",
+        _cmd_run,
+        "Run the agent until SIGTERM / SIGINT.",
+        "hume-edge run --config /etc/hume-edge/config.toml",
+    )
+    _add_config_arg(p)
+
+    p = add(
+        "check-config",
+        _cmd_check_config,
+        "Validate a config file; print the effective config with secrets masked. Exit 0, or 78 listing "
+        "every problem.",
+        "hume-edge check-config /etc/hume-edge/config.toml",
+    )
+    p.add_argument("path", type=Path, metavar="PATH", help="TOML config file to check")
+
+    p = add(
+        "emulator",
+        _cmd_emulator,
+        "Serve a local, protocol-faithful emulator of Hume's v0 streaming API (ws://HOST:PORT/v0/stream/models).",
+        "hume-edge emulator --host 127.0.0.1 --port 8765 --api-key test-key --seed 7",
+    )
+    from agent.hume import emulator
+
+    emulator.add_arguments(p)
+
+    p = add(
+        "demo",
+        _cmd_demo,
+        "Run everything locally: a private mosquitto, the emulator and the agent on synthetic sources, "
+        "printing top emotions as they reach the broker.",
+        "hume-edge demo --seconds 60",
+    )
+    from agent import demo
+
+    demo.add_arguments(p)
+
+    p = add(
+        "status",
+        _cmd_status,
+        "Show what the running agent is doing, from its status snapshot (never touches the outbox).",
+        "hume-edge status",
+    )
+    from agent import status
+
+    status.add_arguments(p)
+    parser.set_defaults(_handlers=handlers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``hume-edge`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from agent import logs
+
+    level = args.log_level
+    if level is None and args.command == "run":
+        level = _peek_log_level(getattr(args, "config", None))
+    if level is None and args.command == "demo":
+        level = "warning"  # the live view is the demo's output; say only what went wrong
+    logs.configure(level or "info")
+    handler: Callable[[argparse.Namespace], int] = args._handlers[args.command]
+    return handler(args)
+
+
+def _peek_log_level(path: Optional[Path]) -> Optional[str]:
+    """The config's log_level, so logging is set up before the config errors are reported."""
+    try:
+        return config_mod.load(path).log_level
+    except ConfigError:
+        return None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""Wires capture, the Hume backend, sessions, summaries and MQTT into one supervised set of tasks.
+
+This is the only module that knows every part. It owns all tasks (a 3.9-safe stand-in for
+``asyncio.TaskGroup``), turns SIGTERM / SIGINT into a clean stop, pings the systemd watchdog from the
+event loop itself (so a stuck loop gets the unit restarted), and writes the status snapshot that
+``hume-edge status`` reads.
+
+Shutdown order matters for "nothing lost": capture stops first, then the open session is ended so its
+aggregate lands in the durable outbox, and only then the MQTT publisher is cancelled (it publishes a
+retained ``stopped`` and disconnects). Whatever was not yet acknowledged stays in the outbox for the next
+start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
+
+from agent import logs
+from agent import status as status_mod
+from agent.capture.camera import Frame, FrameSource, open_camera
+from agent.capture.microphone import AudioSource, open_microphone
+from agent.config import Config
+from agent.errors import EX_CONFIG, EX_UNAVAILABLE, HumeAuthError, HumeQuotaError
+from agent.hume.backend import Backend, Observation
+from agent.media import FramePipeline, voice_activity
+from agent.mqtt.outbox import Outbox
+from agent.mqtt.publisher import Publisher
+from agent.presence import PresenceDetector
+from agent.sdnotify import Notifier
+from agent.session import SessionEvent, SessionTracker
+from agent.summary import OutMessage, Summarizer
+
+_LOGGER = logging.getLogger(__name__)
+
+TICK_S = 0.5
+"""Session timers, summary windows and the watchdog are serviced at this period."""
+STATUS_EVERY_S = 5.0
+"""Status snapshot and systemd STATUS= period."""
+STOP_TIMEOUT_S = 10.0
+"""Each shutdown step gets at most this long; the unit's TimeoutStopSec is larger."""
+DRAIN_TIMEOUT_S = 3.0
+"""At a clean stop, how long a connected publisher may take to deliver what is queued."""
+
+
+class TaskOwner:
+    """Owns named tasks; the first one to end (other than by cancellation) ends the whole set.
+
+    A 3.9-safe subset of ``asyncio.TaskGroup``: every long-lived loop of the agent is supposed to run
+    until cancelled, so a loop that returns or raises is either a fatal condition (a refused key at
+    start-up) or a bug, and in both cases the process should stop rather than limp on.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: Dict[str, asyncio.Task[Any]] = {}
+
+    def start(self, name: str, coro: Awaitable[Any]) -> None:
+        self._tasks[name] = asyncio.ensure_future(coro)
+        self._tasks[name].set_name(f"hume-edge.{name}")
+
+    async def wait_any(self, stop: asyncio.Event) -> Optional[asyncio.Task[Any]]:
+        """Wait for ``stop`` or for a task to end; return the ended task (None when stopped)."""
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                [stopper, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopper.cancel()
+        ended = [t for t in done if t is not stopper]
+        return ended[0] if ended else None
+
+    async def cancel(self, names: Iterable[str]) -> None:
+        """Cancel the named tasks and wait (bounded) until they have finished."""
+        tasks = [self._tasks.pop(n) for n in list(names) if n in self._tasks]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            for t in pending:
+                _LOGGER.error("task %s did not stop within %.0f s", t.get_name(), STOP_TIMEOUT_S)
+            for t in tasks:
+                if t.done() and not t.cancelled() and t.exception() is not None:
+                    _LOGGER.debug("task %s ended with %r during shutdown", t.get_name(), t.exception())
+
+    @property
+    def names(self) -> List[str]:
+        return list(self._tasks)
+
+
+class Agent:
+    """The running agent: the loops between the parts and the state they share."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        backend: Backend,
+        publisher: Publisher,
+        camera: Optional[FrameSource],
+        microphone: Optional[AudioSource],
+        *,
+        notifier: Notifier,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.publisher = publisher
+        self.camera = camera
+        self.microphone = microphone
+        self.notifier = notifier
+        self._mono = monotonic
+        self._wall = wall
+        self.sessions = SessionTracker(cfg.session)
+        self.summaries = Summarizer(cfg.summary, cfg.effective_device_id)
+        self.pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
+        self.presence = (
+            PresenceDetector(min_face_px=cfg.hume.min_face_size, sent_width=cfg.camera.width)
+            if cfg.session.mode == "presence"
+            else None
+        )
+        self.counters: Dict[str, int] = {"frames": 0, "frames_sent": 0, "audio_chunks": 0, "audio_sent": 0}
+
+    # -- session events -------------------------------------------------------------------------
+
+    def _apply(self, events: Iterable[SessionEvent]) -> None:
+        for ev in events:
+            wall = self._wall()
+            if ev.kind == "start":
+                _LOGGER.info("session %s started (%s)", ev.session_id, ev.reason)
+                msgs = self.summaries.session_started(ev, wall)
+            else:
+                _LOGGER.info("session %s ended (%s)", ev.session_id, ev.reason)
+                msgs = self.summaries.session_ended(ev, wall)
+            # Every start and end is a boundary: no audio window or face id may cross it.
+            self.backend.mark_boundary()
+            self._publish(msgs)
+
+    def _publish(self, msgs: Iterable[OutMessage]) -> None:
+        for m in msgs:
+            self.publisher.enqueue(m)
+
+    @property
+    def _streaming(self) -> bool:
+        return self.sessions.should_stream
+
+    # -- loops ----------------------------------------------------------------------------------
+
+    async def camera_loop(self, camera: FrameSource) -> None:
+        async for frame in camera.frames():
+            self.counters["frames"] += 1
+            if self.presence is not None:
+                present = await asyncio.to_thread(self.presence.present, frame)
+                self._apply(self.sessions.observe(self._mono(), presence=present))
+            if self._streaming:
+                await self._send_frame(frame)
+
+    async def _send_frame(self, frame: Frame) -> None:
+        encoded = await asyncio.to_thread(self.pipeline.process, frame)
+        if encoded is not None:
+            self.counters["frames_sent"] += 1
+            self.backend.send_frame(encoded.jpeg, encoded.captured_at, self.sessions.session_id)
+
+    async def microphone_loop(self, microphone: AudioSource) -> None:
+        async for chunk in microphone.chunks():
+            self.counters["audio_chunks"] += 1
+            self._apply(self.sessions.observe(self._mono(), voice=voice_activity(chunk.pcm16)))
+            if self._streaming:
+                self.counters["audio_sent"] += 1
+                self.backend.send_audio(chunk.pcm16, chunk.captured_at, self.sessions.session_id)
+
+    async def results_loop(self) -> None:
+        while True:
+            obs: Observation = await self.backend.receive()
+            if obs.model == "face" and obs.session_id == self.sessions.session_id:
+                self._apply(self.sessions.observe(self._mono(), face=bool(obs.measurements)))
+            self.summaries.add(obs)
+
+    async def command_loop(self) -> None:
+        async for cmd in self.publisher.commands():
+            if cmd.name == "session":
+                self._apply(self.sessions.command(self._mono(), cmd.action))
+
+    async def tick_loop(self) -> None:
+        """Timers, summary windows, the watchdog and STATUS=, all from the event loop itself."""
+        last_status = float("-inf")
+        while True:
+            now = self._mono()
+            self._apply(self.sessions.tick(now))
+            self._publish(self.summaries.flush(self._wall()))
+            self.notifier.watchdog()
+            if now - last_status >= STATUS_EVERY_S:
+                last_status = now
+                self.notifier.status(status_mod.summary_line(self.publisher.health_snapshot()))
+            await asyncio.sleep(TICK_S)
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def health(self) -> Dict[str, Any]:
+        """The agent's part of the health topic and the status snapshot (the publisher adds MQTT's)."""
+        return {
+            "device_id": self.cfg.effective_device_id,
+            "rss_mb": _rss_mb(),
+            "session": {"active": self.sessions.active, "id": self.sessions.session_id},
+            "capture": dict(self.counters, media=self.pipeline.counters),
+            "summaries": self.summaries.stats(),
+            "hume": self.backend.status(),
+            "last_error": logs.last_problem(),
+        }
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    def end_session(self, reason: str) -> None:
+        """End the open session (if any) so its aggregate reaches the outbox before we exit."""
+        self._apply(self.sessions.command(self._mono(), "end") if self.sessions.active else [])
+        self._publish(self.summaries.flush(self._wall()))
+        _LOGGER.debug("open session closed: %s", reason)
+
+
+def _rss_mb() -> Optional[float]:
+    """Current (not peak) resident set size, from /proc; None where there is no /proc."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def make_backend(cfg: Config) -> Backend:
+    """The Hume backend the config asks for. Only this function knows the implementations."""
+    if cfg.hume.backend == "v1":
+        from agent.hume.v1.client import V1Backend
+
+        return V1Backend(cfg.hume)
+    from agent.hume.client import V0Backend
+
+    return V0Backend(cfg.hume)
+
+
+async def run_agent(
+    cfg: Config,
+    stop: Optional[asyncio.Event] = None,
+    sources: Optional[Tuple[Optional[FrameSource], Optional[AudioSource]]] = None,
+) -> int:
+    """Run until SIGTERM / SIGINT (or ``stop`` is set); return the process exit code.
+
+    ``sources`` replaces the configured camera and microphone (scripted scenes in tests).
+    """
+    if not cfg.hume.api_key:
+        _LOGGER.error(
+            "no Hume API key: set hume.api_key in the config, the HUME_API_KEY environment variable, "
+            "or a systemd credential named hume_api_key"
+        )
+        return EX_CONFIG
+    notifier = Notifier.from_env()
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    outbox = Outbox(cfg.outbox_path, cfg.outbox)
+    backend = make_backend(cfg)
+    agent: Optional[Agent] = None
+    publisher = Publisher(
+        cfg.mqtt,
+        cfg.effective_device_id,
+        outbox,
+        health=lambda: agent.health() if agent else {},
+        models=cfg.hume.models,
+    )
+    camera, microphone = sources or (open_camera(cfg.camera), open_microphone(cfg.microphone))
+    agent = Agent(cfg, backend, publisher, camera, microphone, notifier=notifier)
+    owner = TaskOwner()
+    owner.start("mqtt", publisher.run())
+    owner.start("hume", backend.run())
+    owner.start("results", agent.results_loop())
+    owner.start("commands", agent.command_loop())
+    owner.start("tick", agent.tick_loop())
+    owner.start(
+        "status", status_mod.run(status_mod.default_path(), publisher.health_snapshot, STATUS_EVERY_S)
+    )
+    if agent.camera is not None:
+        owner.start("camera", agent.camera_loop(agent.camera))
+    if agent.microphone is not None:
+        owner.start("microphone", agent.microphone_loop(agent.microphone))
+    notifier.ready()
+    _LOGGER.info("hume-edge running as %s: tasks %s", cfg.effective_device_id, ", ".join(owner.names))
+
+    code = 0
+    ended = await owner.wait_any(stop)
+    if ended is not None:
+        code = _exit_code_for(ended)
+    notifier.stopping()
+    _LOGGER.info("stopping")
+    await owner.cancel([n for n in owner.names if n not in ("mqtt",)])
+    agent.end_session("agent stopping")
+    await _drain(publisher)
+    await owner.cancel(["mqtt"])
+    outbox.close()
+    _LOGGER.info("stopped (exit %d)", code)
+    return code
+
+
+async def _drain(publisher: Publisher) -> None:
+    """Give a connected publisher a moment to deliver the last session's messages before we exit.
+
+    Not required for correctness (the outbox keeps them for the next start), but a dashboard should see
+    a visit end when the agent is stopped, not when it is started again.
+    """
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        state = publisher.status()
+        if state.get("state") != "connected" or not state.get("queue_depth"):
+            return
+        await asyncio.sleep(0.05)
+
+
+def _exit_code_for(task: asyncio.Task[Any]) -> int:
+    name = task.get_name()
+    if task.cancelled():
+        return 1
+    exc = task.exception()
+    if isinstance(exc, (HumeAuthError, HumeQuotaError)):
+        _LOGGER.error("%s", exc)
+        return EX_UNAVAILABLE
+    if exc is not None:
+        _LOGGER.error("%s failed", name, exc_info=exc)
+        return 1
+    _LOGGER.error("%s ended unexpectedly", name)
+    return 1
