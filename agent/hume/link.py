@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from typing import Any, Callable, Dict, Optional, Protocol, Tuple, Union
 
 import aiohttp
@@ -188,6 +189,7 @@ class Link:
         self._wake_pending = False
         self._conn_no = 0
         self._opens = 0
+        self._face_scope = ""
         self._seq = 0
         self._failing: Optional[str] = None
         """The failure being reported ("state: reason"), until a reply shows the link works again."""
@@ -243,6 +245,9 @@ class Link:
                 continue
             self._opens += 1
             self.stats.reconnects = self._opens - 1
+            # Hume's face ids ("face_0", ...) name a face within one connection only; a new connection
+            # reuses them for other people. Qualify them so two visitors never share an id downstream.
+            self._face_scope = secrets.token_hex(3)
             self._set_state("open", f"connected to {connector.url}")
             try:
                 outcome = await self._serve(ws)
@@ -371,7 +376,7 @@ class Link:
             if code in FATAL_CODES:
                 raise _Fatal("quota_exhausted", reason)
             self._note_error(code, reason)
-        for obs in observations(reply, media, latency, self.models):
+        for obs in observations(reply, media, latency, self.models, self._face_scope):
             self._emit(obs)
         self._backoff.reset()
         if self._failing is not None:

@@ -260,7 +260,18 @@ def max_audio_payload_ms(cfg: HumeConfig) -> float:
 # Replies
 
 
-def _measurement(model: str, p: Prediction) -> Measurement:
+UNIDENTIFIED_FACE = "unknown"
+"""What Hume calls every face when identify_faces is off."""
+
+
+def _face_id(raw: Optional[str], scope: str) -> Optional[str]:
+    """Hume's per-connection face id made unique across connections: ``face_0`` -> ``face_0@3fa2c1``."""
+    if raw is None or raw == UNIDENTIFIED_FACE:
+        return raw
+    return f"{raw}@{scope}"
+
+
+def _measurement(model: str, p: Prediction, face_scope: str) -> Measurement:
     begin = end = None
     if p.time is not None:
         begin, end = p.time.begin, p.time.end
@@ -268,7 +279,7 @@ def _measurement(model: str, p: Prediction) -> Measurement:
         begin = p.face_time
     return Measurement(
         emotions=p.emotions,
-        face_id=p.face_id if model == "face" else None,
+        face_id=_face_id(p.face_id, face_scope) if model == "face" else None,
         begin_s=begin,
         end_s=end,
         text=p.text,
@@ -278,7 +289,7 @@ def _measurement(model: str, p: Prediction) -> Measurement:
 
 
 def observations(
-    reply: Reply, media: OutgoingMedia, latency_s: float, models: Tuple[str, ...]
+    reply: Reply, media: OutgoingMedia, latency_s: float, models: Tuple[str, ...], face_scope: str
 ) -> List[Observation]:
     """One observation per model the reply speaks for; errors yield none (they are counted, not results)."""
     if isinstance(reply, ErrorMessage):
@@ -297,7 +308,7 @@ def observations(
         if output.warning is not None:
             out.append(obs(model, code=output.code or "warning"))
         else:
-            out.append(obs(model, tuple(_measurement(model, p) for p in output.predictions)))
+            out.append(obs(model, tuple(_measurement(model, p, face_scope) for p in output.predictions)))
     return out
 
 

@@ -256,8 +256,9 @@ def test_predictions_become_one_observation_per_model() -> None:
             }
         )
     )
-    obs = {o.model: o for o in observations(reply, MEDIA, 0.25, ("face", "prosody"))}
-    assert obs["face"].measurements[0].face_id == "face_0"
+    obs = {o.model: o for o in observations(reply, MEDIA, 0.25, ("face", "prosody"), "c1")}
+    # Hume's ids name a face within one connection; qualified, they never collide across connections.
+    assert obs["face"].measurements[0].face_id == "face_0@c1"
     assert obs["face"].measurements[0].emotions[0].name == "Joy"
     assert (obs["prosody"].measurements[0].begin_s, obs["prosody"].measurements[0].end_s) == (0.0, 1.5)
     for o in obs.values():
@@ -269,14 +270,20 @@ def test_warnings_nested_and_top_level_are_normal_outcomes() -> None:
     top = parse_reply('{"warning": "No speech detected.", "code": "W0105", "payload_id": "a-1"}')
     assert warning_codes(nested) == ["W0103"]
     assert warning_codes(top) == ["W0105"]
-    [o] = observations(nested, MEDIA, 0.1, ("face",))
+    [o] = observations(nested, MEDIA, 0.1, ("face",), "c1")
     assert (o.model, o.warning_code, o.measurements) == ("face", "W0103", ())
-    [p] = observations(top, MEDIA, 0.1, ("prosody", "burst"))
+    [p] = observations(top, MEDIA, 0.1, ("prosody", "burst"), "c1")
     assert (p.model, p.warning_code) == ("prosody", "W0105")
-    assert observations(top, MEDIA, 0.1, ("face",)) == []
+    assert observations(top, MEDIA, 0.1, ("face",), "c1") == []
 
 
 def test_errors_yield_no_observation() -> None:
     err = parse_reply('{"error": "Out of credits", "code": "E0300", "payload_id": "a-3"}')
-    assert observations(err, MEDIA, 0.1, ("prosody",)) == []
+    assert observations(err, MEDIA, 0.1, ("prosody",), "c1") == []
     assert warning_codes(err) == []
+
+
+def test_unidentified_faces_stay_unknown() -> None:
+    reply = parse_reply(json.dumps({"face": {"predictions": [{"face_id": "unknown", "emotions": []}]}}))
+    [o] = observations(reply, MEDIA, 0.1, ("face",), "c1")
+    assert o.measurements[0].face_id == "unknown"
