@@ -54,6 +54,9 @@ from agent.hume.protocol import (
     Reply,
     reply_to_json,
 )
+from agent.hume.v1.emulator import EmulatorV1Settings
+from agent.hume.v1.emulator import add_routes as add_v1_routes
+from agent.hume.v1.emulator import make_app as make_v1_app
 
 __all__ = [
     "DEFAULT_PORT",
@@ -259,6 +262,12 @@ def make_app(settings: EmulatorSettings, faults: Faults) -> web.Application:
     return app
 
 
+def _v1_settings(settings: EmulatorSettings) -> EmulatorV1Settings:
+    return EmulatorV1Settings(
+        api_keys=settings.api_keys, seed=settings.seed, idle_timeout_s=settings.idle_timeout_s
+    )
+
+
 class Emulator:
     """A started emulator on a loopback port: ``async with Emulator(settings) as emu: ... emu.url``."""
 
@@ -273,38 +282,42 @@ class Emulator:
         self.faults = faults or Faults()
         self.host = host
         self.port = port
-        self._app = make_app(self.settings, self.faults)
+        self.app = make_app(self.settings, self.faults)
         self._runner: Optional[web.AppRunner] = None
+
+    def serve_v1_too(self) -> None:
+        """Also serve the v1 realtime emulator (same keys, seed and idle timeout) on this port."""
+        add_v1_routes(self.app, _v1_settings(self.settings))
 
     @property
     def url(self) -> str:
         """The streaming endpoint, e.g. ``ws://127.0.0.1:8765/v0/stream/models``."""
-        return f"ws://{self._netloc}{PATH}"
+        return f"ws://{self.netloc}{PATH}"
 
     @property
     def base_url(self) -> str:
         """``http://host:port``: what the official SDK takes as ``base_url``."""
-        return f"http://{self._netloc}"
+        return f"http://{self.netloc}"
 
     @property
-    def _netloc(self) -> str:
+    def netloc(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
     @property
     def requests(self) -> List[Tuple[int, PublishMessage]]:
         """``(connection_no, message)`` of every valid request received (the latest 10,000)."""
-        return self._app[SERVER_KEY].requests
+        return self.app[SERVER_KEY].requests
 
     @property
     def connections(self) -> int:
         """Connections accepted so far (the n-th has ``connection_no`` n)."""
-        return self._app[SERVER_KEY].counters.connections
+        return self.app[SERVER_KEY].counters.connections
 
     async def start(self) -> None:
         """Listen (``port`` 0 picks a free one, read it back from ``.port``); RuntimeError without OpenCV."""
         detectors.opencv()
-        self._runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = int(self._runner.addresses[0][1])
@@ -348,6 +361,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="close a silent connection after (default: 60)",
     )
     parser.add_argument(
+        "--api",
+        choices=("v0", "v1", "both"),
+        default="v0",
+        help="which API version to serve: v0 /v0/stream/models, v1 /v1/expression/{audio,video}/realtime "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -381,8 +401,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"hume-edge emulator: {exc}", file=sys.stderr)
         return 2
+    emulator = Emulator(settings, args.host, args.port, faults)
+    if args.api == "v1":
+        emulator.app = make_v1_app(_v1_settings(settings))
+    elif args.api == "both":
+        emulator.serve_v1_too()
     try:
-        asyncio.run(_serve_forever(Emulator(settings, args.host, args.port, faults)))
+        asyncio.run(_serve_forever(emulator, args.api))
     except OSError as exc:
         print(
             f"hume-edge emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
@@ -395,11 +420,16 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_forever(emulator: Emulator) -> None:
+async def _serve_forever(emulator: Emulator, api: str = "v0") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with emulator:
-        print(f"emulator listening on {emulator.url} (seed {emulator.settings.seed})", flush=True)
+        urls = []
+        if api in ("v0", "both"):
+            urls.append(emulator.url)
+        if api in ("v1", "both"):
+            urls.append(f"ws://{emulator.netloc}/v1/expression/{{audio,video}}/realtime")
+        print(f"emulator listening on {' and '.join(urls)} (seed {emulator.settings.seed})", flush=True)
         await stop.wait()
