@@ -36,8 +36,8 @@ def setting(
     doc: str,
     *,
     unit: str = "",
-    min: Optional[float] = None,  # noqa: A002 - reads naturally at the call sites
-    max: Optional[float] = None,  # noqa: A002
+    min: Optional[float] = None,
+    max: Optional[float] = None,
     choices: Optional[Tuple[Any, ...]] = None,
     secret: bool = False,
 ) -> Any:
@@ -45,7 +45,8 @@ def setting(
     meta = {"doc": doc, "unit": unit, "min": min, "max": max, "choices": choices, "secret": secret}
     if isinstance(default, (list, tuple)):
         return dataclasses.field(default_factory=lambda: tuple(default), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+    # Secrets stay out of repr(): a config object in a log line or a traceback must not leak them.
+    return dataclasses.field(default=default, metadata=meta, repr=not secret)
 
 
 HUME_MODELS = ("face", "prosody", "burst", "language", "facemesh")
@@ -83,20 +84,31 @@ class HumeConfig:
         300.0, "retry delay after a refused key or exhausted account", unit="s", min=1, max=86400
     )
     queue_seconds: float = setting(
-        10.0, "media buffered while the link is down or busy; oldest dropped past it", unit="s", min=1, max=300
+        10.0,
+        "media buffered while the link is down or busy; oldest dropped past it",
+        unit="s",
+        min=1,
+        max=300,
     )
-    v1_url: str = setting("wss://api.cloud.hume.ai", "v1: base URL of the realtime endpoints (/v1/expression/...)")
+    v1_url: str = setting(
+        "wss://api.cloud.hume.ai", "v1: base URL of the realtime endpoints (/v1/expression/...)"
+    )
     v1_min_session_s: float = setting(
-        5.0, "v1: media is held back until a visitor has been present this long, so a passer-by opens no "
+        5.0,
+        "v1: media is held back until a visitor has been present this long, so a passer-by opens no "
         "session (each costs at least 10 s); held audio is then sent in real time, so it lags by this much",
-        unit="s", min=0, max=60,
+        unit="s",
+        min=0,
+        max=60,
     )
     v1_measurement_timer_ms: int = setting(
         3000, "v1: a voice measurement every this much speech", unit="ms", min=3000, max=10000
     )
     v1_face_threshold: float = setting(
-        0.9, "v1: face detection confidence threshold (its own scale: prob_threshold does not carry over)",
-        min=0.0, max=1.0,
+        0.9,
+        "v1: face detection confidence threshold (its own scale: prob_threshold does not carry over)",
+        min=0.0,
+        max=1.0,
     )
 
 
@@ -104,22 +116,28 @@ class HumeConfig:
 class CameraConfig:
     """Where frames come from and how they are downsampled before leaving the device."""
 
-    source: str = setting(
-        "synthetic", "frame source", choices=("synthetic", "opencv", "picamera2", "none")
-    )
+    source: str = setting("synthetic", "frame source", choices=("synthetic", "opencv", "picamera2", "none"))
     device: str = setting("0", "opencv: camera index (e.g. 0) or a video file path (looped)")
     width: int = setting(640, "frame width sent to Hume", unit="px", min=64, max=3000)
     height: int = setting(480, "frame height sent to Hume", unit="px", min=64, max=3000)
-    fps: float = setting(2.0, "frames per second sent at most (capped by hume.fps_pred)", unit="1/s", min=0.1, max=30)
+    fps: float = setting(
+        2.0, "frames per second sent at most (capped by hume.fps_pred)", unit="1/s", min=0.1, max=30
+    )
     jpeg_quality: int = setting(80, "JPEG quality", min=10, max=100)
     static_threshold: float = setting(
-        2.0, "skip a frame whose mean abs. difference to the last sent one, in each 1/48 of the picture, "
+        2.0,
+        "skip a frame whose mean abs. difference to the last sent one, in each 1/48 of the picture, "
         "is below this (0 = never)",
-        unit="grey levels", min=0.0, max=255.0,
+        unit="grey levels",
+        min=0.0,
+        max=255.0,
     )
     static_refresh_s: float = setting(
-        5.0, "send a near-identical frame anyway this long after the last sent one (0 = never)",
-        unit="s", min=0.0, max=3600.0,
+        5.0,
+        "send a near-identical frame anyway this long after the last sent one (0 = never)",
+        unit="s",
+        min=0.0,
+        max=3600.0,
     )
 
 
@@ -128,12 +146,17 @@ class MicrophoneConfig:
     """Where audio comes from; it is always sent as 16 kHz mono 16-bit."""
 
     source: str = setting(
-        "speech", "audio source: speech = synthetic espeak-ng voice", choices=("speech", "wav", "pyaudio", "none")
+        "speech",
+        "audio source: speech = synthetic espeak-ng voice",
+        choices=("speech", "wav", "pyaudio", "none"),
     )
     device: str = setting("", "pyaudio: input device name (substring) or index; empty = default")
     device_rate: int = setting(
-        0, "pyaudio: capture rate asked of the device, resampled to 16 kHz; 0 = the device's default",
-        unit="Hz", min=0, max=192000,
+        0,
+        "pyaudio: capture rate asked of the device, resampled to 16 kHz; 0 = the device's default",
+        unit="Hz",
+        min=0,
+        max=192000,
     )
     wav_path: str = setting("", "wav: path of a WAV file, looped")
     chunk_ms: int = setting(1000, "audio per payload", unit="ms", min=100, max=5000)
@@ -144,10 +167,14 @@ class SessionConfig:
     """When a visitor session starts and ends."""
 
     mode: str = setting(
-        "presence", "presence = local detection starts/ends visits; always = one endless session; "
-        "command = only MQTT cmd/session", choices=("presence", "always", "command"),
+        "presence",
+        "presence = local detection starts/ends visits; always = one endless session; "
+        "command = only MQTT cmd/session",
+        choices=("presence", "always", "command"),
     )
-    debounce_s: float = setting(1.0, "presence must hold this long to start a session", unit="s", min=0, max=60)
+    debounce_s: float = setting(
+        1.0, "presence must hold this long to start a session", unit="s", min=0, max=60
+    )
     grace_s: float = setting(5.0, "absence must hold this long to end a session", unit="s", min=0, max=600)
     max_session_s: float = setting(900.0, "a session is cut after this long", unit="s", min=10, max=86400)
     stream_when_idle: bool = setting(False, "also stream to Hume while no visitor is present (costs credits)")
@@ -159,7 +186,9 @@ class SummaryConfig:
 
     top_k: int = setting(3, "emotions per summary", min=1, max=53)
     window_s: float = setting(5.0, "predictions averaged per summary", unit="s", min=0.5, max=600)
-    smoothing: float = setting(0.0, "exponential smoothing of scores across windows (0 = none)", min=0.0, max=0.99)
+    smoothing: float = setting(
+        0.0, "exponential smoothing of scores across windows (0 = none)", min=0.0, max=0.99
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,8 +216,11 @@ class MqttConfig:
     reconnect_max_s: float = setting(60.0, "cap of the reconnect delay", unit="s", min=1, max=3600)
     inflight_window: int = setting(100, "unacknowledged publishes at once while draining", min=1, max=65535)
     will_delay_s: int = setting(
-        15, "MQTT 5: the broker waits this long before publishing 'offline' (a blip does not flap)",
-        unit="s", min=0, max=3600,
+        15,
+        "MQTT 5: the broker waits this long before publishing 'offline' (a blip does not flap)",
+        unit="s",
+        min=0,
+        max=3600,
     )
 
 
@@ -202,7 +234,11 @@ class OutboxConfig:
         50_000_000, "payload bytes kept at most; oldest dropped past it", unit="bytes", min=10_000, max=10**10
     )
     max_age_s: float = setting(
-        7 * 86400.0, "messages older than this are dropped (and MQTT 5 expiry)", unit="s", min=60, max=365 * 86400
+        7 * 86400.0,
+        "messages older than this are dropped (and MQTT 5 expiry)",
+        unit="s",
+        min=60,
+        max=365 * 86400,
     )
     synchronous: str = setting(
         "full", "SQLite fsync policy: full survives power loss", choices=("full", "normal")
@@ -252,9 +288,12 @@ def _check_scalar(path: str, value: Any, tp: Any, meta: Mapping[str, Any], probl
     """Return the value converted to ``tp``, or append a problem and return None."""
     shown = MASK if meta.get("secret") else repr(value)
     ok = (
-        isinstance(value, bool) if tp is bool
-        else isinstance(value, int) and not isinstance(value, bool) if tp is int
-        else isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float
+        isinstance(value, bool)
+        if tp is bool
+        else isinstance(value, int) and not isinstance(value, bool)
+        if tp is int
+        else isinstance(value, (int, float)) and not isinstance(value, bool)
+        if tp is float
         else isinstance(value, tp)
     )
     if not ok:
@@ -297,7 +336,9 @@ def _build(cls: Type[T], data: Mapping[str, Any], prefix: str, problems: List[st
                 problems.append(f"{path} = {value!r}: expected {_type_name(tp)}")
                 continue
             item_tp = typing.get_args(tp)[0]
-            items = [_check_scalar(f"{path}[{i}]", v, item_tp, f.metadata, problems) for i, v in enumerate(value)]
+            items = [
+                _check_scalar(f"{path}[{i}]", v, item_tp, f.metadata, problems) for i, v in enumerate(value)
+            ]
             if all(i is not None for i in items):
                 values[name] = tuple(items)
         else:
@@ -343,7 +384,9 @@ def _read_secret(explicit: str, env_name: Optional[str], credential: str, enviro
     return ""
 
 
-def from_dict(data: Mapping[str, Any], source: str = "config", environ: Optional[Mapping[str, str]] = None) -> Config:
+def from_dict(
+    data: Mapping[str, Any], source: str = "config", environ: Optional[Mapping[str, str]] = None
+) -> Config:
     """Validate a parsed TOML document; raise :class:`ConfigError` listing every problem."""
     problems: List[str] = []
     cfg = _build(Config, data, "", problems)
@@ -411,8 +454,7 @@ def render(cfg: Config) -> str:
         if head != section:
             section = head
             lines.append(f"\n[{section}]")
-        if f.metadata.get("secret") and value:
-            value = MASK
+        shown = MASK if f.metadata.get("secret") and value else value
         unit = f" [{f.metadata['unit']}]" if f.metadata.get("unit") else ""
-        lines.append(f"{name} = {_toml_value(value)}  # {f.metadata.get('doc', '')}{unit}")
+        lines.append(f"{name} = {_toml_value(shown)}  # {f.metadata.get('doc', '')}{unit}")
     return "\n".join(lines).lstrip("\n") + "\n"

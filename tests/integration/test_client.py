@@ -318,7 +318,7 @@ async def test_no_image_or_audio_file_is_created(
     backend = V0Backend(cfg_for(emulator.url))
     async with running(backend), Capture(backend):
         await eventually("media flowed", lambda: count(backend, "video", "replies") >= 2)
-    created = [p for p in tmp_path.rglob("*") if p.is_file()]  # noqa: ASYNC240 - after the run
+    created = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert created == [], f"files created during a run: {created}"
 
 

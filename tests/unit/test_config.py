@@ -98,7 +98,9 @@ def test_api_key_sources_in_order(tmp_path: Path) -> None:
 def test_secrets_masked_in_render_and_errors() -> None:
     cfg = config.from_dict({"hume": {"api_key": "sekrit-123"}, "mqtt": {"password": "pw-456"}}, environ={})
     text = config.render(cfg)
-    assert "sekrit-123" not in text and "pw-456" not in text
+    assert "sekrit-123" not in text
+    assert "pw-456" not in text
+    assert "sekrit-123" not in repr(cfg)
     assert config.MASK in text
     with pytest.raises(ConfigError) as err:
         config.from_dict({"mqtt": {"password": 12345}}, environ={})
