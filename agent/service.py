@@ -187,12 +187,15 @@ class Agent:
 
     async def tick_loop(self) -> None:
         """Timers, summary windows, the watchdog and STATUS=, all from the event loop itself."""
-        last_status = float("-inf")
+        last_status = last_watchdog = float("-inf")
+        watchdog_every_s = self.notifier.watchdog_interval_s or TICK_S
         while True:
             now = self._mono()
             self._apply(self.sessions.tick(now))
             self._publish(self.summaries.flush(self._wall()))
-            self.notifier.watchdog()
+            if now - last_watchdog >= watchdog_every_s:
+                last_watchdog = now
+                self.notifier.watchdog()
             if now - last_status >= STATUS_EVERY_S:
                 last_status = now
                 self.notifier.status(status_mod.summary_line(self.publisher.health_snapshot()))
