@@ -453,6 +453,15 @@ class ModelOutput:
         return {"predictions": [p.to_obj(model) for p in self.predictions]}
 
 
+def _with_envelope(obj: Dict[str, Any], payload_id: Optional[str], job_id: Optional[str]) -> Dict[str, Any]:
+    """Add what every reply kind may carry: the echoed ``payload_id`` and the ``job_details``."""
+    if payload_id is not None:
+        obj["payload_id"] = payload_id
+    if job_id is not None:
+        obj["job_details"] = {"job_id": job_id}
+    return obj
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictionsMessage:
     """A reply carrying model outputs (and/or job details)."""
@@ -462,11 +471,7 @@ class PredictionsMessage:
     job_id: Optional[str] = None
 
     def to_obj(self) -> Dict[str, Any]:
-        obj: Dict[str, Any] = {}
-        if self.payload_id is not None:
-            obj["payload_id"] = self.payload_id
-        if self.job_id is not None:
-            obj["job_details"] = {"job_id": self.job_id}
+        obj = _with_envelope({}, self.payload_id, self.job_id)
         for model in MODELS:
             if model in self.outputs:
                 obj[model] = self.outputs[model].to_obj(model)
@@ -483,12 +488,7 @@ class ErrorMessage:
     job_id: Optional[str] = None
 
     def to_obj(self) -> Dict[str, Any]:
-        obj: Dict[str, Any] = {"error": self.error, "code": self.code}
-        if self.payload_id is not None:
-            obj["payload_id"] = self.payload_id
-        if self.job_id is not None:
-            obj["job_details"] = {"job_id": self.job_id}
-        return obj
+        return _with_envelope({"error": self.error, "code": self.code}, self.payload_id, self.job_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -501,12 +501,7 @@ class WarningMessage:
     job_id: Optional[str] = None
 
     def to_obj(self) -> Dict[str, Any]:
-        obj: Dict[str, Any] = {"warning": self.warning, "code": self.code}
-        if self.payload_id is not None:
-            obj["payload_id"] = self.payload_id
-        if self.job_id is not None:
-            obj["job_details"] = {"job_id": self.job_id}
-        return obj
+        return _with_envelope({"warning": self.warning, "code": self.code}, self.payload_id, self.job_id)
 
 
 Reply = Union[PredictionsMessage, ErrorMessage, WarningMessage]
