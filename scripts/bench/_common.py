@@ -1,0 +1,179 @@
+"""Shared plumbing of the benchmarks: the project's venv, result rows, tables, a broker, an emulator host.
+
+Every benchmark measures its baseline and ours in the same run and reports ratios, because absolute times
+on a shared machine drift from run to run while ratios measured side by side hold. Each script prints its
+own detailed table and, with ``--json PATH``, writes its headline rows for ``scripts/bench/all``.
+
+Only the standard library is imported at the top of this module: :func:`ensure_venv` must run before
+anything from the venv is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+EMULATOR_HOST = Path(__file__).resolve().with_name("_emuhost.py")
+API_KEY = "test-key"
+
+IMAGE_USD = 0.00204
+"""Hume price per image, the newer ("reconciled from hume.ai/pricing, May 2026") rate set of
+shared/reference/hume-api-facts.md section 8 (the older set is exactly a third of it)."""
+AUDIO_USD_PER_MIN = 0.0639
+"""Hume price per minute of audio only, same rate set, metered per second."""
+
+
+def ensure_venv() -> None:
+    """Re-run this script with the project's .venv interpreter if another one started it."""
+    if not VENV_PYTHON.exists():
+        sys.exit(f"{VENV_PYTHON} is missing: run scripts/setup --dev first")
+    if Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="a few seconds only: checks the script, not the numbers")
+    p.add_argument("--json", type=Path, help="also write the headline rows here (for scripts/bench/all)")
+    return p
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def row(bench: str, metric: str, ours: str, baseline: str, ratio: str, goal: str, met: Optional[bool]) -> Dict[str, str]:
+    """One headline row; ``met`` None for a figure without a goal."""
+    return {
+        "bench": bench,
+        "metric": metric,
+        "ours": ours,
+        "baseline": baseline,
+        "ratio": ratio,
+        "goal": goal,
+        "result": "" if met is None else verdict(met),
+    }
+
+
+HEADLINE_COLUMNS = ("bench", "metric", "ours", "baseline", "ratio", "goal", "result")
+
+
+def markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def headline_table(rows: Sequence[Dict[str, str]]) -> str:
+    return markdown(HEADLINE_COLUMNS, [[r[c] for c in HEADLINE_COLUMNS] for r in rows])
+
+
+def finish(args: argparse.Namespace, title: str, details: str, rows: List[Dict[str, str]]) -> None:
+    """Print the details and the headline rows; write the rows for ``all``; exit 0 (a missed goal is data)."""
+    print(f"## {title}{' (--quick: numbers meaningless)' if args.quick else ''}\n")
+    print(details + "\n")
+    print(headline_table(rows) + "\n", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows), encoding="utf-8")
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) by nearest rank: with few samples p99 is the maximum, not an interpolation."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 1))))
+    return ordered[rank - 1]
+
+
+def cpu_s() -> float:
+    """User + system CPU of this process, all threads (children are waited for separately)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def rss_mb(pid: int) -> float:
+    """Current resident set size of a process, from /proc."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The emulator in its own process, behind a byte-counting proxy
+
+
+class EmulatorHost:
+    """``_emuhost.py`` as a child: the v0 emulator plus a TCP proxy that counts the bytes clients exchange.
+
+    In its own process so its CPU (decoding, face detection) never counts as the client's.
+    """
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(EMULATOR_HOST)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        ports = self._read()
+        self.port = int(ports["proxy_port"])
+        self.url = f"ws://127.0.0.1:{self.port}/v0/stream/models"
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def _read(self) -> Dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the emulator host exited; see its stderr above")
+        parsed: Dict[str, Any] = json.loads(line)
+        return parsed
+
+    def ask(self, command: str) -> Dict[str, Any]:
+        """``stats`` (bytes both ways, face requests, requests) or ``reset``."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def __enter__(self) -> EmulatorHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def wait_until(condition: Any, timeout: float, what: str, interval_s: float = 0.002) -> float:
+    """Poll ``condition()`` until true; the monotonic time it became true. RuntimeError on timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval_s)
+    return time.monotonic()
