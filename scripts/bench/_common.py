@@ -43,7 +43,9 @@ def ensure_venv() -> None:
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true", help="a few seconds only: checks the script, not the numbers")
+    p.add_argument(
+        "--quick", action="store_true", help="a few seconds only: checks the script, not the numbers"
+    )
     p.add_argument("--json", type=Path, help="also write the headline rows here (for scripts/bench/all)")
     return p
 
@@ -56,8 +58,9 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-def row(bench: str, metric: str, ours: str, baseline: str, ratio: str, goal: str, met: Optional[bool]) -> Dict[str, str]:
-    """One headline row; ``met`` None for a figure without a goal."""
+def row(bench: str, metric: str, values: Sequence[str], goal: str, met: Optional[bool]) -> Dict[str, str]:
+    """One headline row; ``values`` are (ours, baseline, ratio); ``met`` None for a figure without a goal."""
+    ours, baseline, ratio = values
     return {
         "bench": bench,
         "metric": metric,

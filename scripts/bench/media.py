@@ -21,6 +21,7 @@ detection count for neither side.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -34,11 +35,15 @@ import _common
 
 _common.ensure_venv()
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from hume import AsyncHumeClient  # noqa: E402
+from hume.expression_measurement.stream import Config, StreamFace, StreamModelPredictions  # noqa: E402
 
 from agent import config as config_mod  # noqa: E402
 from agent.capture.camera import Frame, SyntheticCamera  # noqa: E402
-from agent.media import Resampler, decode_wav, voice_activity, wav_bytes  # noqa: E402
+from agent.hume.client import V0Backend  # noqa: E402
+from agent.media import FramePipeline, Resampler, decode_wav, voice_activity, wav_bytes  # noqa: E402
 
 CAMERA_SIZE = (1280, 720)
 DISTINCT_FRAMES = 16
@@ -54,7 +59,8 @@ def defaults() -> config_mod.Config:
 
 
 def speech_pcm() -> np.ndarray:
-    wav = subprocess.run(["espeak-ng", "--stdout", SPEECH], check=True, capture_output=True, timeout=60).stdout
+    cmd = ["espeak-ng", "--stdout", SPEECH]
+    wav = subprocess.run(cmd, check=True, capture_output=True, timeout=60).stdout
     samples, rate = decode_wav(wav)
     pcm: np.ndarray = Resampler(rate).process(samples)
     return pcm
@@ -97,9 +103,6 @@ class Media:
 
 
 async def run_ours(url: str, media: Media) -> Dict[str, Any]:
-    from agent.hume.client import V0Backend
-    from agent.media import FramePipeline
-
     cfg = config_mod.from_dict({"hume": {"url": url, "api_key": _common.API_KEY}}, environ={})
     pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
     backend = V0Backend(cfg.hume)
@@ -132,10 +135,6 @@ async def run_ours(url: str, media: Media) -> Dict[str, Any]:
 
 
 async def run_baseline(base_url: str, media: Media) -> Dict[str, Any]:
-    import cv2
-    from hume import AsyncHumeClient
-    from hume.expression_measurement.stream import Config, StreamFace, StreamModelPredictions
-
     found = {"face_hits": 0, "observations": 0, "sent": 0}
     newest: List[Optional[Frame]] = [None]
     audio: List[bytes] = []
@@ -165,7 +164,7 @@ async def run_baseline(base_url: str, media: Media) -> Dict[str, Any]:
             frame, newest[0] = newest[0], None
             if frame is None:
                 continue
-            ok, png = cv2.imencode(".png", frame.image)
+            _, png = cv2.imencode(".png", frame.image)
             reply = await send_temp(sock, png.tobytes(), ".png", Config(face=StreamFace()))
             found["sent"] += 1
             found["observations"] += 1
@@ -228,8 +227,8 @@ def run_side(role: str, host: _common.EmulatorHost, seconds: float) -> Dict[str,
 
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--role", choices=("ours", "baseline"), help=argparse_hidden())
-    p.add_argument("--target", help=argparse_hidden())
+    p.add_argument("--role", choices=("ours", "baseline"), help=argparse.SUPPRESS)
+    p.add_argument("--target", help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=20.0, help="media seconds per side (default: 20)")
     args = p.parse_args()
     if args.role:
@@ -239,12 +238,6 @@ def main() -> None:
     with _common.EmulatorHost() as host:
         sides = {role: run_side(role, host, seconds) for role in ("ours", "baseline")}
     report(args, sides)
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return str(argparse.SUPPRESS)
 
 
 def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
@@ -302,25 +295,29 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
     )
     headline = [
         _common.row(
-            "1 media CPU", "CPU s per media-second", f"{ours['cpu']:.4f}", f"{base['cpu']:.4f}",
-            f"{cpu_ratio:.3f}x", "<= 0.10x baseline", cpu_ratio <= 0.10,
+            "1 media CPU", "CPU s per media-second",
+            (f"{ours['cpu']:.4f}", f"{base['cpu']:.4f}", f"{cpu_ratio:.3f}x"),
+            "<= 0.10x baseline", cpu_ratio <= 0.10,
         ),
         _common.row(
-            "1 media CPU", "share of one core at defaults", f"{100 * ours['cpu']:.2f} %",
-            f"{100 * base['cpu']:.2f} %", "", "<= 2 % of one core", ours["cpu"] <= 0.02,
+            "1 media CPU", "share of one core at defaults",
+            (f"{100 * ours['cpu']:.2f} %", f"{100 * base['cpu']:.2f} %", ""),
+            "<= 2 % of one core", ours["cpu"] <= 0.02,
         ),
         _common.row(
-            "2 wire", "bytes per visitor-minute", f"{ours['wire'] / 1e6:.3f} MB", f"{base['wire'] / 1e6:.2f} MB",
-            f"{wire_ratio:.3f}x", "<= 0.10x baseline", wire_ratio <= 0.10,
+            "2 wire", "bytes per visitor-minute",
+            (f"{ours['wire'] / 1e6:.3f} MB", f"{base['wire'] / 1e6:.2f} MB", f"{wire_ratio:.3f}x"),
+            "<= 0.10x baseline", wire_ratio <= 0.10,
         ),
         _common.row(
-            "2 wire", "face found in sent frames", f"{found['ours'][0]}/{found['ours'][1]}",
-            f"{found['baseline'][0]}/{found['baseline'][1]}", "", "every sent frame",
-            found["ours"][0] == found["ours"][1] > 0,
+            "2 wire", "face found in sent frames",
+            (f"{found['ours'][0]}/{found['ours'][1]}", f"{found['baseline'][0]}/{found['baseline'][1]}", ""),
+            "every sent frame", found["ours"][0] == found["ours"][1] > 0,
         ),
         _common.row(
-            "2 wire", "API cost per visitor-minute", f"${ours['usd']:.4f}", f"${base['usd']:.4f}",
-            f"{ours['usd'] / base['usd']:.2f}x", "(no goal)", None,
+            "2 wire", "API cost per visitor-minute",
+            (f"${ours['usd']:.4f}", f"${base['usd']:.4f}", f"{ours['usd'] / base['usd']:.2f}x"),
+            "(no goal)", None,
         ),
     ]  # fmt: skip
     _common.finish(args, "Benchmarks 1-2: media pipeline CPU, bytes and API cost", details, headline)
