@@ -418,6 +418,8 @@ def load(path: Optional[Path], environ: Optional[Mapping[str, str]] = None) -> C
         raise ConfigError([f"cannot read: {exc.strerror}"], str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
+    except UnicodeDecodeError as exc:  # tomllib decodes before it parses, and raises this unwrapped
+        raise ConfigError([f"not UTF-8 (byte {exc.start}): TOML files must be UTF-8"], str(path)) from None
     return from_dict(data, str(path), environ)
 
 

@@ -247,6 +247,8 @@ class Summarizer:
         """Summaries of every window at least ``window_s`` old; an empty window yields nothing."""
         out: List[OutMessage] = []
         for session in self._open.values():
+            # A wall clock stepped back (NTP) restarts the window rather than stalling it for the step.
+            session.window_open = min(session.window_open, wall_now)
             if wall_now - session.window_open >= self._cfg.window_s:
                 out.extend(self._close_window(session, wall_now))
         return out

@@ -7,16 +7,20 @@ use it the same way::
         proxy.blackhole()   # stop forwarding: bytes are read and discarded, no FIN, no RST
         proxy.cut()         # close every open connection (FIN), the listener stays
         proxy.resume()      # forward again (a frozen stream lost bytes: cut() it first)
+        proxy.delay(0.3)    # every chunk waits this long before it is passed on (latency, in order)
+        proxy.throttle(2000)  # at most this many bytes per second in each direction
+        proxy.half_open()   # the server side of every open connection is closed, the client side is
+                            # left open and silent (no FIN): a peer that vanished, as after a NAT reset
 
 ``blackhole`` reads and discards rather than pausing reads, so the sender's writes keep succeeding, as
-they do when a router or Wi-Fi link dies and nothing answers.
+they do when a router or Wi-Fi link dies and nothing answers. ``resume()`` ends every mode.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, List, Optional, Set
+from typing import Any, List, Optional, Set, Tuple
 
 CHUNK_BYTES = 65536
 CONTROL_TIMEOUT_S = 10.0
@@ -30,12 +34,17 @@ class Proxy:
         self.host = host
         self.port = port
         self.frozen = False
+        self.delay_s = 0.0
+        self.rate_bps: Optional[float] = None
         self.connections = 0
         self.discarded_bytes = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="test-proxy", daemon=True)
         self._server: Optional[asyncio.AbstractServer] = None
         self._writers: Set[asyncio.StreamWriter] = set()
+        self._pairs: Set[Tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._dead: Set[asyncio.StreamWriter] = set()
+        """Server-side writers closed by :meth:`half_open`; bytes meant for them are discarded."""
         self._released: asyncio.Event  # made on the proxy's loop (Python 3.9 binds events to a loop)
 
     # -- control (any thread) -------------------------------------------------------------------
@@ -51,7 +60,18 @@ class Proxy:
 
     def resume(self) -> None:
         self.frozen = False
+        self.delay_s = 0.0
+        self.rate_bps = None
         self._loop.call_soon_threadsafe(self._released.set)
+
+    def delay(self, seconds: float) -> None:
+        self.delay_s = seconds
+
+    def throttle(self, bytes_per_s: float) -> None:
+        self.rate_bps = bytes_per_s
+
+    def half_open(self) -> None:
+        self._call(self._half_open())
 
     def cut(self) -> None:
         self._call(self._close_all())
@@ -85,6 +105,11 @@ class Proxy:
             writer.close()
         self._writers.clear()
 
+    async def _half_open(self) -> None:
+        for _, up_writer in list(self._pairs):
+            self._dead.add(up_writer)
+            up_writer.close()
+
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -99,6 +124,7 @@ class Proxy:
             writer.close()
             return
         self._writers.update((writer, up_writer))
+        self._pairs.add((writer, up_writer))
         pumps: List[asyncio.Task[None]] = [
             asyncio.ensure_future(self._pump(reader, up_writer)),
             asyncio.ensure_future(self._pump(up_reader, writer)),
@@ -107,8 +133,15 @@ class Proxy:
         # A frozen link passes nothing on, not even the other side's FIN: hold it until resume() or cut().
         if self.frozen:
             await self._released.wait()
+        elif up_writer in self._dead:
+            # Half-open: the client keeps a socket nobody answers, until it gives up or the test cuts it.
+            released = asyncio.ensure_future(self._released.wait())
+            await asyncio.wait([pumps[0], released], return_when=asyncio.FIRST_COMPLETED)
+            released.cancel()
         for task in pumps:
             task.cancel()
+        self._pairs.discard((writer, up_writer))
+        self._dead.discard(up_writer)
         for w in (writer, up_writer):
             self._writers.discard(w)
             w.close()
@@ -116,13 +149,18 @@ class Proxy:
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                data = await reader.read(CHUNK_BYTES)
+                rate = self.rate_bps
+                data = await reader.read(max(1, int(rate / 10)) if rate else CHUNK_BYTES)
                 if not data:
                     return
-                if self.frozen:
+                if self.frozen or writer in self._dead:
                     self.discarded_bytes += len(data)
                     continue
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
                 writer.write(data)
                 await writer.drain()
+                if self.rate_bps:
+                    await asyncio.sleep(len(data) / self.rate_bps)
         except (OSError, asyncio.IncompleteReadError):
             return
