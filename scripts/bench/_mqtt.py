@@ -111,13 +111,14 @@ def _body(seq: int) -> bytes:
     return json.dumps(dict(PAYLOAD, seq=seq), separators=(",", ":")).encode()
 
 
-def ceiling(host: str, port: int, n: int, window: int) -> float:
-    """Seconds for paho's in-memory queue to get ``n`` PUBACKs (no durability at all)."""
+def ceiling(host: str, port: int, n: int, window: int, device: str = DEVICE) -> float:
+    """Seconds for paho's in-memory queue (no durability at all) to get ``n`` PUBACKs; the messages carry
+    ``seq`` 0 .. n-1 on ``hume-edge/{device}/summary/face``."""
     c = _Client(host, port, window, "bench-ceiling")
     try:
         t0 = time.perf_counter()
         for i in range(n):
-            c.client.publish(f"hume-edge/{DEVICE}/{TOPIC}", _body(i), qos=1)
+            c.client.publish(f"hume-edge/{device}/{TOPIC}", _body(i), qos=1)
         for _ in range(n):
             c.acks.get(timeout=TIMEOUT_S)
         return time.perf_counter() - t0
