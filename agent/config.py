@@ -9,6 +9,7 @@ environment, or systemd credentials, and are masked wherever config is printed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 import sys
@@ -301,6 +302,9 @@ def _check_scalar(path: str, value: Any, tp: Any, meta: Mapping[str, Any], probl
         return None
     if tp is float:
         value = float(value)
+        if math.isnan(value):  # TOML allows nan, and nan passes every range check below
+            problems.append(f"{path} = {shown}: expected a number, not nan")
+            return None
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         allowed = ", ".join(repr(c) for c in choices)

@@ -560,6 +560,17 @@ class Rig:
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> bool:
         return wait_until(lambda: self.agent.snapshot() is not None, timeout, 0.1)
 
+    def wait_online(self, timeout: float = START_TIMEOUT_S) -> bool:
+        """Wait until the agent announced itself on the broker (so it is subscribed to ``cmd/#``)."""
+
+        def online() -> bool:
+            with self.subscriber._cond:
+                return any(
+                    m.topic == PREFIX + "status" and m.payload == b"online" for m in self.subscriber.messages
+                )
+
+        return wait_until(online, timeout, 0.05)
+
     def settle(self, timeout: float) -> bool:
         """Wait until every seq stamped so far reached the subscriber (or the timeout passes)."""
 
