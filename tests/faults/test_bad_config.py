@@ -72,6 +72,7 @@ def test_nan_is_refused_naming_the_key(tmp_path: Path, key: str) -> None:
         b"[camera]\n" + b"width = 640\n" * 2,  # a key twice
         b"\x00" * 64,
     ],
+    ids=["utf16", "int-overflow", "deep-array", "nan", "duplicate-key", "nul-bytes"],
 )
 def test_hostile_files_through_the_console_script(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "config.toml"
