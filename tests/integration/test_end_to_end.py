@@ -29,6 +29,7 @@ import pytest
 from agent import config as config_mod
 from agent.capture.camera import SceneStep, SyntheticCamera
 from agent.capture.microphone import AudioChunk, AudioSource
+from agent.errors import EX_UNAVAILABLE
 from agent.hume.emulator import Emulator
 from agent.hume.protocol import EXPRESSIONS, PublishMessage
 from agent.media import Resampler, decode_wav
@@ -303,3 +304,19 @@ async def test_scripted_scene_two_visitors(
     assert faces[starts[0]], faces
     assert faces[starts[1]], faces
     assert not faces[starts[0]] & faces[starts[1]], faces
+
+
+async def test_wrong_api_key_at_start_exits_69_with_a_clear_message(
+    emulator: Emulator,
+    mosquitto: Broker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    data = agent_config(emulator, mosquitto, tmp_path, hume={"api_key": "not-the-key"})
+    code = await asyncio.wait_for(run_agent(config_mod.from_dict(data, environ={})), timeout=60)
+    assert code == EX_UNAVAILABLE
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("401" in e or "refused" in e or "invalid" in e for e in errors), errors
+    assert not any("not-the-key" in r.getMessage() for r in caplog.records)
