@@ -271,9 +271,12 @@ class Publisher:
         if refusal is None:
             client.loop_start()
             link.started = True
-            try:
-                refusal = await asyncio.wait_for(asyncio.shield(link.connack), CONNACK_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            # asyncio.wait, not wait_for: before Python 3.12 wait_for swallows a cancellation that arrives
+            # as the CONNACK does (cpython gh-86296), and the publisher would then never stop.
+            done, _ = await asyncio.wait({link.connack}, timeout=CONNACK_TIMEOUT_S)
+            if done:
+                refusal = link.connack.result()
+            else:
                 refusal = ("disconnected", f"no CONNACK from {self._where} within {CONNACK_TIMEOUT_S:g} s")
         if refusal is None:
             return link

@@ -320,3 +320,4 @@ async def test_wrong_api_key_at_start_exits_69_with_a_clear_message(
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any("401" in e or "refused" in e or "invalid" in e for e in errors), errors
     assert not any("not-the-key" in r.getMessage() for r in caplog.records)
+    assert not any("did not stop" in e for e in errors), errors  # every task honoured its cancellation
