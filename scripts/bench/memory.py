@@ -196,7 +196,7 @@ def main() -> None:
                     ["broker back -> first backlog message", f"{r['reconnect_s']:.2f} s (reconnect backoff)"],
                     ["first -> last backlog message", f"{r['drain_s'] * 1000:.0f} ms = {rate:,.0f} msg/s"],
                     [
-                        "(a) paho in memory, same count",
+                        "(a) paho in memory, same count, first -> last at the subscriber",
                         f"{r['ceiling_s'] * 1000:.0f} ms = {ceiling_rate:,.0f} msg/s",
                     ],
                 ],

@@ -1,0 +1,47 @@
+"""Each benchmark script runs end to end in its ``--quick`` mode and prints its headline table.
+
+Only that it works is checked: the numbers of a few seconds on a shared machine mean nothing, and no test
+asserts a wall-clock time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench"
+HEADLINE = "| bench | metric | ours | baseline | ratio | goal | result |"
+
+pytestmark = [
+    pytest.mark.timeout(150),
+    pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed"),
+    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"),
+]
+
+
+@pytest.mark.parametrize("script", ["media.py", "outbox.py", "latency.py", "memory.py"])
+def test_benchmark_prints_its_table(script: str, tmp_path: Path) -> None:
+    if script == "outbox.py" and importlib.util.find_spec("persistqueue") is None:
+        pytest.skip("persist-queue is not installed (pip install -e '.[bench]')")
+    rows_path = tmp_path / "rows.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", "--json", str(rows_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert HEADLINE in done.stdout, done.stdout
+    rows = json.loads(rows_path.read_text(encoding="utf-8"))
+    assert rows
+    for row in rows:
+        assert row["result"] in ("met", "MISSED", ""), row
+        assert row["ours"], row
