@@ -48,6 +48,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from agent.aio import wait_event
 from agent.backoff import Backoff
 from agent.config import HumeConfig, MqttConfig
 from agent.mqtt import discovery
@@ -325,9 +326,7 @@ class Publisher:
             return
         if not link.closed:
             link.client.disconnect()
-            try:
-                await asyncio.wait_for(link.closed_event.wait(), STOP_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            if not await wait_event(link.closed_event, STOP_TIMEOUT_S):
                 # The DISCONNECT could not be written (a frozen link): end the socket so the thread exits.
                 sock = link.client.socket()
                 if isinstance(sock, socket.socket):

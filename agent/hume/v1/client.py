@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import json
 import logging
@@ -34,6 +33,7 @@ from typing import Any, Deque, Dict, List, Optional
 
 import aiohttp
 
+from agent.aio import wait_event
 from agent.backoff import Backoff
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError, HumeProtocolError
@@ -434,9 +434,7 @@ class V1Backend(Backend):
     ) -> None:
         """Media once the config is confirmed, paced; ``session.close`` once the visit is over and sent."""
         wake = self._event(wire.endpoint)
-        try:
-            await asyncio.wait_for(updated.wait(), self.cfg.reply_timeout_s)
-        except asyncio.TimeoutError:
+        if not await wait_event(updated, self.cfg.reply_timeout_s):
             log.warning(
                 "v1 %s: no session.updated within %.0f s; reconnecting",
                 wire.endpoint,
@@ -453,11 +451,7 @@ class V1Backend(Backend):
                 continue
             if visit.ended and wire.drained:
                 break
-            if wait > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), wait)
-            else:
-                await wake.wait()
+            await wait_event(wake, wait if wait > 0 else None)
         self._state[wire.endpoint] = "closing"
         await ws.send_str(p.SESSION_CLOSE)
         await asyncio.sleep(self.cfg.reply_timeout_s)
