@@ -77,9 +77,9 @@ class Probe:
                     probe.produced[seq] = t
             return seq
 
-        V0Backend._emit = timed_emit  # type: ignore[method-assign]
-        Summarizer.add = timed_add  # type: ignore[method-assign]
-        Publisher.enqueue = timed_enqueue  # type: ignore[method-assign]
+        V0Backend._emit = timed_emit  # type: ignore[method-assign,assignment]
+        Summarizer.add = timed_add  # type: ignore[method-assign,assignment]
+        Publisher.enqueue = timed_enqueue  # type: ignore[method-assign,assignment]
 
     def on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         t = time.time()
