@@ -43,6 +43,8 @@ STATUS_EVERY_S = 5.0
 """Status snapshot and systemd STATUS= period."""
 STOP_TIMEOUT_S = 10.0
 """Each shutdown step gets at most this long; the unit's TimeoutStopSec is larger."""
+RECANCEL_S = 1.0
+"""A task still running this long after its cancellation is cancelled again."""
 DRAIN_TIMEOUT_S = 3.0
 """At a clean stop, how long a connected publisher may take to deliver what is queued."""
 
@@ -77,15 +79,19 @@ class TaskOwner:
     async def cancel(self, names: Iterable[str]) -> None:
         """Cancel the named tasks and wait (bounded) until they have finished."""
         tasks = [self._tasks.pop(n) for n in list(names) if n in self._tasks]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+        pending = set(tasks)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while pending and time.monotonic() < deadline:
+            # Cancel again while a task is still running: before Python 3.12, asyncio.wait_for inside a
+            # task can swallow one cancellation that lands as its awaitable completes (cpython gh-86296).
             for t in pending:
-                _LOGGER.error("task %s did not stop within %.0f s", t.get_name(), STOP_TIMEOUT_S)
-            for t in tasks:
-                if t.done() and not t.cancelled() and t.exception() is not None:
-                    _LOGGER.debug("task %s ended with %r during shutdown", t.get_name(), t.exception())
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
+        for t in pending:
+            _LOGGER.error("task %s did not stop within %.0f s", t.get_name(), STOP_TIMEOUT_S)
+        for t in tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                _LOGGER.debug("task %s ended with %r during shutdown", t.get_name(), t.exception())
 
     @property
     def names(self) -> List[str]:
