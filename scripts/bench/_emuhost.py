@@ -3,7 +3,8 @@
 
 Prints ``{"proxy_port": N, "emulator_port": M}`` when ready, then answers each stdin line with one JSON
 line: ``stats`` -> bytes client->server and server->client through the proxy (HTTP upgrade, WebSocket
-framing and all: the bytes on the wire), and the requests the emulator validated, face ones apart;
+framing and compression and all: the bytes on the wire), and the requests the emulator validated, face
+ones apart, with the characters of their ``data`` fields (the base64 media before any compression);
 ``reset`` zeroes all of it. Exits at end of input.
 """
 
@@ -72,12 +73,15 @@ async def main() -> None:
                 print("{}", flush=True)
                 continue
             models: List[str] = [m for _, r in requests for m in (r.models.enabled if r.models else ())]
+            video = [len(r.data or "") for _, r in requests if r.models and "face" in r.models.enabled]
             print(
                 json.dumps(
                     {
                         **proxy.bytes,
                         "requests": len(requests),
                         "face_requests": models.count("face"),
+                        "data_video": sum(video),
+                        "data_all": sum(len(r.data or "") for _, r in requests),
                         "connections": proxy.connections,
                     }
                 ),

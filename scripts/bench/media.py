@@ -248,10 +248,12 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
         media_min = r["media_s"] / 60
         cpu_per_s = r["cpu_s"] / r["media_s"]
         wire = (r["up"] + r["down"]) / media_min
+        video = r["data_video"] / media_min
+        audio = (r["data_all"] - r["data_video"]) / media_min
         images = r["face_requests"] / media_min
         audio_min = r["chunks"] * cfg.microphone.chunk_ms / 1000 / 60 / media_min
         usd = images * _common.IMAGE_USD + audio_min * _common.AUDIO_USD_PER_MIN
-        per[role] = {"cpu": cpu_per_s, "wire": wire, "usd": usd}
+        per[role] = {"cpu": cpu_per_s, "wire": wire, "video": video, "usd": usd}
         rows.append(
             [
                 role,
@@ -264,13 +266,16 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
                 f"{r['face_hits']}/{r['face_requests']}",
                 f"{r['up'] / media_min / 1e6:.3f}",
                 f"{r['down'] / media_min / 1e6:.3f}",
+                f"{video / 1e6:.3f}",
+                f"{audio / 1e6:.3f}",
                 f"{images:.0f}",
                 f"${usd:.4f}",
             ]
         )
     headers = [
         "side", "CPU s", "media s", "CPU s / media s", "of one core", "frames offered", "frames sent",
-        "face found / sent", "MB up / min", "MB down / min", "images / min", "USD / visitor-min",
+        "face found / sent", "MB up / min", "MB down / min", "base64 video MB / min", "base64 audio MB / min",
+        "images / min", "USD / visitor-min",
     ]  # fmt: skip
     ours, base = per["ours"], per["baseline"]
     cpu_ratio = ours["cpu"] / base["cpu"]
@@ -286,7 +291,10 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
             "CPU: os.times() of each side's process from its first frame to 3 s after its last (replies "
             "drained); the emulator's CPU is in another process and counts for neither.",
             "Bytes: everything both ways through a TCP proxy in front of the emulator (HTTP upgrade and "
-            "WebSocket framing included), per minute of media (= visitor-minute while streaming).",
+            "WebSocket framing included; the SDK's websockets negotiates permessage-deflate, our aiohttp "
+            "client does not), per minute of media (= visitor-minute while streaming). The base64 columns "
+            "are the payloads' data fields as the emulator decoded them: both sides send the same audio "
+            "(WAV, 16 kHz 16-bit).",
             f"Cost: Hume's newer rate set (hume-api-facts.md section 8, 'reconciled, May 2026'): "
             f"${_common.IMAGE_USD}/image for each frame sent, ${_common.AUDIO_USD_PER_MIN}/min of audio "
             "(older set: one third of each). Billing is per image, not per byte: the same frame rate "
@@ -308,6 +316,12 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
             "2 wire", "bytes per visitor-minute",
             (f"{ours['wire'] / 1e6:.3f} MB", f"{base['wire'] / 1e6:.2f} MB", f"{wire_ratio:.3f}x"),
             "<= 0.10x baseline", wire_ratio <= 0.10,
+        ),
+        _common.row(
+            "2 wire", "base64 video (face) payload bytes",
+            (f"{ours['video'] / 1e6:.3f} MB", f"{base['video'] / 1e6:.2f} MB",
+             f"{ours['video'] / base['video']:.3f}x"),
+            "(no goal)", None,
         ),
         _common.row(
             "2 wire", "face found in sent frames",
