@@ -190,6 +190,8 @@ class Agent:
         async for cmd in self.publisher.commands():
             if cmd.name == "session":
                 self._apply(self.sessions.command(self._mono(), cmd.action))
+            elif cmd.name == "text" and self._streaming:
+                self.backend.send_text(cmd.text, self._wall(), self.sessions.session_id)
 
     async def tick_loop(self) -> None:
         """Timers, summary windows, the watchdog and STATUS=, all from the event loop itself."""

@@ -225,7 +225,10 @@ class PayloadBuilder:
         )
         self.models = ModelsConfig(
             face=face,
-            language=LanguageConfig(granularity=cfg.language_granularity) if "language" in models else None,
+            # Sentiment and toxicity ride along: the language summary reports both (no extra request).
+            language=LanguageConfig(sentiment={}, toxicity={}, granularity=cfg.language_granularity)
+            if "language" in models
+            else None,
             prosody={} if "prosody" in models else None,
             burst={} if "burst" in models else None,
         )

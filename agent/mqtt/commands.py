@@ -11,9 +11,13 @@ import json
 from typing import Any, Dict
 
 SESSION_ACTIONS = ("start", "end")
-COMMANDS = ("session", "discovery")
+COMMANDS = ("session", "discovery", "text")
 MAX_PAYLOAD_BYTES = 1024
 """A command is a word or a tiny JSON object; anything bigger is refused unread."""
+MAX_TEXT_CHARS = 10_000
+"""cmd/text: Hume's limit per language payload."""
+MAX_TEXT_PAYLOAD_BYTES = 4 * MAX_TEXT_CHARS + 64
+"""cmd/text: UTF-8 takes up to 4 bytes a character, plus a small JSON wrapper."""
 
 
 class CommandError(ValueError):
@@ -22,31 +26,57 @@ class CommandError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    """A validated command: ``name`` ``"session"`` with ``action`` start | end, or ``"discovery"``."""
+    """A validated command: ``"session"`` with ``action`` start | end, ``"discovery"``, or ``"text"``.
+
+    ``text`` (cmd/text) is what a visitor typed or said, from the kiosk's UI or a speech-to-text step,
+    for Hume's language model; it is used only while a visitor session is active.
+    """
 
     name: str
     action: str = ""
+    text: str = dataclasses.field(default="", repr=False)
 
     def describe(self) -> Dict[str, Any]:
-        """The command as JSON-ready data, for the ``cmd/result`` reply."""
-        return {"command": self.name, **({"action": self.action} if self.action else {})}
+        """The command as JSON-ready data, for the ``cmd/result`` reply (never the visitor's text)."""
+        extra: Dict[str, Any] = {"action": self.action} if self.action else {}
+        if self.name == "text":
+            extra["chars"] = len(self.text)
+        return {"command": self.name, **extra}
 
 
 def parse_command(name: str, payload: bytes) -> Command:
     """Validate the message received on ``cmd/<name>``; raise :class:`CommandError` if it is not valid."""
     if name not in COMMANDS:
-        raise CommandError(f"unknown command topic cmd/{name[:64]!s}: allowed are cmd/session, cmd/discovery")
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise CommandError(
-            f"cmd/{name}: payload of {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES} allowed"
-        )
+        allowed = ", ".join(f"cmd/{c}" for c in COMMANDS)
+        raise CommandError(f"unknown command topic cmd/{name[:64]!s}: allowed are {allowed}")
+    limit = MAX_TEXT_PAYLOAD_BYTES if name == "text" else MAX_PAYLOAD_BYTES
+    if len(payload) > limit:
+        raise CommandError(f"cmd/{name}: payload of {len(payload)} bytes, at most {limit} allowed")
     try:
         text = payload.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise CommandError(f"cmd/{name}: payload is not UTF-8 text") from None
     if name == "discovery":
         return Command("discovery")
+    if name == "text":
+        return Command("text", text=_text(text))
     return Command("session", _session_action(text))
+
+
+def _text(text: str) -> str:
+    allowed = f'plain UTF-8 text, or JSON {{"text": "..."}}, 1 to {MAX_TEXT_CHARS} characters'
+    value: Any = text
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise CommandError(f"cmd/text: payload is not valid JSON; send {allowed}") from None
+        value = data.get("text") if isinstance(data, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        raise CommandError(f"cmd/text: no text found; send {allowed}")
+    if len(value) > MAX_TEXT_CHARS:
+        raise CommandError(f"cmd/text: {len(value)} characters; send {allowed}")
+    return value.strip()
 
 
 def _session_action(text: str) -> str:

@@ -321,3 +321,44 @@ async def test_wrong_api_key_at_start_exits_69_with_a_clear_message(
     assert any("401" in e or "refused" in e or "invalid" in e for e in errors), errors
     assert not any("not-the-key" in r.getMessage() for r in caplog.records)
     assert not any("did not stop" in e for e in errors), errors  # every task honoured its cancellation
+
+
+async def test_commands_drive_a_session_and_text_reaches_the_language_model(
+    emulator: Emulator, mosquitto: Broker, subscriber: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kiosk UI (no camera, no microphone) starts a visit, sends what the visitor typed, ends the visit."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    sub: Subscriber = subscriber(mosquitto, [PREFIX + "#"])
+    data = agent_config(
+        emulator,
+        mosquitto,
+        tmp_path,
+        hume={"models": ["language"]},
+        session={"mode": "command"},
+        camera={"source": "none"},
+        microphone={"source": "none"},
+    )
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run_agent(config_mod.from_dict(data, environ={}), stop))
+    try:
+        assert await sub.until(
+            lambda ms: any(m.topic == PREFIX + "status" and m.payload == b"online" for m in ms), 30
+        )
+        sub.publish(PREFIX + "cmd/text", b"ignored: nobody is here yet")
+        sub.publish(PREFIX + "cmd/session", b"start")
+        assert await sub.until(lambda ms: any(s == "session" for s, _ in sequenced(ms)), 30)
+        sub.publish(PREFIX + "cmd/text", b"I love this exhibition. The staff were wonderful and kind.")
+        assert await sub.until(lambda ms: any(s == "summary/language" for s, _ in sequenced(ms)), 30)
+        sub.publish(PREFIX + "cmd/session", b"end")
+        assert await sub.until(lambda ms: any(s == "aggregate" for s, _ in sequenced(ms)), 30)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, timeout=30) == 0
+    results = [m.json() for m in sub.on("cmd/result")]
+    assert [r["ok"] for r in results] == [True, True, True, True]
+    language = [p for s, p in sequenced(sub.messages) if s == "summary/language"]
+    validator().validate(language[0])
+    assert 1.0 <= language[0]["sentiment"]["expected"] <= 9.0
+    texts = [m for _, m in emulator.requests if m.raw_text]
+    assert len(texts) == 1, "text sent while no session was active"
+    assert texts[0].reset_stream  # the first payload of the visit

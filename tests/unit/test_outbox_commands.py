@@ -18,6 +18,14 @@ def test_session_commands(payload: bytes, action: str) -> None:
     assert parse_command("session", payload) == Command("session", action)
 
 
+@pytest.mark.parametrize("payload", [b"  I love this place!  ", b'{"text": "I love this place!"}'])
+def test_text_command(payload: bytes) -> None:
+    cmd = parse_command("text", payload)
+    assert cmd.text == "I love this place!"
+    assert cmd.describe() == {"command": "text", "chars": 18}  # the reply never echoes the visitor's words
+    assert "love" not in repr(cmd)
+
+
 def test_discovery_command_ignores_payload() -> None:
     assert parse_command("discovery", b"") == Command("discovery")
 
@@ -30,7 +38,12 @@ def test_discovery_command_ignores_payload() -> None:
         ("session", b'{"action": 3}', "3 is not allowed"),
         ("session", b"\xff\xfe", "not UTF-8"),
         ("session", b"x" * 5000, "at most 1024 allowed"),
-        ("reboot", b"now", "allowed are cmd/session, cmd/discovery"),
+        ("reboot", b"now", "allowed are cmd/session, cmd/discovery, cmd/text"),
+        ("text", b"   ", "no text found"),
+        ("text", b'{"text": 5}', "no text found"),
+        ("text", b"{broken", "not valid JSON"),
+        ("text", b"a" * 10_001, "10001 characters"),
+        ("text", b"a" * 50_000, "at most 40064 allowed"),
     ],
 )
 def test_bad_commands_say_what_is_allowed(name: str, payload: bytes, says: str) -> None:
