@@ -218,7 +218,7 @@ def test_text_payload_is_raw_text_with_granularity() -> None:
     )
     assert obj == {
         "data": "héllo",
-        "models": {"language": {"granularity": "sentence"}},
+        "models": {"language": {"sentiment": {}, "toxicity": {}, "granularity": "sentence"}},
         "raw_text": True,
         "payload_id": "text-1",
     }
