@@ -50,7 +50,8 @@ def setting(
     return dataclasses.field(default=default, metadata=meta, repr=not secret)
 
 
-HUME_MODELS = ("face", "prosody", "burst", "language", "facemesh")
+HUME_MODELS = ("face", "prosody", "burst", "language")
+"""Hume's facemesh model is not offered: it reads face-mesh landmarks, which the agent does not compute."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,9 @@ class HumeConfig:
     api_key: str = setting(
         "", "API key; else $HUME_API_KEY, else $CREDENTIALS_DIRECTORY/hume_api_key", secret=True
     )
-    models: Tuple[str, ...] = setting(("face", "prosody", "burst"), "models to run", choices=HUME_MODELS)
+    models: Tuple[str, ...] = setting(
+        ("face", "prosody", "burst"), "models to run (language takes text from cmd/text)", choices=HUME_MODELS
+    )
     identify_faces: bool = setting(True, "ask Hume for face ids that are stable within a visit")
     fps_pred: float = setting(3.0, "frames per second the face model evaluates", unit="1/s", min=0.1, max=30)
     prob_threshold: float = setting(0.99, "face detection probability threshold", min=0.0, max=1.0)

@@ -6,7 +6,7 @@ every payload. On one shared socket a face reply would hold up the next audio pa
 a socket each, a slow face model never delays prosody. Prosody and burst share the audio socket because
 both read the same audio: one payload, one reply with both results, half the uploads. Facemesh rides on
 no socket: it measures face-mesh landmarks, which the agent does not compute, and requested on a JPEG it
-fails the whole payload (E0102), face result included; a config that lists it gets a warning at start.
+fails the whole payload (E0102), face result included; the config does not offer it.
 
 Per socket exactly one payload is in flight. Meanwhile media waits in a bounded buffer
 (:mod:`agent.hume.payloads`): only the newest frame (older ones dropped and counted), audio accumulated
@@ -45,7 +45,6 @@ from agent.config import HumeConfig
 from agent.hume.backend import Backend, Observation
 from agent.hume.link import FAILURE_STATES, Connector, Link, MediaBuffer
 from agent.hume.payloads import (
-    UNSENDABLE_MODELS,
     AudioBuffer,
     FrameSlot,
     TextBuffer,
@@ -83,13 +82,6 @@ class V0Backend(Backend):
         }
         self._results: Optional[asyncio.Queue[Observation]] = None
         self._dropped_results = 0
-        unsendable = [m for m in cfg.models if m in UNSENDABLE_MODELS]
-        if unsendable:
-            _LOGGER.warning(
-                "hume.models lists %s: it needs face-mesh landmarks, which this agent does not compute; "
-                "not requested",
-                ", ".join(unsendable),
-            )
 
     def __repr__(self) -> str:
         return f"V0Backend(url={self._cfg.url!r}, sockets={sorted(self._links)})"

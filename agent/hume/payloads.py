@@ -58,9 +58,6 @@ Facemesh is on no socket: it reads face-mesh landmarks (JSON), which this agent 
 for on an image it fails the whole payload with E0102, taking the face result with it.
 """
 
-UNSENDABLE_MODELS = ("facemesh",)
-"""Models the config may list that this agent has no input for."""
-
 WARNING_MODEL: Dict[str, str] = {
     Codes.NO_BURSTS: "burst",
     Codes.NO_FACEMESH: "facemesh",

@@ -40,7 +40,7 @@ def pcm(seconds: float, value: int = 1) -> bytes:
 
 
 def test_one_socket_per_modality_with_its_models() -> None:
-    cfg = HumeConfig(models=("face", "prosody", "burst", "language", "facemesh"))
+    cfg = HumeConfig(models=("face", "prosody", "burst", "language"))
     assert modality_models(cfg) == {
         "video": ("face",),
         "audio": ("prosody", "burst"),
