@@ -316,6 +316,24 @@ class SceneStep:
     face: Optional[str]
 
 
+def astronaut_png() -> str:
+    """Path of ``skimage.data.astronaut()``'s picture (public domain, NASA), found without importing skimage.
+
+    Importing ``skimage.data`` costs about 30 MB of resident memory (SciPy and friends) for one picture
+    that OpenCV reads directly from the wheel's data folder.
+    """
+    spec = importlib.util.find_spec("skimage")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in locations:
+        path = os.path.join(folder, "data", "astronaut.png")
+        if os.path.isfile(path):
+            return path
+    raise AgentError(
+        "camera.source = 'synthetic' needs scikit-image's sample picture: "
+        "pip install 'hume-edge-agent[vision]'"
+    )
+
+
 class SyntheticCamera(FrameSource):
     """A real face (``skimage.data.astronaut()``) on a plain wall, moving a little, driven by a scene script.
 
@@ -364,15 +382,15 @@ class SyntheticCamera(FrameSource):
         if self._heads is None:
             import cv2  # noqa: PLC0415 - the "vision" extra, loaded only when used
 
-            # Heavy, paid only when a synthetic camera is used; by name, so mypy does not type-check
-            # scikit-image's dependencies (tifffile's syntax is newer than our Python 3.9 target).
-            data = importlib.import_module("skimage.data")
             x, y, w, h = self._FACE_BOX
-            rgb = data.astronaut()
-            crop = rgb[max(0, y - 50) : y + h + 95, max(0, x - 50) : x + w + 55]
+            path = astronaut_png()
+            bgr = cv2.imread(path)
+            if bgr is None:
+                raise AgentError(f"cannot read the synthetic camera's picture {path}")
+            crop = bgr[max(0, y - 50) : y + h + 95, max(0, x - 50) : x + w + 55]
             scale = 0.26 * self.size[1] / h
             size = (int(crop.shape[1] * scale), int(crop.shape[0] * scale))
-            head_a = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA)
+            head_a = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
             tint = np.array([0.85, 0.95, 1.15], np.float32)  # warmer (BGR), so "b" does not look like "a"
             head_b = np.clip(head_a[:, ::-1].astype(np.float32) * tint, 0, 255).astype(np.uint8)
             self._heads = (head_a, head_b)
