@@ -147,8 +147,7 @@ class Agent:
             self._publish(msgs)
 
     def _publish(self, msgs: Iterable[OutMessage]) -> None:
-        for m in msgs:
-            self.publisher.enqueue(m)
+        self.publisher.enqueue_many(list(msgs))
 
     @property
     def _streaming(self) -> bool:

@@ -39,7 +39,7 @@ import socket
 import sqlite3
 import ssl
 import time
-from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -158,17 +158,23 @@ class Publisher:
         Returns -1 if the outbox cannot store it (disk full, I/O error): the message is lost, counted in
         :meth:`status` as ``write_failures`` and said once per distinct error, but the agent keeps running.
         """
+        return self.enqueue_many([msg])[0]
+
+    def enqueue_many(self, msgs: Sequence[OutMessage]) -> List[int]:
+        """:meth:`enqueue` for several messages in one transaction: one fsync for a whole summary flush."""
+        if not msgs:
+            return []
         try:
-            seq = self.outbox.put(msg.topic, msg.payload, msg.retain)
+            seqs = self.outbox.put_many([(m.topic, m.payload, m.retain) for m in msgs])
         except sqlite3.Error as exc:
-            self._write_failures += 1
+            self._write_failures += len(msgs)
             if str(exc) != self._write_error:
                 _LOGGER.error("cannot store a message in the outbox %s: %s", self.outbox.path, exc)
             self._write_error = str(exc)
-            return -1
+            return [-1] * len(msgs)
         if self._wake is not None:
             self._wake.set()
-        return seq
+        return seqs
 
     async def commands(self) -> AsyncIterator[Command]:
         """Valid commands from ``cmd/…``, in arrival order (invalid ones were already answered)."""
