@@ -9,7 +9,7 @@ What is counted, in two legs timed by wrapping methods of this process (no produ
 
 * handoff: the v0 client has parsed a reply into an Observation (``V0Backend._emit``) -> the summarizer
   takes it (``Summarizer.add``): the result queue and the results loop.
-* publish: a summary leaves the summarizer (``Publisher.enqueue``: the durable outbox put with its fsync)
+* publish: a summary leaves the summarizer (``Publisher.enqueue_many``: the durable outbox put with its fsync)
   -> the publisher's drain -> mosquitto -> the subscriber's ``on_message`` (same clock, ``time.time()``).
 
 The goal is checked on p99(handoff) + p99(publish), an upper bound of the p99 of their sum.
@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import _common
 
@@ -56,7 +56,7 @@ class Probe:
         self.lock = threading.Lock()
 
     def install(self) -> None:
-        emit, add, enqueue = V0Backend._emit, Summarizer.add, Publisher.enqueue
+        emit, add, enqueue_many = V0Backend._emit, Summarizer.add, Publisher.enqueue_many
         probe = self
 
         def timed_emit(backend: V0Backend, obs: Observation) -> None:
@@ -69,17 +69,18 @@ class Probe:
                 probe.handoff_ms.append(1000 * (time.perf_counter() - entry[1]))
             add(summarizer, obs)
 
-        def timed_enqueue(publisher: Publisher, msg: OutMessage) -> int:
+        def timed_enqueue_many(publisher: Publisher, msgs: Sequence[OutMessage]) -> List[int]:
             t = time.time()
-            seq = enqueue(publisher, msg)
-            if msg.topic.startswith("summary/"):
-                with probe.lock:
-                    probe.produced[seq] = t
-            return seq
+            seqs = enqueue_many(publisher, msgs)
+            with probe.lock:
+                for msg, seq in zip(msgs, seqs):
+                    if msg.topic.startswith("summary/"):
+                        probe.produced[seq] = t
+            return seqs
 
         V0Backend._emit = timed_emit  # type: ignore[method-assign,assignment]
         Summarizer.add = timed_add  # type: ignore[method-assign,assignment]
-        Publisher.enqueue = timed_enqueue  # type: ignore[method-assign,assignment]
+        Publisher.enqueue_many = timed_enqueue_many  # type: ignore[method-assign,assignment]
 
     def on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         t = time.time()
