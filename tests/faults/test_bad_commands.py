@@ -1,7 +1,7 @@
 """Generated ``cmd/…`` messages at the running agent through a real mosquitto: each gets one reply.
 
 The agent is the real process (``hume-edge run``) from the fault rig, without faults. Hypothesis writes
-the topic (``cmd/session``, ``cmd/discovery`` or any other name a broker accepts) and the payload (valid
+the topic (every known ``cmd/…`` or any other name a broker accepts) and the payload (valid
 words, JSON of any shape, text, binary, oversized). Documented behaviour: every command gets exactly one
 ``cmd/result`` (``ok`` true for a valid one, else an error naming the topic and what is allowed);
 ``cmd/result`` itself is ignored. The agent stays up and logs no traceback.
@@ -16,6 +16,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
+from agent.mqtt.commands import COMMANDS
 from tests.support.faults import PREFIX, Rig, rig_for, wait_until
 from tests.support.mosquitto import Received
 
@@ -26,7 +27,7 @@ topic_chars = st.characters(
     blacklist_categories=("Cc", "Cs", "Cn", "Co"), blacklist_characters="+#\x00"
 )  # what mosquitto accepts in a topic name
 names = st.one_of(
-    st.sampled_from(["session", "discovery", "Session", "session/", "session/start", "", "reboot"]),
+    st.sampled_from([*COMMANDS, "Session", "session/", "session/start", "", "reboot"]),
     st.text(topic_chars, max_size=80).filter(lambda n: n != "result"),
 )
 json_values = st.recursive(
@@ -79,7 +80,7 @@ def test_every_command_gets_one_clear_reply(rig: Rig, name: str, payload: bytes)
     if not reply["ok"]:
         assert f"cmd/{name[:10]}" in reply["error"] or "busy" in reply["error"], reply  # names the topic
     else:
-        assert name in ("session", "discovery"), reply
+        assert name in COMMANDS, reply
     assert rig.agent.proc is not None
     assert rig.agent.proc.poll() is None, rig.agent.tail()
 

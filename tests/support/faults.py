@@ -443,7 +443,7 @@ def account(
 
 def random_command(rng: random.Random) -> Tuple[str, bytes]:
     """A ``cmd/<name>`` and payload: valid, malformed, oversized, binary, or on an unknown topic."""
-    name = rng.choice(["session", "session", "discovery", "reboot", "session/extra", "ü", "x" * 200])
+    name = rng.choice(["session", "session", "discovery", "text", "reboot", "session/extra", "ü", "x" * 200])
     payload = rng.choice(
         [
             b"start", b"end", b"END ", b'{"action": "start"}', b'{"action": 5}', b"[]", b'"end"', b"{",
