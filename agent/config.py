@@ -9,6 +9,7 @@ environment, or systemd credentials, and are masked wherever config is printed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import socket
@@ -326,8 +327,10 @@ def _build(cls: Type[T], data: Mapping[str, Any], prefix: str, problems: List[st
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
         if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             known = ", ".join(sorted(fields))
-            problems.append(f"{prefix}{key}: unknown key (known here: {known})")
+            problems.append(f"{prefix}{key}: unknown key ({hint}known here: {known})")
     values: Dict[str, Any] = {}
     for name, f in fields.items():
         if name not in data:

@@ -44,7 +44,7 @@ def test_misspelt_key_names_key_and_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         config.load(p, environ={})
     assert str(p) in str(err.value)
-    assert "mqtt.hots: unknown key" in str(err.value)
+    assert "mqtt.hots: unknown key (did you mean 'host'?" in str(err.value)
 
 
 def test_three_problems_reported_together(tmp_path: Path) -> None:
