@@ -470,6 +470,7 @@ def agent_config(rig: Rig) -> str:
                 "reply_timeout_s = 3.0",
                 "backoff_initial_s = 0.1",
                 "backoff_max_s = 1.0",
+                "fatal_retry_s = 1.0",  # an injected E0300 (quota) would otherwise stop summaries for 5 min
                 "[session]",
                 'mode = "always"',
                 "[summary]",
