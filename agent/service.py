@@ -226,7 +226,9 @@ class Agent:
 
     def end_session(self, reason: str) -> None:
         """End the open session (if any) so its aggregate reaches the outbox before we exit."""
-        self._apply(self.sessions.command(self._mono(), "end") if self.sessions.active else [])
+        ended = self.sessions.command(self._mono(), "end") if self.sessions.active else []
+        # Only the end: in "always" mode the tracker would roll straight into a session that never runs.
+        self._apply([ev for ev in ended if ev.kind == "end"])
         self._publish(self.summaries.flush(self._wall()))
         _LOGGER.debug("open session closed: %s", reason)
 
