@@ -56,5 +56,6 @@ def test_every_fault_once_nothing_lost(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.campaign
 def test_three_minutes_of_random_faults(tmp_path: Path) -> None:
     _run(tmp_path, SEED + 1, minutes=3.0)
