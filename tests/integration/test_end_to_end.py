@@ -133,7 +133,7 @@ async def test_agent_process_publishes_valid_summaries_and_writes_no_media(
             "strace", "-f", "-qq", "-o", str(trace),
             "-e", "trace=open,openat,creat,rename,renameat,renameat2,link",
             str(exe), "run", "--config", str(cfg_path),
-            cwd=tmp_path, env=env, stderr=log_file,
+            cwd=tmp_path, env=env, stderr=log_file, start_new_session=True,
         )  # fmt: skip
     try:
 
@@ -150,8 +150,8 @@ async def test_agent_process_publishes_valid_summaries_and_writes_no_media(
         os.kill(agent_pid, signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), timeout=30)
     finally:
-        if proc.returncode is None:
-            proc.kill()
+        if proc.returncode is None:  # a failed test leaves neither strace nor the agent behind
+            os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
     log = log_path.read_text(errors="replace")
     assert proc.returncode == 0, log[-3000:]
