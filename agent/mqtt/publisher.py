@@ -62,6 +62,8 @@ CONNACK_TIMEOUT_S = 10.0
 """A broker that accepted TCP (and TLS) but sends no CONNACK by then is treated as unreachable."""
 STOP_TIMEOUT_S = 2.0
 """How long a DISCONNECT may take before the socket is shut down under paho."""
+SETTLE_RETRY_S = 1.0
+"""After the outbox refused an update (disk full), try the drain step again this much later."""
 HA_STATE_DELAY_S = 1.0
 """Home Assistant subscribes to state topics after it has read the discovery config; give it that time."""
 COMMAND_QUEUE_SIZE = 32
@@ -102,6 +104,8 @@ class _Link:
         self.close_reason = ""
         self.inflight: Set[int] = set()
         self.acked: List[int] = []
+        self.unmarked: List[Tuple[int, int]] = []
+        """(row id, mid) published on this link whose in-flight mark the outbox could not store yet."""
         self.closed_event = asyncio.Event()
 
 
@@ -148,6 +152,7 @@ class Publisher:
         self._health_failed = False
         self._write_failures = 0
         self._write_error = ""
+        self._settle_error = ""
 
     # ----------------------------------------------------------------------------------------------
     # Public API
@@ -581,26 +586,47 @@ class Publisher:
                 )
 
     def _drain_step(self, link: _Link) -> None:
-        """Settle PUBACKs and refill the in-flight window, oldest first, in one outbox transaction."""
+        """Settle PUBACKs and refill the in-flight window, oldest first, in one outbox transaction.
+
+        When the outbox cannot be written (disk full), nothing new is published, the acknowledgements and
+        in-flight marks wait in memory, and the step is retried: the MQTT link itself is fine, so it is not
+        torn down (which would resend everything in flight).
+        """
         acked, link.acked = link.acked, []
         sent: List[Tuple[int, int]] = []
-        room = link.window - len(link.inflight)
-        if room > 0:
-            for row in self.outbox.ready(room):
-                info = link.client.publish(
-                    self._topic(row.topic),
-                    row.payload,
-                    qos=self.cfg.qos,
-                    retain=row.retain,
-                    properties=self._expiry(row),
-                )
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    break  # the link is going down; its on_disconnect is on the way
-                link.inflight.add(info.mid)
-                sent.append((row.id, info.mid))
-                if row.topic.startswith(REMEMBERED_TOPICS):
-                    self._last_sent[row.topic] = row
-        self.outbox.settle(acked, sent)
+        try:
+            if link.unmarked:
+                # Marks first, in their own transaction: an ack below may be for one of these rows.
+                self.outbox.settle([], link.unmarked)
+                link.unmarked = []
+            room = link.window - len(link.inflight)
+            if room > 0:
+                for row in self.outbox.ready(room):
+                    info = link.client.publish(
+                        self._topic(row.topic),
+                        row.payload,
+                        qos=self.cfg.qos,
+                        retain=row.retain,
+                        properties=self._expiry(row),
+                    )
+                    if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                        break  # the link is going down; its on_disconnect is on the way
+                    link.inflight.add(info.mid)
+                    sent.append((row.id, info.mid))
+                    if row.topic.startswith(REMEMBERED_TOPICS):
+                        self._last_sent[row.topic] = row
+            self.outbox.settle(acked, sent)
+            if self._settle_error:
+                _LOGGER.info("the outbox %s can be written again", self.outbox.path)
+                self._settle_error = ""
+        except sqlite3.Error as exc:
+            link.acked = acked + link.acked
+            link.unmarked += sent
+            if str(exc) != self._settle_error:
+                _LOGGER.error("cannot update the outbox %s: %s; retrying", self.outbox.path, exc)
+            self._settle_error = str(exc)
+            if self._loop is not None and self._wake is not None:
+                self._loop.call_later(SETTLE_RETRY_S, self._wake.set)
 
     def _expiry(self, row: Row) -> Optional[Properties]:
         if not self._v5:

@@ -178,3 +178,43 @@ async def test_the_will_still_says_offline_when_the_agent_stays_gone(
             proxy.resume()
             assert await sub.until(lambda ms: [m.payload for m in sub.on("/status")][-1:] == [b"online"], 15)
     outbox.close()
+
+
+async def test_a_full_disk_during_the_drain_keeps_the_link_and_loses_nothing(
+    tmp_path: Path,
+    mosquitto: Broker,
+    subscriber: Callable[..., Subscriber],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The outbox refuses its updates for a while (disk full): the MQTT link is not torn down, nothing is
+    published twice because a mark could not be stored, and everything arrives once the disk has room."""
+    sub = subscriber(mosquitto, [f"{BASE}/summary/#"])
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
+    pub = Publisher(mqtt_config(mosquitto.host, mosquitto.port), "kiosk1", outbox, health=dict)
+    real_settle = outbox.settle
+    full = {"on": False, "refused": 0}
+
+    def settle(acked: object, sent: object) -> int:
+        if full["on"]:
+            full["refused"] += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_settle(acked, sent)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox, "settle", settle)
+    async with running(pub):
+        assert await eventually(lambda: pub.status()["state"] == "connected", 10)
+        sent = [pub.enqueue(OutMessage(f"summary/{MODELS[i % 3]}", {"i": i})) for i in range(300)]
+        full["on"] = True
+        sent += [pub.enqueue(OutMessage(f"summary/{MODELS[i % 3]}", {"i": i})) for i in range(300, 400)]
+        assert await eventually(lambda: full["refused"] >= 2, 10)  # retried, not given up
+        full["on"] = False
+        assert await eventually(lambda: outbox.stats()["depth"] == 0, 20)
+        assert await sub.until(lambda ms: distinct(ms) >= len(sent), 20)
+    assert pub.status()["connects"] == 1, "a full disk tore the MQTT link down"
+    assert not any("failed unexpectedly" in r.getMessage() for r in caplog.records)
+    assert sum("cannot update the outbox" in r.getMessage() for r in caplog.records) == 1  # said once
+    seqs = [int(m.json()["seq"]) for m in sub.messages]
+    assert len(seqs) == len(set(seqs)), "a message was published twice"
+    assert_complete_and_ordered(sub, sent)
+    outbox.close()
