@@ -103,4 +103,5 @@ def test_unit_keeps_the_service_contract() -> None:
         "mqtt_password:/etc/hume-edge/credentials/mqtt_password",
     ]
     assert keys["Service.User"] == ["hume-edge"]
+    assert keys["Service.LimitCORE"] == ["0"]  # a native crash must not dump frames, audio and keys to disk
     assert keys["Install.WantedBy"] == ["multi-user.target"]
