@@ -17,11 +17,12 @@ import ctypes.util
 import dataclasses
 import importlib.util
 import logging
+import os
 import shutil
 import threading
 import time
 import wave
-from typing import Any, AsyncGenerator, Dict, List, Optional, Sequence, Tuple
+from typing import Any, AsyncGenerator, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -39,6 +40,16 @@ SENTENCES = (
     "Hmm. I am not sure about this one. Let me think about it for a moment.",
 )
 """What the synthetic speaker says, in turn, each followed by a pause: varied enough to move the scores."""
+
+
+def child_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """The environment a child process gets: enough to find programs and decode text, nothing else.
+
+    The agent's own environment may hold ``HUME_API_KEY`` and ``CREDENTIALS_DIRECTORY``; a child (espeak-ng)
+    needs neither, and what it does not have it cannot leak.
+    """
+    env = os.environ if environ is None else environ
+    return {"PATH": env.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,8 +187,10 @@ class SpeechSource(_PacedSource):
             "-v",
             self.voice,
             text,
+            stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=child_env(),
         )
         out, err = await proc.communicate()
         if proc.returncode != 0:

@@ -23,7 +23,7 @@ them; this queue is the durable part. The life of a row::
   reported by :meth:`stats`, which the publisher puts into the retained ``health`` message.
 * A database that cannot be opened or fails ``PRAGMA quick_check`` is moved aside as
   ``<name>.corrupt-<UTC timestamp>`` with one loud log line, and a fresh one is started: a kiosk must not
-  crash-loop on a file a power cut damaged.
+  crash-loop on a file a power cut damaged. Names are unique; only the newest three are kept.
 
 fsync policy, measured here (Debian 12 VM on a fast virtual disk, SQLite 3.40, WAL, 200-byte payloads,
 ``put()`` = one insert + counter update per transaction; drain = mark 100 in flight + ack 100, two
@@ -102,6 +102,10 @@ class Row:
     created: float
 
 
+KEEP_QUARANTINED = 3
+"""Quarantined (corrupt) outbox files kept for a post-mortem; older ones are deleted."""
+
+
 class Outbox:
     """The SQLite queue; see the module docstring for its guarantees."""
 
@@ -147,21 +151,50 @@ class Outbox:
         return db
 
     def _quarantine(self, exc: Exception) -> Path:
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():  # two quarantines in the same microsecond (a clock stepped back) keep both
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
         self.path.replace(target)
         for suffix in ("-wal", "-shm"):
             side = self.path.with_name(self.path.name + suffix)
             if side.exists():
                 side.replace(target.with_name(target.name + suffix))
+        removed = self._prune_quarantined(keep=target)
         _LOGGER.error(
             "outbox %s is corrupt (%s): moved it aside to %s and started an empty outbox; "
-            "messages queued in it were not sent",
+            "messages queued in it were not sent%s",
             self.path,
             exc,
             target,
+            f" (removed {removed} older quarantined file(s): at most {KEEP_QUARANTINED} are kept)"
+            if removed
+            else "",
         )
         return target
+
+    def _prune_quarantined(self, keep: Path) -> int:
+        """Delete all but the newest :data:`KEEP_QUARANTINED` quarantined files, so a card that keeps
+        corrupting the database cannot fill the disk with copies of it."""
+        olds = sorted(
+            (
+                p
+                for p in self.path.parent.glob(f"{self.path.name}.corrupt-*")
+                if not p.name.endswith(("-wal", "-shm"))
+            ),
+            key=lambda p: p.stat().st_mtime_ns,
+        )
+        removed = 0
+        for old in olds[: max(0, len(olds) - KEEP_QUARANTINED)]:
+            if old == keep:
+                continue
+            for path in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            removed += 1
+        return removed
 
     @staticmethod
     @contextlib.contextmanager

@@ -180,6 +180,23 @@ async def test_synthetic_speech_alternates_voice_and_silence() -> None:
     assert all(b.captured_at > a.captured_at for a, b in zip(got, got[1:]))
 
 
+async def test_espeak_gets_no_secret_from_the_agents_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUME_API_KEY", "secret-key")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/hume-edge.service")
+    seen: List[Any] = []
+    real = asyncio.create_subprocess_exec
+
+    async def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("env"))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", recording)
+    samples = await SpeechSource(chunk_ms=250).say("Hello.")
+    assert len(samples) > AUDIO_RATE // 10  # espeak-ng still speaks with the minimal environment
+    assert seen
+    assert set(seen[0]) == {"PATH", "LANG"}
+
+
 async def test_wav_file_is_resampled_downmixed_and_looped(tmp_path: Path) -> None:
     path = tmp_path / "tone.wav"
     t = np.arange(int(0.3 * 44100)) / 44100

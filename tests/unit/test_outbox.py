@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.config import OutboxConfig
-from agent.mqtt.outbox import Outbox, utc_iso
+from agent.mqtt.outbox import KEEP_QUARANTINED, Outbox, utc_iso
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -141,6 +141,16 @@ def test_damaged_pages_are_quarantined(tmp_path: Path) -> None:
     box = Outbox(path, OutboxConfig())
     assert box.quarantined is not None
     assert box.stats()["depth"] == 0
+
+
+def test_quarantined_files_get_unique_names_and_a_bounded_count(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    for _ in range(KEEP_QUARANTINED + 3):  # faster than the clock's second: names must not collide
+        path.write_bytes(b"garbage" * 100)
+        Outbox(path, OutboxConfig()).close()
+    moved = sorted(p.name for p in tmp_path.glob("outbox.sqlite.corrupt-*") if "-wal" not in p.name)
+    assert len(moved) == KEEP_QUARANTINED
+    assert len(set(moved)) == KEEP_QUARANTINED
 
 
 def test_utc_iso_format() -> None:
