@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import socket
@@ -239,14 +240,63 @@ class OutboxConfig:
         50_000_000, "payload bytes kept at most; oldest dropped past it", unit="bytes", min=10_000, max=10**10
     )
     max_age_s: float = setting(
-        7 * 86400.0,
-        "messages older than this are dropped (and MQTT 5 expiry)",
+        86400.0,
+        "messages older than this are dropped (and MQTT 5 expiry); a day by default: data minimisation, "
+        "see README",
         unit="s",
         min=60,
         max=365 * 86400,
     )
     synchronous: str = setting(
         "full", "SQLite fsync policy: full survives power loss", choices=("full", "normal")
+    )
+
+
+DEFAULT_NOTICE_TEXT = (
+    "This kiosk measures facial and vocal expressions while you are in front of it, with Hume AI's "
+    "Expression Measurement. No picture or sound is stored; only short summaries of expressions are kept. "
+    "Press Pause to stop it."
+)
+"""What the retained ``notice`` message and the on-screen page say unless ``privacy.notice_text`` is set."""
+
+DEPLOYMENT_CONTEXTS = ("public", "retail", "event", "research", "workplace", "education")
+PROHIBITED_CONTEXTS = ("workplace", "education")
+"""EU AI Act Art. 5(1)(f): no emotion inference in workplaces and education institutions (since
+2 February 2025), except where intended for medical or safety reasons."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacyConfig:
+    """Where the kiosk stands, what visitors are told, how they pause it, what is kept: docs/privacy.md."""
+
+    deployment_context: str = setting(
+        "public",
+        "where the kiosk is deployed; workplace and education are refused (EU AI Act Art. 5(1)(f)) "
+        "unless medical_or_safety_reason is set",
+        choices=DEPLOYMENT_CONTEXTS,
+    )
+    medical_or_safety_reason: str = setting(
+        "",
+        "workplace / education only: the medical or safety purpose the system serves (Art. 5(1)(f) "
+        "exception), logged at start; empty = no exception",
+    )
+    notice_text: str = setting(
+        DEFAULT_NOTICE_TEXT, "notice published (retained 'notice') and shown on screen"
+    )
+    max_pause_s: float = setting(
+        300.0, "a privacy pause ends by itself after this long", unit="s", min=10, max=86400
+    )
+    per_face_detail: bool = setting(
+        True, "face summaries list each face id with its own top list; false = one aggregate list"
+    )
+    page: bool = setting(False, "serve the on-screen notice and pause page (loopback only)")
+    page_host: str = setting("127.0.0.1", "page: loopback address to bind (127.0.0.0/8 or ::1)")
+    page_port: int = setting(8750, "page: TCP port", min=1, max=65535)
+    gpio_button_pin: int = setting(
+        -1, "GPIO (BCM) pin of a pause/resume push button; -1 = none", min=-1, max=27
+    )
+    gpio_led_pin: int = setting(
+        -1, "GPIO (BCM) pin of an LED lit while media may be sent; -1 = none", min=-1, max=27
     )
 
 
@@ -263,6 +313,7 @@ class Config:
     summary: SummaryConfig = dataclasses.field(default_factory=SummaryConfig)
     mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
     outbox: OutboxConfig = dataclasses.field(default_factory=OutboxConfig)
+    privacy: PrivacyConfig = dataclasses.field(default_factory=PrivacyConfig)
 
     @property
     def effective_device_id(self) -> str:
@@ -379,6 +430,37 @@ def _cross_checks(cfg: Config, problems: List[str]) -> None:
         problems.append("microphone.wav_path: required when microphone.source = 'wav'")
     if len(set(cfg.hume.models)) != len(cfg.hume.models):
         problems.append(f"hume.models = {list(cfg.hume.models)!r}: lists a model twice")
+    _privacy_checks(cfg.privacy, problems)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``): the only place the page may listen."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _privacy_checks(cfg: PrivacyConfig, problems: List[str]) -> None:
+    if cfg.deployment_context in PROHIBITED_CONTEXTS and not cfg.medical_or_safety_reason.strip():
+        problems.append(
+            f"privacy.deployment_context = {cfg.deployment_context!r}: emotion recognition in workplaces "
+            "and education institutions is prohibited by the EU AI Act, Art. 5(1)(f) (since 2 February "
+            "2025), except for medical or safety reasons; if that exception applies, state the purpose in "
+            "privacy.medical_or_safety_reason (see docs/privacy.md)"
+        )
+    if not is_loopback(cfg.page_host):
+        problems.append(
+            f"privacy.page_host = {cfg.page_host!r}: must be a loopback address (127.0.0.1, ::1 or "
+            "localhost); the page is for the kiosk's own browser only"
+        )
+    if not cfg.notice_text.strip():
+        problems.append("privacy.notice_text: must not be empty (visitors are told what the kiosk does)")
+    pins = (cfg.gpio_button_pin, cfg.gpio_led_pin)
+    if pins[0] >= 0 and pins[0] == pins[1]:
+        problems.append(f"privacy.gpio_led_pin = {pins[1]}: the same pin as privacy.gpio_button_pin")
 
 
 def _read_secret(explicit: str, env_name: Optional[str], credential: str, environ: Mapping[str, str]) -> str:

@@ -1,0 +1,202 @@
+"""The visitor's side of the kiosk, as pure state machines: the privacy pause and the notice gate.
+
+**Pause.** A visitor (the on-screen button, a physical GPIO button) or an operator (``cmd/privacy``) pauses
+measuring; it ends by ``resume`` or by itself after ``privacy.max_pause_s``, so a pause pressed by one
+visitor and forgotten does not switch the kiosk off for the day. While paused the service drops frames and
+audio before any processing (no presence check, no encoding): nothing reaches Hume, and nothing about the
+visitor is computed.
+
+**Notice.** The EU AI Act, Art. 50(3), asks the deployer of an emotion-recognition system to inform the
+people exposed to it, at the latest at first exposure (Art. 50(5)). :class:`NoticeGate` makes "first
+exposure" concrete: media of a visit may leave for Hume only once the retained ``notice`` message for that
+visit (``active``, the text, ``since``) has been published, i.e. acknowledged by the broker (its PUBACK).
+Whenever media may no longer be sent (the visit ended, a pause) the notice is withdrawn (``active`` false).
+
+The rule when the broker is down: media may leave once the notice is **durably queued** in the outbox (its
+``put`` returned a seq: committed to disk). Why that and not "hold media until the broker is back": the
+people in front of the kiosk are informed by the signage and the on-screen page, which do not depend on the
+broker; the MQTT notice is the deployer's record of when measuring was announced, and the outbox sends it
+before anything else of that visit (rows leave oldest first), so the record is complete and in order once
+the broker is reachable again. Holding media instead would make every broker outage a measuring outage
+without informing anyone better. If the outbox cannot store the notice (disk full), nothing is sent: then
+there would be no record at all. While the broker is connected but the PUBACK has not come yet (typically
+a millisecond; behind a backlog, as long as the backlog takes) media is dropped, not buffered.
+
+Nothing here reads a clock or does I/O: ``now`` is monotonic seconds, ``wall`` is ``time.time()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import List, Optional
+
+from agent.summary import OutMessage, iso_utc
+
+_LOGGER = logging.getLogger(__name__)
+
+NOTICE_TOPIC = "notice"
+NOTICE_SCHEMA = "hume-edge/notice/1"
+PAUSE_SOURCES = ("mqtt", "page", "button")
+"""Who may pause or resume: ``cmd/privacy``, the on-screen page, the GPIO button."""
+PAUSE_ACTIONS = ("pause", "resume")
+
+
+@dataclasses.dataclass(frozen=True)
+class PauseEvent:
+    """A pause began or ended. ``source`` is one of :data:`PAUSE_SOURCES`, or ``max`` (it expired)."""
+
+    kind: str
+    """``paused`` or ``resumed``."""
+    source: str
+    at: float
+    """Monotonic seconds."""
+
+
+class PauseControl:
+    """Pause / resume from any source, ending by itself after ``max_pause_s``.
+
+    Pausing while paused restarts the maximum (the button pressed again means "not yet") and yields no
+    event; resuming while running is a no-op. :meth:`toggle` is the physical button: one button, both ways.
+    """
+
+    def __init__(self, max_pause_s: float) -> None:
+        if max_pause_s <= 0:
+            raise ValueError(f"max_pause_s {max_pause_s}: must be > 0")
+        self.max_pause_s = max_pause_s
+        self._until: Optional[float] = None
+        self.pauses = 0
+        """Pauses begun since start (for health)."""
+
+    @property
+    def paused(self) -> bool:
+        return self._until is not None
+
+    def remaining_s(self, now: float) -> Optional[float]:
+        """Seconds left of the current pause, or None when not paused."""
+        return None if self._until is None else max(0.0, self._until - now)
+
+    def pause(self, now: float, source: str) -> List[PauseEvent]:
+        _check_source(source)
+        was = self.paused
+        self._until = now + self.max_pause_s
+        if was:
+            return []
+        self.pauses += 1
+        return [PauseEvent("paused", source, now)]
+
+    def resume(self, now: float, source: str) -> List[PauseEvent]:
+        _check_source(source)
+        if not self.paused:
+            return []
+        self._until = None
+        return [PauseEvent("resumed", source, now)]
+
+    def toggle(self, now: float, source: str) -> List[PauseEvent]:
+        return self.resume(now, source) if self.paused else self.pause(now, source)
+
+    def command(self, now: float, action: str, source: str) -> List[PauseEvent]:
+        """``pause`` or ``resume`` (ValueError naming the allowed actions otherwise)."""
+        if action == "pause":
+            return self.pause(now, source)
+        if action == "resume":
+            return self.resume(now, source)
+        raise ValueError(f"privacy action {action!r}: must be one of {', '.join(PAUSE_ACTIONS)}")
+
+    def tick(self, now: float) -> List[PauseEvent]:
+        """End a pause whose maximum has passed."""
+        if self._until is not None and now >= self._until:
+            self._until = None
+            return [PauseEvent("resumed", "max", now)]
+        return []
+
+
+def _check_source(source: str) -> None:
+    if source not in PAUSE_SOURCES:
+        raise ValueError(f"pause source {source!r}: must be one of {', '.join(PAUSE_SOURCES)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class NoticeState:
+    """What the notice says right now (the page shows it; health reports it)."""
+
+    active: bool
+    text: str
+    since: Optional[float]
+    """Wall-clock seconds the notice became active; None when inactive."""
+    session_id: Optional[str]
+    published: bool
+    """The broker acknowledged this notice (False while it waits in the outbox)."""
+
+
+class NoticeGate:
+    """The retained ``notice`` and whether media may leave; see the module docstring for the rule.
+
+    The service calls :meth:`update` with whether media may be sent (a visit or idle streaming, and not
+    paused) every time that may have changed; a returned message must be enqueued and its seq handed to
+    :meth:`queued`; the publisher reports the broker's acknowledgement through :meth:`delivered`. A new
+    visit while the notice is active (always mode rolling over, idle streaming turning into a visit) is a
+    new notice: the gate closes until that one is queued or acknowledged too.
+    """
+
+    def __init__(self, text: str, device_id: str) -> None:
+        self.text = text
+        self.device_id = device_id
+        self._active = False
+        self._since: Optional[float] = None
+        self._session: Optional[str] = None
+        self._seq: Optional[int] = None
+        self._delivered = False
+        self.notices = 0
+        """Active notices published since start."""
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def state(self) -> NoticeState:
+        return NoticeState(self._active, self.text, self._since, self._session, self._delivered)
+
+    def update(self, want_active: bool, session_id: Optional[str], wall: float) -> Optional[OutMessage]:
+        """The notice message to enqueue when what it must say changed, else None."""
+        if want_active == self._active and (not want_active or session_id == self._session):
+            return None
+        self._active = want_active
+        self._since = wall if want_active else None
+        self._session = session_id if want_active else None
+        self._seq = None
+        self._delivered = False
+        if want_active:
+            self.notices += 1
+        return self.message(wall)
+
+    def message(self, wall: float) -> OutMessage:
+        """The retained ``notice`` payload for the current state (also the one sent at start-up)."""
+        payload = {
+            "schema": NOTICE_SCHEMA,
+            "device": self.device_id,
+            "ts": iso_utc(wall),
+            "active": self._active,
+            "text": self.text,
+            "since": iso_utc(self._since) if self._since is not None else None,
+            "session": self._session,
+        }
+        return OutMessage(NOTICE_TOPIC, payload, retain=True)
+
+    def queued(self, seq: int) -> None:
+        """The outbox stored the last message from :meth:`update` as ``seq`` (-1: it could not)."""
+        if seq > 0:
+            self._seq = seq
+        elif self._active:
+            _LOGGER.error("the notice could not be queued (outbox not writable): nothing is sent to Hume")
+
+    def delivered(self, seq: int) -> None:
+        """The broker acknowledged the outbox row ``seq`` (any topic; only the current notice counts)."""
+        if self._seq is not None and seq == self._seq:
+            self._delivered = True
+
+    def media_allowed(self, broker_connected: bool) -> bool:
+        """Whether media of the current visit may leave for Hume now."""
+        if not self._active or self._seq is None:
+            return False
+        return self._delivered or not broker_connected

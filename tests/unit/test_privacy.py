@@ -1,0 +1,161 @@
+"""The privacy pause, the notice gate, per-part status and the deployment-context guard, as plain data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent import cli, config, parts
+from agent.errors import EX_CONFIG, ConfigError
+from agent.privacy import NOTICE_SCHEMA, NoticeGate, PauseControl
+
+
+def test_pause_resume_and_the_maximum() -> None:
+    p = PauseControl(max_pause_s=60)
+    assert [e.kind for e in p.pause(0.0, "page")] == ["paused"]
+    assert p.paused
+    assert p.remaining_s(10.0) == 50.0
+    assert p.pause(30.0, "mqtt") == []  # pressed again: restarts the maximum, no second event
+    assert p.tick(89.0) == []
+    ev = p.tick(90.0)
+    assert [(e.kind, e.source) for e in ev] == [("resumed", "max")]
+    assert not p.paused
+    assert p.remaining_s(91.0) is None
+    assert p.resume(92.0, "mqtt") == []  # resuming while running changes nothing
+    assert [e.kind for e in p.toggle(93.0, "button")] == ["paused"]
+    assert [(e.kind, e.source) for e in p.toggle(94.0, "button")] == [("resumed", "button")]
+    assert p.pauses == 2
+
+
+def test_pause_refuses_unknown_actions_and_sources() -> None:
+    p = PauseControl(60)
+    with pytest.raises(ValueError, match="must be one of pause, resume"):
+        p.command(0.0, "stop", "mqtt")
+    with pytest.raises(ValueError, match="must be one of mqtt, page, button"):
+        p.pause(0.0, "telnet")
+    assert not p.paused
+
+
+def test_notice_gates_media_until_the_broker_acks_it() -> None:
+    gate = NoticeGate("We measure expressions.", "kiosk")
+    assert not gate.media_allowed(broker_connected=True)
+    msg = gate.update(True, "s1", 1000.0)
+    assert msg is not None
+    assert msg.retain
+    assert msg.topic == "notice"
+    assert msg.payload["schema"] == NOTICE_SCHEMA
+    assert msg.payload["active"] is True
+    assert msg.payload["since"] == "1970-01-01T00:16:40.000Z"
+    assert msg.payload["session"] == "s1"
+    assert not gate.media_allowed(True)  # not even queued yet
+    gate.queued(7)
+    assert not gate.media_allowed(True)  # queued, broker up, no PUBACK yet
+    gate.delivered(6)
+    assert not gate.media_allowed(True)  # an ack for another row
+    gate.delivered(7)
+    assert gate.media_allowed(True)
+    assert gate.state().published
+    assert gate.update(True, "s1", 1001.0) is None  # nothing changed
+    off = gate.update(False, None, 1002.0)
+    assert off is not None
+    assert off.payload["active"] is False
+    assert off.payload["since"] is None
+    assert not gate.media_allowed(True)
+    assert not gate.media_allowed(False)
+
+
+def test_broker_down_rule_is_durably_queued() -> None:
+    gate = NoticeGate("t", "kiosk")
+    gate.update(True, "s1", 0.0)
+    assert not gate.media_allowed(broker_connected=False)  # not stored: no record, nothing sent
+    gate.queued(-1)  # the outbox refused it (disk full)
+    assert not gate.media_allowed(False)
+    gate.update(False, None, 1.0)
+    gate.update(True, "s2", 2.0)
+    gate.queued(9)
+    assert gate.media_allowed(broker_connected=False)
+    assert not gate.media_allowed(broker_connected=True)  # reconnected: wait for its PUBACK
+
+
+def test_a_new_visit_is_a_new_notice() -> None:
+    gate = NoticeGate("t", "kiosk")
+    gate.update(True, "s1", 0.0)
+    gate.queued(1)
+    gate.delivered(1)
+    msg = gate.update(True, "s2", 5.0)  # always mode rolled over
+    assert msg is not None
+    assert msg.payload["session"] == "s2"
+    assert not gate.media_allowed(True)
+    assert gate.notices == 2
+
+
+def test_part_states() -> None:
+    assert parts.capture_state(configured=True, lost=False, paused=False) == "online"
+    assert parts.capture_state(configured=True, lost=True, paused=False) == "offline"
+    assert parts.capture_state(configured=True, lost=True, paused=True) == "disabled"
+    assert parts.capture_state(configured=False, lost=False, paused=False) == "disabled"
+    assert parts.hume_state(True) == "online"
+    assert parts.hume_state(False) == "offline"
+    assert parts.topic("camera") == "status/camera"
+    with pytest.raises(ValueError, match="camera, microphone, hume"):
+        parts.topic("speaker")
+
+
+@pytest.mark.parametrize("context", ["workplace", "education"])
+def test_prohibited_contexts_are_refused_citing_the_article(context: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.from_dict({"privacy": {"deployment_context": context}}, environ={})
+    (problem,) = err.value.problems
+    assert f"privacy.deployment_context = {context!r}" in problem
+    assert "Art. 5(1)(f)" in problem
+    assert "privacy.medical_or_safety_reason" in problem
+    cfg = config.from_dict(
+        {
+            "privacy": {
+                "deployment_context": context,
+                "medical_or_safety_reason": "fatigue alerts for drivers",
+            }
+        },
+        environ={},
+    )
+    assert cfg.privacy.deployment_context == context
+
+
+def test_defaults_need_no_privacy_keys_and_other_contexts_pass() -> None:
+    assert config.from_dict({}, environ={}).privacy.deployment_context == "public"
+    for context in ("retail", "event", "research"):
+        config.from_dict({"privacy": {"deployment_context": context}}, environ={})
+    with pytest.raises(ConfigError, match="must be one of 'public'"):
+        config.from_dict({"privacy": {"deployment_context": "school"}}, environ={})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "kiosk.local"])
+def test_page_must_bind_loopback(host: str) -> None:
+    with pytest.raises(ConfigError, match="must be a loopback address"):
+        config.from_dict({"privacy": {"page_host": host}}, environ={})
+    for ok in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert config.is_loopback(ok)
+
+
+def test_gpio_pins_must_differ_and_notice_must_say_something() -> None:
+    with pytest.raises(ConfigError) as err:
+        config.from_dict(
+            {"privacy": {"gpio_button_pin": 17, "gpio_led_pin": 17, "notice_text": "  "}}, environ={}
+        )
+    assert len(err.value.problems) == 2
+
+
+def test_check_config_exits_78_for_a_workplace_and_0_with_the_exception(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[privacy]\ndeployment_context = "workplace"\n', encoding="utf-8")
+    assert cli.main(["check-config", str(path)]) == EX_CONFIG
+    assert "EU AI Act, Art. 5(1)(f)" in capsys.readouterr().err
+    path.write_text(
+        '[privacy]\ndeployment_context = "workplace"\nmedical_or_safety_reason = "operator fatigue"\n',
+        encoding="utf-8",
+    )
+    assert cli.main(["check-config", str(path)]) == 0
+    assert 'deployment_context = "workplace"' in capsys.readouterr().out
