@@ -22,12 +22,14 @@ commands:
   emulator       a local, protocol-faithful stand-in for Hume's streaming API (no credits spent)
   demo           everything on this machine: private broker, emulator, agent, live view
   status         what the running agent is doing (links, session, queue depth, last error)
+  fleet          every kiosk on the broker, one line each: state, version, config, queue, last error
 
 examples:
   hume-edge check-config /etc/hume-edge/config.toml
   hume-edge run --config /etc/hume-edge/config.toml
   hume-edge emulator --port 8765 --api-key test-key
   hume-edge demo --seconds 60
+  hume-edge fleet --config /etc/hume-edge/config.toml --json
 exit codes: 0 ok, 1 failure, 69 Hume refused the API key at start-up, 78 config error
 """
 
@@ -87,6 +89,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from agent import status
 
     return status.show(args)
+
+
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    from agent import fleet
+
+    return fleet.run_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     from agent import status
 
     status.add_arguments(p)
+
+    p = add(
+        "fleet",
+        _cmd_fleet,
+        "Show every kiosk that publishes to the broker, one line each: online / stopped / offline, "
+        "version, config fingerprint (flagged where it differs from most kiosks), session, queue depth "
+        "and drops, last seen, last error. Reads the agents' retained status and health topics; never "
+        "connects to a kiosk. Exit 0, 1 if the broker cannot be read, 78 bad config.",
+        "hume-edge fleet --config /etc/hume-edge/config.toml --watch",
+    )
+    from agent import fleet
+
+    fleet.add_arguments(p)
     parser.set_defaults(_handlers=handlers)
     return parser
 
