@@ -11,7 +11,7 @@ import pytest
 from agent import cli
 from agent.errors import EX_CONFIG
 
-COMMANDS = ("run", "check-config", "emulator", "demo", "status")
+COMMANDS = ("run", "check-config", "emulator", "demo", "status", "fleet")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -62,7 +62,8 @@ def test_the_kiosk_whose_config_differs_from_the_majority_is_flagged() -> None:
 
 
 def test_a_tie_has_no_majority_and_flags_nobody() -> None:
-    report = fold_of(("hume-edge/a/health", health(fp="f1")), ("hume-edge/b/health", health(fp="f2"))).report()
+    fold = fold_of(("hume-edge/a/health", health(fp="f1")), ("hume-edge/b/health", health(fp="f2")))
+    report = fold.report()
     assert report.majority_fingerprint is None
     assert not any(k.config_differs for k in report.kiosks)
     assert "no majority" in fleet.summary_line(report)
