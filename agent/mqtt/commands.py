@@ -7,8 +7,9 @@ and what is allowed; the publisher sends that text back on ``cmd/result`` and ch
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Dict
+
+from agent.untrusted import UntrustedInputError, loads
 
 SESSION_ACTIONS = ("start", "end")
 COMMANDS = ("session", "discovery", "text")
@@ -68,8 +69,8 @@ def _text(text: str) -> str:
     value: Any = text
     if text.startswith("{"):
         try:
-            data = json.loads(text)
-        except ValueError:
+            data = loads(text, max_bytes=MAX_TEXT_PAYLOAD_BYTES, what="cmd/text")
+        except UntrustedInputError:
             raise CommandError(f"cmd/text: payload is not valid JSON; send {allowed}") from None
         value = data.get("text") if isinstance(data, dict) else None
     if not isinstance(value, str) or not value.strip():
@@ -84,8 +85,8 @@ def _session_action(text: str) -> str:
     action: Any = text
     if text.startswith(("{", '"')):
         try:
-            data = json.loads(text)
-        except ValueError:
+            data = loads(text, max_bytes=MAX_PAYLOAD_BYTES, what="cmd/session")
+        except UntrustedInputError:
             raise CommandError(f"cmd/session: payload is not valid JSON; send {allowed}") from None
         action = data.get("action") if isinstance(data, dict) else data
     if not isinstance(action, str) or action.lower() not in SESSION_ACTIONS:

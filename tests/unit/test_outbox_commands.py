@@ -65,3 +65,9 @@ def test_discovery_config_is_device_based() -> None:
     assert cfg["availability"][0]["topic"] == "hume-edge/kiosk 1/status"
     assert len({c["unique_id"] for c in cfg["cmps"].values()}) == len(cfg["cmps"])
     json.dumps(cfg)
+
+
+def test_deeply_nested_json_is_a_clear_refusal_not_a_crash() -> None:
+    payload = b'{"text": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # within cmd/text's 40 KB
+    with pytest.raises(CommandError, match="cmd/text: payload is not valid JSON"):
+        parse_command("text", payload)
