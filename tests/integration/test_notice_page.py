@@ -1,0 +1,142 @@
+"""The on-screen notice page: loopback only, nothing measured on any route, live in headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import AsyncIterator, List
+
+import aiohttp
+import pytest
+
+from agent.hume.protocol import EXPRESSIONS
+from agent.notice_page import MAX_STREAMS, NoticePage, PageState
+from tests.support.chromium import chromium, needs_chromium
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Kiosk:
+    """What the service would be: a state the test moves, and the pauses the page asked for."""
+
+    def __init__(self) -> None:
+        self.state = PageState(
+            measuring=False, notice="We measure expressions here.", paused=False, pause_left_s=None
+        )
+        self.pauses = 0
+        self.paused = asyncio.Event()
+
+    def pause(self) -> None:
+        self.pauses += 1
+        self.paused.set()
+
+
+@contextlib.asynccontextmanager
+async def serving(kiosk: Kiosk) -> AsyncIterator[NoticePage]:
+    page = NoticePage("127.0.0.1", 0, lambda: kiosk.state, kiosk.pause)
+    page.ready = asyncio.Event()
+    task = asyncio.ensure_future(page.run())
+    try:
+        await asyncio.wait_for(page.ready.wait(), 10)
+        yield page
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_refuses_a_non_loopback_bind() -> None:
+    for host in ("0.0.0.0", "::", "192.168.1.10", "kiosk.local"):
+        with pytest.raises(ValueError, match="must be a loopback address"):
+            NoticePage(host, 8750, lambda: Kiosk().state, lambda: None)
+
+
+async def test_binds_loopback_and_no_route_exposes_measurement_data() -> None:
+    kiosk = Kiosk()
+    kiosk.state = PageState(True, "We measure expressions here.", False, None)
+    async with serving(kiosk) as page:
+        assert page.bound
+        assert all(b.startswith("127.0.0.1:") for b in page.bound)
+        base = f"http://{page.bound[0]}"
+        bodies: List[str] = []
+        async with aiohttp.ClientSession() as http:
+            app = page.app()
+            routes = [(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None]
+            assert {p for _, p in routes} == {"/", "/page.js", "/events", "/pause"}
+            for method, path in routes:
+                if path == "/events":
+                    async with http.get(base + path) as resp:
+                        assert resp.status == 200
+                        line = await asyncio.wait_for(resp.content.readline(), 5)
+                        bodies.append(line.decode())
+                        assert json.loads(line.decode()[len("data: ") :])["measuring"] is True
+                    continue
+                headers = {"X-Hume-Edge": "pause"} if method == "POST" else {}
+                async with http.request(method, base + path, headers=headers) as resp:
+                    assert resp.status == 200, path
+                    assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+                    bodies.append(await resp.text())
+            # Guards: another Host name (DNS rebinding), a cross-site POST without the header.
+            async with http.get(
+                base + "/", headers={"Host": f"evil.example:{page.bound[0].split(':')[1]}"}
+            ) as r:
+                assert r.status == 403
+            async with http.post(base + "/pause") as r:
+                assert r.status == 403
+        assert kiosk.pauses == 1  # only the POST with the header paused
+        text = "\n".join(bodies)
+        for name in EXPRESSIONS:
+            assert f'"{name}"' not in text
+            assert f">{name}<" not in text
+        for word in (
+            "score",
+            "face_id",
+            "session",
+            "jpeg",
+            "base64",
+            "data:image",
+            "<img",
+            "<video",
+            "<audio",
+        ):
+            assert word not in text.lower()
+
+
+async def test_streams_are_bounded() -> None:
+    kiosk = Kiosk()
+    async with serving(kiosk) as page, aiohttp.ClientSession() as http:
+        base = f"http://{page.bound[0]}/events"
+        open_streams = [await http.get(base) for _ in range(MAX_STREAMS)]
+        try:
+            for resp in open_streams:
+                await asyncio.wait_for(resp.content.readline(), 5)
+            async with http.get(base) as extra:
+                assert extra.status == 503
+        finally:
+            for resp in open_streams:
+                resp.close()
+
+
+@needs_chromium
+async def test_chromium_shows_the_notice_live_and_its_button_pauses() -> None:
+    kiosk = Kiosk()
+    async with serving(kiosk) as page, chromium() as browser:
+        await browser.navigate(f"http://{page.bound[0]}/")
+        await browser.wait_for("document.getElementById('state').textContent === 'Not measuring.'")
+        assert await browser.evaluate("document.getElementById('notice').hidden") is True
+        # A session starts: the page must show the notice within a second, with no reload.
+        kiosk.state = PageState(True, kiosk.state.notice, False, None)
+        page.changed()
+        await browser.wait_for(
+            "!document.getElementById('notice').hidden && "
+            "document.getElementById('notice').textContent === 'We measure expressions here.'",
+            timeout_s=1.0,
+        )
+        await browser.click("#pause")
+        await asyncio.wait_for(kiosk.paused.wait(), 5)
+        kiosk.state = PageState(False, kiosk.state.notice, True, 300)
+        page.changed()
+        await browser.wait_for(
+            "document.body.dataset.paused === 'true' && document.getElementById('notice').hidden"
+        )
+        assert "Paused" in await browser.evaluate("document.getElementById('state').textContent")
