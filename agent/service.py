@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
@@ -26,14 +25,16 @@ from agent.capture.camera import Frame, FrameSource, open_camera
 from agent.capture.microphone import AudioSource, open_microphone
 from agent.config import Config
 from agent.errors import EX_CONFIG, EX_UNAVAILABLE, HumeAuthError, HumeQuotaError
+from agent.health import CameraHealth, MicrophoneHealth, ServiceHealth, SessionHealth, SummaryHealth
 from agent.hume.backend import Backend, Observation
 from agent.media import FramePipeline, voice_activity
+from agent.messages import OutMessage
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
 from agent.presence import PresenceDetector
 from agent.sdnotify import Notifier
 from agent.session import SessionEvent, SessionTracker
-from agent.summary import OutMessage, Summarizer
+from agent.summary import Summarizer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -205,22 +206,32 @@ class Agent:
                 self.notifier.watchdog()
             if now - last_status >= STATUS_EVERY_S:
                 last_status = now
-                self.notifier.status(status_mod.summary_line(self.publisher.health_snapshot()))
+                self.notifier.status(status_mod.summary_line(self.publisher.health_snapshot().to_json()))
             await asyncio.sleep(TICK_S)
 
     # -- reporting ------------------------------------------------------------------------------
 
-    def health(self) -> Dict[str, Any]:
+    def health(self) -> ServiceHealth:
         """The agent's part of the health topic and the status snapshot (the publisher adds MQTT's)."""
-        return {
-            "device_id": self.cfg.effective_device_id,
-            "rss_mb": _rss_mb(),
-            "session": {"active": self.sessions.active, "id": self.sessions.session_id},
-            "capture": dict(self.counters, media=self.pipeline.counters),
-            "summaries": self.summaries.stats(),
-            "hume": self.backend.status(),
-            "last_error": logs.last_problem(),
-        }
+        counters = self.counters
+        return ServiceHealth(
+            device_id=self.cfg.effective_device_id,
+            session=SessionHealth(active=self.sessions.active, id=self.sessions.session_id),
+            camera=CameraHealth(
+                state="off" if self.camera is None else "running",
+                frames=counters["frames"],
+                frames_sent=counters["frames_sent"],
+                media=dict(self.pipeline.counters),
+            ),
+            microphone=MicrophoneHealth(
+                state="off" if self.microphone is None else "running",
+                chunks=counters["audio_chunks"],
+                chunks_sent=counters["audio_sent"],
+            ),
+            summaries=SummaryHealth(**self.summaries.stats()),
+            hume=self.backend.status(),
+            last_error=logs.last_problem(),
+        )
 
     # -- shutdown -------------------------------------------------------------------------------
 
@@ -231,16 +242,6 @@ class Agent:
         self._apply([ev for ev in ended if ev.kind == "end"])
         self._publish(self.summaries.flush(self._wall()))
         _LOGGER.debug("open session closed: %s", reason)
-
-
-def _rss_mb() -> Optional[float]:
-    """Current (not peak) resident set size, from /proc; None where there is no /proc."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as fh:
-            pages = int(fh.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def make_backend(cfg: Config) -> Backend:
@@ -282,7 +283,7 @@ async def run_agent(
         cfg.mqtt,
         cfg.effective_device_id,
         outbox,
-        health=lambda: agent.health() if agent else {},
+        health=lambda: agent.health() if agent else None,
         models=cfg.hume.models,
     )
     camera, microphone = sources or (open_camera(cfg.camera), open_microphone(cfg.microphone))
@@ -294,7 +295,10 @@ async def run_agent(
     owner.start("commands", agent.command_loop())
     owner.start("tick", agent.tick_loop())
     owner.start(
-        "status", status_mod.run(status_mod.default_path(), publisher.health_snapshot, STATUS_EVERY_S)
+        "status",
+        status_mod.run(
+            status_mod.default_path(), lambda: publisher.health_snapshot().to_json(), STATUS_EVERY_S
+        ),
     )
     if agent.camera is not None:
         owner.start("camera", agent.camera_loop(agent.camera))
@@ -327,7 +331,7 @@ async def _drain(publisher: Publisher) -> None:
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
         state = publisher.status()
-        if state.get("state") != "connected" or not state.get("queue_depth"):
+        if state.state != "connected" or not state.queue_depth:
             return
         await asyncio.sleep(0.05)
 

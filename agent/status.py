@@ -6,14 +6,16 @@ look never touches the agent's sockets or its outbox database, cannot block the 
 privileges when the file is world-readable. Under systemd the file lives in ``RuntimeDirectory=``
 (``/run/hume-edge``, tmpfs: no SD-card wear, gone after a stop or reboot).
 
-Snapshot fields (see :class:`Snapshot`; every one optional to the reader)::
+The file is the agent-wide health snapshot (``agent.health.Health.to_json()``, the same body as the
+retained ``health`` topic) plus what only the file needs; the reader tolerates any field missing, since it
+may read a file an older or newer agent wrote::
 
     {"pid": 812, "written_at": 1764020000.5, "interval_s": 5.0, "started_at": 1764019000.0,
      "state": "running" | "stopping" | "stopped", "device_id": "kiosk-07",
-     "links": {"hume": {"state": "connected", ...}, "mqtt": {"state": "connected", ...}},
-        (or, instead of "links", top-level objects with a "state": "hume": {...}, "mqtt": {...})
-     "session": {"id": "…", "active": true, "since": 1764019990.0} | null,
-     "queue_depth": 3, "last_error": {"at": …, "level": "warning", "logger": "…", "message": "…"} | null}
+     "hume": {"state": "connected", ...}, "mqtt": {"state": "connected", "queue_depth": 3, ...},
+        (or "links": {"hume": {...}, "mqtt": {...}})
+     "session": {"id": "…", "active": true} | null,
+     "last_error": {"at": …, "level": "warning", "logger": "…", "message": "…"} | null, ...}
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO, Tuple, TypedDict
+from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO, Tuple
 
 FILE_NAME = "status.json"
 SYSTEM_PATH = Path("/run/hume-edge") / FILE_NAME
@@ -39,21 +41,6 @@ STALE_FACTOR = 3.0
 
 EXIT_RUNNING, EXIT_STALE, EXIT_NOT_RUNNING = 0, 1, 3
 """``hume-edge status`` exit codes; 3 is "program is not running", as for ``systemctl status``."""
-
-
-class Snapshot(TypedDict, total=False):
-    """What the agent reports; the reader tolerates any field missing."""
-
-    pid: int
-    written_at: float
-    interval_s: float
-    started_at: float
-    state: str
-    device_id: str
-    links: Dict[str, Dict[str, Any]]
-    session: Optional[Dict[str, Any]]
-    queue_depth: int
-    last_error: Optional[Dict[str, Any]]
 
 
 def default_path(environ: Optional[Mapping[str, str]] = None) -> Path:
@@ -93,7 +80,8 @@ def read(path: Path) -> Optional[Dict[str, Any]]:
 
 
 async def run(path: Path, snapshot: Callable[[], Mapping[str, Any]], interval_s: float = INTERVAL_S) -> None:
-    """Write ``snapshot()`` every ``interval_s`` until cancelled, then a last one with ``state: stopped``."""
+    """Write ``snapshot()`` (a ``Health.to_json()``) every ``interval_s`` until cancelled, then a last one
+    with ``state: stopped``."""
     started_at = time.time()
     last: Mapping[str, Any] = {}
     try:

@@ -20,7 +20,6 @@ capture time of the newest media covered.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from collections import OrderedDict
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from agent.config import SummaryConfig
 from agent.hume.backend import Observation
 from agent.hume.protocol import MODELS, Scores
+from agent.messages import OutMessage
 from agent.session import END, START, SessionEvent
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "messages.schema.json"
@@ -43,15 +43,6 @@ MAX_FACES_TRACKED = 64
 DECIMALS = 4
 """Scores are rounded to this many decimals (before ranking, so the published order is the true one)."""
 SENTIMENT_LEVELS = range(1, 10)
-
-
-@dataclasses.dataclass(frozen=True)
-class OutMessage:
-    """A message for the outbox; ``topic`` is relative to ``{topic_prefix}/{device_id}/``."""
-
-    topic: str
-    payload: Dict[str, Any]
-    retain: bool = False
 
 
 def iso_utc(t: float) -> str:

@@ -52,6 +52,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 from agent.config import OutboxConfig
+from agent.health import OutboxHealth
+from agent.messages import utc_iso
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -82,12 +84,6 @@ _WAL_CHECKPOINT_PAGES = 256
 _WAL_LIMIT_BYTES = 1024 * 1024
 _SQL_VARS = 500
 """Bound parameters per statement: old SQLite builds (Pi OS Bullseye) allow 999 at most."""
-
-
-def utc_iso(epoch_s: float) -> str:
-    """``2026-11-24T21:40:52.123Z``: the one timestamp format of every message."""
-    stamp = datetime.datetime.fromtimestamp(epoch_s, tz=datetime.timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,21 +342,25 @@ class Outbox:
             rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'dropped_%'").fetchall()
         return {key[len("dropped_") :]: int(value) for key, value in rows}
 
-    def stats(self) -> Dict[str, Any]:
+    def health(self) -> OutboxHealth:
         """Depth, bytes, in flight, drops and where the file is, for the health message."""
         dropped = self.dropped()
         with self._lock:
             inflight = self._db.execute("SELECT count(*) FROM messages WHERE mid IS NOT NULL").fetchone()[0]
-        return {
-            "depth": self._count,
-            "bytes": self._bytes,
-            "inflight": int(inflight),
-            "dropped": dropped,
-            "dropped_total": sum(dropped.values()),
-            "synchronous": self.cfg.synchronous,
-            "path": str(self.path),
-            "quarantined": str(self.quarantined) if self.quarantined else None,
-        }
+        return OutboxHealth(
+            depth=self._count,
+            bytes=self._bytes,
+            inflight=int(inflight),
+            dropped=dropped,
+            dropped_total=sum(dropped.values()),
+            synchronous=self.cfg.synchronous,
+            path=str(self.path),
+            quarantined=str(self.quarantined) if self.quarantined else None,
+        )
+
+    def stats(self) -> Dict[str, Any]:
+        """:meth:`health` as JSON-ready data."""
+        return dataclasses.asdict(self.health())
 
     def close(self) -> None:
         """Checkpoint the WAL into the main file and close."""

@@ -28,9 +28,9 @@ import persistqueue
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import MqttConfig, OutboxConfig
+from agent.messages import OutMessage
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from agent.summary import OutMessage
 
 TOPIC = "summary/face"
 PAYLOAD: Dict[str, Any] = {
@@ -61,11 +61,11 @@ def mqtt_config(host: str, port: int) -> MqttConfig:
 async def ours(host: str, port: int, n: int, workdir: Path) -> Tuple[float, int]:
     """(seconds from the first put to an empty outbox, the in-flight window used)."""
     outbox = Outbox(workdir / "outbox.sqlite", OutboxConfig(synchronous="full"))
-    publisher = Publisher(mqtt_config(host, port), DEVICE, outbox, health=dict)
+    publisher = Publisher(mqtt_config(host, port), DEVICE, outbox)
     task = asyncio.ensure_future(publisher.run())
     try:
-        await _until(lambda: publisher.status()["state"] == "connected", "the publisher to connect")
-        window = int(publisher.status()["window"])
+        await _until(lambda: publisher.status().state == "connected", "the publisher to connect")
+        window = int(publisher.status().window)
         t0 = time.perf_counter()
         for _ in range(n):
             publisher.enqueue(OutMessage(TOPIC, PAYLOAD))

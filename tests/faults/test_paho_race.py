@@ -59,17 +59,17 @@ async def test_a_link_lost_while_paho_clears_its_thread_keeps_the_publisher_runn
 ) -> None:
     monkeypatch.setattr(paho_client.Client, "loop_forever", _held_loop_forever())
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
-    publisher = Publisher(mqtt_config(mosquitto.host, mosquitto.port), "race-test", outbox, health=dict)
+    publisher = Publisher(mqtt_config(mosquitto.host, mosquitto.port), "race-test", outbox)
     async with running(publisher) as task:
-        assert await eventually(lambda: publisher.status()["state"] == "connected", 10)
+        assert await eventually(lambda: publisher.status().state == "connected", 10)
         assert publisher._link is not None
         monkeypatch.setattr(paho_client, "threading", _racing_threading(publisher._link.client))
         mosquitto.stop()  # the link dies on its own: paho's thread ends while the publisher closes it
-        assert await eventually(lambda: publisher.status()["state"] != "connected", 10)
+        assert await eventually(lambda: publisher.status().state != "connected", 10)
         await asyncio.sleep(0.5)
         assert not task.done(), task.exception()
         monkeypatch.undo()
         mosquitto.start()
-        assert await eventually(lambda: publisher.status()["state"] == "connected", 15)
+        assert await eventually(lambda: publisher.status().state == "connected", 15)
         assert not task.done()
     outbox.close()

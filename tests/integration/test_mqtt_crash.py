@@ -37,14 +37,14 @@ def drive() -> None:
 
 async def _drive(host: str, port: int, path: Path, mode: str) -> None:
     from agent.config import OutboxConfig
+    from agent.messages import OutMessage
     from agent.mqtt.outbox import Outbox
     from agent.mqtt.publisher import Publisher
-    from agent.summary import OutMessage
     from tests.support.mosquitto import eventually, mqtt_config, running
 
     outbox = Outbox(path, OutboxConfig())
     print(f"opened quarantined={outbox.quarantined}", flush=True)
-    pub = Publisher(mqtt_config(host, port), "kiosk1", outbox, health=dict)
+    pub = Publisher(mqtt_config(host, port), "kiosk1", outbox)
     async with running(pub):
         if mode == "drain":
             drained = await eventually(lambda: outbox.stats()["depth"] == 0, DRAIN_TIMEOUT_S)

@@ -11,9 +11,9 @@ from typing import Callable, Dict, List, Set
 import pytest
 
 from agent.config import OutboxConfig
+from agent.messages import OutMessage
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from agent.summary import OutMessage
 from tests.support.mosquitto import Broker, Received, Subscriber, eventually, mqtt_config, running
 from tests.support.proxy import Proxy
 
@@ -64,7 +64,7 @@ async def outage(
     broker = mosquitto_factory(persistence=True)  # keeps the dashboard's session across the restart
     sub = subscriber(broker, [f"{BASE}/summary/#"], client_id="dashboard", persistent=True)
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
-    pub = Publisher(mqtt_config(broker.host, broker.port, reconnect_max_s=1.0), "kiosk1", outbox, health=dict)
+    pub = Publisher(mqtt_config(broker.host, broker.port, reconnect_max_s=1.0), "kiosk1", outbox)
     loop = asyncio.get_running_loop()
     sent: List[int] = []
     stop = asyncio.Event()
@@ -115,14 +115,14 @@ async def test_frozen_link_mid_drain_is_noticed_and_nothing_is_lost(
     caplog.set_level(logging.INFO, logger="agent.mqtt")
     with Proxy(mosquitto.host, mosquitto.port) as proxy:
         cfg = mqtt_config(proxy.host, proxy.port, keepalive_s=2)
-        pub = Publisher(cfg, "kiosk1", outbox, health=dict)
+        pub = Publisher(cfg, "kiosk1", outbox)
         async with running(pub):
-            assert await eventually(lambda: pub.status()["state"] == "connected", 10)
+            assert await eventually(lambda: pub.status().state == "connected", 10)
             sent = [pub.enqueue(OutMessage(f"summary/{MODELS[i % 3]}", {"i": i})) for i in range(5_000)]
             assert await sub.until(lambda ms: len(ms) >= 200, 20)
             proxy.blackhole()
             assert len(sub.messages) < len(sent)  # frozen in the middle of the backlog
-            assert await eventually(lambda: pub.status()["state"] != "connected", 20)  # keepalive noticed
+            assert await eventually(lambda: pub.status().state != "connected", 20)  # keepalive noticed
             assert proxy.discarded_bytes > 0
             # Nothing deleted before its PUBACK: whatever the dashboard has not seen is still queued.
             assert await eventually(
@@ -146,11 +146,11 @@ async def test_a_short_blip_flaps_offline_only_without_a_will_delay(
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
     with Proxy(mosquitto.host, mosquitto.port) as proxy:
         cfg = mqtt_config(proxy.host, proxy.port, protocol=protocol, will_delay_s=15)
-        pub = Publisher(cfg, "kiosk1", outbox, health=dict)
+        pub = Publisher(cfg, "kiosk1", outbox)
         async with running(pub):
-            assert await eventually(lambda: pub.status()["connects"] == 1, 10)
+            assert await eventually(lambda: pub.status().connects == 1, 10)
             proxy.cut()  # the broker sees the connection drop without a DISCONNECT
-            assert await eventually(lambda: pub.status()["connects"] == 2, 10)
+            assert await eventually(lambda: pub.status().connects == 2, 10)
             assert await sub.until(lambda ms: len(sub.on("/status")) >= (3 if flaps else 2), 10)
             await asyncio.sleep(0.5)
     # "stopped" is published as the publisher stops: wait for it to reach the subscriber.
@@ -169,9 +169,9 @@ async def test_the_will_still_says_offline_when_the_agent_stays_gone(
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
     with Proxy(mosquitto.host, mosquitto.port) as proxy:
         cfg = mqtt_config(proxy.host, proxy.port, keepalive_s=1, will_delay_s=1)
-        pub = Publisher(cfg, "kiosk1", outbox, health=dict)
+        pub = Publisher(cfg, "kiosk1", outbox)
         async with running(pub):
-            assert await eventually(lambda: pub.status()["connects"] == 1, 10)
+            assert await eventually(lambda: pub.status().connects == 1, 10)
             proxy.blackhole()  # the broker's keepalive ends the session, then the will delay runs out
             assert await sub.until(lambda ms: [m.payload for m in sub.on("/status")][-1:] == [b"offline"], 15)
             proxy.cut()
@@ -191,7 +191,7 @@ async def test_a_full_disk_during_the_drain_keeps_the_link_and_loses_nothing(
     published twice because a mark could not be stored, and everything arrives once the disk has room."""
     sub = subscriber(mosquitto, [f"{BASE}/summary/#"])
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
-    pub = Publisher(mqtt_config(mosquitto.host, mosquitto.port), "kiosk1", outbox, health=dict)
+    pub = Publisher(mqtt_config(mosquitto.host, mosquitto.port), "kiosk1", outbox)
     real_settle = outbox.settle
     full = {"on": False, "refused": 0}
 
@@ -203,7 +203,7 @@ async def test_a_full_disk_during_the_drain_keeps_the_link_and_loses_nothing(
 
     monkeypatch.setattr(outbox, "settle", settle)
     async with running(pub):
-        assert await eventually(lambda: pub.status()["state"] == "connected", 10)
+        assert await eventually(lambda: pub.status().state == "connected", 10)
         sent = [pub.enqueue(OutMessage(f"summary/{MODELS[i % 3]}", {"i": i})) for i in range(300)]
         full["on"] = True
         sent += [pub.enqueue(OutMessage(f"summary/{MODELS[i % 3]}", {"i": i})) for i in range(300, 400)]
@@ -211,7 +211,7 @@ async def test_a_full_disk_during_the_drain_keeps_the_link_and_loses_nothing(
         full["on"] = False
         assert await eventually(lambda: outbox.stats()["depth"] == 0, 20)
         assert await sub.until(lambda ms: distinct(ms) >= len(sent), 20)
-    assert pub.status()["connects"] == 1, "a full disk tore the MQTT link down"
+    assert pub.status().connects == 1, "a full disk tore the MQTT link down"
     assert not any("failed unexpectedly" in r.getMessage() for r in caplog.records)
     assert sum("cannot update the outbox" in r.getMessage() for r in caplog.records) == 1  # said once
     seqs = [int(m.json()["seq"]) for m in sub.messages]

@@ -6,23 +6,24 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Callable, List
 
 import pytest
 
 from agent.config import OutboxConfig
+from agent.health import ServiceHealth
+from agent.messages import OutMessage
 from agent.mqtt.commands import Command
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from agent.summary import OutMessage
 from tests.support.mosquitto import Broker, Subscriber, eventually, make_certs, mqtt_config, running
 
 TIMEOUT_S = 15.0
 BASE = "hume-edge/kiosk1"
 
 
-def service_health() -> Dict[str, Any]:
-    return {"device_id": "kiosk1", "session": {"active": False}}
+def service_health() -> ServiceHealth:
+    return ServiceHealth(device_id="kiosk1")
 
 
 def seqs_on(sub: Subscriber, suffix: str) -> List[int]:
@@ -144,8 +145,8 @@ async def test_wrong_password_is_said_once_and_retried_never_connected(
         assert await eventually(lambda: retries(caplog) >= 3, TIMEOUT_S)
         assert not task.done()
         status = pub.status()
-        assert status["state"] == "refused"
-        assert status["connects"] == 0
+        assert status.state == "refused"
+        assert status.connects == 0
         assert len(errors(caplog)) == 1
         assert "refused the connection: Not authorized" in errors(caplog)[0]
         assert "mqtt.password" in errors(caplog)[0]
@@ -172,7 +173,7 @@ async def test_tls_mismatch_is_said_once_and_the_right_ca_connects(
         assert len(errors(caplog)) == 1
         assert "certificate verify failed" in errors(caplog)[0]
         assert "mqtt.tls_ca" in errors(caplog)[0]
-        assert pub.status()["connects"] == 0
+        assert pub.status().connects == 0
     good = Publisher(
         mqtt_config(broker.host, broker.port, tls=True, tls_ca=str(certs.ca)),
         "kiosk1",
@@ -182,7 +183,7 @@ async def test_tls_mismatch_is_said_once_and_the_right_ca_connects(
     async with running(good):
         seq = good.enqueue(OutMessage("session", {"event": "start"}))
         assert await eventually(lambda: outbox.stats()["depth"] == 0, TIMEOUT_S)
-        assert good.status()["state"] == "connected"
+        assert good.status().state == "connected"
         assert seq > 0
     outbox.close()
 

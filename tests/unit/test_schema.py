@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.config import MqttConfig, OutboxConfig, SessionConfig, SummaryConfig
+from agent.health import ServiceHealth
 from agent.hume.backend import Measurement, Observation
 from agent.hume.protocol import EXPRESSIONS, MODELS, TOXICITY_CATEGORIES, Score
 from agent.mqtt.commands import CommandError, parse_command
@@ -237,7 +238,9 @@ def test_command_results() -> None:
 def test_health_snapshot(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
     try:
-        publisher = Publisher(MqttConfig(), "kiosk-1", outbox, health=lambda: {"session": {"active": False}})
-        definition("health").validate(json.loads(json.dumps(publisher.health_snapshot(), default=str)))
+        publisher = Publisher(
+            MqttConfig(), "kiosk-1", outbox, health=lambda: ServiceHealth(device_id="kiosk-1")
+        )
+        definition("health").validate(json.loads(json.dumps(publisher.health_snapshot().to_json())))
     finally:
         outbox.close()

@@ -1,0 +1,182 @@
+"""The agent-wide health snapshot: one typed value, three readers.
+
+The retained ``health`` topic, the status file ``hume-edge status`` reads (``agent.status``) and systemd's
+``STATUS=`` line all show the same :class:`Health`, so they cannot disagree. Every part is a frozen
+dataclass filled by the module that knows it (the service: session, capture, summaries, the Hume link;
+``agent.mqtt``: the MQTT link and the outbox; this module: the process figures), and :meth:`Health.to_json`
+is the one place the wire shape is decided. The shape is the one the health topic had when it was a
+dictionary (``agent/schema/messages.schema.json``, definition ``health``), so dashboards keep working.
+
+This module imports only ``agent.messages`` (a leaf): every layer may report into it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import time
+from typing import Dict, Mapping, Optional
+
+from agent.messages import utc_iso
+
+JsonMapping = Mapping[str, object]
+"""A JSON-ready mapping (the parts still reported untyped by their owner)."""
+
+HumeHealth = JsonMapping
+"""The Hume link, as ``Backend.status()`` reports it (``state``, ``ok``, ``last_error``, counters).
+
+Seam: opaque until the Hume side has its typed ``BackendStatus`` (agent/hume/types.py); then this alias
+becomes that type and :meth:`Health.to_json` calls its own ``to_json``.
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessHealth:
+    """The agent process: how long it runs, CPU it used, memory it holds."""
+
+    uptime_s: float
+    cpu_s: float
+    rss_mb: Optional[float]
+    rss_peak_mb: float
+
+    @classmethod
+    def measure(cls, started_monotonic: float) -> ProcessHealth:
+        cpu = os.times()
+        return cls(
+            uptime_s=round(time.monotonic() - started_monotonic, 1),
+            cpu_s=round(cpu.user + cpu.system, 2),
+            rss_mb=rss_mb(),
+            rss_peak_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        )
+
+
+def rss_mb() -> Optional[float]:
+    """Current (not peak) resident set size, from /proc; None where there is no /proc."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionHealth:
+    """The visitor session: whether one is open, and its id."""
+
+    active: bool = False
+    id: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraHealth:
+    """``state``: ``running`` (frames are read) or ``off`` (no camera configured or opened)."""
+
+    state: str = "off"
+    frames: int = 0
+    frames_sent: int = 0
+    media: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """The frame pipeline's counters (``in``, ``rate_limited``, ``static``, ``sent``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MicrophoneHealth:
+    """``state``: ``running`` (audio is read) or ``off`` (no microphone configured or opened)."""
+
+    state: str = "off"
+    chunks: int = 0
+    chunks_sent: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SummaryHealth:
+    """The summarizer: open sessions, observations dropped as late or idle."""
+
+    open_sessions: int = 0
+    dropped_late: int = 0
+    dropped_idle: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class MqttHealth:
+    """The MQTT link (``agent.mqtt``): state, the broker it talks to and what it did."""
+
+    state: str
+    broker: str
+    protocol: str
+    client_id: str
+    problem: Optional[str]
+    connects: int
+    inflight: int
+    window: int
+    """Unacknowledged publishes allowed at once: ``mqtt.inflight_window``, lowered to the broker's
+    Receive Maximum (MQTT 5 CONNACK)."""
+    rejected: int
+    """Messages the broker refused (MQTT 5 PUBACK reason code >= 0x80)."""
+    write_failures: int
+    """Messages the outbox could not store (disk full, I/O error): lost."""
+    queue_depth: int
+    dropped: int
+    """Messages the outbox dropped by its bounds (all reasons)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxHealth:
+    """The durable queue (``agent.mqtt.outbox``)."""
+
+    depth: int
+    bytes: int
+    inflight: int
+    dropped: Mapping[str, int]
+    """Per bound (``rows``, ``bytes``, ``age``), persisted across restarts."""
+    dropped_total: int
+    synchronous: str
+    path: str
+    quarantined: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceHealth:
+    """The service's part: everything but the MQTT link, the outbox and the process figures."""
+
+    device_id: str = ""
+    session: SessionHealth = SessionHealth()
+    camera: CameraHealth = CameraHealth()
+    microphone: MicrophoneHealth = MicrophoneHealth()
+    summaries: SummaryHealth = SummaryHealth()
+    hume: Optional[HumeHealth] = None
+    last_error: Optional[JsonMapping] = None
+    """The latest warning or error logged (``agent.logs.last_problem``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Health:
+    """The whole snapshot, stamped ``ts`` (epoch seconds; UTC ISO-8601 on the wire)."""
+
+    ts: float
+    process: ProcessHealth
+    service: ServiceHealth
+    mqtt: MqttHealth
+    outbox: OutboxHealth
+
+    def to_json(self) -> Dict[str, object]:
+        """The ``health`` message (and status-file) shape: flat process figures, one object per part."""
+        svc = self.service
+        body: Dict[str, object] = {
+            "device_id": svc.device_id,
+            **dataclasses.asdict(self.process),
+            "session": dataclasses.asdict(svc.session),
+            "capture": {
+                "camera": dataclasses.asdict(svc.camera),
+                "microphone": dataclasses.asdict(svc.microphone),
+            },
+            "summaries": dataclasses.asdict(svc.summaries),
+            "last_error": dict(svc.last_error) if svc.last_error is not None else None,
+            "mqtt": dataclasses.asdict(self.mqtt),
+            "outbox": dataclasses.asdict(self.outbox),
+            "ts": utc_iso(self.ts),
+        }
+        if svc.hume is not None:
+            body["hume"] = dict(svc.hume)
+        return body

@@ -1,0 +1,75 @@
+"""Command intake: ``{prefix}/{device_id}/cmd/…`` messages become :class:`Command` values, each answered.
+
+Every message on ``cmd/…`` (except our own ``cmd/result``) gets exactly one reply on ``cmd/result``: refused
+with the reason (``agent.mqtt.commands`` names what was received and what is allowed), refused as busy when
+the service has not consumed :data:`COMMAND_QUEUE_SIZE` earlier ones, or accepted. Replies are published
+directly (QoS 0), not through the outbox: an answer only matters to someone listening now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, AsyncIterator, Callable, Dict, Optional
+
+from agent.messages import utc_iso
+from agent.mqtt.commands import Command, CommandError, parse_command
+from agent.mqtt.link import Link
+
+_LOGGER = logging.getLogger(__name__)
+
+COMMAND_QUEUE_SIZE = 32
+"""Commands the service has not consumed yet; more are refused with a reply, not queued without bound."""
+
+
+class CommandIntake:
+    """Parses, queues and answers commands; :meth:`commands` is the service's side."""
+
+    def __init__(self, base: str, on_discovery: Callable[[Link], None]) -> None:
+        self.prefix = f"{base}/cmd/"
+        self._on_discovery = on_discovery
+        self._queue: Optional[asyncio.Queue[Command]] = None
+
+    @property
+    def queue(self) -> asyncio.Queue[Command]:
+        # Created on first use inside the loop: on Python 3.9 it binds to the loop current at creation.
+        if self._queue is None:
+            self._queue = asyncio.Queue(COMMAND_QUEUE_SIZE)
+        return self._queue
+
+    async def commands(self) -> AsyncIterator[Command]:
+        """Valid commands, in arrival order (invalid ones were already answered)."""
+        queue = self.queue
+        while True:
+            yield await queue.get()
+
+    def handle(self, link: Link, topic: str, payload: bytes) -> bool:
+        """Take ``topic`` if it is a command (True), answering on ``cmd/result``; False: not ours."""
+        if not topic.startswith(self.prefix):
+            return False
+        name = topic[len(self.prefix) :]
+        if name == "result":
+            return True
+        try:
+            cmd = parse_command(name, payload)
+        except CommandError as exc:
+            _LOGGER.info("refused a command: %s", exc)
+            self._reply(link, {"ok": False, "error": str(exc)})
+            return True
+        if cmd.name == "discovery":
+            self._on_discovery(link)
+        else:
+            try:
+                self.queue.put_nowait(cmd)
+            except asyncio.QueueFull:
+                self._reply(link, {"ok": False, **cmd.describe(), "error": "busy: too many commands pending"})
+                return True
+        _LOGGER.info("accepted command %s", cmd.describe())
+        self._reply(link, {"ok": True, **cmd.describe()})
+        return True
+
+    def _reply(self, link: Link, body: Dict[str, Any]) -> None:
+        body["ts"] = utc_iso(time.time())
+        link.direct(f"{self.prefix}result", json.dumps(body).encode(), retain=False)

@@ -1,0 +1,72 @@
+"""One MQTT connection's state, and the plain values the bridge hands from paho's thread to the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import List, Optional, Set, Tuple
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """Why a connection attempt did not get us connected: the state to report and words to act on."""
+
+    state: str
+    problem: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Connack:
+    """What paho's CONNACK callback carried, as plain values for the loop."""
+
+    failed: bool
+    reason: str
+    code: int
+    receive_max: Optional[int]
+    """MQTT 5 Receive Maximum: QoS>0 publishes the broker accepts unacknowledged (None: 65,535)."""
+    max_packet_bytes: Optional[int]
+    """MQTT 5 Maximum Packet Size the broker accepts (None: no limit announced)."""
+
+
+def props(packet_type: int) -> Properties:
+    """paho's ``Properties`` constructor is untyped; this is the one typed door to it."""
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+class Link:
+    """One connection: its paho client and what happens on it. Only the event loop thread touches it."""
+
+    def __init__(
+        self,
+        client: mqtt.Client,
+        window: int,
+        connack: asyncio.Future[Optional[Refusal]],
+        wake: asyncio.Event,
+    ) -> None:
+        self.client = client
+        self.window = window
+        """Unacknowledged QoS>0 publishes allowed: the configured window, lowered to Receive Maximum."""
+        self.max_packet_bytes: Optional[int] = None
+        """The broker's Maximum Packet Size (MQTT 5 CONNACK), None when it announced none."""
+        self.connack = connack
+        self.wake = wake
+        self.started = False
+        self.up = False
+        self.closed = False
+        self.close_reason = ""
+        self.inflight: Set[int] = set()
+        self.acked: List[int] = []
+        self.unmarked: List[Tuple[int, int]] = []
+        """(row id, mid) published on this link whose in-flight mark the outbox could not store yet."""
+        self.closed_event = asyncio.Event()
+
+    def direct(self, topic: str, payload: bytes, retain: bool) -> None:
+        """Publish state that bypasses the outbox (status, health, discovery, replies) at QoS 0.
+
+        QoS 0 keeps these out of the broker's Receive Maximum, which the outbox window uses up; losing one
+        needs a dropped connection, and every connection starts by publishing all of them again.
+        """
+        self.client.publish(topic, payload, qos=0, retain=retain)
