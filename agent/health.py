@@ -71,9 +71,9 @@ class SessionHealth:
 
 @dataclasses.dataclass(frozen=True)
 class CameraHealth:
-    """``state``: ``running`` (frames are read) or ``off`` (no camera configured or opened)."""
+    """``state``: a word of ``agent.parts`` (``online``, ``offline``, ``disabled``)."""
 
-    state: str = "off"
+    state: str = "disabled"
     frames: int = 0
     frames_sent: int = 0
     media: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -82,9 +82,9 @@ class CameraHealth:
 
 @dataclasses.dataclass(frozen=True)
 class MicrophoneHealth:
-    """``state``: ``running`` (audio is read) or ``off`` (no microphone configured or opened)."""
+    """``state``: a word of ``agent.parts`` (``online``, ``offline``, ``disabled``)."""
 
-    state: str = "off"
+    state: str = "disabled"
     chunks: int = 0
     chunks_sent: int = 0
 

@@ -31,7 +31,8 @@ import dataclasses
 import logging
 from typing import List, Optional
 
-from agent.summary import OutMessage, iso_utc
+from agent.messages import OutMessage
+from agent.summary import iso_utc
 
 _LOGGER = logging.getLogger(__name__)
 

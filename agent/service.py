@@ -19,7 +19,7 @@ import signal
 import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
 
-from agent import logs
+from agent import logs, parts
 from agent import status as status_mod
 from agent.capture.camera import Frame, FrameSource, open_camera
 from agent.capture.microphone import AudioSource, open_microphone
@@ -218,13 +218,13 @@ class Agent:
             device_id=self.cfg.effective_device_id,
             session=SessionHealth(active=self.sessions.active, id=self.sessions.session_id),
             camera=CameraHealth(
-                state="off" if self.camera is None else "running",
+                state=parts.capture_state(configured=self.camera is not None, lost=False, paused=False),
                 frames=counters["frames"],
                 frames_sent=counters["frames_sent"],
                 media=dict(self.pipeline.counters),
             ),
             microphone=MicrophoneHealth(
-                state="off" if self.microphone is None else "running",
+                state=parts.capture_state(configured=self.microphone is not None, lost=False, paused=False),
                 chunks=counters["audio_chunks"],
                 chunks_sent=counters["audio_sent"],
             ),

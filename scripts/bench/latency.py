@@ -37,9 +37,10 @@ from agent import config as config_mod  # noqa: E402
 from agent.hume.backend import Observation  # noqa: E402
 from agent.hume.client import V0Backend  # noqa: E402
 from agent.localbroker import LocalBroker  # noqa: E402
+from agent.messages import OutMessage  # noqa: E402
 from agent.mqtt.publisher import Publisher  # noqa: E402
 from agent.service import run_agent  # noqa: E402
-from agent.summary import OutMessage, Summarizer  # noqa: E402
+from agent.summary import Summarizer  # noqa: E402
 
 DEVICE = "bench-latency"
 GOAL_MS = 20.0

@@ -23,11 +23,12 @@ from agent.config import MqttConfig, OutboxConfig, SessionConfig, SummaryConfig
 from agent.health import ServiceHealth
 from agent.hume.backend import Measurement, Observation
 from agent.hume.protocol import EXPRESSIONS, MODELS, TOXICITY_CATEGORIES, Score
+from agent.messages import OutMessage
 from agent.mqtt.commands import CommandError, parse_command
 from agent.mqtt.outbox import Outbox, utc_iso
 from agent.mqtt.publisher import Publisher
 from agent.session import SessionEvent, SessionTracker
-from agent.summary import SCHEMA_PATH, OutMessage, Summarizer
+from agent.summary import SCHEMA_PATH, Summarizer
 
 SCHEMA: Dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 ROOT = jsonschema.Draft202012Validator(SCHEMA)
