@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 from agent.config import Config, iter_settings
-from agent.mqtt.outbox import utc_iso
+from agent.messages import utc_iso
 
 PER_DEVICE_KEYS = frozenset({"device_id", "mqtt.client_id"})
 """Settings that differ between kiosks by design: left out of the fingerprint."""
