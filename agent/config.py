@@ -166,6 +166,15 @@ class MicrophoneConfig:
     )
     wav_path: str = setting("", "wav: path of a WAV file, looped")
     chunk_ms: int = setting(1000, "audio per payload", unit="ms", min=100, max=5000)
+    silence_gate: bool = setting(
+        True, "send only audio near voice (with pre-roll and hang-over); false = all audio of a visit"
+    )
+    gate_preroll_ms: int = setting(
+        300, "silence gate: audio kept before the first voiced 100 ms", unit="ms", min=0, max=2000
+    )
+    gate_hangover_ms: int = setting(
+        700, "silence gate: audio still sent after the last voiced 100 ms", unit="ms", min=100, max=5000
+    )
 
 
 @dataclasses.dataclass(frozen=True)

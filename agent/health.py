@@ -87,6 +87,10 @@ class MicrophoneHealth:
     state: str = "disabled"
     chunks: int = 0
     chunks_sent: int = 0
+    """Pieces handed to Hume (the silence gate may cut a chunk into several, or send none of it)."""
+    audio_sent_ms: int = 0
+    audio_skipped_ms: int = 0
+    """Audio the silence gate kept back (``agent.audio_gate``): not paid for."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -338,23 +338,39 @@ def rms_dbfs(pcm16: bytes) -> float:
     return max(-120.0, 20 * float(np.log10(max(rms, 1e-9) / 32768)))
 
 
+VOICE_THRESHOLD_DBFS = -40.0
+"""Energy above which a 20 ms frame counts as voiced: well above a USB microphone's noise floor (~-60
+dBFS) and below conversational speech at a metre (~-30 to -20 dBFS)."""
+VOICE_FRAME_MS = 20
+
+
+def voiced_frames(
+    pcm16: bytes, rate: int = AUDIO_RATE, threshold_dbfs: float = VOICE_THRESHOLD_DBFS
+) -> np.ndarray:
+    """One bool per whole 20 ms frame of s16le audio: louder than ``threshold_dbfs`` (a trailing partial
+    frame is not judged)."""
+    x = np.frombuffer(pcm16[: len(pcm16) - len(pcm16) % 2], dtype="<i2").astype(np.float32)
+    frame = rate * VOICE_FRAME_MS // 1000
+    frames = len(x) // frame
+    if frames == 0:
+        return np.zeros(0, dtype=bool)
+    energy = np.mean(x[: frames * frame].reshape(frames, frame) ** 2, axis=1)
+    loud: np.ndarray = energy > (32768.0 * 10 ** (threshold_dbfs / 20)) ** 2
+    return loud
+
+
 def voice_activity(
-    pcm16: bytes, rate: int = AUDIO_RATE, threshold_dbfs: float = -40.0, min_voiced_ms: int = 60
+    pcm16: bytes,
+    rate: int = AUDIO_RATE,
+    threshold_dbfs: float = VOICE_THRESHOLD_DBFS,
+    min_voiced_ms: int = 60,
 ) -> bool:
     """Whether the chunk holds voice: at least ``min_voiced_ms`` of 20 ms frames louder than the threshold.
 
     An energy gate, not a speech classifier: a kiosk only needs "someone is making sound near the
-    microphone" to keep a visit alive, and it costs one pass over the samples. -40 dBFS sits well above
-    a USB microphone's noise floor (~-60 dBFS) and below conversational speech at a metre (~-30 to -20).
+    microphone" to keep a visit alive, and it costs one pass over the samples.
     """
-    x = np.frombuffer(pcm16, dtype="<i2").astype(np.float32)
-    frame = rate // 50
-    frames = len(x) // frame
-    if frames == 0:
-        return False
-    energy = np.mean(x[: frames * frame].reshape(frames, frame) ** 2, axis=1)
-    threshold = (32768.0 * 10 ** (threshold_dbfs / 20)) ** 2
-    return int(np.count_nonzero(energy > threshold)) * 20 >= min_voiced_ms
+    return int(np.count_nonzero(voiced_frames(pcm16, rate, threshold_dbfs))) * VOICE_FRAME_MS >= min_voiced_ms
 
 
 def wav_bytes(pcm16: bytes, rate: int = AUDIO_RATE) -> bytes:

@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tup
 
 from agent import logs, parts
 from agent import status as status_mod
+from agent.audio_gate import AudioGate
 from agent.capture.camera import Frame, FrameSource, open_camera
 from agent.capture.microphone import AudioSource, open_microphone
 from agent.config import Config
@@ -130,6 +131,7 @@ class Agent:
             if cfg.session.mode == "presence"
             else None
         )
+        self.audio_gate = AudioGate(cfg.microphone, spill_hangover=cfg.hume.backend == "v1")
         self.counters: Dict[str, int] = {"frames": 0, "frames_sent": 0, "audio_chunks": 0, "audio_sent": 0}
 
     # -- session events -------------------------------------------------------------------------
@@ -145,6 +147,7 @@ class Agent:
                 msgs = self.summaries.session_ended(ev, wall)
             # Every start and end is a boundary: no audio window or face id may cross it.
             self.backend.mark_boundary()
+            self.audio_gate.reset()
             self._publish(msgs)
 
     def _publish(self, msgs: Iterable[OutMessage]) -> None:
@@ -175,9 +178,12 @@ class Agent:
         async for chunk in microphone.chunks():
             self.counters["audio_chunks"] += 1
             self._apply(self.sessions.observe(self._mono(), voice=voice_activity(chunk.pcm16)))
-            if self._streaming:
+            if not self._streaming:
+                self.audio_gate.reset()
+                continue
+            for piece in self.audio_gate.admit(chunk):  # silence is not paid for (agent.audio_gate)
                 self.counters["audio_sent"] += 1
-                self.backend.send_audio(chunk.pcm16, chunk.captured_at, self.sessions.session_id)
+                self.backend.send_audio(piece.pcm16, piece.captured_at, self.sessions.session_id)
 
     async def results_loop(self) -> None:
         while True:
@@ -227,6 +233,8 @@ class Agent:
                 state=parts.capture_state(configured=self.microphone is not None, lost=False, paused=False),
                 chunks=counters["audio_chunks"],
                 chunks_sent=counters["audio_sent"],
+                audio_sent_ms=self.audio_gate.passed_ms,
+                audio_skipped_ms=self.audio_gate.skipped_ms,
             ),
             summaries=SummaryHealth(**self.summaries.stats()),
             hume=self.backend.status(),
