@@ -17,7 +17,7 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from agent import logs, parts
 from agent import status as status_mod
@@ -49,6 +49,8 @@ RECANCEL_S = 1.0
 """A task still running this long after its cancellation is cancelled again."""
 DRAIN_TIMEOUT_S = 3.0
 """At a clean stop, how long a connected publisher may take to deliver what is queued."""
+SESSION_STATE_PREFIX = "session/"
+"""Outbox ``state`` keys of open sessions' checkpoints: ``session/<session id>``."""
 
 
 class TaskOwner:
@@ -133,6 +135,8 @@ class Agent:
         )
         self.audio_gate = AudioGate(cfg.microphone, spill_hangover=cfg.hume.backend == "v1")
         self.counters: Dict[str, int] = {"frames": 0, "frames_sent": 0, "audio_chunks": 0, "audio_sent": 0}
+        self._checkpointed: Set[str] = set()
+        """Sessions whose checkpoint is in the outbox's ``state`` table (deleted when they end)."""
 
     # -- session events -------------------------------------------------------------------------
 
@@ -151,7 +155,44 @@ class Agent:
             self._publish(msgs)
 
     def _publish(self, msgs: Iterable[OutMessage]) -> None:
-        self.publisher.enqueue_many(list(msgs))
+        """Queue messages together with the checkpoints of the open sessions, in one transaction.
+
+        A checkpoint is rewritten only with messages (a session start, a window's summaries, an end), so a
+        quiet visit costs no writes; at a session's end its checkpoint is deleted with its end message.
+        """
+        batch = list(msgs)
+        if not batch:
+            return
+        current = self.summaries.checkpoints(self._wall())
+        state: Dict[str, Optional[str]] = {SESSION_STATE_PREFIX + sid: doc for sid, doc in current.items()}
+        state.update({SESSION_STATE_PREFIX + sid: None for sid in self._checkpointed - set(current)})
+        if self.publisher.enqueue_many(batch, state=state)[0] >= 0:
+            self._checkpointed = set(current)
+
+    def recover_interrupted(self, checkpoints: Mapping[str, str]) -> int:
+        """End the sessions a previous run left open (reason ``interrupted``); returns how many.
+
+        ``checkpoints`` are the outbox's ``state`` rows under :data:`SESSION_STATE_PREFIX`. Each session's
+        aggregate, end and idle messages are queued with the deletion of its checkpoint, in one
+        transaction, before any new session can start. An unreadable checkpoint still gets its end (with
+        no aggregate, zero duration and the restart as its start), so the retained ``session`` is never
+        left at ``start``.
+        """
+        wall = self._wall()
+        for key, checkpoint in sorted(checkpoints.items()):
+            sid = key[len(SESSION_STATE_PREFIX) :]
+            try:
+                msgs = self.summaries.recover(sid, checkpoint, wall)
+            except ValueError as exc:
+                _LOGGER.error("%s; ending it without an aggregate", exc)
+                msgs = self.summaries.recover(sid, self.summaries.bare_checkpoint(wall), wall)
+            _LOGGER.warning(
+                "session %s was still open when the agent last stopped (killed, crashed or a power cut): "
+                "ended it with reason interrupted",
+                sid,
+            )
+            self.publisher.enqueue_many(msgs, state={key: None})
+        return len(checkpoints)
 
     @property
     def _streaming(self) -> bool:
@@ -243,13 +284,10 @@ class Agent:
 
     # -- shutdown -------------------------------------------------------------------------------
 
-    def end_session(self, reason: str) -> None:
-        """End the open session (if any) so its aggregate reaches the outbox before we exit."""
-        ended = self.sessions.command(self._mono(), "end") if self.sessions.active else []
-        # Only the end: in "always" mode the tracker would roll straight into a session that never runs.
-        self._apply([ev for ev in ended if ev.kind == "end"])
+    def end_session(self) -> None:
+        """The agent is stopping: end the open session (reason ``shutdown``) so its aggregate is queued."""
+        self._apply(self.sessions.shutdown(self._mono()))
         self._publish(self.summaries.flush(self._wall()))
-        _LOGGER.debug("open session closed: %s", reason)
 
 
 def make_backend(cfg: Config) -> Backend:
@@ -296,6 +334,7 @@ async def run_agent(
     )
     camera, microphone = sources or (open_camera(cfg.camera), open_microphone(cfg.microphone))
     agent = Agent(cfg, backend, publisher, camera, microphone, notifier=notifier)
+    agent.recover_interrupted(outbox.state_items(SESSION_STATE_PREFIX))
     owner = TaskOwner()
     owner.start("mqtt", publisher.run())
     owner.start("hume", backend.run())
@@ -322,7 +361,7 @@ async def run_agent(
     notifier.stopping()
     _LOGGER.info("stopping")
     await owner.cancel([n for n in owner.names if n not in ("mqtt",)])
-    agent.end_session("agent stopping")
+    agent.end_session()
     await _drain(publisher)
     await owner.cancel(["mqtt"])
     outbox.close()

@@ -59,6 +59,18 @@ class Reason:
     """End: no visual or voice evidence for ``grace_s``."""
     MAX_DURATION = "max_duration"
     """End: the session reached ``max_session_s``."""
+    SHUTDOWN = "shutdown"
+    """End: the agent stopped cleanly (SIGTERM, Ctrl-C) while the session was open."""
+    INTERRUPTED = "interrupted"
+    """End, decided at the next start: the agent died with the session open (SIGKILL, power cut, watchdog).
+
+    The restarted agent finds the session's durable checkpoint (``agent/summary.py``) and ends it, so
+    the retained ``session`` message never stays ``start`` for a visit nobody is measuring.
+    """
+
+
+START_REASONS = (Reason.PRESENCE, Reason.ALWAYS, Reason.COMMAND)
+END_REASONS = (Reason.ABSENCE, Reason.MAX_DURATION, Reason.COMMAND, Reason.SHUTDOWN, Reason.INTERRUPTED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +175,15 @@ class SessionTracker:
                 events.append(self._end(now, Reason.COMMAND))
             self._blocked = self._cfg.mode == "presence" and self._visual()
         return events + self._step(now)
+
+    def shutdown(self, now: float) -> List[SessionEvent]:
+        """End the running session because the agent is stopping (reason ``shutdown``); never starts one.
+
+        Unlike an ``end`` command, no roll-over follows (in ``always`` mode a new session would start and
+        never run) and nothing is remembered about presence: the process is about to exit.
+        """
+        now = self._advance(now)
+        return [self._end(now, Reason.SHUTDOWN)] if self._id is not None else []
 
     def tick(self, now: float) -> List[SessionEvent]:
         """Let due timers fire (call it about once a second, and whenever no input arrives)."""

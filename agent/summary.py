@@ -12,6 +12,19 @@ visitor's summaries: it goes to its own session while that is still open (the se
 session open after its end event until in-flight replies are in), and is otherwise dropped and counted
 (:meth:`Summarizer.stats`).
 
+Interrupted sessions: :meth:`Summarizer.checkpoints` gives each open session's running totals as a small
+JSON document (about 3-8 KB with four models), which the service stores in the outbox's database in the
+same transaction as every batch of messages it queues. A session's checkpoint therefore always covers
+exactly the windows already queued as summaries, and it is deleted in the transaction that queues the
+session's end. A checkpoint found at start-up belongs to a session the agent never ended (SIGKILL, power
+cut, watchdog): :meth:`Summarizer.recover` turns it into that session's aggregate (what was measured and
+published) and its end, with reason ``interrupted``. Delivered rows are deleted from the outbox on PUBACK,
+so the aggregate could not be derived from the queued messages themselves; hence the checkpoint.
+
+When a session ends, every model that published a summary in it gets one ``idle`` message on its summary
+topic (schema ``hume-edge/idle/1``): "no current reading". Dashboards that show the latest summary (Home
+Assistant's per-model sensors) then read ``unknown`` instead of the last visitor's emotions.
+
 Windows are arrival-based: one window per session, opened at the session's start and re-opened by each
 :meth:`Summarizer.flush` that closes it. Replies arrive with latency, so a window covers the replies
 received in it; the capture times they carry are reported separately (``captured``), and ``ts`` is the
@@ -20,21 +33,25 @@ capture time of the newest media covered.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from agent.config import SummaryConfig
 from agent.hume.backend import Observation
 from agent.hume.protocol import MODELS, Scores
 from agent.messages import OutMessage
-from agent.session import END, START, SessionEvent
+from agent.session import END, START, Reason, SessionEvent
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "messages.schema.json"
 SUMMARY_SCHEMA = "hume-edge/summary/1"
 SESSION_SCHEMA = "hume-edge/session/1"
 AGGREGATE_SCHEMA = "hume-edge/aggregate/1"
+IDLE_SCHEMA = "hume-edge/idle/1"
+CHECKPOINT_VERSION = 1
 
 MAX_FACES_LISTED = 10
 """Faces listed in one face summary (those with the most measurements); the rest are counted."""
@@ -103,6 +120,19 @@ class _Means:
         # Hume's scores lie in [0, 1]; clamping keeps one odd reply from making a message invalid.
         return {name: min(1.0, max(0.0, total / self.counts[name])) for name, total in self.sums.items()}
 
+    def dump(self) -> Dict[str, Any]:
+        return {"n": self.n, "sums": self.sums, "counts": self.counts}
+
+    @classmethod
+    def load(cls, obj: Any) -> _Means:
+        means = cls()
+        means.n = int(obj["n"])
+        means.sums = {str(k): float(v) for k, v in obj["sums"].items()}
+        means.counts = {str(k): int(v) for k, v in obj["counts"].items()}
+        if set(means.sums) != set(means.counts) or any(c <= 0 for c in means.counts.values()):
+            raise ValueError("sums and counts do not match")
+        return means
+
 
 class _Range:
     """Smallest and largest of the values seen (None until one is)."""
@@ -118,6 +148,16 @@ class _Range:
             return
         self.lo = value if self.lo is None else min(self.lo, value)
         self.hi = value if self.hi is None else max(self.hi, value)
+
+    def dump(self) -> List[Optional[float]]:
+        return [self.lo, self.hi]
+
+    @classmethod
+    def load(cls, obj: Any) -> _Range:
+        out = cls()
+        for value in obj:
+            out.add(None if value is None else float(value))
+        return out
 
     def capture_range(self) -> Optional[Dict[str, str]]:
         """As a ``captured`` field: the range's ends as UTC timestamps."""
@@ -158,6 +198,30 @@ class _ModelStats:
             if m.toxicity:
                 self.toxicity.add(m.toxicity)
 
+    def dump(self) -> Dict[str, Any]:
+        """The session totals (faces merged) as JSON-ready values, for a checkpoint."""
+        means = self.emotions.get("")
+        return {
+            "measurements": self.measurements,
+            "warnings": self.warnings,
+            "emotions": means.dump() if means is not None else None,
+            "sentiment": self.sentiment.dump(),
+            "toxicity": self.toxicity.dump(),
+            "captured": self.captured.dump(),
+        }
+
+    @classmethod
+    def load(cls, obj: Any) -> _ModelStats:
+        stats = cls(per_face=False)
+        stats.measurements = int(obj["measurements"])
+        stats.warnings = int(obj["warnings"])
+        if obj["emotions"] is not None:
+            stats.emotions[""] = _Means.load(obj["emotions"])
+        stats.sentiment = _Means.load(obj["sentiment"])
+        stats.toxicity = _Means.load(obj["toxicity"])
+        stats.captured = _Range.load(obj["captured"])
+        return stats
+
     def language_fields(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {}
         sentiment = sentiment_summary(self.sentiment.means())
@@ -178,6 +242,8 @@ class _Session:
         self.window: Dict[str, _ModelStats] = {}
         self.totals: Dict[str, _ModelStats] = {}
         self.smoothed: OrderedDict[Tuple[str, str], Dict[str, float]] = OrderedDict()
+        self.published: Set[str] = set()
+        """Models that published a summary in this session: each gets an ``idle`` message at its end."""
 
     def add(self, obs: Observation) -> None:
         for stats, per_face in ((self.window, obs.model == "face"), (self.totals, False)):
@@ -192,6 +258,23 @@ class _Session:
         if len(self.smoothed) > MAX_FACES_TRACKED + len(MODELS):
             self.smoothed.popitem(last=False)  # the longest unseen face
         return top_k(current, cfg.top_k)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ending:
+    """What closing a session needs, whether it ended now or is recovered from a checkpoint."""
+
+    session_id: str
+    totals: Mapping[str, _ModelStats]
+    started: float
+    """Wall clock of the start."""
+    ended: float
+    """Wall clock the measurement covers up to (now, or the checkpoint's time)."""
+    decided: float
+    """Wall clock when the end was decided (``ts`` of the end and idle messages)."""
+    duration_s: float
+    reason: str
+    published: Set[str]
 
 
 class Summarizer:
@@ -245,7 +328,8 @@ class Summarizer:
         return out
 
     def session_ended(self, ev: SessionEvent, wall: float) -> List[OutMessage]:
-        """Close a session: its last (possibly short) window, its aggregate, its retained end message."""
+        """Close a session: its last (possibly short) window, its aggregate, its retained end message, and
+        an ``idle`` message for every model that published in it."""
         if ev.kind != END:
             raise ValueError(f"session_ended: event kind {ev.kind!r}, expected 'end'")
         session = self._open.pop(ev.session_id, None)
@@ -253,10 +337,68 @@ class Summarizer:
             raise ValueError(f"session_ended: session {ev.session_id} is not open")
         out = self._close_window(session, wall)
         duration = round(max(0.0, ev.at - session.start.at), 3)
-        aggregate = self._aggregate(session, ev, wall, duration)
-        end = self._head(SESSION_SCHEMA, ev.session_id, wall)
-        end.update(event=END, reason=ev.reason, started=iso_utc(session.start_wall), duration_s=duration)
-        return [*out, aggregate, OutMessage("session", end, retain=True)]
+        ending = _Ending(
+            ev.session_id,
+            session.totals,
+            session.start_wall,
+            wall,
+            wall,
+            duration,
+            ev.reason,
+            session.published,
+        )
+        return out + self._ending(ending)
+
+    def checkpoints(self, wall: float) -> Dict[str, str]:
+        """Each open session's totals as JSON, by session id (see the module doc); ``wall`` = now.
+
+        Store them together with the messages of the same call sequence: a checkpoint then covers exactly
+        the summaries already queued (the totals of a window still open are part of it too, and are
+        published by :meth:`recover` as what was measured).
+        """
+        out: Dict[str, str] = {}
+        for sid, session in self._open.items():
+            doc = {
+                "v": CHECKPOINT_VERSION,
+                "reason": session.start.reason,
+                "started": session.start_wall,
+                "at": max(wall, session.start_wall),
+                "published": sorted(session.published),
+                "totals": {model: stats.dump() for model, stats in session.totals.items()},
+            }
+            out[sid] = json.dumps(doc, separators=(",", ":"), sort_keys=True)
+        return out
+
+    @staticmethod
+    def bare_checkpoint(wall: float) -> str:
+        """A checkpoint for a session whose own one is unreadable: nothing measured, starting at ``wall``,
+        every model published (so each gets its ``idle`` message)."""
+        doc = {"v": CHECKPOINT_VERSION, "reason": "", "started": wall, "at": wall, "published": MODELS}
+        return json.dumps(dict(doc, totals={}))
+
+    def recover(self, session_id: str, checkpoint: str, wall: float) -> List[OutMessage]:
+        """End a session the agent never ended (reason ``interrupted``) from its stored checkpoint.
+
+        Returns its aggregate (of the totals checkpointed), its retained end and the ``idle`` messages.
+        The aggregate's ``ended`` and the ``duration_s`` of both stop at the checkpoint's time, the last
+        moment the agent is known to have measured the visit; ``ts`` of the end is ``wall`` (now), when it
+        was decided. An unreadable checkpoint raises ValueError naming what is wrong.
+        """
+        if not session_id:
+            raise ValueError("recover: empty session id")
+        try:
+            doc = json.loads(checkpoint)
+            if doc["v"] != CHECKPOINT_VERSION:
+                raise ValueError(f"version {doc['v']!r}, expected {CHECKPOINT_VERSION}")
+            started = float(doc["started"])
+            at = max(started, float(doc["at"]))
+            totals = {str(m): _ModelStats.load(v) for m, v in doc["totals"].items() if m in MODELS}
+            published = {str(m) for m in doc["published"] if m in MODELS}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"checkpoint of session {session_id} is unreadable: {exc!r}") from exc
+        duration = round(at - started, 3)
+        ending = _Ending(session_id, totals, started, at, wall, duration, Reason.INTERRUPTED, published)
+        return self._ending(ending)
 
     def stats(self) -> Dict[str, int]:
         """Counters for health messages: open sessions, observations dropped as late or idle."""
@@ -277,6 +419,7 @@ class Summarizer:
             stats = session.window.get(model)
             if stats is not None and stats.measurements:
                 out.append(self._summary(session, model, stats, wall))
+                session.published.add(model)
         session.window = {}
         session.window_open = wall
         return out
@@ -312,11 +455,23 @@ class Summarizer:
             payload.update(stats.language_fields())
         return OutMessage(f"summary/{model}", payload)
 
-    def _aggregate(self, session: _Session, ev: SessionEvent, wall: float, duration: float) -> OutMessage:
+    def _ending(self, e: _Ending) -> List[OutMessage]:
+        """Aggregate, retained session end, then one ``idle`` per model that published (MODELS order)."""
+        end = self._head(SESSION_SCHEMA, e.session_id, e.decided)
+        end.update(event=END, reason=e.reason, started=iso_utc(e.started), duration_s=e.duration_s)
+        out = [self._aggregate(e), OutMessage("session", end, retain=True)]
+        for model in MODELS:
+            if model in e.published:
+                idle = self._head(IDLE_SCHEMA, e.session_id, e.decided)
+                idle.update(model=model, reason=e.reason)
+                out.append(OutMessage(f"summary/{model}", idle))
+        return out
+
+    def _aggregate(self, e: _Ending) -> OutMessage:
         models: Dict[str, Any] = {}
         captured = _Range()
         for model in MODELS:
-            stats = session.totals.get(model)
+            stats = e.totals.get(model)
             if stats is None:
                 continue
             captured.add(stats.captured.lo)
@@ -330,12 +485,12 @@ class Summarizer:
             if model == "language":
                 entry.update(stats.language_fields())
             models[model] = entry
-        payload = self._head(AGGREGATE_SCHEMA, ev.session_id, wall if captured.hi is None else captured.hi)
+        payload = self._head(AGGREGATE_SCHEMA, e.session_id, e.ended if captured.hi is None else captured.hi)
         payload.update(
-            started=iso_utc(session.start_wall),
-            ended=iso_utc(wall),
-            duration_s=duration,
-            reason=ev.reason,
+            started=iso_utc(e.started),
+            ended=iso_utc(e.ended),
+            duration_s=e.duration_s,
+            reason=e.reason,
             models=models,
         )
         if captured.hi is not None:

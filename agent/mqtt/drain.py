@@ -14,7 +14,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -52,8 +52,12 @@ class Drain:
     # ----------------------------------------------------------------------------------------------
     # Producing
 
-    def enqueue_many(self, msgs: Sequence[OutMessage]) -> List[int]:
+    def enqueue_many(
+        self, msgs: Sequence[OutMessage], *, state: Optional[Mapping[str, Optional[str]]] = None
+    ) -> List[int]:
         """Durably queue messages in one transaction (one fsync); returns their seqs, -1 where lost.
+
+        ``state`` rows are set / deleted in the same transaction (:meth:`Outbox.put_many`).
 
         When the outbox cannot store them (disk full, I/O error) they are lost, counted as
         ``write_failures`` and said once per distinct error, but the agent keeps running.
@@ -61,7 +65,7 @@ class Drain:
         if not msgs:
             return []
         try:
-            seqs = self.outbox.put_many([(m.topic, m.payload, m.retain) for m in msgs])
+            seqs = self.outbox.put_many([(m.topic, m.payload, m.retain) for m in msgs], state=state)
         except sqlite3.Error as exc:
             self.write_failures += len(msgs)
             if str(exc) != self._write_error:

@@ -21,6 +21,9 @@ them; this queue is the durable part. The life of a row::
   SQLite's page overhead plus a WAL checkpointed every ~1 MB. Past a bound the oldest rows are
   dropped first (a dashboard wants the recent picture most), counted per reason in the database and
   reported by :meth:`stats`, which the publisher puts into the retained ``health`` message.
+* ``state`` is a small key -> text table written in the same transaction as the messages it goes with
+  (``put_many(..., state=...)``): the service keeps each open session's checkpoint there, so "this session
+  is open, and this much of it was published" is durable exactly when its messages are.
 * A database that cannot be opened or fails ``PRAGMA quick_check`` is moved aside as
   ``<name>.corrupt-<UTC timestamp>`` with one loud log line, and a fresh one is started: a kiosk must not
   crash-loop on a file a power cut damaged. Names are unique; only the newest three are kept.
@@ -76,6 +79,7 @@ CREATE TABLE IF NOT EXISTS messages (
     mid INTEGER
 );
 CREATE INDEX IF NOT EXISTS messages_mid ON messages (mid) WHERE mid IS NOT NULL;
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 DROP_REASONS = ("rows", "bytes", "age")
@@ -210,11 +214,25 @@ class Outbox:
         """Queue one message durably; return its ``seq``."""
         return self.put_many([(topic, payload, retain)])[0]
 
-    def put_many(self, items: Sequence[Tuple[str, Mapping[str, Any], bool]]) -> List[int]:
-        """Queue several messages in one transaction (one fsync); return their ``seq`` values."""
+    def put_many(
+        self,
+        items: Sequence[Tuple[str, Mapping[str, Any], bool]],
+        *,
+        state: Optional[Mapping[str, Optional[str]]] = None,
+    ) -> List[int]:
+        """Queue several messages in one transaction (one fsync); return their ``seq`` values.
+
+        ``state``: keys to set (a text value) or delete (None) in the ``state`` table, in the same
+        transaction, so they are durable exactly when these messages are.
+        """
         now = self._clock()
         seqs: List[int] = []
         with self._lock, self._transaction(self._db):
+            for key, value in (state or {}).items():
+                if value is None:
+                    self._db.execute("DELETE FROM state WHERE key = ?", (key,))
+                else:
+                    self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
             seq = int(self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
             for topic, payload, retain in items:
                 body = dict(payload)
@@ -327,6 +345,14 @@ class Outbox:
             if marks:
                 self._db.executemany("UPDATE messages SET mid = ? WHERE id = ?", marks)
         return deleted
+
+    def state_items(self, prefix: str) -> Dict[str, str]:
+        """The ``state`` rows whose key starts with ``prefix`` (see :meth:`put_many`)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM state WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix)
+            ).fetchall()
+        return {str(k): str(v) for k, v in rows}
 
     def requeue_inflight(self) -> int:
         """Every in-flight row becomes ready again (its PUBACK can no longer come); returns how many."""

@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import AsyncIterator, Callable, List, Optional, Sequence, Tuple
+from typing import AsyncIterator, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -101,9 +101,14 @@ class Publisher:
         """
         return self.enqueue_many([msg])[0]
 
-    def enqueue_many(self, msgs: Sequence[OutMessage]) -> List[int]:
-        """:meth:`enqueue` for several messages in one transaction: one fsync for a whole summary flush."""
-        return self._drain.enqueue_many(msgs)
+    def enqueue_many(
+        self, msgs: Sequence[OutMessage], *, state: Optional[Mapping[str, Optional[str]]] = None
+    ) -> List[int]:
+        """:meth:`enqueue` for several messages in one transaction: one fsync for a whole summary flush.
+
+        ``state`` rows are written in the same transaction (:meth:`Outbox.put_many`).
+        """
+        return self._drain.enqueue_many(msgs, state=state)
 
     def commands(self) -> AsyncIterator[Command]:
         """Valid commands from ``cmd/…``, in arrival order (invalid ones were already answered)."""

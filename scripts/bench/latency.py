@@ -70,9 +70,9 @@ class Probe:
                 probe.handoff_ms.append(1000 * (time.perf_counter() - entry[1]))
             add(summarizer, obs)
 
-        def timed_enqueue_many(publisher: Publisher, msgs: Sequence[OutMessage]) -> List[int]:
+        def timed_enqueue_many(publisher: Publisher, msgs: Sequence[OutMessage], **kw: Any) -> List[int]:
             t = time.time()
-            seqs = enqueue_many(publisher, msgs)
+            seqs = enqueue_many(publisher, msgs, **kw)
             with probe.lock:
                 for msg, seq in zip(msgs, seqs):
                     if msg.topic.startswith("summary/"):

@@ -42,6 +42,20 @@ def test_put_stamps_seq_and_ts_and_keeps_a_given_ts(tmp_path: Path) -> None:
     assert [r.retain for r in box.ready(10)] == [False, True]
 
 
+def test_state_rows_commit_with_their_messages_and_survive_reopen(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", OutboxConfig())
+    box.put_many([("session", {"event": "start"}, True)], state={"session/a": "{}", "session/b": "[1]"})
+    box.put_many([("session", {"event": "end"}, True)], state={"session/a": None, "other": "x"})
+    with pytest.raises(TypeError):  # a failing transaction writes neither the message nor the state
+        box.put_many([("summary/face", {"bad": object()}, False)], state={"session/c": "{}"})
+    box.close()
+    box = Outbox(tmp_path / "o.sqlite", OutboxConfig())
+    assert box.state_items("session/") == {"session/b": "[1]"}
+    assert box.state_items("") == {"other": "x", "session/b": "[1]"}
+    assert box.state_items("session_") == {}, "the prefix is literal, not a LIKE pattern"
+    assert [p["event"] for p in payloads(box)] == ["start", "end"]
+
+
 def test_seq_survives_reopen_and_a_new_database_starts_above_epoch_millis(tmp_path: Path) -> None:
     clock = Clock()
     box = Outbox(tmp_path / "o.sqlite", OutboxConfig(), clock=clock)

@@ -32,7 +32,7 @@ from agent.summary import SCHEMA_PATH, Summarizer
 
 SCHEMA: Dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 ROOT = jsonschema.Draft202012Validator(SCHEMA)
-SEQUENCED = ("summary", "session", "aggregate")
+SEQUENCED = ("summary", "session", "aggregate", "idle")
 T0 = 1_790_000_000.0
 
 
@@ -41,12 +41,20 @@ def definition(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator({**root, "$ref": f"#/$defs/{name}"})
 
 
-def definition_for_topic(topic: str) -> str:
+def definition_for_topic(topic: str, payload: Optional[Dict[str, Any]] = None) -> str:
+    """The definition whose ``x-topic`` matches; where several share a topic, the one whose ``schema``
+    constant the payload names (``summary/face`` carries summaries and idle messages)."""
+    matches = []
     for name, d in SCHEMA["$defs"].items():
         pattern = d.get("x-topic")
         if pattern and re.fullmatch(re.sub(r"\\\{[a-z_]+\\\}", "[a-z]+", re.escape(pattern)), topic):
-            return str(name)
-    raise AssertionError(f"no schema definition has x-topic matching {topic!r}")
+            matches.append(str(name))
+    if len(matches) > 1 and payload is not None:
+        matches = [
+            n for n in matches if SCHEMA["$defs"][n]["properties"]["schema"]["const"] == payload["schema"]
+        ]
+    assert len(matches) == 1, f"x-topic definitions matching {topic!r}: {matches}"
+    return matches[0]
 
 
 def check_published(msgs: List[OutMessage], first_seq: int = 0) -> None:
@@ -55,7 +63,7 @@ def check_published(msgs: List[OutMessage], first_seq: int = 0) -> None:
         body = json.loads(json.dumps(msg.payload))  # what goes on the wire
         body.setdefault("seq", seq)
         ROOT.validate(body)
-        name = definition_for_topic(msg.topic)
+        name = definition_for_topic(msg.topic, body)
         assert name in SEQUENCED
         definition(name).validate(body)
 
@@ -155,7 +163,12 @@ def test_every_message_of_a_random_scenario_validates(
             }
             summ.add(Observation(model, wall - 0.2, ms, warning_code=warning, session_id=sid[whose]))
         out.extend(summ.flush(wall))
-    apply(tracker.command(now + 1, "end"), T0 + now + 1)
+    # A SIGKILL here: the next start ends each open session from its checkpoint (reason interrupted).
+    fresh = Summarizer(summary, "kiosk-1")
+    for sid, checkpoint in summ.checkpoints(T0 + now).items():
+        out.extend(fresh.recover(sid, checkpoint, T0 + now + 60))
+    # Or a clean stop (reason shutdown).
+    apply(tracker.shutdown(now + 1), T0 + now + 1)
     check_published(out)
 
 
@@ -199,6 +212,33 @@ def test_the_schema_rejects(change: Any, why: str) -> None:
     payload = copy.deepcopy(sample_summary())
     change(payload)
     assert not ROOT.is_valid(payload), why
+
+
+def test_end_reasons_and_idle_messages() -> None:
+    summ = Summarizer(SummaryConfig(), "kiosk-1")
+    summ.session_started(SessionEvent("start", "s1", 0.0, "presence"), T0)
+    summ.add(Observation("face", T0 + 1, (Measurement((Score("Joy", 0.5),), face_id="f"),), session_id="s1"))
+    summ.flush(T0 + 10)
+    recovered = Summarizer(SummaryConfig(), "kiosk-1").recover("s1", summ.checkpoints(T0 + 10)["s1"], T0 + 99)
+    ended = summ.session_ended(SessionEvent("end", "s1", 12.0, "shutdown"), T0 + 12)
+    for msgs, reason in ((recovered, "interrupted"), (ended, "shutdown")):
+        check_published(msgs)
+        assert [(m.topic, m.payload["reason"]) for m in msgs] == [
+            ("aggregate", reason),
+            ("session", reason),
+            ("summary/face", reason),
+        ]
+    bare = Summarizer(SummaryConfig(), "kiosk-1").recover("s3", Summarizer.bare_checkpoint(T0), T0 + 1)
+    check_published(bare)
+    assert [m.topic for m in bare][:3] == ["aggregate", "session", "summary/face"]
+    idle = dict(ended[-1].payload, seq=9)
+    definition("idle").validate(idle)
+    assert not ROOT.is_valid(dict(idle, reason="presence")), "an idle message carries an end reason"
+    assert not ROOT.is_valid(dict(idle, top=[])), "an idle message has no scores"
+    start = dict(
+        summ.session_started(SessionEvent("start", "s2", 20.0, "presence"), T0 + 20)[0].payload, seq=10
+    )
+    assert not ROOT.is_valid(dict(start, reason="shutdown")), "shutdown is not a start reason"
 
 
 def test_session_end_needs_its_duration_and_an_end_reason() -> None:

@@ -187,6 +187,15 @@ def test_always_mode_starts_at_once_and_rolls_over() -> None:
     assert t.command(13.0, "start") == []
 
 
+@pytest.mark.parametrize("mode", ["presence", "always", "command"])
+def test_shutdown_ends_with_its_own_reason_and_never_rolls_over(mode: str) -> None:
+    t = tracker(mode=mode)
+    assert t.shutdown(0.5) == []  # nothing open: nothing to end
+    t.command(1.0, "start")
+    assert kinds(t.shutdown(2.0)) == [(END, "s1", 2.0, Reason.SHUTDOWN)]
+    assert not t.active
+
+
 def test_should_stream_follows_the_session() -> None:
     t = tracker()
     assert not t.should_stream

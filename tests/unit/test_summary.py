@@ -136,8 +136,16 @@ def test_session_end_flushes_aggregates_and_ends_in_order() -> None:
     summ.add(obs("face", 8.0, warning="W0103"))
     summ.add(obs("prosody", 9.0, warning="W0105"))
     msgs = ended(summ)
-    assert [m.topic for m in msgs] == ["summary/face", "aggregate", "session"]
-    agg, end = msgs[1].payload, msgs[2].payload
+    # prosody only warned (no summary): only face gets an idle message.
+    assert [m.topic for m in msgs] == ["summary/face", "aggregate", "session", "summary/face"]
+    agg, end, idle = msgs[1].payload, msgs[2].payload, msgs[3].payload
+    assert (idle["schema"], idle["model"], idle["reason"], idle["session"]) == (
+        "hume-edge/idle/1",
+        "face",
+        "absence",
+        "s1",
+    )
+    assert not msgs[3].retain
     assert agg["duration_s"] == 30.0
     assert (agg["started"], agg["ended"], agg["reason"]) == (iso_utc(T0), iso_utc(T0 + 30), "absence")
     assert agg["ts"] == iso_utc(T0 + 9.0)
@@ -167,6 +175,64 @@ def test_empty_session_still_has_an_aggregate() -> None:
     assert end.payload["event"] == "end"
 
 
+def test_a_window_with_no_face_publishes_nothing() -> None:
+    """Only "no face" warnings in a window: no face summary, so no score a dashboard could take as 0."""
+    summ = Summarizer(SummaryConfig(window_s=5.0), "kiosk-1")
+    started(summ)
+    summ.add(obs("face", 1.0, warning="W0103"))
+    summ.add(obs("face", 2.0, warning="W0103"))
+    assert summ.flush(T0 + 6) == []
+    assert [m.topic for m in ended(summ)] == ["aggregate", "session"]
+
+
+def test_checkpoint_recovers_what_was_published_as_an_interrupted_end() -> None:
+    summ = Summarizer(SummaryConfig(top_k=2, window_s=5.0), "kiosk-1")
+    started(summ)
+    assert list(summ.checkpoints(T0)) == ["s1"]
+    summ.add(obs("face", 1.0, Measurement(scores(Joy=0.9, Anger=0.1), face_id="a")))
+    summ.add(obs("language", 2.0, Measurement(scores(Joy=0.5), sentiment=scores(**{"5": 1.0}))))
+    published = summ.flush(T0 + 6)
+    assert [m.topic for m in published] == ["summary/face", "summary/language"]
+    checkpoint = summ.checkpoints(T0 + 6)["s1"]
+
+    # A new process (the old one was killed): only the checkpoint survives.
+    fresh = Summarizer(SummaryConfig(top_k=2, window_s=5.0), "kiosk-1")
+    msgs = fresh.recover("s1", checkpoint, T0 + 100)
+    assert [m.topic for m in msgs] == ["aggregate", "session", "summary/face", "summary/language"]
+    agg, end = msgs[0].payload, msgs[1].payload
+    assert (agg["reason"], agg["started"], agg["ended"], agg["duration_s"]) == (
+        "interrupted",
+        iso_utc(T0),
+        iso_utc(T0 + 6),
+        6.0,
+    )
+    assert agg["models"]["face"]["top"] == [{"name": "Joy", "score": 0.9}, {"name": "Anger", "score": 0.1}]
+    assert agg["models"]["language"]["sentiment"]["expected"] == 5.0
+    assert (end["event"], end["reason"], end["ts"], end["duration_s"]) == (
+        "end",
+        "interrupted",
+        iso_utc(T0 + 100),
+        6.0,
+    )
+    assert msgs[1].retain
+    assert fresh.stats()["open_sessions"] == 0
+
+    # The same session ended normally has the same aggregate models: the checkpoint is lossless.
+    normal = ended(summ)
+    assert normal[0].payload["models"] == agg["models"]
+    assert summ.checkpoints(T0 + 40) == {}
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    ["", "{", "[]", '{"v": 99}', '{"v": 1, "started": "x", "at": 1, "published": [], "totals": {}}',
+     '{"v": 1, "started": 1, "at": 2, "published": [], "totals": {"face": {"measurements": 1}}}'],
+)  # fmt: skip
+def test_an_unreadable_checkpoint_is_named(checkpoint: str) -> None:
+    with pytest.raises(ValueError, match="checkpoint of session s9 is unreadable"):
+        Summarizer(SummaryConfig(), "kiosk-1").recover("s9", checkpoint, T0)
+
+
 def test_late_and_idle_replies_never_reach_another_session() -> None:
     summ = Summarizer(SummaryConfig(), "kiosk-1")
     started(summ)
@@ -184,7 +250,7 @@ def test_a_session_kept_open_after_the_next_started_gets_its_own_replies() -> No
     started(summ, "s2", wall=T0 + 31)
     summ.add(obs("prosody", 29.0, Measurement(scores(Joy=1.0)), session="s1"))
     summ.add(obs("prosody", 32.0, Measurement(scores(Anger=1.0)), session="s2"))
-    tops = {m.payload["session"]: m.payload["top"] for m in ended(summ) if m.topic == "summary/prosody"}
+    tops = {m.payload["session"]: m.payload["top"] for m in ended(summ) if "top" in m.payload}
     assert tops == {"s1": [{"name": "Joy", "score": 1.0}]}
     [s2] = [m for m in summ.flush(T0 + 40) if m.payload["session"] == "s2"]
     assert s2.payload["top"] == [{"name": "Anger", "score": 1.0}]

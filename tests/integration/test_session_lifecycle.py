@@ -1,0 +1,151 @@
+"""Sessions close truthfully, seen as a dashboard sees them: the retained ``session`` on a real mosquitto.
+
+The real agent (``hume-edge run``, command mode, synthetic face camera and espeak-ng voice, the emulator)
+is started, a visit is begun with ``cmd/session start``, and once the visit has published a face summary:
+
+1. SIGKILL (a crash, a power cut, the watchdog). The retained ``session`` is still ``start``: nothing
+   could say otherwise. The agent is started again: within seconds the retained ``session`` is an ``end``
+   with reason ``interrupted``, preceded by the visit's aggregate (of what was published before the kill)
+   and followed by an ``idle`` message for each model that had published.
+2. A second visit, then SIGTERM (a clean stop): the retained ``session`` is an ``end`` with reason
+   ``shutdown``, and the retained ``status`` is ``stopped``.
+
+Every sequenced message seen validates against the schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import pytest
+
+from agent.hume.emulator import Emulator
+from tests.integration.test_end_to_end import agent_config, sequenced, to_toml, validator
+from tests.support.mosquitto import Broker, Received, Subscriber
+
+pytestmark = pytest.mark.timeout(180)
+
+DEVICE = "e2e-kiosk"
+PREFIX = f"hume-edge/{DEVICE}/"
+EXE = Path(sys.executable).with_name("hume-edge")
+SUMMARY_TIMEOUT_S = 60.0
+RECOVERY_TIMEOUT_S = 20.0
+"""Start-up (imports, camera, links) plus the first drain; the end itself goes out on the first connect."""
+
+
+def retained_session(broker: Broker, subscriber: Callable[..., Subscriber]) -> Dict[str, Any]:
+    """What a dashboard connecting now reads: the retained ``session`` message."""
+    sub = subscriber(broker, [PREFIX + "session"])
+    assert sub.wait_for(bool, 10), "no retained session message"
+    [msg] = sub.messages[:1]
+    assert msg.retain
+    return dict(msg.json())
+
+
+async def start_agent(cfg_path: Path, tmp_path: Path, life: int) -> asyncio.subprocess.Process:
+    env = dict(os.environ, RUNTIME_DIRECTORY=str(tmp_path / "run"))
+    env.pop("HUME_API_KEY", None)
+    with open(tmp_path / f"agent-{life}.log", "wb") as log:
+        return await asyncio.create_subprocess_exec(
+            str(EXE), "run", "--config", str(cfg_path), cwd=tmp_path, env=env, stderr=log
+        )
+
+
+def of_session(msgs: List[Received], sid: str) -> List[Any]:
+    """(topic suffix, payload) of the sequenced messages of one session, in arrival order."""
+    return [(topic, payload) for topic, payload in sequenced(msgs) if payload.get("session") == sid]
+
+
+async def begin_visit(sub: Subscriber, count_before: int) -> str:
+    """``cmd/session start``; returns the session id once one of its face summaries is out.
+
+    The command is repeated until the agent answers it on ``cmd/result``: the agent subscribes to
+    ``cmd/#`` only after it has published ``online``, so the first one may reach no one.
+    """
+    for _ in range(20):
+        sub.publish(PREFIX + "cmd/session", b"start")
+        answered = await sub.until(
+            lambda ms: any(m.topic == PREFIX + "cmd/result" for m in ms[count_before:]), 1.0
+        )
+        if answered:
+            break
+
+    def face_summary(msgs: List[Received]) -> Optional[str]:
+        for m in msgs[count_before:]:
+            if m.topic == PREFIX + "summary/face" and "faces" in m.json():
+                return str(m.json()["session"])
+        return None
+
+    assert await sub.until(lambda ms: face_summary(ms) is not None, SUMMARY_TIMEOUT_S), "no face summary"
+    sid = face_summary(sub.messages)
+    assert sid is not None
+    return sid
+
+
+async def test_sigkill_mid_visit_is_ended_as_interrupted_and_sigterm_as_shutdown(
+    emulator: Emulator, mosquitto: Broker, subscriber: Callable[..., Subscriber], tmp_path: Path
+) -> None:
+    (tmp_path / "run").mkdir()
+    cfg_path = tmp_path / "config.toml"
+    cfg = agent_config(emulator, mosquitto, tmp_path, session={"mode": "command"})
+    cfg_path.write_text(to_toml(cfg), encoding="utf-8")
+    sub: Subscriber = subscriber(mosquitto, [PREFIX + "#"])
+    procs = []
+    try:
+        # Life 1: a visit, then SIGKILL.
+        proc = await start_agent(cfg_path, tmp_path, 1)
+        procs.append(proc)
+        assert await sub.until(lambda ms: any(m.payload == b"online" for m in ms), 30), "agent not online"
+        first = await begin_visit(sub, 0)
+        proc.kill()
+        await asyncio.wait_for(proc.wait(), 30)
+        stuck = retained_session(mosquitto, subscriber)
+        assert (stuck["session"], stuck["event"]) == (first, "start"), "the killed visit's start is retained"
+
+        # Life 2: the restart ends it as interrupted, within seconds of starting.
+        seen = len(sub.messages)
+        proc = await start_agent(cfg_path, tmp_path, 2)
+        procs.append(proc)
+
+        def ended(ms: List[Received]) -> bool:
+            return any(t == "session" and p["event"] == "end" for t, p in of_session(ms[seen:], first))
+
+        assert await sub.until(ended, RECOVERY_TIMEOUT_S), (tmp_path / "agent-2.log").read_text()[-3000:]
+        end = retained_session(mosquitto, subscriber)
+        assert (end["session"], end["event"], end["reason"]) == (first, "end", "interrupted")
+        tail = [(t, p.get("schema"), p.get("reason")) for t, p in of_session(sub.messages[seen:], first)]
+        assert tail[:3] == [
+            ("aggregate", "hume-edge/aggregate/1", "interrupted"),
+            ("session", "hume-edge/session/1", "interrupted"),
+            ("summary/face", "hume-edge/idle/1", "interrupted"),
+        ], tail
+        aggregate = of_session(sub.messages[seen:], first)[0][1]
+        assert aggregate["models"]["face"]["measurements"] >= 1, "the aggregate covers what was published"
+        assert aggregate["models"]["face"]["top"], aggregate
+        log2 = (tmp_path / "agent-2.log").read_text(errors="replace")
+        assert f"session {first} was still open" in log2
+
+        # Life 2 continued: a second visit, then a clean stop.
+        second = await begin_visit(sub, len(sub.messages))
+        assert second != first
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        end = retained_session(mosquitto, subscriber)
+        assert (end["session"], end["event"], end["reason"]) == (second, "end", "shutdown")
+        status = subscriber(mosquitto, [PREFIX + "status"])
+        assert status.wait_for(bool, 10)
+        assert status.messages[0].payload == b"stopped"
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+
+    schema = validator()
+    for _, payload in sequenced(sub.messages):
+        schema.validate(payload)
