@@ -23,9 +23,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import config as config_mod
-from agent.hume.emulator import Emulator, EmulatorSettings
 from agent.localbroker import LocalBroker
 from agent.service import run_agent
+from hume_emulator.emulator import Emulator, EmulatorSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ async def _run(args: argparse.Namespace, workdir: Path) -> int:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Entry point of ``hume-edge demo``."""
-    for noisy in ("aiohttp.access", "agent.hume.emulator"):
+    for noisy in ("aiohttp.access", "hume_emulator.emulator"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="hume-edge-demo-") as tmp:
         workdir = Path(tmp)

@@ -7,7 +7,7 @@ dataclass filled by the module that knows it (the service: session, capture, sum
 is the one place the wire shape is decided. The shape is the one the health topic had when it was a
 dictionary (``agent/schema/messages.schema.json``, definition ``health``), so dashboards keep working.
 
-This module imports only ``agent.messages`` (a leaf): every layer may report into it.
+This module imports only leaves (``agent.messages``, ``agent.hume.types``): every layer may report into it.
 """
 
 from __future__ import annotations
@@ -18,17 +18,14 @@ import resource
 import time
 from typing import Dict, Mapping, Optional
 
+from agent.hume.types import BackendStatus
 from agent.messages import utc_iso
 
 JsonMapping = Mapping[str, object]
 """A JSON-ready mapping (the parts still reported untyped by their owner)."""
 
-HumeHealth = JsonMapping
-"""The Hume link, as ``Backend.status()`` reports it (``state``, ``ok``, ``last_error``, counters).
-
-Seam: opaque until the Hume side has its typed ``BackendStatus`` (agent/hume/types.py); then this alias
-becomes that type and :meth:`Health.to_json` calls its own ``to_json``.
-"""
+HumeHealth = BackendStatus
+"""The Hume link, as ``Backend.status()`` reports it (``agent.hume.types.BackendStatus``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,5 +179,5 @@ class Health:
             "ts": utc_iso(self.ts),
         }
         if svc.hume is not None:
-            body["hume"] = dict(svc.hume)
+            body["hume"] = svc.hume.to_json()
         return body

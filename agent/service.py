@@ -27,7 +27,8 @@ from agent.capture.microphone import AudioSource, open_microphone
 from agent.config import Config
 from agent.errors import EX_CONFIG, EX_UNAVAILABLE, HumeAuthError, HumeQuotaError
 from agent.health import CameraHealth, MicrophoneHealth, ServiceHealth, SessionHealth, SummaryHealth
-from agent.hume.backend import Backend, Observation
+from agent.hume.backend import Backend
+from agent.hume.types import Observation
 from agent.media import FramePipeline, voice_activity
 from agent.messages import OutMessage
 from agent.mqtt.outbox import Outbox
@@ -296,7 +297,7 @@ def make_backend(cfg: Config) -> Backend:
         from agent.hume.v1.client import V1Backend
 
         return V1Backend(cfg.hume)
-    from agent.hume.client import V0Backend
+    from agent.hume.v0.client import V0Backend
 
     return V0Backend(cfg.hume)
 

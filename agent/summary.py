@@ -41,8 +41,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from agent.config import SummaryConfig
-from agent.hume.backend import Observation
-from agent.hume.protocol import MODELS, Scores
+from agent.hume.types import MODELS, Observation, Scores
 from agent.messages import OutMessage
 from agent.session import END, START, Reason, SessionEvent
 

@@ -1,59 +1,16 @@
-"""The one small interface every Hume API version implements, and the normalized results it yields.
+"""The one small interface every Hume API version implements.
 
-Capture, sessions, summaries and MQTT only ever see :class:`Backend` and :class:`Observation`; the v0
-client (``agent.hume.client``) and a later v1 client translate their wire formats into these types.
+Capture, sessions, summaries and MQTT only ever see :class:`Backend` and the neutral types of
+:mod:`agent.hume.types`; the v1 backend (``agent.hume.v1.client``, the default: the only live API) and the
+legacy v0 backend (``agent.hume.v0.client``) translate their wire formats into those types.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional
 
-from agent.hume.protocol import Scores
-
-
-@dataclasses.dataclass(frozen=True)
-class Measurement:
-    """One prediction, normalized: one face in a frame, one audio segment, one text span."""
-
-    emotions: Scores
-    face_id: Optional[str] = None
-    """Face model: the id Hume assigned ("unknown" unless identify_faces)."""
-    begin_s: Optional[float] = None
-    """Start on the stream's clock (seconds since the stream's first payload), when the model gives one."""
-    end_s: Optional[float] = None
-    text: Optional[str] = None
-    sentiment: Optional[Scores] = None
-    toxicity: Optional[Scores] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Observation:
-    """What one model said about one payload: measurements, or a "nothing detected" warning."""
-
-    model: str
-    """face, prosody, burst, language or facemesh."""
-    captured_at: float
-    """Wall-clock (UTC epoch seconds) capture time of the media the payload carried."""
-    measurements: Tuple[Measurement, ...] = ()
-    warning_code: Optional[str] = None
-    """Set when the model detected nothing (e.g. W0103 no faces); ``measurements`` is then empty."""
-    latency_s: float = 0.0
-    """Round trip from sending the payload to receiving its reply."""
-    session_id: Optional[str] = None
-    """The visitor session whose media this was (set by the sender, echoed back)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class OutgoingMedia:
-    """A payload waiting to be sent. ``session_id`` travels with it so a reply is never mis-attributed."""
-
-    kind: str  # "frame" | "audio" | "text"
-    data: bytes
-    captured_at: float
-    session_id: Optional[str]
-    duration_s: float = 0.0
+from agent.hume.types import BackendStatus, Observation
 
 
 class Backend(abc.ABC):
@@ -94,9 +51,5 @@ class Backend(abc.ABC):
         """Wait for the next normalized result."""
 
     @abc.abstractmethod
-    def status(self) -> Dict[str, Any]:
-        """Link states and counters for health messages (JSON-serializable).
-
-        At least ``state`` (the most severe socket state: auth_failed, quota_exhausted, backoff,
-        connecting, open or idle), ``ok`` (no socket in a failure state) and ``last_error``.
-        """
+    def status(self) -> BackendStatus:
+        """Link states and counters for health messages, the status file and systemd's ``STATUS=``."""

@@ -19,7 +19,7 @@ import _common
 
 _common.ensure_venv()
 
-from agent.hume.emulator import Emulator, EmulatorSettings  # noqa: E402
+from hume_emulator.emulator import Emulator, EmulatorSettings  # noqa: E402
 
 CHUNK = 65536
 

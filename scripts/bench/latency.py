@@ -34,8 +34,8 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent import config as config_mod  # noqa: E402
-from agent.hume.backend import Observation  # noqa: E402
-from agent.hume.client import V0Backend  # noqa: E402
+from agent.hume.types import Observation  # noqa: E402
+from agent.hume.v0.client import V0Backend  # noqa: E402
 from agent.localbroker import LocalBroker  # noqa: E402
 from agent.messages import OutMessage  # noqa: E402
 from agent.mqtt.publisher import Publisher  # noqa: E402

@@ -42,7 +42,7 @@ from hume.expression_measurement.stream import Config, StreamFace, StreamModelPr
 
 from agent import config as config_mod  # noqa: E402
 from agent.capture.camera import Frame, SyntheticCamera  # noqa: E402
-from agent.hume.client import V0Backend  # noqa: E402
+from agent.hume.v0.client import V0Backend  # noqa: E402
 from agent.media import FramePipeline, Resampler, decode_wav, voice_activity, wav_bytes  # noqa: E402
 
 CAMERA_SIZE = (1280, 720)

@@ -26,8 +26,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 
 from agent.config import HumeConfig
-from agent.hume.backend import Observation
-from agent.hume.client import V0Backend
+from agent.hume.types import Observation
+from agent.hume.v0.client import V0Backend
 
 T = TypeVar("T")
 Frame = Tuple[str, Any, bool]
@@ -199,7 +199,7 @@ def test_any_reply_neither_crashes_nor_stalls_the_client(
     caplog.set_level(logging.INFO)
     harness.exchange(script)
     assert not harness.task.done()
-    json.dumps(harness.backend.status())
+    json.dumps(harness.backend.status().to_json())
     tracebacks = [r for r in caplog.records if r.exc_info and r.name.startswith("agent.")]
     assert not tracebacks, tracebacks[0].getMessage()
 

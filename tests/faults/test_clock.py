@@ -12,8 +12,7 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from agent.config import SummaryConfig
-from agent.hume.backend import Measurement, Observation
-from agent.hume.protocol import Score
+from agent.hume.types import Measurement, Observation, Score
 from agent.session import SessionEvent
 from agent.summary import Summarizer
 

@@ -17,10 +17,10 @@ import pytest
 from agent.capture.camera import Frame, FrameSource, OpenCVCamera, SceneStep, SyntheticCamera, open_camera
 from agent.config import CameraConfig, HumeConfig
 from agent.errors import AgentError
-from agent.hume.backend import OutgoingMedia
-from agent.hume.emulator import Emulator
-from agent.hume.payloads import PayloadBuilder
+from agent.hume.types import OutgoingMedia
+from agent.hume.v0.payloads import PayloadBuilder
 from agent.media import FramePipeline
+from hume_emulator.emulator import Emulator
 from tests.support.emulator import TEST_KEY
 
 FAST_RETRY = {"retry_initial_s": 0.05, "retry_max_s": 0.2}

@@ -25,10 +25,10 @@ import pytest
 
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError
-from agent.hume.backend import Observation
-from agent.hume.client import V0Backend
-from agent.hume.emulator import Emulator, EmulatorSettings
-from agent.hume.protocol import PublishMessage
+from agent.hume.types import Observation
+from agent.hume.v0.client import V0Backend
+from agent.hume.v0.protocol import PublishMessage
+from hume_emulator.emulator import Emulator, EmulatorSettings
 from tests.support.emulator import TEST_KEY, astronaut_bgr, encode_image, voice
 
 TIMEOUT_S = 15.0
@@ -82,7 +82,7 @@ async def eventually(what: str, check: Callable[[], bool], timeout: float = TIME
 
 
 def sock(backend: V0Backend, name: str) -> Dict[str, object]:
-    return backend.status()["sockets"][name]  # type: ignore[no-any-return]
+    return backend.status().link(name).to_json()  # type: ignore[return-value]
 
 
 def count(backend: V0Backend, name: str, key: str) -> int:
@@ -146,7 +146,7 @@ async def recovers(backend: V0Backend, emulator: Emulator) -> None:
     before = count(backend, "audio", "replies")
     await eventually("audio replies again", lambda: count(backend, "audio", "replies") >= before + 3)
     await eventually("video replies again", lambda: count(backend, "video", "replies") >= 1)
-    await eventually("state open", lambda: backend.status()["state"] == "open")
+    await eventually("state open", lambda: backend.status().state == "open")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,8 +172,7 @@ async def test_replies_matched_to_payloads_with_session_and_capture_time(emulato
         s = sock(backend, name)
         assert (s["sent"], s["replies"], s["unmatched"], s["timeouts"], s["lost"]) == (1, 1, 0, 0, 0)
         assert s["latency_p50_s"] is not None
-    status = backend.status()
-    assert status["last_error"] is None
+    assert backend.status().last_error is None
 
 
 async def test_audio_payload_is_one_wav_of_at_most_5000_ms(emulator: Emulator) -> None:
@@ -253,12 +252,12 @@ async def test_boundary_replaces_video_socket_at_once_with_identify_faces(emulat
     async with running(backend):
         backend.send_frame(JPEG, 0.0, "v")
         backend.send_audio(CHUNK, 0.0, "v")
-        await eventually("replies", lambda: backend.status()["sockets"]["video"]["replies"] == 1)
+        await eventually("replies", lambda: backend.status().link("video").replies == 1)
         await eventually("audio reply", at_least(backend, "audio", "replies", 1))
         connections = emulator.connections
         backend.mark_boundary()
         await eventually("new video socket", lambda: emulator.connections == connections + 1)
-        await eventually("open", lambda: backend.status()["state"] == "open")
+        await eventually("open", lambda: backend.status().state == "open")
         assert count(backend, "video", "reconnects") == 1
         assert count(backend, "audio", "reconnects") == 0  # the audio window is reset, not reconnected
         assert count(backend, "video", "lost") == 0
@@ -285,8 +284,9 @@ async def test_renews_before_server_limit_and_idles_without_media(emulator: Emul
             await eventually("renewed", lambda: count(backend, "audio", "reconnects") >= 1)
             await asyncio.sleep(0.5)
         s = sock(backend, "audio")
-        assert (s["lost"], s["timeouts"], s["errors"]) == (0, 0, {})
-        await eventually("idle, socket closed", lambda: backend.status()["state"] == "idle", timeout=8)
+        assert (s["lost"], s["timeouts"]) == (0, 0)
+        assert not [k for k in s if k.startswith("error_")]
+        await eventually("idle, socket closed", lambda: backend.status().state == "idle", timeout=8)
         stats = await _emulator_stats(emulator)
         assert stats["open"] == 0
         n = count(backend, "audio", "replies")
@@ -334,9 +334,9 @@ async def test_server_close_recovered_with_backoff(
     async with running(backend) as task, Capture(backend):
         await eventually("several reconnects", lambda: count(backend, "audio", "reconnects") >= 3)
         s = sock(backend, "audio")
-        assert "closed by the server (code 1011)" in str(backend.status()["last_error"]) or s["last_error"]
+        assert "closed by the server (code 1011)" in str(backend.status().last_error) or s["last_error"]
         # Every unplanned reconnect waited a backoff delay: attempts stay far below a hot loop.
-        assert count(backend, "audio", "connect_attempts") < 60
+        assert count(backend, "audio", "connects") < 60
         emulator.faults.close_after = None
         await recovers(backend, emulator)
         assert not task.done()
@@ -352,9 +352,9 @@ async def test_abrupt_drop_recovered(emulator: Emulator) -> None:
         async with running(backend), Capture(backend):
             await eventually("flowing", lambda: count(backend, "audio", "replies") >= 3)
             for _ in range(3):
-                attempts = count(backend, "audio", "connect_attempts")
+                attempts = count(backend, "audio", "connects")
                 relay.cut()  # RST, no close frame: what a router reboot looks like
-                await eventually("reconnected", at_least(backend, "audio", "connect_attempts", attempts + 1))
+                await eventually("reconnected", at_least(backend, "audio", "connects", attempts + 1))
             await recovers(backend, emulator)
             assert relay.cuts == 3
             assert count(backend, "audio", "reconnects") >= 3
@@ -364,14 +364,14 @@ async def test_half_open_idle_socket_found_dead_by_heartbeat(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nothing in flight, so no reply can time out: only the WebSocket heartbeat notices the dead link."""
-    monkeypatch.setattr("agent.hume.link.HEARTBEAT_S", 0.5)
+    monkeypatch.setattr("agent.hume.v0.link.HEARTBEAT_S", 0.5)
     async with Relay(emulator.port) as relay:
         backend = V0Backend(cfg_for(relay.url, models=("prosody",)))
         async with running(backend):
-            await eventually("open", lambda: backend.status()["state"] == "open")
+            await eventually("open", lambda: backend.status().state == "open")
             relay.swallowing = True
             await eventually(
-                "heartbeat", lambda: "heartbeat not answered" in str(backend.status()["last_error"])
+                "heartbeat", lambda: "heartbeat not answered" in str(backend.status().last_error)
             )
             relay.swallowing = False
             backend.send_audio(CHUNK, 0.0, "v")
@@ -395,9 +395,9 @@ async def _refusal(emulator: Emulator, seconds: float) -> None:
         await eventually("refused", lambda: "HTTP 503" in str(sock(backend, "audio")["last_error"]))
         assert sock(backend, "audio")["state"] in ("backoff", "connecting")
         emulator.faults.close_after = None
-        attempts = count(backend, "audio", "connect_attempts")
+        attempts = count(backend, "audio", "connects")
         await eventually("refusal over", lambda: not emulator.faults.refusing(), timeout=seconds + 5)
-        during = count(backend, "audio", "connect_attempts") - attempts
+        during = count(backend, "audio", "connects") - attempts
         # Backoff 0.05..0.5 s capped: a hot loop would be thousands of attempts.
         assert during <= seconds / 0.05
         await recovers(backend, emulator)
@@ -437,10 +437,10 @@ async def test_stalled_server_keeps_queues_bounded_and_counts_drops(emulator: Em
 async def test_results_queue_bounded_when_nobody_reads(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agent.hume.client.OBSERVATIONS_MAX", 3)
+    monkeypatch.setattr("agent.hume.v0.client.OBSERVATIONS_MAX", 3)
     backend = V0Backend(cfg_for(emulator.url, models=("prosody",)))
     async with running(backend), Capture(backend, frames=False):
-        await eventually("dropped", lambda: backend.status()["dropped_results"] >= 2)
+        await eventually("dropped", lambda: dict(backend.status().counters)["dropped_results"] >= 2)
     assert len(await drain(backend, 3)) == 3
 
 
@@ -456,7 +456,7 @@ async def test_wrong_key_at_start_raises_from_run(emulator: Emulator) -> None:
     assert "wrong-key" not in str(info.value)
     assert "wrong-key" not in repr(info.value)
     assert info.value.__cause__ is None
-    assert backend.status()["state"] == "auth_failed"
+    assert backend.status().state == "auth_failed"
 
 
 async def test_wrong_key_once_the_network_is_up_still_raises_from_run() -> None:
@@ -466,7 +466,7 @@ async def test_wrong_key_once_the_network_is_up_still_raises_from_run() -> None:
         port = probe.getsockname()[1]
     backend = V0Backend(cfg_for(f"ws://127.0.0.1:{port}/v0/stream/models", api_key="wrong-key"))
     async with running(backend) as task:
-        await eventually("retrying", at_least(backend, "audio", "connect_attempts", 2))
+        await eventually("retrying", at_least(backend, "audio", "connects", 2))
         assert not task.done()
         async with Emulator(EmulatorSettings(api_keys=(TEST_KEY,)), port=port):
             with pytest.raises(HumeAuthError):
@@ -478,14 +478,14 @@ async def test_wrong_key_mid_run_retries_slowly(emulator: Emulator) -> None:
     backend = V0Backend(cfg_for(emulator.url))
     async with running(backend) as task, Capture(backend):
         await eventually("flowing", lambda: count(backend, "audio", "replies") >= 2)
-        attempts = count(backend, "audio", "connect_attempts")
+        attempts = count(backend, "audio", "connects")
         emulator.faults.update({"refuse_for_s": 3.0, "refuse_status": 401, "close_after": 0})
-        await eventually("auth_failed", lambda: backend.status()["state"] == "auth_failed")
-        assert "HTTP 401" in str(backend.status()["last_error"])
+        await eventually("auth_failed", lambda: backend.status().state == "auth_failed")
+        assert "HTTP 401" in str(backend.status().last_error)
         emulator.faults.close_after = None
         await eventually("refusal over", lambda: not emulator.faults.refusing(), timeout=10)
         # fatal_retry_s = 1 over ~3 s; with backoff_initial_s = 0.05 a fast loop would make ~30+.
-        assert count(backend, "audio", "connect_attempts") - attempts <= 6
+        assert count(backend, "audio", "connects") - attempts <= 6
         assert not task.done()
         await recovers(backend, emulator)
 
@@ -495,17 +495,15 @@ async def test_out_of_credits_retries_slowly_and_recovers(emulator: Emulator) ->
     async with running(backend) as task, Capture(backend, frames=False):
         await eventually("flowing", lambda: count(backend, "audio", "replies") >= 2)
         emulator.faults.error_code = "E0300"
-        await eventually("quota_exhausted", lambda: backend.status()["state"] == "quota_exhausted")
+        await eventually("quota_exhausted", lambda: backend.status().state == "quota_exhausted")
         sent = count(backend, "audio", "sent")
         await asyncio.sleep(2.5)
         assert count(backend, "audio", "sent") - sent <= 4  # one try per fatal_retry_s, not per chunk
-        errors = sock(backend, "audio")["errors"]
-        assert isinstance(errors, dict)
-        assert errors["E0300"] >= 2
+        assert count(backend, "audio", "error_E0300") >= 2
         emulator.faults.error_code = None
         before = count(backend, "audio", "replies")
         await eventually("recovered", lambda: count(backend, "audio", "replies") >= before + 3)
-        await eventually("open", lambda: backend.status()["state"] == "open")
+        await eventually("open", lambda: backend.status().state == "open")
         assert not task.done()
 
 
@@ -530,10 +528,10 @@ async def test_no_face_and_no_speech_warnings_are_normal_outcomes(emulator: Emul
         got = {o.model: o for o in await drain(backend, 3)}
     assert got["face"].warning_code == "W0103"
     assert got["prosody"].warning_code == "W0105"
-    assert sock(backend, "video")["warnings"] == {"W0103": 1}
-    assert sock(backend, "video")["errors"] == {}
-    assert backend.status()["state"] == "open"
-    assert backend.status()["last_error"] is None
+    video = sock(backend, "video")
+    assert [(k, v) for k, v in video.items() if k.startswith(("warning_", "error_"))] == [("warning_W0103", 1)]
+    assert backend.status().state == "open"
+    assert backend.status().last_error is None
 
 
 # --------------------------------------------------------------------------------------------------

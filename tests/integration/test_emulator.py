@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from agent.hume.emulator import Emulator, EmulatorSettings
-from agent.hume.protocol import API_KEY_HEADER
+from agent.hume.v0.protocol import API_KEY_HEADER
+from hume_emulator.emulator import Emulator, EmulatorSettings
 from tests.support.emulator import TEST_KEY, astronaut_bgr, b64, encode_image, espeak_wav
 
 TIMEOUT_S = 10.0
@@ -218,7 +218,7 @@ async def test_shutdown_closes_open_sockets_as_going_away(http: aiohttp.ClientSe
 
 CLI = (
     "import argparse, sys\n"
-    "from agent.hume.emulator import add_arguments, run_from_args\n"
+    "from hume_emulator.emulator import add_arguments, run_from_args\n"
     "parser = argparse.ArgumentParser()\n"
     "add_arguments(parser)\n"
     "sys.exit(run_from_args(parser.parse_args(sys.argv[1:])))\n"

@@ -30,11 +30,11 @@ from agent import config as config_mod
 from agent.capture.camera import SceneStep, SyntheticCamera
 from agent.capture.microphone import AudioChunk, AudioSource
 from agent.errors import EX_UNAVAILABLE
-from agent.hume.emulator import Emulator
-from agent.hume.protocol import EXPRESSIONS, PublishMessage
+from agent.hume.v0.protocol import EXPRESSIONS, PublishMessage
 from agent.media import Resampler, decode_wav
 from agent.service import run_agent
 from agent.summary import SCHEMA_PATH
+from hume_emulator.emulator import Emulator
 from tests.support.emulator import TEST_KEY, espeak_wav
 from tests.support.mosquitto import Broker, Received, Subscriber
 

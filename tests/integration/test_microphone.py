@@ -23,8 +23,8 @@ from agent.capture.microphone import (
 )
 from agent.config import HumeConfig, MicrophoneConfig
 from agent.errors import AgentError
-from agent.hume.backend import OutgoingMedia
-from agent.hume.payloads import PayloadBuilder
+from agent.hume.types import OutgoingMedia
+from agent.hume.v0.payloads import PayloadBuilder
 from agent.media import AUDIO_RATE, decode_wav, voice_activity
 from tests.support.alsa import DEVICE, RATE, FakeMic, fake_mic, speech
 

@@ -10,7 +10,7 @@ from typing import AsyncIterator, List
 import aiohttp
 import pytest
 
-from agent.hume.protocol import EXPRESSIONS
+from agent.hume.v0.protocol import EXPRESSIONS
 from agent.notice_page import MAX_STREAMS, NoticePage, PageState
 from tests.support.chromium import chromium, needs_chromium
 

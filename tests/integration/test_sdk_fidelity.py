@@ -31,14 +31,14 @@ from hume.expression_measurement.stream import (  # noqa: E402
 )
 from hume.expression_measurement.stream.stream.types import StreamModelsEndpointPayload  # noqa: E402
 
-from agent.hume.emulator import Emulator  # noqa: E402
-from agent.hume.protocol import (  # noqa: E402
+from agent.hume.v0.protocol import (  # noqa: E402
     EXPRESSIONS,
     FACE_DESCRIPTIONS,
     FACS_LABELS,
     LANGUAGE_EXPRESSIONS,
     TOXICITY_CATEGORIES,
 )
+from hume_emulator.emulator import Emulator  # noqa: E402
 from tests.support.emulator import (  # noqa: E402
     TEST_KEY,
     astronaut_bgr,

@@ -11,10 +11,10 @@ import pytest_asyncio
 
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError, HumeProtocolError
-from agent.hume.backend import Observation
+from agent.hume.types import Observation
 from agent.hume.v1 import client as v1client
 from agent.hume.v1.client import V1Backend
-from agent.hume.v1.emulator import EmulatorV1, EmulatorV1Settings
+from hume_emulator.v1.emulator import EmulatorV1, EmulatorV1Settings
 from tests.support.emulator import astronaut_bgr, encode_image
 from tests.support.emulator_v1 import TEST_KEY, espeak_pcm
 
@@ -74,7 +74,7 @@ async def test_nothing_is_sent_without_a_visitor_or_for_a_short_visit(
     backend.mark_boundary()
     await asyncio.sleep(0.3)
     assert emulator_v1.connections == 0
-    assert backend.status()["counters"]["short_visits"] == 1
+    assert dict(backend.status().counters)["short_visits"] == 1
 
 
 async def test_visitor_boundary_closes_the_sessions_and_the_next_visitor_gets_new_ones(
@@ -104,7 +104,7 @@ async def test_visitor_boundary_closes_the_sessions_and_the_next_visitor_gets_ne
     assert {o.model for o in got} == {"prosody", "face"}
     faces = [o for o in got if o.model == "face"]
     assert all(m.face_id == "0" for o in faces for m in o.measurements)
-    assert "error_rate_limited" not in backend.status()["counters"]
+    assert "error_rate_limited" not in dict(backend.status().counters)
 
 
 async def test_server_shutdown_mid_visit_reconnects_with_a_new_session(
@@ -153,7 +153,7 @@ async def test_rate_limited_audio_is_resent_so_the_stream_stays_continuous(
     assert session.received == {"audio_duration_ms": len(pcm) // 32, "frames": frames}
     sent = [e for e in emulator_v1.requests if e.kind == "frame"]
     assert len(sent) == frames + 3
-    counters = backend.status()["counters"]
+    counters = dict(backend.status().counters)
     assert counters["error_rate_limited"] == 3
     assert counters["audio_frames_resent"] == 3
 
@@ -173,7 +173,7 @@ async def test_rate_limited_video_frames_are_dropped_not_resent(
     await until(lambda: len(emulator_v1.sessions) == 1)
     assert [o.captured_at for o in got] == [t0 + 2, t0 + 3]
     assert emulator_v1.sessions[0].received == {"frames": 2}
-    assert backend.status()["counters"]["video_frames_sent"] == 4
+    assert dict(backend.status().counters)["video_frames_sent"] == 4
 
 
 async def test_idle_timeout_mid_visit_opens_a_new_session_when_media_returns(
@@ -200,7 +200,7 @@ async def test_refused_handshake_with_503_is_retried(
     backend = V1Backend(config(emulator_v1, models=("face",), v1_min_session_s=0.0))
     running(backend)
     backend.send_frame(JPEG, time.time(), "visitor")
-    await until(lambda: backend.status()["links"]["video"]["state"] == "backoff")
+    await until(lambda: backend.status().link("video").state == "backoff")
     emulator_v1.faults.refuse_status = 0
     (obs,) = await observations(backend, 1)
     assert obs.model == "face"
@@ -214,9 +214,10 @@ async def test_config_rejected_by_the_server_disables_the_endpoint_without_recon
     backend.send_frame(JPEG, time.time(), "visitor")
     with pytest.raises(HumeProtocolError, match="config_invalid"):
         await asyncio.wait_for(task, TIMEOUT_S)
-    link = backend.status()["links"]["video"]
-    assert (link["state"], link["disabled"]) == ("disabled", "config_invalid")
+    link = backend.status().link("video")
+    assert link.state == "disabled"
+    assert "config_invalid" in str(link.last_error)
     assert [s.reason for s in emulator_v1.sessions] == ["error"]
     assert emulator_v1.connections == 1
     backend.send_frame(JPEG, time.time(), "visitor")
-    assert backend.status()["counters"]["video_dropped_disabled"] == 1
+    assert dict(backend.status().counters)["video_dropped_disabled"] == 1

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from agent.hume.v1 import protocol as p
-from agent.hume.v1.emulator import EmulatorV1, EmulatorV1Settings
+from hume_emulator.v1.emulator import EmulatorV1, EmulatorV1Settings
 from tests.support.emulator_v1 import TEST_KEY
 
 TIMEOUT_S = 10.0

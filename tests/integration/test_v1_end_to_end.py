@@ -15,7 +15,7 @@ import pytest
 from agent import config as config_mod
 from agent import service
 from agent.hume.v1.client import V1Backend
-from agent.hume.v1.emulator import EmulatorV1
+from hume_emulator.v1.emulator import EmulatorV1
 from tests.support.emulator_v1 import TEST_KEY
 
 TIMEOUT_S = 45.0

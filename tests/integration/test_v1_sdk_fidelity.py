@@ -44,7 +44,7 @@ from hume_expression_measurement.types import (  # noqa: E402
 from hume_expression_measurement.types.face_config_update import FaceConfigUpdate  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
-from agent.hume.v1.emulator import EmulatorV1, EmulatorV1Settings  # noqa: E402
+from hume_emulator.v1.emulator import EmulatorV1, EmulatorV1Settings  # noqa: E402
 from tests.support.emulator import astronaut_bgr, encode_image  # noqa: E402
 from tests.support.emulator_v1 import TEST_KEY, espeak_pcm  # noqa: E402
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest_asyncio
 
-from agent.hume.emulator import Emulator, EmulatorSettings
+from hume_emulator.emulator import Emulator, EmulatorSettings
 
 TEST_KEY = "test-key"
 

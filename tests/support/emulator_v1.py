@@ -14,8 +14,8 @@ from typing import AsyncIterator
 import numpy as np
 import pytest_asyncio
 
-from agent.hume import detectors
-from agent.hume.v1.emulator import EmulatorV1, EmulatorV1Settings
+from hume_emulator import detectors
+from hume_emulator.v1.emulator import EmulatorV1, EmulatorV1Settings
 from tests.support.emulator import espeak_wav
 
 TEST_KEY = "test-key"

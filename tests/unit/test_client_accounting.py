@@ -7,8 +7,8 @@ import json
 import pytest
 
 from agent.config import HumeConfig
-from agent.hume.accounting import InFlight, LinkStats
-from agent.hume.client import V0Backend
+from agent.hume.v0.accounting import InFlight, LinkStats
+from agent.hume.v0.client import V0Backend
 
 
 def test_reply_matched_by_payload_id_with_latency() -> None:
@@ -51,13 +51,14 @@ def test_duplicate_payload_id_is_a_bug() -> None:
 
 def test_stats_report_p50_and_max_latency() -> None:
     stats = LinkStats()
-    assert stats.as_dict()["latency_p50_s"] is None
+    assert stats.to_status("idle", None, {}).latency_p50_s is None
     for s in (0.1, 0.2, 0.9):
         stats.latency(s)
     stats.warnings["W0103"] += 2
-    d = stats.as_dict()
-    assert (d["latency_p50_s"], d["latency_max_s"]) == (0.2, 0.9)
-    assert d["warnings"] == {"W0103": 2}
+    link = stats.to_status("open", None, {"dropped_frames": 1})
+    assert (link.latency_p50_s, link.latency_max_s) == (0.2, 0.9)
+    d = link.to_json()
+    assert (d["warning_W0103"], d["dropped_frames"]) == (2, 1)
     json.dumps(d)
 
 
@@ -68,12 +69,15 @@ def test_backend_send_never_needs_a_loop_and_status_is_json() -> None:
         backend.send_frame(b"jpeg", float(i), "s1")
         backend.send_audio(b"\x00\x00" * 16000, float(i), "s1")
     backend.send_text("not configured: ignored", 0.0, "s1")
-    status = backend.status()
+    typed = backend.status()
+    assert (typed.backend, typed.state, typed.ok, typed.last_error) == ("v0", "idle", True, None)
+    status = typed.to_json()
     json.dumps(status)
-    assert status["state"] == "idle"
-    assert set(status["sockets"]) == {"video", "audio"}
-    assert status["sockets"]["video"]["dropped_frames"] == 9
-    assert status["sockets"]["audio"]["dropped_audio_s"] == 8.0
-    assert status["sockets"]["audio"]["queued_audio_s"] == 2.0
+    assert set(status["links"]) == {"video", "audio"}  # type: ignore[arg-type]
+    links = status["links"]
+    assert isinstance(links, dict)
+    assert links["video"]["dropped_frames"] == 9  # type: ignore[index,call-overload]
+    assert links["audio"]["dropped_audio_s"] == 8.0  # type: ignore[index,call-overload]
+    assert links["audio"]["queued_audio_s"] == 2.0  # type: ignore[index,call-overload]
     assert "sekrit-key-123" not in repr(backend)
     assert "sekrit-key-123" not in json.dumps(status)

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import HumeConfig
-from agent.hume.backend import OutgoingMedia
-from agent.hume.payloads import (
+from agent.hume.types import OutgoingMedia
+from agent.hume.v0.payloads import (
     BYTES_PER_S,
     AudioBuffer,
     FrameSlot,
@@ -24,7 +24,7 @@ from agent.hume.payloads import (
     observations,
     warning_codes,
 )
-from agent.hume.protocol import (
+from agent.hume.v0.protocol import (
     TEXT_MAX_CHARS,
     PublishMessage,
     parse_reply,

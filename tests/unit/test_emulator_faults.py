@@ -7,7 +7,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from agent.hume.emulator import EmulatorSettings, Faults, add_arguments, settings_from_args
+from hume_emulator.emulator import EmulatorSettings, Faults, add_arguments, settings_from_args
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.hume.emulator_media import decode, decode_frame, image_size
-from agent.hume.protocol import Codes, ProtocolViolation
+from agent.hume.v0.protocol import Codes, ProtocolViolation
+from hume_emulator.media import decode, decode_frame, image_size
 from tests.support.emulator import (
     astronaut_bgr,
     b64,

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.hume.emulator_models import Session, job_id_for, text_spans, warning_reply
-from agent.hume.protocol import (
+from agent.hume.v0.protocol import (
     EXPRESSIONS,
     FACE_DESCRIPTIONS,
     FACS_LABELS,
@@ -31,6 +30,7 @@ from agent.hume.protocol import (
     parse_reply,
     reply_to_json,
 )
+from hume_emulator.models import Session, job_id_for, text_spans, warning_reply
 from tests.support.emulator import (
     astronaut_bgr,
     b64,

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.hume.protocol import (
+from agent.hume.types import Score
+from agent.hume.v0.protocol import (
     EXPRESSIONS,
     FACE_DESCRIPTIONS,
     FACS_LABELS,
@@ -27,7 +28,6 @@ from agent.hume.protocol import (
     PredictionsMessage,
     ProtocolViolation,
     PublishMessage,
-    Score,
     TimeRange,
     WarningMessage,
     parse_reply,

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from agent.config import MqttConfig, OutboxConfig, SessionConfig, SummaryConfig
 from agent.health import ServiceHealth
-from agent.hume.backend import Measurement, Observation
-from agent.hume.protocol import EXPRESSIONS, MODELS, TOXICITY_CATEGORIES, Score
+from agent.hume.types import MODELS, Measurement, Observation, Score
+from agent.hume.v0.protocol import EXPRESSIONS, TOXICITY_CATEGORIES
 from agent.messages import OutMessage
 from agent.mqtt.commands import CommandError, parse_command
 from agent.mqtt.outbox import Outbox, utc_iso

@@ -7,8 +7,7 @@ from typing import Dict, List, Optional
 import pytest
 
 from agent.config import SummaryConfig
-from agent.hume.backend import Measurement, Observation
-from agent.hume.protocol import Score
+from agent.hume.types import Measurement, Observation, Score
 from agent.session import END, START, SessionEvent
 from agent.summary import (
     MAX_FACES_LISTED,

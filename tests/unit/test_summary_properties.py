@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import SummaryConfig
-from agent.hume.backend import Measurement, Observation
-from agent.hume.protocol import EXPRESSIONS, Score
+from agent.hume.types import Measurement, Observation, Score
+from agent.hume.v0.protocol import EXPRESSIONS
 from agent.session import START, SessionEvent
 from agent.summary import DECIMALS, Summarizer, sentiment_summary, top_k
 

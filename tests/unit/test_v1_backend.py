@@ -19,12 +19,12 @@ async def test_a_visit_shorter_than_the_minimum_is_dropped_unsent() -> None:
     b = backend()
     for i in range(3):
         b.send_audio(SECOND, 100.0 + i, "passer-by")
-    assert b.status()["visits_pending"] == 1
+    assert dict(b.status().counters)["visits_pending"] == 1
     b.mark_boundary()
-    status = b.status()
+    status = dict(b.status().counters)
     assert status["visits_pending"] == 0
-    assert status["counters"]["short_visits"] == 1
-    assert status["counters"]["media_dropped_short_visit"] == 30
+    assert status["short_visits"] == 1
+    assert status["media_dropped_short_visit"] == 30
 
 
 async def test_a_visit_qualifies_once_present_long_enough() -> None:
@@ -36,7 +36,7 @@ async def test_a_visit_qualifies_once_present_long_enough() -> None:
     assert len(visit.audio) == 60  # 100 ms frames
     assert {len(m.data) for m in visit.audio} == {p.AUDIO_FRAME_MS * p.BYTES_PER_MS}
     b.mark_boundary()
-    assert "short_visits" not in b.status()["counters"]
+    assert "short_visits" not in dict(b.status().counters)
 
 
 async def test_a_new_session_id_is_a_boundary() -> None:
@@ -53,7 +53,7 @@ async def test_text_and_oversized_frames_are_counted_and_dropped() -> None:
     b = backend()
     b.send_text("hello", 100.0, "visitor")
     b.send_frame(b"\xff\xd8" + bytes(p.VIDEO_MESSAGE_MAX_BYTES), 100.0, "visitor")
-    counters = b.status()["counters"]
+    counters = dict(b.status().counters)
     assert counters["text_dropped"] == 1
     assert counters["video_frames_too_large"] == 1
     assert not b._visits
@@ -62,8 +62,8 @@ async def test_text_and_oversized_frames_are_counted_and_dropped() -> None:
 async def test_only_configured_modalities_are_streamed() -> None:
     b = backend(models=("prosody",))
     b.send_frame(b"\xff\xd8jpeg", 100.0, "visitor")
-    assert b.status()["counters"]["video_dropped_disabled"] == 1
-    assert set(b.status()["links"]) == {"audio"}
+    assert dict(b.status().counters)["video_dropped_disabled"] == 1
+    assert {name for name, _ in b.status().links} == {"audio"}
 
 
 async def test_video_holds_only_the_freshest_frames() -> None:

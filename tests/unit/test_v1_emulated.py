@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agent.hume.v1 import protocol as p
-from agent.hume.v1.emulated import AudioSession, FaultsV1, VideoSession
+from hume_emulator.v1.emulated import AudioSession, FaultsV1, VideoSession
 from tests.support.emulator import astronaut_bgr, encode_image, silence, voice
 
 FRAME = p.AUDIO_FRAME_MS * p.BYTES_PER_MS

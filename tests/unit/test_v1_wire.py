@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 from typing import Deque, Dict, List
 
-from agent.hume.backend import Observation, OutgoingMedia
+from agent.hume.types import Observation, OutgoingMedia
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.wire import AudioWire, VideoWire
 

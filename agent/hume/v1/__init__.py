@@ -1,5 +1,5 @@
-"""Hume's v1 realtime API (one WebSocket per modality): wire types, the backend, and a local emulator.
+"""Hume's v1 realtime API (one WebSocket per modality): wire types and the agent's backend (the default).
 
-``protocol`` holds the wire contract both sides share; ``client.V1Backend`` is the agent's backend;
-``emulator.EmulatorV1`` serves ``/v1/expression/{audio,video}/realtime`` on loopback for tests and demos.
+``protocol`` holds the wire contract the backend and the emulator (``hume_emulator.v1``) share;
+``client.V1Backend`` is the agent's backend.
 """

@@ -29,7 +29,7 @@ import json
 import logging
 import random
 import time
-from typing import Any, Deque, Dict, List, Optional
+from typing import Deque, Dict, List, Optional, Tuple
 
 import aiohttp
 
@@ -37,7 +37,17 @@ from agent.aio import wait_event
 from agent.backoff import Backoff
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError, HumeProtocolError
-from agent.hume.backend import Backend, Observation, OutgoingMedia
+from agent.hume.backend import Backend
+from agent.hume.types import (
+    AUDIO_MODELS,
+    FAILURE_STATES,
+    BackendStatus,
+    LinkStatus,
+    Observation,
+    OutgoingMedia,
+    counters,
+    most_severe,
+)
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.wire import AudioWire, VideoWire, _Wire
 
@@ -53,7 +63,10 @@ RESULTS_MAX = 1000
 VIDEO_HELD = 3
 HEARTBEAT_S = 20.0
 """The SDK's keepalive ping interval: a dead path is noticed within about two of these."""
-AUDIO_MODELS = ("prosody", "burst")
+LATENCY_WINDOW = 100
+"""Round trips kept per endpoint for the status's median and maximum."""
+ERROR_TEXT_MAX = 200
+"""Characters of a failure reason kept for status and health: a hostile server cannot grow them."""
 
 
 class _Refused(Exception):
@@ -111,6 +124,11 @@ class V1Backend(Backend):
         self._state: Dict[str, str] = {e: "idle" for e in self._endpoints}
         self._disabled: Dict[str, str] = {}
         self._wires: Dict[str, _Wire] = {}
+        self._connects: Dict[str, int] = {e: 0 for e in self._endpoints}
+        self._last_error: Dict[str, Tuple[float, str]] = {}
+        self._latencies: Dict[str, Deque[float]] = {
+            e: collections.deque(maxlen=LATENCY_WINDOW) for e in ("audio", "video")
+        }
         self._connected_once = False
         rng = random.Random()
         self._backoff = {
@@ -216,25 +234,44 @@ class V1Backend(Backend):
         return self._results.popleft()
 
     def _emit(self, obs: Observation) -> None:
+        self._latencies["video" if obs.model == "face" else "audio"].append(obs.latency_s)
         if len(self._results) == self._results.maxlen:
             self._count("results_dropped")
         self._results.append(obs)
         self._event("results").set()
 
-    def status(self) -> Dict[str, Any]:
-        return {
-            "backend": "v1",
-            "links": {
-                e: {
-                    "state": self._state[e],
-                    "disabled": self._disabled.get(e),
-                    "session_id": self._wires[e].session_id if e in self._wires else None,
-                }
-                for e in self._endpoints
-            },
-            "visits_pending": sum(1 for v in self._visits if not v.ended),
-            "counters": dict(self._stats),
-        }
+    def status(self) -> BackendStatus:
+        links = tuple((e, self._link_status(e)) for e in self._endpoints)
+        states = tuple(link.state for _, link in links)
+        failing = [(at, f"{e}: {text}") for e, (at, text) in self._last_error.items()]
+        return BackendStatus(
+            backend="v1",
+            state=most_severe(states),
+            ok=not any(s in FAILURE_STATES for s in states),
+            last_error=max(failing)[1] if failing else None,
+            links=links,
+            counters=counters({**self._stats, "visits_pending": sum(1 for v in self._visits if not v.ended)}),
+        )
+
+    def _link_status(self, endpoint: str) -> LinkStatus:
+        lat = sorted(self._latencies[endpoint])
+        unit = "audio_frames" if endpoint == "audio" else "video_frames"
+        error = self._last_error.get(endpoint)
+        return LinkStatus(
+            state=self._state[endpoint],
+            last_error=None if error is None else error[1],
+            connects=self._connects[endpoint],
+            sent=self._stats.get(f"{unit}_sent", 0),
+            replies=self._stats.get(f"{endpoint}_results", 0),
+            latency_p50_s=round(lat[len(lat) // 2], 4) if lat else None,
+            latency_max_s=round(lat[-1], 4) if lat else None,
+        )
+
+    def _failed(self, endpoint: str, reason: str) -> None:
+        """Remember ``reason`` (cut to :data:`ERROR_TEXT_MAX` characters) as the endpoint's last error."""
+        if len(reason) > ERROR_TEXT_MAX:
+            reason = reason[: ERROR_TEXT_MAX - 1] + "…"
+        self._last_error[endpoint] = (time.monotonic(), reason)
 
     # ------------------------------------------------------------------------------------------
     # Sessions
@@ -313,7 +350,8 @@ class V1Backend(Backend):
                 else:
                     delay = self.cfg.fatal_retry_s
                 log.warning("v1 %s: %s; retrying in %.1f s", endpoint, exc, delay)
-                await self._pause(endpoint, delay)
+                self._failed(endpoint, str(exc))
+                await self._pause(endpoint, delay, "auth_failed" if exc.status == 401 else "backoff")
                 continue
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 delay = backoff.next_delay()
@@ -323,6 +361,7 @@ class V1Backend(Backend):
                     exc or type(exc).__name__,
                     delay,
                 )
+                self._failed(endpoint, f"connection failed ({exc or type(exc).__name__})")
                 await self._pause(endpoint, delay)
                 continue
             if time.monotonic() - opened >= MIN_UPTIME_S:
@@ -331,6 +370,7 @@ class V1Backend(Backend):
                 continue  # our own session.close: the visit is over (or more media opens a new session)
             if wire.last_error == p.Codes.CONFIG_INVALID:
                 self._disabled[endpoint] = "config_invalid"
+                self._failed(endpoint, "the server rejected our session config (config_invalid)")
                 log.error(
                     "v1 %s: the server rejected our session config; %s disabled until restart",
                     endpoint,
@@ -348,6 +388,11 @@ class V1Backend(Backend):
                     code,
                     delay,
                 )
+                self._failed(
+                    endpoint,
+                    f"session ended ({wire.closed_reason or 'no session.closed'}, close {code}, "
+                    f"last error {wire.last_error})",
+                )
                 await self._pause(endpoint, delay)
             elif wire.closed_reason != p.Reasons.IDLE_TIMEOUT:
                 log.warning(
@@ -362,14 +407,15 @@ class V1Backend(Backend):
                 visit.queue(endpoint).clear()
                 return
 
-    async def _pause(self, endpoint: str, delay: float) -> None:
-        self._state[endpoint] = "backoff"
+    async def _pause(self, endpoint: str, delay: float, state: str = "backoff") -> None:
+        self._state[endpoint] = state
         await asyncio.sleep(delay)
 
     async def _session(self, http: aiohttp.ClientSession, endpoint: str, visit: _Visit) -> _Wire:
         """One WebSocket session: update, media, close; returns the wire with how it ended."""
         path = p.AUDIO_PATH if endpoint == "audio" else p.VIDEO_PATH
         self._state[endpoint] = "connecting"
+        self._connects[endpoint] += 1
         try:
             ws = await http.ws_connect(
                 ws_base(self.cfg.v1_url) + path,
@@ -379,6 +425,7 @@ class V1Backend(Backend):
         except aiohttp.WSServerHandshakeError as exc:
             raise _Refused(exc.status) from None
         self._connected_once = True
+        self._last_error.pop(endpoint, None)
         now = time.monotonic()
         queue = visit.queue(endpoint)
         wire: _Wire = (

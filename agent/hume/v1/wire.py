@@ -12,10 +12,7 @@ import dataclasses
 import logging
 from typing import Callable, Deque, Dict, Optional, Tuple
 
-from agent.hume.backend import Measurement, Observation, OutgoingMedia
-from agent.hume.protocol import Codes as V0Codes
-from agent.hume.protocol import Score as V0Score
-from agent.hume.protocol import Scores as V0Scores
+from agent.hume.types import NO_FACES, Measurement, Observation, OutgoingMedia, Score, Scores
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.pacing import TokenBucket
 
@@ -33,8 +30,8 @@ TIMELINE_KEEP_MS = 30_000
 Emit = Callable[[Observation], None]
 
 
-def _v0_scores(scores: Optional[p.Scores]) -> V0Scores:
-    return tuple(V0Score(s.name, s.probability) for s in scores or ())
+def _scores(scores: Optional[p.Scores]) -> Scores:
+    return tuple(Score(s.name, s.probability) for s in scores or ())
 
 
 @dataclasses.dataclass
@@ -165,7 +162,7 @@ class AudioWire(_Wire):
                 captured_at=first.media.captured_at + offset_s,
                 measurements=(
                     Measurement(
-                        emotions=_v0_scores(msg.expressions),
+                        emotions=_scores(msg.expressions),
                         begin_s=msg.audio_start_ms / 1000.0,
                         end_s=msg.audio_end_ms / 1000.0,
                     ),
@@ -230,9 +227,9 @@ class VideoWire(_Wire):
                 model=VIDEO_MODEL,
                 captured_at=media.captured_at,
                 measurements=tuple(
-                    Measurement(emotions=_v0_scores(f.expressions), face_id=str(f.face_id)) for f in measured
+                    Measurement(emotions=_scores(f.expressions), face_id=str(f.face_id)) for f in measured
                 ),
-                warning_code=None if measured else V0Codes.NO_FACES,
+                warning_code=None if measured else NO_FACES,
                 latency_s=max(0.0, now - sent_at),
                 session_id=media.session_id,
             )

@@ -9,7 +9,7 @@ no socket: it measures face-mesh landmarks, which the agent does not compute, an
 fails the whole payload (E0102), face result included; the config does not offer it.
 
 Per socket exactly one payload is in flight. Meanwhile media waits in a bounded buffer
-(:mod:`agent.hume.payloads`): only the newest frame (older ones dropped and counted), audio accumulated
+(:mod:`agent.hume.v0.payloads`): only the newest frame (older ones dropped and counted), audio accumulated
 into one WAV payload of at most 5000 ms (the API limit; the backlog bounded by ``queue_seconds``, oldest
 dropped and counted), text in a short queue. So capture never waits on the network: ``send_*`` only
 append to memory and wake the socket's task.
@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from agent.config import HumeConfig
-from agent.hume.backend import Backend, Observation
-from agent.hume.link import FAILURE_STATES, Connector, Link, MediaBuffer
-from agent.hume.payloads import (
+from agent.hume.backend import Backend
+from agent.hume.types import FAILURE_STATES, BackendStatus, Observation, counters, most_severe
+from agent.hume.v0.link import Connector, Link, MediaBuffer
+from agent.hume.v0.payloads import (
     AudioBuffer,
     FrameSlot,
     TextBuffer,
@@ -59,9 +60,6 @@ OBSERVATIONS_MAX = 1000
 
 CANCEL_GRACE_S = 3.0
 """Time a link gets to close its socket when cancelled (its close handshake is bounded at 2 s)."""
-
-STATE_SEVERITY = ("auth_failed", "quota_exhausted", "backoff", "connecting", "open", "idle")
-"""The overall state is the most severe state of any socket, in this order."""
 
 
 class V0Backend(Backend):
@@ -138,21 +136,19 @@ class V0Backend(Backend):
             self._dropped_results += 1
         queue.put_nowait(obs)
 
-    def status(self) -> Dict[str, Any]:
-        sockets = {name: link.status() for name, link in self._links.items()}
-        states: List[str] = [s["state"] for s in sockets.values()]
-        state = next((s for s in STATE_SEVERITY if s in states), "idle")
+    def status(self) -> BackendStatus:
+        links = tuple((name, link.status()) for name, link in self._links.items())
+        states = tuple(s.state for _, s in links)
         failing = [link for link in self._links.values() if link.last_error is not None]
         latest = max(failing, key=lambda link: link.last_error_at, default=None)
-        return {
-            "backend": "v0",
-            "state": state,
-            "ok": not any(s in FAILURE_STATES for s in states),
-            "last_error": None if latest is None else f"{latest.name}: {latest.last_error}",
-            "boundaries": self._epoch,
-            "dropped_results": self._dropped_results,
-            "sockets": sockets,
-        }
+        return BackendStatus(
+            backend="v0",
+            state=most_severe(states),
+            ok=not any(s in FAILURE_STATES for s in states),
+            last_error=None if latest is None else f"{latest.name}: {latest.last_error}",
+            links=links,
+            counters=counters({"boundaries": self._epoch, "dropped_results": self._dropped_results}),
+        )
 
 
 async def _cancel_all(tasks: List[asyncio.Task[None]]) -> None:

@@ -22,17 +22,17 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import Any, Callable, Dict, Optional, Protocol, Tuple, Union
+from typing import Callable, Dict, Optional, Protocol, Tuple, Union
 
 import aiohttp
 
 from agent.backoff import Backoff
 from agent.config import MASK, HumeConfig
 from agent.errors import HumeAuthError
-from agent.hume.accounting import InFlight, LinkStats
-from agent.hume.backend import Observation, OutgoingMedia
-from agent.hume.payloads import PayloadBuilder, Queued, observations, warning_codes
-from agent.hume.protocol import (
+from agent.hume.types import LinkStatus, Observation, OutgoingMedia
+from agent.hume.v0.accounting import InFlight, LinkStats
+from agent.hume.v0.payloads import PayloadBuilder, Queued, observations, warning_codes
+from agent.hume.v0.protocol import (
     API_KEY_HEADER,
     FATAL_CODES,
     ErrorMessage,
@@ -55,8 +55,6 @@ REPEAT_LOG_S = 600.0
 ANNOUNCED_MAX = 64
 """Distinct failure reasons remembered for that; bounded memory whatever the server says."""
 
-FAILURE_STATES = ("backoff", "auth_failed", "quota_exhausted")
-
 PLANNED = {
     "renew": "renewing before the server's one-minute limit",
     "boundary": "new visitor: new face-id cache",
@@ -65,7 +63,7 @@ PLANNED = {
 
 
 class MediaBuffer(Protocol):
-    """What a link sends from: the buffers of :mod:`agent.hume.payloads`."""
+    """What a link sends from: the buffers of :mod:`agent.hume.v0.payloads`."""
 
     def head_epoch(self) -> Optional[int]: ...
 
@@ -205,14 +203,8 @@ class Link:
             self._wake_pending = True
             self._events.put_nowait((0, None))
 
-    def status(self) -> Dict[str, Any]:
-        return {
-            "state": self.state,
-            "models": list(self.models),
-            "last_error": self.last_error,
-            **self.stats.as_dict(),
-            **self._buffer.stats(),
-        }
+    def status(self) -> LinkStatus:
+        return self.stats.to_status(self.state, self.last_error, self._buffer.stats())
 
     # -- the loop --------------------------------------------------------------------------------
 

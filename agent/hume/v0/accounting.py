@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import collections
 import statistics
-from typing import Any, Deque, Dict, Generic, List, Optional, Tuple, TypeVar
+from typing import Deque, Dict, Generic, List, Mapping, Optional, Tuple, TypeVar
+
+from agent.hume.types import LinkStatus, counters
 
 T = TypeVar("T")
 
@@ -81,18 +83,28 @@ class LinkStats:
     def latency(self, seconds: float) -> None:
         self._latencies.append(seconds)
 
-    def as_dict(self) -> Dict[str, Any]:
+    def to_status(self, state: str, last_error: Optional[str], buffered: Mapping[str, float]) -> LinkStatus:
+        """This socket's :class:`~agent.hume.types.LinkStatus`; ``buffered`` is its media buffer's counters.
+
+        Warning and error codes become counters named ``warning_<code>`` / ``error_<code>``.
+        """
         lat = list(self._latencies)
-        return {
-            "connect_attempts": self.connect_attempts,
+        extra: Dict[str, float] = {
             "reconnects": self.reconnects,
-            "sent": self.sent,
-            "replies": self.replies,
             "unmatched": self.unmatched,
             "timeouts": self.timeouts,
             "lost": self.lost,
-            "warnings": dict(self.warnings),
-            "errors": dict(self.errors),
-            "latency_p50_s": round(statistics.median(lat), 4) if lat else None,
-            "latency_max_s": round(max(lat), 4) if lat else None,
+            **{f"warning_{code}": n for code, n in self.warnings.items()},
+            **{f"error_{code}": n for code, n in self.errors.items()},
+            **buffered,
         }
+        return LinkStatus(
+            state=state,
+            last_error=last_error,
+            connects=self.connect_attempts,
+            sent=self.sent,
+            replies=self.replies,
+            latency_p50_s=round(statistics.median(lat), 4) if lat else None,
+            latency_max_s=round(max(lat), 4) if lat else None,
+            counters=counters(extra),
+        )

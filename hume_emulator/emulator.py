@@ -16,8 +16,8 @@ Behaviour, and the choices made where Hume's documentation is silent:
 - Idle timeout: a connection that sends no message for ``idle_timeout_s`` (default 60; the facts say "a
   timeout of one minute", ambiguous between idle and absolute) is closed with 1000 "idle timeout".
   WebSocket pings do not count as messages.
-- Media decoding, limits and error codes: :mod:`agent.hume.emulator_media`; models, stream window, clock and
-  face identity: :mod:`agent.hume.emulator_models`. Predictions are deterministic per input and ``seed``.
+- Media decoding, limits and error codes: :mod:`hume_emulator.media`; models, stream window, clock and
+  face identity: :mod:`hume_emulator.models`. Predictions are deterministic per input and ``seed``.
 - Faults (:class:`Faults`, settable at run time via ``POST /_emulator/faults`` or ``--fault``) script
   outages for the client's tests; ``GET /_emulator/stats`` reports counters. The control endpoints have no
   auth: bind the emulator to loopback.
@@ -38,10 +38,7 @@ from typing import Any, Deque, Dict, List, Optional, Set, Tuple, Union
 
 from aiohttp import WSMsgType, web
 
-from agent.hume import detectors
-from agent.hume.emulator_faults import Faults
-from agent.hume.emulator_models import ERROR_TEXT, Session, warning_reply
-from agent.hume.protocol import (
+from agent.hume.v0.protocol import (
     API_KEY_HEADER,
     API_KEY_QUERY,
     AUTH_FAILED_BODY,
@@ -54,9 +51,12 @@ from agent.hume.protocol import (
     Reply,
     reply_to_json,
 )
-from agent.hume.v1.emulator import EmulatorV1Settings
-from agent.hume.v1.emulator import add_routes as add_v1_routes
-from agent.hume.v1.emulator import make_app as make_v1_app
+from hume_emulator import detectors
+from hume_emulator.faults import Faults
+from hume_emulator.models import ERROR_TEXT, Session, warning_reply
+from hume_emulator.v1.emulator import EmulatorV1Settings
+from hume_emulator.v1.emulator import add_routes as add_v1_routes
+from hume_emulator.v1.emulator import make_app as make_v1_app
 
 __all__ = [
     "DEFAULT_PORT",

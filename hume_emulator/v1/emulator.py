@@ -1,6 +1,6 @@
 """A local stand-in for Hume's v1 realtime API: ``/v1/expression/audio/realtime`` and ``.../video/realtime``.
 
-The rules live in :mod:`agent.hume.v1.emulated`; this module authenticates the handshake, moves
+The rules live in :mod:`hume_emulator.v1.emulated`; this module authenticates the handshake, moves
 messages over aiohttp WebSockets, enforces the idle timeout, and lets tests induce the endings a real
 deployment produces (server shutdown, measurement failures, refused handshakes). ``add_routes`` puts
 both endpoints on an existing app, so the v0 and v1 emulators can share one process and port.
@@ -17,9 +17,9 @@ from typing import Any, Deque, Dict, Optional, Set, Tuple
 
 from aiohttp import WSMsgType, web
 
-from agent.hume.v1 import emulated
 from agent.hume.v1 import protocol as p
-from agent.hume.v1.emulated import FaultsV1
+from hume_emulator.v1 import emulated
+from hume_emulator.v1.emulated import FaultsV1
 
 LOG_KEPT = 100_000
 """Client messages and ended sessions kept for assertions; a long-running emulator forgets the oldest."""

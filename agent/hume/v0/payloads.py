@@ -21,8 +21,8 @@ import collections
 from typing import Deque, Dict, List, Optional, Tuple
 
 from agent.config import HumeConfig
-from agent.hume.backend import Measurement, Observation, OutgoingMedia
-from agent.hume.protocol import (
+from agent.hume.types import Measurement, Observation, OutgoingMedia
+from agent.hume.v0.protocol import (
     AUDIO_MAX_MS,
     TEXT_MAX_CHARS,
     Codes,

@@ -13,6 +13,8 @@ import json
 import math
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from agent.hume.types import AUDIO_MODELS, MODELS, NO_FACES, Score, Scores
+
 # --------------------------------------------------------------------------------------------------
 # Constants from the published contract
 
@@ -73,9 +75,6 @@ FACE_DESCRIPTIONS: Tuple[str, ...] = (
 
 GRANULARITIES: Tuple[str, ...] = ("word", "sentence", "utterance", "passage")
 
-MODELS: Tuple[str, ...] = ("face", "prosody", "burst", "language", "facemesh")
-AUDIO_MODELS: Tuple[str, ...] = ("prosody", "burst")
-
 
 class Codes:
     """Error (E) and warning (W) codes of the v0 streaming API."""
@@ -93,7 +92,7 @@ class Codes:
     OUT_OF_CREDITS = "E0300"
     NO_BURSTS = "W0101"
     NO_FACEMESH = "W0102"
-    NO_FACES = "W0103"
+    NO_FACES = NO_FACES
     NO_LANGUAGE = "W0104"
     NO_SPEECH = "W0105"
 
@@ -318,17 +317,6 @@ class PublishMessage:
 
 # --------------------------------------------------------------------------------------------------
 # Server -> client: predictions, warnings, errors
-
-
-@dataclasses.dataclass(frozen=True)
-class Score:
-    """One named score (an emotion, a FACS unit, a sentiment level, a toxicity category)."""
-
-    name: str
-    score: float
-
-
-Scores = Tuple[Score, ...]
 
 
 def _scores(obj: Mapping[str, Any], key: str, where: str) -> Optional[Scores]:

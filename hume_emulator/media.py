@@ -29,8 +29,7 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from agent.hume import detectors
-from agent.hume.protocol import (
+from agent.hume.v0.protocol import (
     AUDIO_MAX_MS,
     FACEMESH_LANDMARKS,
     FACEMESH_MAX_FACES,
@@ -40,6 +39,7 @@ from agent.hume.protocol import (
     Codes,
     ProtocolViolation,
 )
+from hume_emulator import detectors
 
 ACCEPTED = (
     "JPEG or PNG images, WAV audio, Motion-JPEG AVI video, raw text (raw_text: true) "

@@ -20,9 +20,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from agent.hume import detectors, scoring
-from agent.hume.emulator_media import Media, decode, decode_frame
-from agent.hume.protocol import (
+from agent.hume.types import MODELS, Score, Scores
+from agent.hume.v0.protocol import (
     EXPRESSIONS,
     FACE_DESCRIPTIONS,
     FACE_FPS_PRED_DEFAULT,
@@ -30,7 +29,6 @@ from agent.hume.protocol import (
     FACE_PROB_THRESHOLD_DEFAULT,
     FACS_LABELS,
     LANGUAGE_EXPRESSIONS,
-    MODELS,
     SENTIMENT_LEVELS,
     STREAM_WINDOW_MS_DEFAULT,
     STREAM_WINDOW_MS_MAX,
@@ -46,11 +44,11 @@ from agent.hume.protocol import (
     ProtocolViolation,
     PublishMessage,
     Reply,
-    Score,
-    Scores,
     TimeRange,
     WarningMessage,
 )
+from hume_emulator import detectors, scoring
+from hume_emulator.media import Media, decode, decode_frame
 
 RATE = detectors.SPEECH_RATE_HZ
 BURST_MAX_S = 1.0

@@ -4,8 +4,8 @@ No sockets here, so every rule of the contract (config lock, frame validity, siz
 which errors end the session, utterances and measurement windows, face listing) is unit-testable with
 a fake clock. ``emulator.py`` only moves these messages over aiohttp WebSockets.
 
-Predictions come from the media through the shared detectors (``agent.hume.detectors``) and the
-seed-driven read-out (``agent.hume.scoring``) the v0 emulator also uses. The vocabularies below are
+Predictions come from the media through the shared detectors (``hume_emulator.detectors``) and the
+seed-driven read-out (``hume_emulator.scoring``) the v0 emulator also uses. The vocabularies below are
 the names Hume's v1 docs confirm verbatim; the real lists are longer (415 / 190 / 48 / 27) and
 open-ended, which is exactly why clients must never depend on them.
 """
@@ -20,9 +20,9 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from agent.hume import detectors, scoring
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.pacing import TokenBucket
+from hume_emulator import detectors, scoring
 
 AUDIO_EXPRESSIONS = (
     "abhorrence",
@@ -215,7 +215,7 @@ def _fixed(obj: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> D
 class SpeechTracker:
     """Streaming speech detection over the accepted audio timeline, in 20 ms frames.
 
-    The rules are those of :func:`agent.hume.detectors.speech_segments` (noise floor = quietest tenth
+    The rules are those of :func:`hume_emulator.detectors.speech_segments` (noise floor = quietest tenth
     of recent loudness, pauses under 250 ms bridged, stretches under 100 ms ignored), applied as audio
     arrives instead of to a whole recording.
     """
