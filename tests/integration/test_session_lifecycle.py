@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
-from agent.hume.emulator import Emulator
+from hume_emulator.emulator import Emulator
 from tests.integration.test_end_to_end import agent_config, sequenced, to_toml, validator
 from tests.support.mosquitto import Broker, Received, Subscriber
 

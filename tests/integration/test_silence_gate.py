@@ -22,10 +22,11 @@ from agent.audio_gate import FRAME_MS
 from agent.capture.camera import SceneStep, SyntheticCamera
 from agent.capture.microphone import AudioChunk, AudioSource
 from agent.config import Config
-from agent.hume.backend import Backend, Observation
-from agent.hume.emulator import Emulator
-from agent.hume.v1.emulator import EmulatorV1
+from agent.hume.backend import Backend
+from agent.hume.types import Observation
 from agent.media import AUDIO_RATE, Resampler, decode_wav, voiced_frames
+from hume_emulator.emulator import Emulator
+from hume_emulator.v1.emulator import EmulatorV1
 from tests.support.emulator import TEST_KEY, espeak_wav
 from tests.support.mosquitto import Broker
 
