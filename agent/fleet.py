@@ -41,8 +41,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import config as config_mod
+from agent import untrusted
 from agent.config import Config, MqttConfig
 from agent.errors import EX_CONFIG, ConfigError
+from agent.untrusted import clip
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 """A health message is about 2 KB; anything 30x larger is not ours."""
@@ -63,11 +65,8 @@ _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+0
 
 
 def clean_text(value: object, limit: int = MAX_TEXT_CHARS) -> Optional[str]:
-    """A string fit for a terminal: control characters replaced, at most ``limit`` characters."""
-    if not isinstance(value, str):
-        return None
-    text = "".join(c if c.isprintable() else "?" for c in value[: limit + 1])
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A string fit for a terminal (:func:`agent.untrusted.clip`), or None when it is not a string."""
+    return clip(value, limit) if isinstance(value, str) else None
 
 
 def _int(value: object) -> Optional[int]:
@@ -102,7 +101,7 @@ class HealthView:
 
 def parse_health(payload: bytes) -> HealthView:
     """The fields the fleet view shows; ValueError for anything that is not a JSON object."""
-    body = json.loads(payload.decode("utf-8"))
+    body = untrusted.loads(payload, max_bytes=MAX_PAYLOAD_BYTES, what="health")
     if not isinstance(body, dict):
         raise ValueError("health is not a JSON object")
     ident = body.get("identity")
@@ -224,7 +223,7 @@ class FleetFold:
             self._ignored["bad_topic"] += 1
             return
         device, kind = parsed
-        if len(payload) > MAX_PAYLOAD_BYTES:
+        if len(payload) > MAX_PAYLOAD_BYTES:  # also refused by untrusted.loads: counted apart here
             self._ignored["too_large"] += 1
             return
         kiosk = self._kiosks.get(device)
@@ -244,7 +243,7 @@ class FleetFold:
         else:
             try:
                 kiosk.health = parse_health(payload) if payload else None
-            except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            except ValueError:  # untrusted.UntrustedInputError: not JSON, or nested too deeply
                 self._ignored["bad_json"] += 1
                 return
         if kiosk.state is None and kiosk.health is None:

@@ -124,7 +124,8 @@ def test_wrong_types_become_missing_fields_and_text_is_made_safe() -> None:
     assert (h.queue_depth, h.dropped) == (3, 0)  # fell back to the mqtt part, which is well-formed
     assert h.last_error is not None
     assert "\x1b" not in h.last_error
-    assert len(h.last_error) == fleet.MAX_TEXT_CHARS
+    assert h.last_error.startswith("?[2Jwiped")
+    assert h.last_error.endswith("(+849 chars)")
 
 
 def test_kiosk_count_is_bounded() -> None:
