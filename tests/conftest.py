@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.mosquitto",
     "tests.support.emulator",
     "tests.support.emulator_v1",
+    "tests.support.install",
 ]

@@ -1,24 +1,23 @@
-"""scripts/install and scripts/uninstall in a throwaway root prefix (``--root DIR``).
+"""scripts/install and scripts/uninstall in a throwaway root prefix (tests/support/install.py).
 
-The prefix holds only what the scripts touch: minimal ``etc/passwd``/``group``/``shadow``/``gshadow``
-(the system user is made with ``useradd --root``), ``etc/hostname`` and ``etc/machine-id``. The unit is
-enabled offline with ``systemctl --root``; nothing is started. The scripts run from a snapshot of this
-checkout so that edits made meanwhile in the working tree cannot make two runs differ.
+The unit is enabled offline with ``systemctl --root``; nothing is started.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.install import make_prefix, snapshot_checkout
+from tests.support.install import run as _run
+from tests.support.install import tree as _tree
+
 VENV_PYTHON = "opt/hume-edge/venv/bin/python"
 
 pytestmark = [
@@ -29,63 +28,33 @@ pytestmark = [
 ]
 
 
-def _run(args: List[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, f"{args} exited {proc.returncode}:\n{proc.stderr}"
-    return proc
-
-
-def _tree(root: Path) -> Dict[str, Tuple[str, ...]]:
-    """Every path under ``root`` -> (mode, owner, content hash or link target).
-
-    Bytecode is compared by name only: a .pyc embeds its source file's mtime, which a reinstall changes.
-    """
-    tree: Dict[str, Tuple[str, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            st = path.lstat()
-            rel = str(path.relative_to(root))
-            if stat.S_ISLNK(st.st_mode):
-                tree[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                tree[rel] = (oct(st.st_mode), f"{st.st_uid}:{st.st_gid}")
-            else:
-                digest = "pyc" if name.endswith(".pyc") else hashlib.sha256(path.read_bytes()).hexdigest()
-                tree[rel] = (oct(st.st_mode), f"{st.st_uid}:{st.st_gid}", digest)
-    return tree
-
-
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = tmp_path_factory.mktemp("checkout")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, src / name)
-    for name in ("agent", "config", "systemd", "scripts"):
-        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    return src
+    return snapshot_checkout(tmp_path_factory.mktemp("checkout"))
 
 
 @pytest.fixture(scope="module")
 def prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("root")
-    etc = root / "etc"
-    etc.mkdir()
-    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
-    (etc / "group").write_text("root:x:0:\nvideo:x:44:\n")  # no audio group: the installer adds it
-    (etc / "shadow").write_text("root:*:19000:0:99999:7:::\n")
-    (etc / "gshadow").write_text("root:*::\nvideo:!::\n")
-    (etc / "hostname").write_text("raspberrypi\n")  # an image default: not unique in a fleet
-    (etc / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
-    return root
+    return make_prefix(tmp_path_factory.mktemp("root"))
 
 
 @pytest.fixture(scope="module")
-def installed(checkout: Path, prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installed(
+    checkout: Path, prefix: Path, tmp_path_factory: pytest.TempPathFactory, offline_pip: Dict[str, str]
+) -> Path:
     key = tmp_path_factory.mktemp("secrets") / "key"
     key.write_text("test-key\n")
     _run(
-        [str(checkout / "scripts/install"), "--root", str(prefix), "--api-key-file", str(key), "--extras", ""]
+        [
+            str(checkout / "scripts/install"),
+            "--root",
+            str(prefix),
+            "--api-key-file",
+            str(key),
+            "--extras",
+            "",
+        ],
+        env=offline_pip,
     )
     return prefix
 
@@ -169,18 +138,18 @@ def test_bad_device_id_is_refused_naming_what_is_allowed(checkout: Path, install
 
 @pytest.mark.slow
 def test_venv_sees_system_packages_only_where_apt_installed_picamera2(
-    checkout: Path, installed: Path
+    checkout: Path, installed: Path, offline_pip: Dict[str, str]
 ) -> None:
     """Raspberry Pi OS ships picamera2/libcamera only through apt: the venv must then see dist-packages."""
     picamera2 = installed / "usr/lib/python3/dist-packages/picamera2"
     cfg = installed / "opt/hume-edge/venv/pyvenv.cfg"
     picamera2.mkdir(parents=True)
     try:
-        _run([str(checkout / "scripts/install"), "--root", str(installed), "--extras", ""])
+        _run([str(checkout / "scripts/install"), "--root", str(installed), "--extras", ""], env=offline_pip)
         assert "include-system-site-packages = true" in cfg.read_text().splitlines()
     finally:
         shutil.rmtree(installed / "usr/lib")
-    _run([str(checkout / "scripts/install"), "--root", str(installed), "--extras", ""])
+    _run([str(checkout / "scripts/install"), "--root", str(installed), "--extras", ""], env=offline_pip)
     assert "include-system-site-packages = false" in cfg.read_text().splitlines()
 
 
