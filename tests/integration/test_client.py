@@ -352,9 +352,11 @@ async def test_abrupt_drop_recovered(emulator: Emulator) -> None:
         async with running(backend), Capture(backend):
             await eventually("flowing", lambda: count(backend, "audio", "replies") >= 3)
             for _ in range(3):
-                attempts = count(backend, "audio", "connects")
+                # Open again, not just connecting: a cut while the relay has not yet registered the new
+                # connection cuts nothing (seen once on a loaded machine).
+                reconnects = count(backend, "audio", "reconnects")
                 relay.cut()  # RST, no close frame: what a router reboot looks like
-                await eventually("reconnected", at_least(backend, "audio", "connects", attempts + 1))
+                await eventually("reconnected", at_least(backend, "audio", "reconnects", reconnects + 1))
             await recovers(backend, emulator)
             assert relay.cuts == 3
             assert count(backend, "audio", "reconnects") >= 3
