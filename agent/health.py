@@ -7,7 +7,8 @@ dataclass filled by the module that knows it (the service: session, capture, sum
 is the one place the wire shape is decided. The shape is the one the health topic had when it was a
 dictionary (``agent/schema/messages.schema.json``, definition ``health``), so dashboards keep working.
 
-This module imports only leaves (``agent.messages``, ``agent.hume.types``): every layer may report into it.
+This module imports only leaves (``agent.messages``, ``agent.hume.types``, ``agent.identity``): every layer
+may report into it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from typing import Dict, Mapping, Optional
 
 from agent.hume.types import BackendStatus
+from agent.identity import Identity
 from agent.messages import utc_iso
 
 JsonMapping = Mapping[str, object]
@@ -149,6 +151,8 @@ class ServiceHealth:
     hume: Optional[HumeHealth] = None
     last_error: Optional[JsonMapping] = None
     """The latest warning or error logged (``agent.logs.last_problem``)."""
+    identity: Optional[Identity] = None
+    """What runs: version, Python, OS, config fingerprint, backend, models, start (``agent.identity``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,4 +184,6 @@ class Health:
         }
         if svc.hume is not None:
             body["hume"] = svc.hume.to_json()
+        if svc.identity is not None:
+            body["identity"] = svc.identity.to_json()
         return body

@@ -19,7 +19,7 @@ import signal
 import time
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
-from agent import logs, parts
+from agent import identity, logs, parts
 from agent import status as status_mod
 from agent.audio_gate import AudioGate
 from agent.capture.camera import Frame, FrameSource, open_camera
@@ -136,6 +136,7 @@ class Agent:
         )
         self.audio_gate = AudioGate(cfg.microphone, spill_hangover=cfg.hume.backend == "v1")
         self.counters: Dict[str, int] = {"frames": 0, "frames_sent": 0, "audio_chunks": 0, "audio_sent": 0}
+        self.identity = identity.collect(cfg, started_at=wall())
         self._checkpointed: Set[str] = set()
         """Sessions whose checkpoint is in the outbox's ``state`` table (deleted when they end)."""
 
@@ -281,6 +282,7 @@ class Agent:
             summaries=SummaryHealth(**self.summaries.stats()),
             hume=self.backend.status(),
             last_error=logs.last_problem(),
+            identity=self.identity,
         )
 
     # -- shutdown -------------------------------------------------------------------------------

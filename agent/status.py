@@ -15,6 +15,7 @@ may read a file an older or newer agent wrote::
      "hume": {"state": "connected", ...}, "mqtt": {"state": "connected", "queue_depth": 3, ...},
         (or "links": {"hume": {...}, "mqtt": {...}})
      "session": {"id": "…", "active": true} | null,
+     "identity": {"version": "0.1.0", "config_fingerprint": "3fa2c1e09b7d", ...} (agent.identity),
      "last_error": {"at": …, "level": "warning", "logger": "…", "message": "…"} | null, ...}
 """
 
@@ -192,6 +193,15 @@ def render(snapshot: Mapping[str, Any], now: float) -> List[str]:
     lines: List[str] = []
     if snapshot.get("device_id"):
         lines.append(f"device:     {snapshot['device_id']}")
+    ident = snapshot.get("identity")
+    if isinstance(ident, dict):
+        models = ident.get("models")
+        run = "+".join(str(m) for m in models) if isinstance(models, list) else "?"
+        lines.append(
+            f"agent:      {ident.get('version', '?')}, config {ident.get('config_fingerprint', '?')}, "
+            f"Hume {ident.get('backend', '?')} {run}; "
+            f"Python {ident.get('python', '?')} on {ident.get('os', '?')}"
+        )
     started = snapshot.get("started_at")
     if isinstance(started, (int, float)):
         lines.append(f"started:    {_ago(now - started)}")

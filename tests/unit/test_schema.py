@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent import config, identity
 from agent.config import MqttConfig, OutboxConfig, SessionConfig, SummaryConfig
 from agent.health import ServiceHealth
 from agent.hume.types import MODELS, Measurement, Observation, Score
@@ -279,9 +280,12 @@ def test_command_results() -> None:
 def test_health_snapshot(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
     try:
+        ident = identity.collect(config.Config(), started_at=T0)
         publisher = Publisher(
-            MqttConfig(), "kiosk-1", outbox, health=lambda: ServiceHealth(device_id="kiosk-1")
+            MqttConfig(), "kiosk-1", outbox, health=lambda: ServiceHealth(device_id="kiosk-1", identity=ident)
         )
-        definition("health").validate(json.loads(json.dumps(publisher.health_snapshot().to_json())))
+        body = json.loads(json.dumps(publisher.health_snapshot().to_json()))
+        definition("health").validate(body)
+        assert body["identity"]["config_fingerprint"] == identity.config_fingerprint(config.Config())
     finally:
         outbox.close()

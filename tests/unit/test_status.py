@@ -121,6 +121,21 @@ def test_show_old_snapshot_is_stale(tmp_path: Path) -> None:
     assert "may be hung" in text
 
 
+def test_show_names_what_runs_from_the_identity(tmp_path: Path) -> None:
+    path = tmp_path / "status.json"
+    ident = {
+        "version": "0.3.1", "config_fingerprint": "3fa2c1e09b7d", "backend": "v1",
+        "models": ["face", "prosody"], "python": "3.11.2",
+        "os": "Debian GNU/Linux 12 (bookworm)", "machine": "aarch64",
+    }  # fmt: skip
+    status.write(path, {**SNAPSHOT, "identity": ident})
+    lines = _show(path)[1].splitlines()
+    assert (
+        "agent:      0.3.1, config 3fa2c1e09b7d, Hume v1 face+prosody; Python 3.11.2 on Debian"
+        in "\n".join(lines)
+    )
+
+
 def test_show_json_prints_the_raw_snapshot(tmp_path: Path) -> None:
     path = tmp_path / "status.json"
     status.write(path, SNAPSHOT)

@@ -1,0 +1,191 @@
+"""``hume-edge fleet`` against three real agents on one real mosquitto.
+
+Three ``hume-edge run`` processes (kiosk-a and kiosk-b from one config, kiosk-c with one setting changed;
+no camera, no microphone, so they cost next to nothing) publish their retained status and health. The
+fleet view, run as the real command, must list all three with version and config fingerprint and flag
+kiosk-c; after kiosk-b is SIGKILLed the broker publishes its ``offline`` will (MQTT 5 will delay 1 s), and
+both a fresh ``hume-edge fleet --json`` and a running ``--watch`` show it offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List
+
+import pytest
+
+from agent import identity
+from tests.support.mosquitto import Broker, Subscriber
+
+EXE = Path(sys.executable).with_name("hume-edge")
+START_TIMEOUT_S = 60.0
+FLEET_TIMEOUT_S = 30.0
+BASE_CONFIG = """\
+device_id = "{device}"
+[hume]
+api_key = "test-key"
+backend = "v1"
+v1_url = "ws://127.0.0.1:9"
+url = "ws://127.0.0.1:9/v0/stream/models"
+[camera]
+source = "none"
+[microphone]
+source = "none"
+[session]
+mode = "command"
+[summary]
+top_k = {top_k}
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+health_interval_s = 1
+will_delay_s = 1
+discovery = false
+"""
+
+
+class Kiosk:
+    """One ``hume-edge run`` with its own state and runtime directories."""
+
+    def __init__(self, workdir: Path, device: str, port: int, top_k: int) -> None:
+        self.device = device
+        self.dir = workdir / device
+        self.dir.mkdir()
+        self.config = self.dir / "config.toml"
+        self.config.write_text(BASE_CONFIG.format(device=device, port=port, top_k=top_k))
+        env = {k: v for k, v in os.environ.items() if k not in ("HUME_API_KEY", "NOTIFY_SOCKET")}
+        env.update(STATE_DIRECTORY=str(self.dir / "state"), RUNTIME_DIRECTORY=str(self.dir / "run"))
+        with open(self.dir / "agent.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [str(EXE), "run", "--config", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.dir,
+            )
+
+    def log(self) -> str:
+        return (self.dir / "agent.log").read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def fleet_of_three(
+    mosquitto: Broker, subscriber: Callable[..., Subscriber], tmp_path: Path
+) -> Iterator[Dict[str, Kiosk]]:
+    kiosks = {
+        name: Kiosk(tmp_path, name, mosquitto.port, top_k)
+        for name, top_k in (("kiosk-a", 3), ("kiosk-b", 3), ("kiosk-c", 5))
+    }
+    sub = subscriber(mosquitto, ["hume-edge/+/health"])
+
+    def all_reported(messages: List[Any]) -> bool:
+        return {m.topic.split("/")[1] for m in messages if b'"identity"' in m.payload} == set(kiosks)
+
+    try:
+        assert sub.wait_for(all_reported, START_TIMEOUT_S), "\n".join(k.log() for k in kiosks.values())
+        yield kiosks
+    finally:
+        for kiosk in kiosks.values():
+            kiosk.stop()
+
+
+def _fleet(port: int, *extra: str) -> Dict[str, Any]:
+    proc = subprocess.run(
+        [str(EXE), "fleet", "--host", "127.0.0.1", "--port", str(port), "--json", *extra],
+        capture_output=True,
+        text=True,
+        timeout=FLEET_TIMEOUT_S,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report: Dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
+def _rows(report: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    return {row["device"]: row for row in report["kiosks"]}
+
+
+@pytest.mark.slow
+def test_fleet_lists_three_agents_flags_the_odd_config_and_shows_a_killed_one_offline(
+    mosquitto: Broker, subscriber: Callable[..., Subscriber], fleet_of_three: Dict[str, Kiosk]
+) -> None:
+    rows = _rows(_fleet(mosquitto.port))
+    assert sorted(rows) == ["kiosk-a", "kiosk-b", "kiosk-c"]
+    assert {row["state"] for row in rows.values()} == {"online"}
+    assert {row["version"] for row in rows.values()} == {identity.agent_version()}
+    a, b, c = (rows[k]["config_fingerprint"] for k in ("kiosk-a", "kiosk-b", "kiosk-c"))
+    assert a == b != c
+    assert [k for k, row in rows.items() if row["config_differs"]] == ["kiosk-c"]
+    assert rows["kiosk-a"]["backend"] == "v1"
+    assert rows["kiosk-a"]["queue_depth"] is not None
+
+    watcher = subprocess.Popen(
+        [str(EXE), "fleet", "--port", str(mosquitto.port), "--host", "127.0.0.1", "--watch", "--json",
+         "--interval-s", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        first = json.loads(_readline(watcher, FLEET_TIMEOUT_S))
+        assert _rows(first)["kiosk-b"]["state"] == "online"
+
+        sub = subscriber(mosquitto, ["hume-edge/kiosk-b/status"])
+        fleet_of_three["kiosk-b"].proc.send_signal(signal.SIGKILL)
+        fleet_of_three["kiosk-b"].proc.wait(10)
+        assert sub.wait_for(lambda ms: any(m.payload == b"offline" for m in ms), 30.0), "no offline will"
+
+        report = _fleet(mosquitto.port)
+        states = {k: row["state"] for k, row in _rows(report).items()}
+        assert states == {"kiosk-a": "online", "kiosk-b": "offline", "kiosk-c": "online"}
+        assert report["counts"] == {"online": 2, "stopped": 0, "offline": 1, "unknown": 0}
+
+        deadline = time.monotonic() + FLEET_TIMEOUT_S
+        while _rows(json.loads(_readline(watcher, FLEET_TIMEOUT_S)))["kiosk-b"]["state"] != "offline":
+            assert time.monotonic() < deadline, "--watch never showed kiosk-b offline"
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(10) == 0
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(5)
+
+
+def test_fleet_says_why_when_the_broker_cannot_be_read(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(EXE), "fleet", "--host", "127.0.0.1", "--port", "9", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=FLEET_TIMEOUT_S,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert "MQTT broker 127.0.0.1:9 unreachable" in proc.stderr
+
+
+def _readline(proc: subprocess.Popen[str], timeout_s: float) -> str:
+    """The next line ``proc`` prints, waiting at most ``timeout_s``."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        assert sel.select(timeout_s), f"no output within {timeout_s} s: {proc.stderr and proc.stderr.read()}"
+    line = proc.stdout.readline()
+    assert line, f"fleet --watch ended: {proc.stderr and proc.stderr.read()}"
+    return line
