@@ -119,8 +119,10 @@ def _named(labels: Sequence[str], values: Sequence[float]) -> Scores:
     return tuple(Score(name, round(value, 6)) for name, value in zip(labels, values))
 
 
-def _scores(labels: Sequence[str], features: Sequence[float], seed: int, salt: str) -> Scores:
-    return _named(labels, scoring.read_out(len(labels), features, seed, salt))
+def _scores(
+    labels: Sequence[str], features: Sequence[float], cues: Mapping[str, float], seed: int, salt: str
+) -> Scores:
+    return _named(labels, scoring.cued_scores(labels, features, cues, seed, salt))
 
 
 class Session:
@@ -217,10 +219,12 @@ class Session:
         for begin, end in detectors.speech_segments(signal):
             if start_s + end <= new_from_s + 1e-9 or (max_len_s is not None and end - begin > max_len_s):
                 continue
-            features = detectors.audio_features(signal[round(begin * RATE) : round(end * RATE)])
+            segment = signal[round(begin * RATE) : round(end * RATE)]
+            features = detectors.audio_features(segment)
+            cues = scoring.voice_cue_strengths(detectors.voice_cues(segment).liveliness)
             out.append(
                 Prediction(
-                    emotions=_scores(EXPRESSIONS, features, self.seed, model),
+                    emotions=_scores(EXPRESSIONS, features, cues, self.seed, model),
                     time=TimeRange(round(start_s + begin, 3), round(start_s + end, 3)),
                 )
             )
@@ -252,20 +256,24 @@ class Session:
         ids = self._identify(faces) if cfg.identify_faces else ["unknown"] * len(faces)
         out = []
         for face, face_id in zip(faces, ids):
-            features = (*detectors.image_features(image, (face.x, face.y, face.w, face.h)), face.prob * 2 - 1)
-
+            box = (face.x, face.y, face.w, face.h)
+            features = (*detectors.image_features(image, box), face.prob * 2 - 1)
+            seen = detectors.face_cues(image, box)
+            cues = scoring.face_cue_strengths(seen.smile, seen.eyes_open)
             out.append(
                 Prediction(
-                    emotions=_scores(EXPRESSIONS, features, self.seed, "face"),
+                    emotions=_scores(EXPRESSIONS, features, cues, self.seed, "face"),
                     frame=float(frame),
                     face_time=at_s,
                     bbox=BoundingBox(float(face.x), float(face.y), float(face.w), float(face.h)),
                     prob=round(face.prob, 6),
                     face_id=face_id,
-                    facs=None if cfg.facs is None else _scores(FACS_LABELS, features, self.seed, "facs"),
+                    facs=None
+                    if cfg.facs is None
+                    else _scores(FACS_LABELS, features, cues, self.seed, "facs"),
                     descriptions=None
                     if cfg.descriptions is None
-                    else _scores(FACE_DESCRIPTIONS, features, self.seed, "descriptions"),
+                    else _scores(FACE_DESCRIPTIONS, features, cues, self.seed, "descriptions"),
                 )
             )
         return tuple(out)
@@ -300,15 +308,11 @@ class Session:
             if cfg.sentiment is not None:
                 sentiment = _named(SENTIMENT_LEVELS, scoring.sentiment_distribution(scoring.valence(span)))
             if cfg.toxicity is not None:
-                level = min(1.0, 3.0 * scoring.toxicity_level(span))
-                base = scoring.read_out(len(TOXICITY_CATEGORIES), features, self.seed, "toxicity")
-                weights = (1.0, 0.4, 0.8, 0.3, 0.9, 0.2)
-                toxicity = _named(
-                    TOXICITY_CATEGORIES, [0.1 * b + (0.9 * level * w) for b, w in zip(base, weights)]
-                )
+                toxicity = _named(TOXICITY_CATEGORIES, scoring.toxicity(span, TOXICITY_CATEGORIES, self.seed))
+            cues = scoring.text_cue_strengths(span)
             out.append(
                 Prediction(
-                    emotions=_scores(LANGUAGE_EXPRESSIONS, features, self.seed, "language"),
+                    emotions=_scores(LANGUAGE_EXPRESSIONS, features, cues, self.seed, "language"),
                     text=span,
                     position=(begin, end),
                     sentiment=sentiment,
@@ -320,10 +324,14 @@ class Session:
     # ------------------------------------------------------------------------------------- facemesh
 
     def _facemesh(self, mesh: np.ndarray) -> Tuple[Prediction, ...]:
-        return tuple(
-            Prediction(emotions=_scores(EXPRESSIONS, mesh_features(face), self.seed, "facemesh"))
-            for face in mesh
-        )
+        out = []
+        for face in mesh:
+            seen = mesh_cues(face)
+            cues = scoring.face_cue_strengths(seen.smile, seen.eyes_open)
+            out.append(
+                Prediction(emotions=_scores(EXPRESSIONS, mesh_features(face), cues, self.seed, "facemesh"))
+            )
+        return tuple(out)
 
 
 def text_spans(text: str, granularity: str) -> List[Tuple[int, int]]:
@@ -353,6 +361,31 @@ _MESH_POINTS = {"lip_top": 13, "lip_bottom": 14, "mouth_left": 61, "mouth_right"
                 "eye_l_bottom": 145, "eye_r_top": 386, "eye_r_bottom": 374, "brow_l": 105, "brow_r": 334,
                 "eye_l_outer": 33, "eye_r_outer": 263}  # fmt: skip
 """MediaPipe face-mesh indices of the points whose distances the facemesh features use."""
+
+
+MESH_SMILE_WIDTH = (0.40, 0.50)
+"""Mouth width / face width: a relaxed mouth in MediaPipe's mesh is about 0.38-0.40 of the face's width,
+a broad smile 0.5 or more; the smile cue rises linearly between."""
+MESH_EYES_OPEN = (0.01, 0.03)
+"""Lid gap / face height: closed eyes under 0.01, open ones about 0.03-0.05."""
+
+
+def mesh_cues(face: np.ndarray) -> detectors.FaceCues:
+    """A smile and open eyes read from the mesh's geometry, the cues the face model takes from pixels."""
+    span = np.ptp(face[:, :2], axis=0)
+    height, width = max(float(span[1]), 1e-6), max(float(span[0]), 1e-6)
+
+    def dist(a: str, b: str) -> float:
+        return float(np.linalg.norm(face[_MESH_POINTS[a]][:2] - face[_MESH_POINTS[b]][:2]))
+
+    def ramp(value: float, bounds: Tuple[float, float]) -> float:
+        return min(1.0, max(0.0, (value - bounds[0]) / (bounds[1] - bounds[0])))
+
+    eyes = (dist("eye_l_top", "eye_l_bottom") + dist("eye_r_top", "eye_r_bottom")) / 2.0
+    return detectors.FaceCues(
+        smile=ramp(dist("mouth_left", "mouth_right") / width, MESH_SMILE_WIDTH),
+        eyes_open=ramp(eyes / height, MESH_EYES_OPEN),
+    )
 
 
 def mesh_features(face: np.ndarray) -> Tuple[float, ...]:

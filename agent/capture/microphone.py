@@ -22,7 +22,7 @@ import shutil
 import threading
 import time
 import wave
-from typing import Any, AsyncGenerator, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, AsyncGenerator, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -33,13 +33,35 @@ from agent.media import AUDIO_RATE, AudioChunker, Resampler, decode_wav, to_mono
 
 _LOGGER = logging.getLogger(__name__)
 
+
+@dataclasses.dataclass(frozen=True)
+class SpokenLine:
+    """One line of the synthetic speaker and how espeak-ng says it (its ``-s``, ``-p`` and ``-a`` flags)."""
+
+    text: str
+    speed_wpm: int = 175
+    pitch: int = 50
+    """0-99."""
+    amplitude: int = 100
+    """0-200."""
+
+    def espeak_flags(self) -> List[str]:
+        return ["-s", str(self.speed_wpm), "-p", str(self.pitch), "-a", str(self.amplitude)]
+
+
+LIVELY = {"speed_wpm": 210, "pitch": 75, "amplitude": 180}
+CALM = {"speed_wpm": 120, "pitch": 25, "amplitude": 60}
+"""Measured by the emulator's voice cues: lively lines read -15 dBFS, ~130 Hz, ~6.5 syllables/s
+(liveliness 0.7-0.9); calm ones -26 dBFS, ~85 Hz, ~5 syllables/s (0.1-0.2); espeak-ng's default 0.3-0.5."""
+
 SENTENCES = (
-    "Hello! Welcome to the exhibition. I am so happy you came by today.",
-    "Oh no, the last train has already left. That is really annoying.",
-    "Wow, look at that! I did not expect it to be this big.",
-    "Hmm. I am not sure about this one. Let me think about it for a moment.",
+    SpokenLine("Hello! Welcome to the exhibition. I am so happy you came by!", **LIVELY),
+    SpokenLine("Take your time. There is no hurry here.", **CALM),
+    SpokenLine("Wow, look at that! I did not expect it to be this big!", **LIVELY),
+    SpokenLine("Hmm. Let me think about this one for a moment.", **CALM),
 )
-"""What the synthetic speaker says, in turn, each followed by a pause: varied enough to move the scores."""
+"""What the synthetic speaker says, in turn, each followed by a pause: lively and calm lines alternate,
+so the demo's prosody summaries alternate between Excitement / Interest and Calmness / Boredom."""
 
 
 def child_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
@@ -154,23 +176,24 @@ class WavFileSource(_PacedSource):
 
 
 class SpeechSource(_PacedSource):
-    """Synthetic speech: espeak-ng says a few sentences, each followed by silence, looped.
+    """Synthetic speech: espeak-ng says a few lines (plain text: its default voice), each followed by
+    silence, looped.
 
-    espeak-ng writes its WAV to a pipe (``--stdout``), never to disk; the whole loop (~20 s, ~0.7 MB) is
+    espeak-ng writes its WAV to a pipe (``--stdout``), never to disk; the whole loop (~25 s, ~0.8 MB) is
     synthesised once and kept in memory.
     """
 
     def __init__(
         self,
         chunk_ms: int = 1000,
-        sentences: Sequence[str] = SENTENCES,
+        sentences: Sequence[Union[str, SpokenLine]] = SENTENCES,
         pause_s: float = 2.0,
         voice: str = "en",
         **retry: float,
     ) -> None:
         if not sentences or pause_s < 0:
             raise ValueError("speech: give at least one sentence and a pause_s >= 0")
-        self.sentences = tuple(sentences)
+        self.sentences = tuple(SpokenLine(s) if isinstance(s, str) else s for s in sentences)
         self.pause_s = pause_s
         self.voice = voice
         self._loop: Optional[np.ndarray] = None
@@ -179,14 +202,16 @@ class SpeechSource(_PacedSource):
     def describe(self) -> str:
         return f"synthetic speech (espeak-ng, {len(self.sentences)} sentences)"
 
-    async def say(self, text: str) -> np.ndarray:
-        """``text`` spoken by espeak-ng, as 16 kHz int16 samples."""
+    async def say(self, line: Union[str, SpokenLine]) -> np.ndarray:
+        """``line`` spoken by espeak-ng, as 16 kHz int16 samples."""
+        spoken = SpokenLine(line) if isinstance(line, str) else line
         proc = await asyncio.create_subprocess_exec(
             "espeak-ng",
             "--stdout",
             "-v",
             self.voice,
-            text,
+            *spoken.espeak_flags(),
+            spoken.text,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -203,8 +228,8 @@ class SpeechSource(_PacedSource):
         if self._loop is None:
             pause: np.ndarray = np.zeros(int(self.pause_s * AUDIO_RATE), np.int16)
             parts: List[np.ndarray] = []
-            for text in self.sentences:
-                parts += [await self.say(text), pause]
+            for line in self.sentences:
+                parts += [await self.say(line), pause]
             self._loop = np.concatenate(parts)
         return self._loop
 

@@ -4,10 +4,12 @@ No sockets here, so every rule of the contract (config lock, frame validity, siz
 which errors end the session, utterances and measurement windows, face listing) is unit-testable with
 a fake clock. ``emulator.py`` only moves these messages over aiohttp WebSockets.
 
-Predictions come from the media through the shared detectors (``hume_emulator.detectors``) and the
-seed-driven read-out (``hume_emulator.scoring``) the v0 emulator also uses. The vocabularies below are
-the names Hume's v1 docs confirm verbatim; the real lists are longer (415 / 190 / 48 / 27) and
-open-ended, which is exactly why clients must never depend on them.
+Predictions come from the media through the shared detectors and cues (``hume_emulator.detectors``: a
+smile, open eyes, a lively or calm voice) and the seed-driven scores (``hume_emulator.scoring``) the v0
+emulator also uses, so ``joy`` leads on a smiling face and ``calm`` on a calm voice. The vocabularies
+below are the names Hume's v1 docs confirm verbatim; the real lists are longer (415 / 190 / 48 / 27)
+and open-ended, which is exactly why clients must never depend on them (so a closed-eyed face shows
+``contemplation`` here: no tiredness label is confirmed for v1 video).
 """
 
 from __future__ import annotations
@@ -363,9 +365,11 @@ class AudioSession(_Session):
         if self.faults.take_failure():
             self.fail(p.Codes.INTERNAL_ERROR, "measurement failed; open a new connection")
             return
-        features = detectors.audio_features(self._speech.window(begin, end))
-        raw_expr = scoring.read_out(len(AUDIO_EXPRESSIONS), features, self.seed, "v1-audio-expressions")
-        raw_attr = scoring.read_out(len(VOICE_ATTRIBUTES), features, self.seed, "v1-voice-attributes")
+        window = self._speech.window(begin, end)
+        features = detectors.audio_features(window)
+        cues = scoring.voice_cue_strengths(detectors.voice_cues(window).liveliness)
+        raw_expr = scoring.cued_scores(AUDIO_EXPRESSIONS, features, cues, self.seed, "v1-audio-expressions")
+        raw_attr = scoring.cued_scores(VOICE_ATTRIBUTES, features, cues, self.seed, "v1-voice-attributes")
         self.outbox.append(
             {
                 "type": "measurement.result",
@@ -498,8 +502,14 @@ class VideoSession(_Session):
             face_id = self._faces.assign(box, taken)
             taken.append(face_id)
             features = detectors.image_features(image, (f.x, f.y, f.w, f.h))
-            raw_expr = scoring.read_out(len(VIDEO_EXPRESSIONS), features, self.seed, "v1-face-expressions")
-            raw_desc = scoring.read_out(len(VIDEO_DESCRIPTIONS), features, self.seed, "v1-face-descriptions")
+            seen = detectors.face_cues(image, (f.x, f.y, f.w, f.h))
+            cues = scoring.face_cue_strengths(seen.smile, seen.eyes_open)
+            raw_expr = scoring.cued_scores(
+                VIDEO_EXPRESSIONS, features, cues, self.seed, "v1-face-expressions"
+            )
+            raw_desc = scoring.cued_scores(
+                VIDEO_DESCRIPTIONS, features, cues, self.seed, "v1-face-descriptions"
+            )
             out.append(
                 p.Face(
                     _bbox(f),
