@@ -309,6 +309,49 @@ class PrivacyConfig:
     )
 
 
+COMMAND_NAMES = ("session", "text", "discovery", "privacy")
+"""The ``cmd/<name>`` topics the agent understands (``agent.mqtt.commands``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandsConfig:
+    """Which MQTT commands the kiosk obeys and how often: a session start and every text cost money, and
+    every command is answered with a publication, so whoever can publish must not be able to run either up.
+    Refusals are answered on ``cmd/result`` (within ``replies_per_s``) and counted in ``health``."""
+
+    allowed: Tuple[str, ...] = setting(
+        COMMAND_NAMES, "cmd/<name> topics obeyed; the others are refused", choices=COMMAND_NAMES
+    )
+    session_starts_per_hour: int = setting(
+        30,
+        "cmd/session start accepted at most this often (each opens a paid session)",
+        unit="1/h",
+        max=3600,
+        min=0,
+    )
+    text_chars_per_minute: int = setting(
+        20_000,
+        "cmd/text characters accepted per minute (a payload to Hume each; one message holds at most 10,000)",
+        unit="chars/min",
+        min=0,
+        max=1_000_000,
+    )
+    discovery_per_minute: int = setting(
+        6,
+        "cmd/discovery and Home Assistant birth re-announcements at most this often",
+        unit="1/min",
+        min=1,
+        max=600,
+    )
+    replies_per_s: float = setting(
+        5.0,
+        "cmd/result replies at most; refusals past it go unanswered (counted)",
+        unit="1/s",
+        min=0.1,
+        max=1000,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The whole agent configuration."""
@@ -321,6 +364,7 @@ class Config:
     session: SessionConfig = dataclasses.field(default_factory=SessionConfig)
     summary: SummaryConfig = dataclasses.field(default_factory=SummaryConfig)
     mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
+    commands: CommandsConfig = dataclasses.field(default_factory=CommandsConfig)
     outbox: OutboxConfig = dataclasses.field(default_factory=OutboxConfig)
     privacy: PrivacyConfig = dataclasses.field(default_factory=PrivacyConfig)
 

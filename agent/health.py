@@ -102,6 +102,22 @@ class SummaryHealth:
 
 
 @dataclasses.dataclass(frozen=True)
+class CommandHealth:
+    """What ``cmd/…`` messages came to (``agent.mqtt.guard``): acted on, or why not."""
+
+    accepted: int = 0
+    invalid: int = 0
+    """Refused by validation: unknown topic, bad payload, too large."""
+    retained_ignored: int = 0
+    """Retained commands: never acted on (they would replay at every connect)."""
+    disabled: int = 0
+    """Not in ``commands.allowed``."""
+    rate_limited: int = 0
+    replies_dropped: int = 0
+    """Replies not published: past ``commands.replies_per_s``."""
+
+
+@dataclasses.dataclass(frozen=True)
 class MqttHealth:
     """The MQTT link (``agent.mqtt``): state, the broker it talks to and what it did."""
 
@@ -122,6 +138,7 @@ class MqttHealth:
     queue_depth: int
     dropped: int
     """Messages the outbox dropped by its bounds (all reasons)."""
+    commands: CommandHealth = CommandHealth()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -334,6 +334,7 @@ async def run_agent(
         outbox,
         health=lambda: agent.health() if agent else None,
         models=cfg.hume.models,
+        commands=cfg.commands,
     )
     camera, microphone = sources or (open_camera(cfg.camera), open_microphone(cfg.microphone))
     agent = Agent(cfg, backend, publisher, camera, microphone, notifier=notifier)

@@ -60,7 +60,8 @@ def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-MessageHandler = Callable[[Link, str, bytes], None]
+MessageHandler = Callable[[Link, str, bytes, bool], None]
+"""(link, topic, payload, retained): a message the broker delivered on a subscription."""
 """Called on the loop for every message received: (link, topic, payload)."""
 RefusedHandler = Callable[[str], None]
 """Called on the loop when the broker refused a publish (MQTT 5 PUBACK reason >= 0x80)."""
@@ -269,7 +270,7 @@ class Bridge:
         self._hand(self._on_ack, box[0], mid, str(reason) if reason.is_failure else None)
 
     def _cb_message(self, client: mqtt.Client, box: List[Link], msg: mqtt.MQTTMessage) -> None:
-        self._hand(self._on_message, box[0], msg.topic, bytes(msg.payload))
+        self._hand(self._on_message, box[0], msg.topic, bytes(msg.payload), bool(msg.retain))
 
     # ----------------------------------------------------------------------------------------------
     # Event handlers: the loop thread.
@@ -319,6 +320,6 @@ class Bridge:
             self._on_refused_cb(failure)
         link.wake.set()
 
-    def _on_message(self, link: Link, topic: str, payload: bytes) -> None:
+    def _on_message(self, link: Link, topic: str, payload: bytes, retained: bool) -> None:
         if not link.closed:
-            self._on_message_cb(link, topic, payload)
+            self._on_message_cb(link, topic, payload, retained)

@@ -16,7 +16,9 @@ from typing import Any, AsyncIterator, Callable, Dict, Optional
 
 from agent.messages import utc_iso
 from agent.mqtt.commands import Command, CommandError, parse_command
+from agent.mqtt.guard import CommandGuard
 from agent.mqtt.link import Link
+from agent.untrusted import clip
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -27,9 +29,10 @@ COMMAND_QUEUE_SIZE = 32
 class CommandIntake:
     """Parses, queues and answers commands; :meth:`commands` is the service's side."""
 
-    def __init__(self, base: str, on_discovery: Callable[[Link], None]) -> None:
+    def __init__(self, base: str, on_discovery: Callable[[Link], None], guard: CommandGuard) -> None:
         self.prefix = f"{base}/cmd/"
         self._on_discovery = on_discovery
+        self._guard = guard
         self._queue: Optional[asyncio.Queue[Command]] = None
 
     @property
@@ -45,18 +48,32 @@ class CommandIntake:
         while True:
             yield await queue.get()
 
-    def handle(self, link: Link, topic: str, payload: bytes) -> bool:
+    def handle(self, link: Link, topic: str, payload: bytes, retained: bool = False) -> bool:
         """Take ``topic`` if it is a command (True), answering on ``cmd/result``; False: not ours."""
         if not topic.startswith(self.prefix):
             return False
         name = topic[len(self.prefix) :]
         if name == "result":
             return True
+        if retained:
+            if self._guard.retained(name[:64]):
+                _LOGGER.warning(
+                    "ignored a retained message on %s: commands act only when sent live (a retained one "
+                    "would replay at every connect); clear it with an empty retained message",
+                    clip(topic),
+                )
+            return True
         try:
             cmd = parse_command(name, payload)
         except CommandError as exc:
+            self._guard.invalid()
             _LOGGER.info("refused a command: %s", exc)
             self._reply(link, {"ok": False, "error": str(exc)})
+            return True
+        why = self._guard.disabled(cmd.name) or self._guard.budget(cmd.name, cmd.action, len(cmd.text))
+        if why is not None:
+            _LOGGER.info("refused a command: %s", why)
+            self._reply(link, {"ok": False, **cmd.describe(), "error": why})
             return True
         if cmd.name == "discovery":
             self._on_discovery(link)
@@ -71,5 +88,7 @@ class CommandIntake:
         return True
 
     def _reply(self, link: Link, body: Dict[str, Any]) -> None:
+        if not self._guard.may_reply():
+            return
         body["ts"] = utc_iso(time.time())
         link.direct(f"{self.prefix}result", json.dumps(body).encode(), retain=False)

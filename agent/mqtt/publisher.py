@@ -29,13 +29,14 @@ from typing import AsyncIterator, Callable, List, Mapping, Optional, Sequence, T
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.backoff import Backoff
-from agent.config import HumeConfig, MqttConfig
+from agent.config import CommandsConfig, HumeConfig, MqttConfig
 from agent.health import Health, MqttHealth, ProcessHealth, ServiceHealth
 from agent.messages import OutMessage
 from agent.mqtt.announce import Announcer
 from agent.mqtt.bridge import Bridge
 from agent.mqtt.commands import Command
 from agent.mqtt.drain import Drain
+from agent.mqtt.guard import CommandGuard
 from agent.mqtt.intake import CommandIntake
 from agent.mqtt.link import Link, Refusal
 from agent.mqtt.outbox import Outbox
@@ -61,6 +62,7 @@ class Publisher:
         health: Callable[[], Optional[ServiceHealth]] = _no_service,
         *,
         models: Tuple[str, ...] = HumeConfig().models,
+        commands: Optional[CommandsConfig] = None,
     ) -> None:
         if not device_id or any(c in device_id for c in "/+#"):
             raise ValueError(f"device_id {device_id!r}: must be non-empty and contain no '/', '+' or '#'")
@@ -79,7 +81,10 @@ class Publisher:
         self._started = time.monotonic()
         self._health_failed = False
         self._drain = Drain(cfg, outbox, self.base, self._poke)
-        self.intake = CommandIntake(self.base, lambda link: self.announcer.announce(link, with_state=True))
+        self.guard = CommandGuard(commands or CommandsConfig())
+        self.intake = CommandIntake(
+            self.base, lambda link: self.announcer.announce(link, with_state=True), self.guard
+        )
         self.announcer = Announcer(
             cfg,
             self.base,
@@ -131,6 +136,7 @@ class Publisher:
             write_failures=self._drain.write_failures,
             queue_depth=stats.depth,
             dropped=stats.dropped_total,
+            commands=self.guard.snapshot(),
         )
 
     def health_snapshot(self) -> Health:
@@ -206,9 +212,12 @@ class Publisher:
             )
         return self._bridge
 
-    def _on_message(self, link: Link, topic: str, payload: bytes) -> None:
-        if not self.announcer.handle(link, topic, payload):
-            self.intake.handle(link, topic, payload)
+    def _on_message(self, link: Link, topic: str, payload: bytes, retained: bool) -> None:
+        if topic == self.announcer.status_topic:
+            if self.guard.announce_allowed():
+                self.announcer.handle(link, topic, payload)
+            return
+        self.intake.handle(link, topic, payload, retained)
 
     def _report(self, refusal: Refusal) -> None:
         """Say a problem once per change; the same problem again goes to debug (no hot-loop logs)."""

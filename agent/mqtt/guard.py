@@ -1,0 +1,112 @@
+"""What the kiosk lets broker clients make it do, and how often: pure, clock passed in.
+
+A kiosk often shares its broker with accounts that must not control it (README "Securing the broker" ships
+the ACL that keeps them out); this is the agent's own line of defence for a broker that is open anyway:
+
+* **Retained commands are ignored.** A retained ``cmd/session start`` would be replayed at every connect, so
+  a restarted kiosk would start a paid session by itself. Commands act only when sent live.
+* **Only ``commands.allowed`` are obeyed** (a kiosk with a PIR sensor may allow ``session`` and nothing else).
+* **What costs money is rate-limited:** forced session starts per hour, ``cmd/text`` characters per minute
+  (each message is a payload billed by Hume), Home Assistant re-announcements per minute (each re-sends the
+  discovery config, the last summary per model and health).
+* **Replies are bounded:** every command is answered on ``cmd/result`` while within ``replies_per_s``; a flood
+  of refusals past it goes unanswered (counted), so 500 commands cannot make 500 publications.
+
+Token buckets: each starts full (a burst of one period's allowance) and refills continuously.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from typing import Callable, Counter, Dict, Optional
+
+from agent.config import CommandsConfig
+from agent.health import CommandHealth
+
+
+class TokenBucket:
+    """``rate_per_s`` tokens a second, at most ``burst`` saved up; :meth:`take` spends them if there."""
+
+    def __init__(self, rate_per_s: float, burst: float, now: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._tokens = burst
+        self._at = now
+
+    def take(self, now: float, n: float = 1.0) -> bool:
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate_per_s)
+        self._at = now
+        if n > self._tokens:
+            return False
+        self._tokens -= n
+        return True
+
+
+class CommandGuard:
+    """Decides, per command, whether it is acted on; the intake asks it before and after parsing."""
+
+    def __init__(self, cfg: CommandsConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self._clock = clock
+        now = clock()
+        self._starts = TokenBucket(cfg.session_starts_per_hour / 3600.0, cfg.session_starts_per_hour, now)
+        self._text = TokenBucket(cfg.text_chars_per_minute / 60.0, cfg.text_chars_per_minute, now)
+        self._announce = TokenBucket(cfg.discovery_per_minute / 60.0, cfg.discovery_per_minute, now)
+        self._replies = TokenBucket(cfg.replies_per_s, max(1.0, 2 * cfg.replies_per_s), now)
+        self.counts: Counter[str] = collections.Counter()
+        self._retained_seen: Dict[str, int] = {}
+
+    def retained(self, name: str) -> bool:
+        """Count a retained command (always ignored); True the first time for ``name`` (log it once)."""
+        self.counts["retained_ignored"] += 1
+        first = name not in self._retained_seen
+        if first and len(self._retained_seen) < 16:  # names are bounded by the topic check that follows
+            self._retained_seen[name] = 1
+        return first
+
+    def disabled(self, name: str) -> Optional[str]:
+        """Why ``cmd/<name>`` is not obeyed on this kiosk, or None if it is allowed."""
+        if name in self.cfg.allowed:
+            return None
+        self.counts["disabled"] += 1
+        allowed = ", ".join(self.cfg.allowed) or "none"
+        return f"cmd/{name} is disabled on this kiosk (commands.allowed: {allowed})"
+
+    def budget(self, name: str, action: str = "", chars: int = 0) -> Optional[str]:
+        """Why this command is over its rate limit now, or None (and its cost is spent)."""
+        now = self._clock()
+        if name == "session" and action == "start" and not self._starts.take(now):
+            why = f"cmd/session start: at most {self.cfg.session_starts_per_hour} an hour; try again later"
+        elif name == "text" and not self._text.take(now, chars):
+            why = f"cmd/text: at most {self.cfg.text_chars_per_minute} characters a minute; try again later"
+        elif name == "discovery" and not self._announce.take(now):
+            why = f"cmd/discovery: at most {self.cfg.discovery_per_minute} a minute; try again later"
+        else:
+            self.counts["accepted"] += 1
+            return None
+        self.counts["rate_limited"] += 1
+        return why
+
+    def announce_allowed(self) -> bool:
+        """Home Assistant's birth message: re-announce only within the same per-minute budget."""
+        if self._announce.take(self._clock()):
+            return True
+        self.counts["rate_limited"] += 1
+        return False
+
+    def invalid(self) -> None:
+        """Count a command refused by validation."""
+        self.counts["invalid"] += 1
+
+    def snapshot(self) -> CommandHealth:
+        """The counts, for ``health``."""
+        return CommandHealth(**{f.name: self.counts[f.name] for f in dataclasses.fields(CommandHealth)})
+
+    def may_reply(self) -> bool:
+        """Whether a ``cmd/result`` reply may be published now (False: drop it, counted)."""
+        if self._replies.take(self._clock()):
+            return True
+        self.counts["replies_dropped"] += 1
+        return False

@@ -1,0 +1,81 @@
+"""The command guard: retained commands ignored, allowed list, rate limits, bounded replies (pure)."""
+
+from __future__ import annotations
+
+from typing import List
+
+from agent.config import CommandsConfig
+from agent.mqtt.guard import CommandGuard, TokenBucket
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_starts_full_and_refills_at_its_rate() -> None:
+    bucket = TokenBucket(rate_per_s=2.0, burst=4.0, now=0.0)
+    assert [bucket.take(0.0) for _ in range(5)] == [True, True, True, True, False]
+    assert bucket.take(0.5)  # one token back after half a second
+    assert not bucket.take(0.5)
+    assert bucket.take(100.0, 4.0)  # refills only up to the burst
+    assert not bucket.take(100.0)
+
+
+def test_session_starts_are_limited_per_hour_and_ends_never() -> None:
+    clock = Clock()
+    guard = CommandGuard(CommandsConfig(session_starts_per_hour=3), clock)
+    results = [guard.budget("session", "start") for _ in range(5)]
+    assert results[:3] == [None, None, None]
+    assert results[3] is not None and "at most 3 an hour" in results[3]
+    assert guard.budget("session", "end") is None  # ending a session costs nothing
+    clock.now += 1200  # a third of an hour gives one start back
+    assert guard.budget("session", "start") is None
+    assert guard.budget("session", "start") is not None
+    assert guard.snapshot().rate_limited == 3
+
+
+def test_text_is_limited_by_characters() -> None:
+    clock = Clock()
+    guard = CommandGuard(CommandsConfig(text_chars_per_minute=20_000), clock)
+    assert guard.budget("text", chars=10_000) is None
+    assert guard.budget("text", chars=10_000) is None
+    refusal = guard.budget("text", chars=10_000)
+    assert refusal is not None and "20000 characters a minute" in refusal
+    clock.now += 30  # half a minute: 10,000 characters back
+    assert guard.budget("text", chars=10_000) is None
+
+
+def test_disabled_commands_name_what_is_allowed() -> None:
+    guard = CommandGuard(CommandsConfig(allowed=("session",)))
+    assert guard.disabled("session") is None
+    why = guard.disabled("text")
+    assert why == "cmd/text is disabled on this kiosk (commands.allowed: session)"
+    assert guard.snapshot().disabled == 1
+
+
+def test_retained_commands_are_counted_and_logged_once_per_name() -> None:
+    guard = CommandGuard(CommandsConfig())
+    assert [guard.retained("session"), guard.retained("session"), guard.retained("text")] == [
+        True,
+        False,
+        True,
+    ]
+    assert guard.snapshot().retained_ignored == 3
+
+
+def test_a_flood_gets_a_bounded_number_of_replies_and_announcements() -> None:
+    clock = Clock()
+    guard = CommandGuard(CommandsConfig(replies_per_s=5.0, discovery_per_minute=6), clock)
+    replies: List[bool] = []
+    announced = 0
+    for _ in range(500):  # 500 cmd/discovery within one instant
+        announced += guard.budget("discovery") is None
+        replies.append(guard.may_reply())
+    assert announced == 6
+    assert sum(replies) == 10  # a burst of two seconds' worth, then silence
+    assert guard.snapshot().replies_dropped == 490
+    assert not guard.announce_allowed()  # Home Assistant's birth shares the budget
