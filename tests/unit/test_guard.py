@@ -30,7 +30,8 @@ def test_session_starts_are_limited_per_hour_and_ends_never() -> None:
     guard = CommandGuard(CommandsConfig(session_starts_per_hour=3), clock)
     results = [guard.budget("session", "start") for _ in range(5)]
     assert results[:3] == [None, None, None]
-    assert results[3] is not None and "at most 3 an hour" in results[3]
+    assert results[3] is not None
+    assert "at most 3 an hour" in results[3]
     assert guard.budget("session", "end") is None  # ending a session costs nothing
     clock.now += 1200  # a third of an hour gives one start back
     assert guard.budget("session", "start") is None
@@ -44,7 +45,8 @@ def test_text_is_limited_by_characters() -> None:
     assert guard.budget("text", chars=10_000) is None
     assert guard.budget("text", chars=10_000) is None
     refusal = guard.budget("text", chars=10_000)
-    assert refusal is not None and "20000 characters a minute" in refusal
+    assert refusal is not None
+    assert "20000 characters a minute" in refusal
     clock.now += 30  # half a minute: 10,000 characters back
     assert guard.budget("text", chars=10_000) is None
 
