@@ -484,6 +484,13 @@ def agent_config(rig: Rig) -> str:
                 "reconnect_max_s = 1.0",
                 "[outbox]",
                 f'path = "{outbox}"',
+                # The fuzz checks that every command gets one clear reply; the rate limits that would
+                # turn a fuzz into unanswered refusals have their own test (test_command_guard).
+                "[commands]",
+                "session_starts_per_hour = 3600",
+                "text_chars_per_minute = 1000000",
+                "discovery_per_minute = 600",
+                "replies_per_s = 1000.0",
             ]
         )
         + "\n"
