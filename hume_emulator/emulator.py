@@ -52,6 +52,7 @@ from agent.hume.v0.protocol import (
     reply_to_json,
 )
 from hume_emulator import detectors
+from hume_emulator.control import bind_warning, json_only_controls
 from hume_emulator.faults import Faults
 from hume_emulator.models import ERROR_TEXT, Session, warning_reply
 from hume_emulator.v1.emulator import EmulatorV1Settings
@@ -253,7 +254,7 @@ SERVER_KEY = web.AppKey("hume_emulator", _Server)
 def make_app(settings: EmulatorSettings, faults: Faults) -> web.Application:
     """The emulator as an aiohttp application: the streaming endpoint plus the control endpoints."""
     server = _Server(settings, faults)
-    app = web.Application()
+    app = web.Application(middlewares=[json_only_controls])
     app[SERVER_KEY] = server
     app.router.add_get(PATH, server.models)
     app.router.add_post("/_emulator/faults", server.set_faults)
@@ -401,6 +402,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"hume-edge emulator: {exc}", file=sys.stderr)
         return 2
+    warning = bind_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     emulator = Emulator(settings, args.host, args.port, faults)
     if args.api == "v1":
         emulator.app = make_v1_app(_v1_settings(settings))

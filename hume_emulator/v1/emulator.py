@@ -18,6 +18,7 @@ from typing import Any, Deque, Dict, Optional, Set, Tuple
 from aiohttp import WSMsgType, web
 
 from agent.hume.v1 import protocol as p
+from hume_emulator.control import json_only_controls
 from hume_emulator.v1 import emulated
 from hume_emulator.v1.emulated import FaultsV1
 
@@ -234,7 +235,7 @@ def add_routes(
 
 def make_app(settings: EmulatorV1Settings, faults: Optional[FaultsV1] = None) -> web.Application:
     """An aiohttp application serving only the v1 emulator."""
-    app = web.Application()
+    app = web.Application(middlewares=[json_only_controls])
     add_routes(app, settings, faults)
     return app
 

@@ -281,3 +281,30 @@ async def test_cli_without_opencv_loads_and_says_what_to_install() -> None:
     _, err = await asyncio.wait_for(asyncio.to_thread(proc.communicate), TIMEOUT_S)
     assert proc.returncode == 1
     assert "pip install 'hume-edge-agent[vision]'" in err
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"]
+)
+async def test_control_posts_a_web_form_could_send_are_refused(
+    emulator: Emulator, http: aiohttp.ClientSession, content_type: str
+) -> None:
+    body = '{"error_code": "E0300"}'
+    async with http.post(
+        f"{emulator.base_url}/_emulator/faults", data=body, headers={"Content-Type": content_type}
+    ) as resp:
+        assert resp.status == 415
+        assert "application/json" in (await resp.json())["error"]
+    assert emulator.faults.error_code is None  # nothing changed
+
+
+def test_a_non_loopback_bind_is_warned_about() -> None:
+    from hume_emulator.control import bind_warning
+
+    assert bind_warning("127.0.0.1") is None
+    assert bind_warning("::1") is None
+    assert bind_warning("localhost") is None
+    for host in ("0.0.0.0", "192.0.2.7", "kiosk.example", ""):
+        warning = bind_warning(host)
+        assert warning is not None
+        assert "no authentication" in warning

@@ -66,7 +66,7 @@ async def test_shutdown_and_faults_through_the_control_endpoints(emulator_v1: Em
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(emulator_v1.url_video, headers={p.API_KEY_HEADER: TEST_KEY}) as ws:
             await asyncio.wait_for(ws.receive_json(), TIMEOUT_S)
-            async with http.post(emulator_v1.base_url + "/_emulator/v1/shutdown?code=1001") as resp:
+            async with http.post(emulator_v1.base_url + "/_emulator/v1/shutdown?code=1001", json={}) as resp:
                 assert await resp.json() == {"ended": 1}
             messages = await read_all(ws)
             assert ws.close_code == 1001

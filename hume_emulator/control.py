@@ -1,0 +1,50 @@
+"""Guards for the emulators' control endpoints (``/_emulator/...``), which have no authentication.
+
+A web page the emulator's user visits could otherwise change the emulator's faults with a cross-site form
+POST: a form can send ``application/x-www-form-urlencoded``, ``multipart/form-data`` or ``text/plain``
+without a CORS preflight, but not ``application/json``. So a control POST must say it is JSON, which a
+browser sends cross-site only after a preflight this server never answers. And the endpoints belong on
+loopback: :func:`bind_warning` says so loudly when the emulator listens anywhere else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Awaitable, Callable, Optional
+
+from aiohttp import web
+
+CONTROL_PREFIX = "/_emulator/"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_only_controls(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a control POST that is not ``Content-Type: application/json`` (415)."""
+    is_control = request.method == "POST" and request.path.startswith(CONTROL_PREFIX)
+    if is_control and request.content_type != "application/json":
+        got = request.content_type
+        error = f"{request.path}: send Content-Type: application/json (got {got!r})"
+        return web.json_response({"error": error}, status=415)
+    return await handler(request)
+
+
+def bind_warning(host: str) -> Optional[str]:
+    """A warning when ``host`` is not a loopback address, else None."""
+    if host in ("localhost", ""):
+        return None if host else _warning("every address")
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: not provably loopback
+    return _warning(host)
+
+
+def _warning(where: str) -> str:
+    return (
+        f"WARNING: the emulator listens on {where}, not only on loopback: its control endpoints "
+        "(/_emulator/...) have no authentication, so anyone who reaches this port can change its faults "
+        "and read its counters. Use --host 127.0.0.1 unless another machine must reach it."
+    )
