@@ -2,8 +2,13 @@
 
 The payload is ``agent.mqtt.discovery``'s; this module decides when it goes out: at every connect, on
 ``cmd/discovery``, and when Home Assistant's birth message (``{discovery_prefix}/status`` = ``online``)
-says it restarted, in which case the current state (the last summary per topic, the session, health)
-follows a moment later, once HA has subscribed to the state topics it just read.
+says it restarted, in which case a fresh ``health`` follows a moment later, once HA has subscribed to the
+state topics it just read.
+
+No sequenced message is ever re-sent for Home Assistant: the ``session`` and ``health`` topics are
+retained, so HA reads them when it subscribes; summaries are not, so after an HA restart the per-model
+sensors read ``unknown`` until the next summary window (``summary.window_s``) rather than every
+subscriber receiving old summaries again with their old ``seq``.
 """
 
 from __future__ import annotations
@@ -11,12 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Callable, Mapping, Tuple
+from typing import Callable, Tuple
 
 from agent.config import MqttConfig
 from agent.mqtt import discovery
 from agent.mqtt.link import Link
-from agent.mqtt.outbox import Row
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,14 +38,12 @@ class Announcer:
         *,
         device_id: str,
         models: Tuple[str, ...],
-        last_sent: Mapping[str, Row],
         publish_health: Callable[[Link], None],
     ) -> None:
         self.cfg = cfg
         self.base = base
         self.device_id = device_id
         self.models = models
-        self._last_sent = last_sent
         self._publish_health = publish_health
         self.status_topic = f"{cfg.discovery_prefix}/status"
 
@@ -55,18 +57,15 @@ class Announcer:
         return True
 
     def announce(self, link: Link, with_state: bool) -> None:
-        """Discovery config now and, for a Home Assistant that (re)started, current state a moment later."""
+        """Discovery config now and, for a Home Assistant that (re)started, fresh health a moment later."""
         if not self.cfg.discovery:
             return
+        prefix = self.cfg.discovery_prefix
         config = discovery.discovery_config(self.base, self.device_id, self.models)
-        topic = discovery.config_topic(self.cfg.discovery_prefix, self.device_id)
-        link.direct(topic, json.dumps(config).encode(), retain=True)
+        link.direct(discovery.config_topic(prefix, self.device_id), json.dumps(config).encode(), retain=True)
         if with_state:
-            asyncio.get_running_loop().call_later(HA_STATE_DELAY_S, self._republish_state, link)
+            asyncio.get_running_loop().call_later(HA_STATE_DELAY_S, self._republish_health, link)
 
-    def _republish_state(self, link: Link) -> None:
-        if link.closed:
-            return
-        for row in list(self._last_sent.values()):
-            link.direct(f"{self.base}/{row.topic}", row.payload, retain=row.retain)
-        self._publish_health(link)
+    def _republish_health(self, link: Link) -> None:
+        if not link.closed:
+            self._publish_health(link)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -29,8 +29,6 @@ _LOGGER = logging.getLogger(__name__)
 
 SETTLE_RETRY_S = 1.0
 """After the outbox refused an update (disk full), try the drain step again this much later."""
-REMEMBERED_TOPICS = ("summary/", "session")
-"""The last message sent on these topics is re-sent when Home Assistant comes online (its current state)."""
 
 
 class Drain:
@@ -42,8 +40,6 @@ class Drain:
         self.base = base
         self.wake = wake
         """Tells the publisher's loop there is work (safe to call before the loop runs)."""
-        self.last_sent: Dict[str, Row] = {}
-        """The last row sent per remembered topic (relative), for Home Assistant's current state."""
         self.rejected = 0
         self.write_failures = 0
         self._write_error = ""
@@ -90,8 +86,12 @@ class Drain:
         if self.rejected == 1 or self.rejected % 1000 == 0:
             _LOGGER.warning("broker refused a message (%s); %d refused so far", failure, self.rejected)
 
-    def step(self, link: Link) -> None:
+    def step(self, link: Link) -> bool:
         """Settle PUBACKs and refill the in-flight window, oldest first, in one outbox transaction.
+
+        Returns True when this step emptied the queue: it settled acknowledgements and nothing is left in
+        flight or ready (the publisher then refreshes the retained ``health``, whose queue depth would
+        otherwise stay stale until the next ``mqtt.health_interval_s``).
 
         When the outbox cannot be written (disk full), nothing new is published, the acknowledgements and
         in-flight marks wait in memory, and the step is retried: the MQTT link itself is fine, so it is not
@@ -118,12 +118,11 @@ class Drain:
                         break  # the link is going down; its on_disconnect is on the way
                     link.inflight.add(info.mid)
                     sent.append((row.id, info.mid))
-                    if row.topic.startswith(REMEMBERED_TOPICS):
-                        self.last_sent[row.topic] = row
             self.outbox.settle(acked, sent)
             if self._settle_error:
                 _LOGGER.info("the outbox %s can be written again", self.outbox.path)
                 self._settle_error = ""
+            return bool(acked) and not link.inflight
         except sqlite3.Error as exc:
             link.acked = acked + link.acked
             link.unmarked += sent
@@ -131,6 +130,7 @@ class Drain:
                 _LOGGER.error("cannot update the outbox %s: %s; retrying", self.outbox.path, exc)
             self._settle_error = str(exc)
             asyncio.get_running_loop().call_later(SETTLE_RETRY_S, self.wake)
+            return False
 
     def settle_acked(self, link: Link) -> None:
         """At a stop: delete what was acknowledged (not a durability matter; it saves resending it)."""

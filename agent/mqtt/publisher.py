@@ -78,6 +78,8 @@ class Publisher:
         self._state = "disconnected"
         self._problem: Optional[str] = None
         self._connects = 0
+        self._health_depth = 0
+        """Queue depth in the last health published: a drain that empties the queue re-publishes it."""
         self._started = time.monotonic()
         self._health_failed = False
         self._drain = Drain(cfg, outbox, self.base, self._poke)
@@ -90,7 +92,6 @@ class Publisher:
             self.base,
             device_id=device_id,
             models=models,
-            last_sent=self._drain.last_sent,
             publish_health=self._publish_health,
         )
         self._bridge: Optional[Bridge] = None
@@ -231,8 +232,9 @@ class Publisher:
         self._problem = refusal.problem
 
     def _publish_health(self, link: Link) -> None:
-        payload = json.dumps(self.health_snapshot().to_json(), default=str).encode()
-        link.direct(f"{self.base}/health", payload, retain=True)
+        snapshot = self.health_snapshot()
+        self._health_depth = snapshot.outbox.depth
+        link.direct(f"{self.base}/health", json.dumps(snapshot.to_json(), default=str).encode(), retain=True)
 
     async def _health_loop(self, link: Link) -> None:
         while not link.closed:
@@ -262,7 +264,8 @@ class Publisher:
         try:
             while not link.closed:
                 wake.clear()
-                self._drain.step(link)
+                if self._drain.step(link) and self._health_depth:
+                    self._publish_health(link)  # the retained health showed a backlog that is gone now
                 await wake.wait()
         finally:
             health.cancel()

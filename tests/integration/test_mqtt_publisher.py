@@ -14,12 +14,14 @@ from agent.config import OutboxConfig
 from agent.health import ServiceHealth
 from agent.messages import OutMessage
 from agent.mqtt.commands import Command
+from agent.mqtt.discovery import config_topic
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
 from tests.support.mosquitto import Broker, Subscriber, eventually, make_certs, mqtt_config, running
 
 TIMEOUT_S = 15.0
 BASE = "hume-edge/kiosk1"
+DISCOVERY = config_topic("homeassistant", "kiosk1")
 
 
 def service_health() -> ServiceHealth:
@@ -78,7 +80,7 @@ async def test_delivers_in_order_with_status_health_and_discovery(
         assert body["device_id"] == "kiosk1"
         assert "outbox" in body
         assert body["mqtt"]["state"] == "connected"
-        config = sub.on("homeassistant/device/kiosk1/config")[0].json()
+        config = sub.on(DISCOVERY)[0].json()
         assert config["availability"][0]["topic"] == f"{BASE}/status"
         assert await eventually(lambda: outbox.stats()["depth"] == 0, TIMEOUT_S)
     assert await sub.until(
@@ -116,16 +118,18 @@ async def test_commands_are_validated_and_answered(
         with pytest.raises(asyncio.TimeoutError):  # bad input changed nothing
             await asyncio.wait_for(commands.__anext__(), 0.3)
 
-        configs = len(sub.on("homeassistant/device/kiosk1/config"))
+        configs = len(sub.on(DISCOVERY))
         sub.publish(f"{BASE}/cmd/discovery", b"")
-        assert await sub.until(
-            lambda ms: len(sub.on("homeassistant/device/kiosk1/config")) > configs, TIMEOUT_S
-        )
+        assert await sub.until(lambda ms: len(sub.on(DISCOVERY)) > configs, TIMEOUT_S)
         pub.enqueue(OutMessage("summary/face", {"faces": []}))
         assert await sub.until(lambda ms: len(sub.on("/summary/face")) == 1, TIMEOUT_S)
+        healths = len(sub.on("/health"))
         sub.publish("homeassistant/status", b"online")
-        assert await sub.until(lambda ms: len(sub.on("/summary/face")) == 2, TIMEOUT_S)  # current state again
-        assert len(sub.on("homeassistant/device/kiosk1/config")) == configs + 2
+        # Home Assistant's birth: discovery and a fresh health; no summary or session is sent again.
+        assert await sub.until(lambda ms: len(sub.on("/health")) > healths, TIMEOUT_S)
+        assert len(sub.on(DISCOVERY)) == configs + 2
+        assert len(sub.on("/summary/face")) == 1
+        assert not sub.on(f"{BASE}/session")
     outbox.close()
 
 

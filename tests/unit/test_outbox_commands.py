@@ -1,13 +1,10 @@
-"""The pure parts of agent/mqtt besides the outbox: command parsing, Home Assistant discovery payload."""
+"""The pure parts of agent/mqtt besides the outbox: command parsing (discovery: test_discovery.py)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 from agent.mqtt.commands import Command, CommandError, parse_command
-from agent.mqtt.discovery import HA_STATE_MAX_CHARS, config_topic, discovery_config, node_id
 
 
 @pytest.mark.parametrize(
@@ -50,21 +47,6 @@ def test_bad_commands_say_what_is_allowed(name: str, payload: bytes, says: str) 
     with pytest.raises(CommandError, match=None) as err:
         parse_command(name, payload)
     assert says in str(err.value)
-
-
-def test_discovery_config_is_device_based() -> None:
-    cfg = discovery_config("hume-edge/kiosk 1", "kiosk 1", ("face", "prosody"))
-    assert config_topic("homeassistant", "kiosk 1") == "homeassistant/device/kiosk_1/config"
-    assert node_id("a/b+c#") == "a_b_c_"
-    assert {"dev", "o", "cmps", "availability"} <= set(cfg)
-    platforms = sorted(c["p"] for c in cfg["cmps"].values())
-    assert platforms == ["binary_sensor"] + ["sensor"] * 5
-    emotion = cfg["cmps"]["kiosk_1_face_emotion"]
-    assert emotion["state_topic"] == emotion["json_attributes_topic"] == "hume-edge/kiosk 1/summary/face"
-    assert f"[:{HA_STATE_MAX_CHARS}]" in emotion["value_template"]
-    assert cfg["availability"][0]["topic"] == "hume-edge/kiosk 1/status"
-    assert len({c["unique_id"] for c in cfg["cmps"].values()}) == len(cfg["cmps"])
-    json.dumps(cfg)
 
 
 def test_deeply_nested_json_is_a_clear_refusal_not_a_crash() -> None:
