@@ -27,8 +27,7 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent.config import HUME_MODELS, MqttConfig, OutboxConfig, SummaryConfig
-from agent.hume.backend import Measurement, Observation
-from agent.hume.protocol import Score
+from agent.hume.types import Measurement, Observation, Score
 from agent.identity import agent_version
 from agent.mqtt.discovery import (
     HA_STATE_MAX_CHARS,
