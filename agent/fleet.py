@@ -9,8 +9,8 @@ round trip, without reaching any kiosk: the broker is the inventory.
 Two halves: :class:`FleetFold` is pure (bytes in, typed :class:`FleetReport` out) and is where every
 decision is made; :func:`collect` and :func:`watch` are the thin paho part. Collection ends when the
 broker has acknowledged the subscription (SUBACK: retained messages follow it) and then stayed quiet for
-:data:`QUIET_S`, bounded by ``--wait-s``, rather than after a fixed sleep: on this machine a 3-kiosk
-fleet is read in about 0.6 s.
+:data:`QUIET_S`, bounded by ``--wait-s``, rather than after a fixed sleep: on this machine the whole
+command (Python start-up included) takes 1.2-1.5 s for a 3-kiosk fleet.
 
 Every byte from the broker is untrusted: anyone with publish rights under the prefix can write there. A
 payload over :data:`MAX_PAYLOAD_BYTES` is not parsed; bad JSON, wrong types, unknown status words and
@@ -549,12 +549,14 @@ def broker_config(args: argparse.Namespace) -> MqttConfig:
     return dataclasses.replace(mqtt_cfg, **overrides)
 
 
-def _emit(report: FleetReport, as_json: bool, out: TextIO, clear: bool) -> None:
+def _emit(report: FleetReport, as_json: bool, out: TextIO, clear: bool, separate: bool = False) -> None:
     if as_json:
         out.write(json.dumps(report.to_json(), sort_keys=True) + "\n")
     else:
         if clear:
             out.write("\x1b[H\x1b[2J")
+        elif separate:
+            out.write("\n")
         out.write("\n".join(render_table(report, time.time())) + "\n")
     out.flush()
 
@@ -616,7 +618,7 @@ def watch(cfg: MqttConfig, wait_s: float, interval_s: float, as_json: bool, out:
                         time.sleep(min(interval_s, max(0.0, next_at - session.clock())))
             if session.connected:
                 said_lost = False
-            _emit(session.fold.report(), as_json, out, clear)
+            _emit(session.fold.report(), as_json, out, clear, separate=True)
     except FleetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BROKER
