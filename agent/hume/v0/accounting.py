@@ -10,6 +10,7 @@ import statistics
 from typing import Deque, Dict, Generic, List, Mapping, Optional, Tuple, TypeVar
 
 from agent.hume.types import LinkStatus, counters
+from agent.untrusted import BoundedCounter
 
 T = TypeVar("T")
 
@@ -76,8 +77,8 @@ class LinkStats:
         self.unmatched = 0
         self.timeouts = 0
         self.lost = 0
-        self.warnings: Dict[str, int] = collections.Counter()
-        self.errors: Dict[str, int] = collections.Counter()
+        self.warnings = BoundedCounter()
+        self.errors = BoundedCounter()
         self._latencies: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
 
     def latency(self, seconds: float) -> None:

@@ -40,6 +40,7 @@ from agent.hume.v0.protocol import (
     Reply,
     parse_reply,
 )
+from agent.untrusted import clip, code_key
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -360,11 +361,12 @@ class Link:
         self.stats.replies += 1
         self.stats.latency(latency)
         for code in warning_codes(reply):
-            self.stats.warnings[code] += 1
+            self.stats.warnings.add(code)
         if isinstance(reply, ErrorMessage):
-            code = reply.code or "unknown"
-            self.stats.errors[code] += 1
-            reason = f"{code}: {reply.error}"
+            # The code and text are the server's: bounded before they become a counter, a log line,
+            # the status file or the health message (a hostile endpoint sent 512 KiB "codes").
+            code = self.stats.errors.add(code_key(reply.code, missing="unknown"))
+            reason = f"{code}: {clip(reply.error)}"
             if code in FATAL_CODES:
                 raise _Fatal("quota_exhausted", reason)
             self._note_error(code, reason)

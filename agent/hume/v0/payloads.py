@@ -37,6 +37,7 @@ from agent.hume.v0.protocol import (
     WarningMessage,
 )
 from agent.media import AUDIO_RATE, wav_bytes
+from agent.untrusted import code_key
 
 BYTES_PER_S = AUDIO_RATE * 2
 """16 kHz mono signed 16-bit: the format the microphone delivers and the WAV container declares."""
@@ -315,7 +316,7 @@ def observations(
 def warning_codes(reply: Reply) -> List[str]:
     """Every warning code in a reply, top-level or nested under a model."""
     if isinstance(reply, WarningMessage):
-        return [reply.code or "warning"]
+        return [code_key(reply.code, missing="warning")]
     if isinstance(reply, PredictionsMessage):
-        return [o.code or "warning" for o in reply.outputs.values() if o.warning is not None]
+        return [code_key(o.code, missing="warning") for o in reply.outputs.values() if o.warning is not None]
     return []

@@ -35,6 +35,13 @@ FACE_FPS_PRED_DEFAULT = 3.0
 FACE_PROB_THRESHOLD_DEFAULT = 0.99
 FACE_MIN_FACE_SIZE_DEFAULT = 60.0
 CONNECTION_IDLE_S = 60.0
+REPLY_MAX_PREDICTIONS = 1000
+"""A reply lists more predictions than this per model only if the server is broken or hostile (a face
+prediction per face per frame, a prosody one per utterance in a 5 s payload): refused as unreadable."""
+REPLY_MAX_SCORES = 256
+"""Scores per prediction (Hume's largest model, burst, has 67 labels)."""
+REPLY_MAX_NAME_CHARS = 64
+"""A label name longer than this is not one of Hume's (the longest is ~30 characters)."""
 AUTH_FAILED_BODY = "Websocket initialized with invalid credentials."
 
 EXPRESSIONS: Tuple[str, ...] = (
@@ -323,6 +330,10 @@ def _scores(obj: Mapping[str, Any], key: str, where: str) -> Optional[Scores]:
     items = _opt(obj, key, list, where)
     if items is None:
         return None
+    if len(items) > REPLY_MAX_SCORES:
+        raise ProtocolViolation(
+            Codes.INVALID_STRUCTURE, f"'{where}{key}' lists {len(items)} scores, at most {REPLY_MAX_SCORES}."
+        )
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -331,6 +342,11 @@ def _scores(obj: Mapping[str, Any], key: str, where: str) -> Optional[Scores]:
         score = _num(item, "score", f"{where}{key}[{i}].")
         if name is None or score is None:
             raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"'{where}{key}[{i}]' needs name and score.")
+        if len(name) > REPLY_MAX_NAME_CHARS:
+            raise ProtocolViolation(
+                Codes.INVALID_STRUCTURE,
+                f"'{where}{key}[{i}].name' is over {REPLY_MAX_NAME_CHARS} characters.",
+            )
         out.append(Score(name, score))
     return tuple(out)
 
@@ -527,6 +543,11 @@ def parse_reply(text: str) -> Reply:
             )
             continue
         preds = _opt(body, "predictions", list, f"{model}.") or []
+        if len(preds) > REPLY_MAX_PREDICTIONS:
+            raise ProtocolViolation(
+                Codes.INVALID_STRUCTURE,
+                f"'{model}.predictions' lists {len(preds)}, at most {REPLY_MAX_PREDICTIONS}.",
+            )
         parsed = []
         for i, p in enumerate(preds):
             if not isinstance(p, dict):
