@@ -31,6 +31,7 @@ from agent.hume.backend import Backend
 from agent.hume.types import Observation
 from agent.media import FramePipeline, voice_activity
 from agent.messages import OutMessage
+from agent.mqtt.guard import exposure_warnings
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
 from agent.presence import PresenceDetector
@@ -325,6 +326,8 @@ async def run_agent(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    for warning in exposure_warnings(cfg.mqtt):
+        _LOGGER.warning("%s", warning)
     outbox = Outbox(cfg.outbox_path, cfg.outbox)
     backend = make_backend(cfg)
     agent: Optional[Agent] = None

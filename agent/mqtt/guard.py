@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import ipaddress
 import time
-from typing import Callable, Counter, Dict, Optional
+from typing import Callable, Counter, Dict, List, Optional
 
-from agent.config import CommandsConfig
+from agent.config import CommandsConfig, MqttConfig
 from agent.health import CommandHealth
 
 
@@ -109,4 +110,33 @@ class CommandGuard:
         if self._replies.take(self._clock()):
             return True
         self.counts["replies_dropped"] += 1
+        return False
+
+
+def exposure_warnings(cfg: MqttConfig) -> List[str]:
+    """What is exposed when the broker is not on this machine: said once at start-up, never refused
+    (a lab broker may be plaintext on purpose)."""
+    if _on_this_machine(cfg.host):
+        return []
+    where = f"mqtt.host = {cfg.host!r} is not on this machine"
+    out = []
+    if not cfg.tls:
+        out.append(
+            f"{where} and mqtt.tls = false: summaries, commands and the broker password travel in clear; "
+            "set mqtt.tls = true (README: Securing the broker)"
+        )
+    if not cfg.username:
+        out.append(
+            f"{where} and mqtt.username is empty: a broker that lets this kiosk in anonymously lets anyone "
+            "command it; give each kiosk its own account (README: Securing the broker)"
+        )
+    return out
+
+
+def _on_this_machine(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
         return False

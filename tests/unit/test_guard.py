@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import List
 
-from agent.config import CommandsConfig
-from agent.mqtt.guard import CommandGuard, TokenBucket
+from agent.config import CommandsConfig, MqttConfig
+from agent.mqtt.guard import CommandGuard, TokenBucket, exposure_warnings
 
 
 class Clock:
@@ -81,3 +81,13 @@ def test_a_flood_gets_a_bounded_number_of_replies_and_announcements() -> None:
     assert sum(replies) == 10  # a burst of two seconds' worth, then silence
     assert guard.snapshot().replies_dropped == 490
     assert not guard.announce_allowed()  # Home Assistant's birth shares the budget
+
+
+def test_a_remote_broker_without_tls_or_login_is_warned_about() -> None:
+    assert exposure_warnings(MqttConfig(host="127.0.0.1")) == []
+    assert exposure_warnings(MqttConfig(host="localhost")) == []
+    assert exposure_warnings(MqttConfig(host="broker.example", tls=True, username="kiosk-1")) == []
+    warnings = exposure_warnings(MqttConfig(host="broker.example"))
+    assert len(warnings) == 2
+    assert "mqtt.tls = false" in warnings[0]
+    assert "mqtt.username is empty" in warnings[1]
