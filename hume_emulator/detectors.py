@@ -266,20 +266,10 @@ def audio_features(signal: np.ndarray) -> Tuple[float, ...]:
 
 
 def _pitch_hz(signal: np.ndarray) -> float:
-    """Autocorrelation pitch of the loudest 64 ms, searched in 70-400 Hz (0 when unvoiced)."""
-    span = round(0.064 * SPEECH_RATE_HZ)
-    if signal.size < span:
-        return 0.0
-    centre = int(np.argmax(np.abs(signal)))
-    start = min(max(0, centre - span // 2), signal.size - span)
-    chunk: np.ndarray = signal[start : start + span].astype(np.float64)
-    chunk -= chunk.mean()
-    corr = np.correlate(chunk, chunk, mode="full")[span - 1 :]
-    lo, hi = SPEECH_RATE_HZ // 400, SPEECH_RATE_HZ // 70
-    if corr[0] <= 0 or hi >= corr.size:
-        return 0.0
-    lag = lo + int(np.argmax(corr[lo:hi]))
-    return SPEECH_RATE_HZ / lag if corr[lag] > 0.3 * corr[0] else 0.0
+    """Median of :func:`pitch_track` over the voiced frames (0 when none is voiced)."""
+    track = pitch_track(signal)
+    voiced = track[track > 0]
+    return float(np.median(voiced)) if voiced.size else 0.0
 
 
 PITCH_FRAME_S = 0.04
