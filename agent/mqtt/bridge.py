@@ -89,6 +89,8 @@ class Bridge:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.link: Optional[Link] = None
         """The current connection (also while connecting), None between connections."""
+        self.connected_before = False
+        """A CONNACK accepted this agent: a broker that then drops a handshake is restarting, not wrong."""
 
     @property
     def v5(self) -> bool:
@@ -200,10 +202,27 @@ class Bridge:
             return Refusal(
                 "disconnected", f"TLS with {self.where} failed: {exc.reason or exc}; check mqtt.tls_*"
             )
+        except ConnectionResetError as exc:
+            return Refusal("disconnected", self._handshake_problem(exc.strerror or "reset"), transient=True)
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            return Refusal("disconnected", f"MQTT broker {self.where} unreachable: {reason}")
+            refused = isinstance(exc, ConnectionRefusedError)
+            return Refusal(
+                "disconnected", f"MQTT broker {self.where} unreachable: {reason}", transient=refused
+            )
         return None
+
+    def _handshake_problem(self, reason: str) -> str:
+        """The broker dropped us between TCP accept and CONNACK: what that most likely means."""
+        if self.connected_before:
+            return (
+                f"{self.where} closed the connection during the MQTT handshake ({reason}); it accepted this "
+                "agent before, so it is probably restarting or overloaded"
+            )
+        return (
+            f"{self.where} closed the connection before CONNACK ({reason}); is it an MQTT port, "
+            "and does mqtt.tls match it?"
+        )
 
     async def close(self, link: Link) -> None:
         """Disconnect (best effort, bounded) and join paho's thread, off the loop."""
@@ -293,6 +312,7 @@ class Bridge:
         if connack.max_packet_bytes:
             link.max_packet_bytes = int(connack.max_packet_bytes)
         link.up = True
+        self.connected_before = True
         link.connack.set_result(None)
 
     def _on_closed(self, link: Link, reason: str) -> None:
@@ -303,11 +323,7 @@ class Bridge:
         link.closed_event.set()
         if not link.connack.done():
             link.connack.set_result(
-                Refusal(
-                    "disconnected",
-                    f"{self.where} closed the connection before CONNACK ({reason}); is it an MQTT port, "
-                    "and does mqtt.tls match it?",
-                )
+                Refusal("disconnected", self._handshake_problem(reason), transient=self.connected_before)
             )
         link.wake.set()
 

@@ -16,6 +16,9 @@ class Refusal:
 
     state: str
     problem: str
+    transient: bool = False
+    """The broker's host answered at once but did not take the connection (refused, reset or closed during
+    the handshake): what a restarting broker does. Cheap to retry soon, unlike a timeout."""
 
 
 @dataclasses.dataclass(frozen=True)

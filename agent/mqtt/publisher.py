@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from typing import AsyncIterator, Callable, List, Mapping, Optional, Sequence, Tuple
 
@@ -42,6 +43,13 @@ from agent.mqtt.link import Link, Refusal
 from agent.mqtt.outbox import Outbox
 
 _LOGGER = logging.getLogger(__name__)
+
+FAST_RETRY_S = 1.0
+"""A broker that served us a moment ago and now refuses at once (a restart) is retried within this (or
+``mqtt.reconnect_min_s`` if larger): after a 20 s broker restart the agent was back 10 s late when the
+backoff had kept growing through the outage (1, 2, 4, 8 s ...)."""
+FAST_RETRY_WINDOW_S = 300.0
+"""For this long after a connection ended, quick refusals get fast retries; then the plain backoff."""
 
 
 def _no_service() -> Optional[ServiceHealth]:
@@ -79,6 +87,9 @@ class Publisher:
         self._problem: Optional[str] = None
         self._connects = 0
         self._health_depth = 0
+        self._lost_at: Optional[float] = None
+        """Monotonic time the last established connection ended (None: never connected)."""
+        self._rng = random.Random()
         """Queue depth in the last health published: a drain that empties the queue re-publishes it."""
         self._started = time.monotonic()
         self._health_failed = False
@@ -165,7 +176,9 @@ class Publisher:
             while True:
                 self._state = "connecting"
                 outcome = await bridge.connect(clean_start=first or not bridge.resume_session)
+                refusal: Optional[Refusal] = None
                 if isinstance(outcome, Refusal):
+                    refusal = outcome
                     self._report(outcome)
                 else:
                     first = False
@@ -175,10 +188,29 @@ class Publisher:
                     except Exception:  # a bug or a failing disk must not end the link for good
                         _LOGGER.exception("the MQTT link failed unexpectedly; reconnecting")
                     await bridge.close(outcome)
-                await asyncio.sleep(self._backoff.next_delay())
+                    self._lost_at = time.monotonic()
+                delay = self._retry_delay(refusal)
+                _LOGGER.debug("next MQTT connection attempt in %.2f s", delay)
+                await asyncio.sleep(delay)
         except asyncio.CancelledError:
             await self._stop()
             raise
+
+    def _retry_delay(self, refusal: Optional[Refusal]) -> float:
+        """The wait before the next attempt: the backoff, cut short for a broker that is coming back.
+
+        A broker that was serving us a moment ago (within :data:`FAST_RETRY_WINDOW_S`) and now refuses
+        at once is restarting: it gets a retry within :data:`FAST_RETRY_S` (jittered, at least half of it,
+        so a fleet does not reconnect in step), as does the first attempt after a connection ends. Each
+        such try costs one refused TCP handshake. A broker that never answers (timeouts), refuses our
+        credentials, or has not served us for a while keeps the capped exponential backoff.
+        """
+        delay = self._backoff.next_delay()
+        recently = self._lost_at is not None and time.monotonic() - self._lost_at <= FAST_RETRY_WINDOW_S
+        if refusal is None or (refusal.transient and recently):
+            fast_s = max(self.cfg.reconnect_min_s, FAST_RETRY_S)
+            delay = min(delay, self._rng.uniform(fast_s / 2, fast_s))
+        return delay
 
     # ----------------------------------------------------------------------------------------------
 
