@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Iterator, List
 import pytest
 
 from agent import identity
-from tests.support.mosquitto import Broker, Subscriber
+from tests.support.mosquitto import Broker, Subscriber, make_certs
 
 EXE = Path(sys.executable).with_name("hume-edge")
 START_TIMEOUT_S = 60.0
@@ -189,3 +189,53 @@ def _readline(proc: subprocess.Popen[str], timeout_s: float) -> str:
     line = proc.stdout.readline()
     assert line, f"fleet --watch ended: {proc.stderr and proc.stderr.read()}"
     return line
+
+
+def test_fleet_reads_a_tls_broker_with_the_agents_credentials_and_says_why_it_cannot(
+    mosquitto_factory: Callable[..., Broker], tmp_path: Path
+) -> None:
+    """``--config`` brings the agents' TLS and login, the password from the systemd credential."""
+    certs = make_certs(tmp_path / "pki")
+    broker = mosquitto_factory(password=("fleet", "right"), tls=certs)
+    for topic, payload in (
+        ("hume-edge/kiosk-x/status", "online"),
+        ("hume-edge/kiosk-x/health", json.dumps({"identity": {"version": "9.9.9"}})),
+        ("hume-edge/kiosk-y/health", "{not json"),
+    ):
+        subprocess.run(
+            ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "--cafile", str(certs.ca),
+             "-u", "fleet", "-P", "right", "-t", topic, "-m", payload, "-r", "-q", "1"],
+            check=True, timeout=10, capture_output=True,
+        )  # fmt: skip
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "mqtt_password").write_text("right\n")
+
+    def fleet(ca: Path, password: str) -> subprocess.CompletedProcess[str]:
+        (creds / "mqtt_password").write_text(f"{password}\n")
+        config = tmp_path / "fleet.toml"
+        config.write_text(
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntls = true\ntls_ca = "{ca}"\n'
+            'username = "fleet"\n'
+        )
+        return subprocess.run(
+            [str(EXE), "fleet", "--config", str(config), "--json"],
+            capture_output=True, text=True, timeout=FLEET_TIMEOUT_S, check=False,
+            env={**os.environ, "CREDENTIALS_DIRECTORY": str(creds)},
+        )  # fmt: skip
+
+    ok = fleet(certs.ca, "right")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert [(k["device"], k["state"], k["version"]) for k in report["kiosks"]] == [
+        ("kiosk-x", "online", "9.9.9")
+    ]
+    assert report["ignored"]["bad_json"] == 1  # kiosk-y's garbage: counted, not shown, no crash
+
+    wrong_ca = fleet(certs.other_ca, "right")
+    assert wrong_ca.returncode == 1
+    assert "certificate verify failed" in wrong_ca.stderr
+
+    wrong_password = fleet(certs.ca, "wrong")
+    assert wrong_password.returncode == 1
+    assert "refused the connection" in wrong_password.stderr
