@@ -29,6 +29,20 @@ IMAGE_USD = 0.00204
 shared/reference/hume-api-facts.md section 8 (the older set is exactly a third of it)."""
 AUDIO_USD_PER_MIN = 0.0639
 """Hume price per minute of audio only, same rate set, metered per second."""
+V1_MIN_BILLED_S = 10.0
+"""v1 bills every session that took media at least this long (hume-v1-realtime-facts.md section 9)."""
+V1_FRAME_BILLED_S = 1 / 3
+"""v1 bills each video frame that passes the send-rate check as a third of a second."""
+
+
+def v1_billed_s(endpoint: str, received: Dict[str, int]) -> float:
+    """Media-seconds Hume bills for one v1 session, from its ``session.closed`` ``received`` totals."""
+    media_s = (
+        received.get("audio_duration_ms", 0) / 1000
+        if endpoint == "audio"
+        else received.get("frames", 0) * V1_FRAME_BILLED_S
+    )
+    return max(V1_MIN_BILLED_S, media_s) if media_s > 0 else 0.0
 
 
 def ensure_venv() -> None:
@@ -123,14 +137,15 @@ def rss_mb(pid: int) -> float:
 
 
 class EmulatorHost:
-    """``_emuhost.py`` as a child: the v0 emulator plus a TCP proxy that counts the bytes clients exchange.
+    """``_emuhost.py`` as a child: the v0 and v1 emulators plus a TCP proxy counting the bytes on the wire.
 
     In its own process so its CPU (decoding, face detection) never counts as the client's.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, detect: bool = True) -> None:
+        """``detect=False``: the emulators find no faces (cheap; the bills and uploads stay the same)."""
         self.proc = subprocess.Popen(
-            [sys.executable, str(EMULATOR_HOST)],
+            [sys.executable, str(EMULATOR_HOST)] + ([] if detect else ["--no-detect"]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -150,7 +165,7 @@ class EmulatorHost:
         return parsed
 
     def ask(self, command: str) -> Dict[str, Any]:
-        """``stats`` (bytes both ways, face requests, requests) or ``reset``."""
+        """``stats`` (bytes both ways, requests, billed media of both APIs) or ``reset``."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
