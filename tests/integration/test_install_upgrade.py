@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Callable, Dict
 
@@ -140,3 +141,32 @@ def test_a_good_upgrade_is_kept_and_rollback_returns_to_the_previous_release(
     err = install(newer, installed)
     assert "building release" not in err
     assert _link(installed, "venv") == after
+
+
+def test_an_install_from_before_releases_becomes_the_rollback_target(
+    install: Installer, tmp_path: Path
+) -> None:
+    """Every kiosk installed before releases existed has a plain venv at /opt/hume-edge/venv."""
+    root = make_prefix(tmp_path / "root")
+    checkout = snapshot_checkout(tmp_path / "checkout")
+    key = tmp_path / "key"
+    key.write_text("test-key\n")
+    legacy_venv = root / OPT / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", str(legacy_venv)])
+    unit = root / "etc/systemd/system/hume-edge.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text("# the unit of the earlier install\n")
+
+    err = install(checkout, root, "--api-key-file", str(key))
+    legacy = _link(root, "previous")
+    assert re.fullmatch(r"releases/legacy-\d{14}", legacy), err
+    assert f"the existing venv is now release {legacy[9:]} (the rollback target)" in err
+    assert _link(root, "venv").startswith("releases/0.1.0-")
+    assert unit.read_text() == (checkout / "systemd/hume-edge.service").read_text()
+
+    err = install(checkout, root, "--rollback")
+    assert _link(root, "venv") == legacy
+    assert unit.read_text() == "# the unit of the earlier install\n"  # its own unit came back with it
+    # The old venv's scripts name /opt/hume-edge/venv/bin/python, which resolves through the symlink again.
+    out = run([str(root / OPT / "venv/bin/python"), "-c", "import sys; print(sys.prefix)"]).stdout.strip()
+    assert out == str(root / OPT / "venv")
