@@ -19,6 +19,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -109,6 +110,7 @@ async def test_sigkill_mid_visit_is_ended_as_interrupted_and_sigterm_as_shutdown
 
         # Life 2: the restart ends it as interrupted, within seconds of starting.
         seen = len(sub.messages)
+        restarted = time.monotonic()
         proc = await start_agent(cfg_path, tmp_path, 2)
         procs.append(proc)
 
@@ -116,6 +118,7 @@ async def test_sigkill_mid_visit_is_ended_as_interrupted_and_sigterm_as_shutdown
             return any(p["schema"] == "hume-edge/idle/1" for _, p in of_session(ms[seen:], first))
 
         assert await sub.until(ended, RECOVERY_TIMEOUT_S), (tmp_path / "agent-2.log").read_text()[-3000:]
+        print(f"\nrestart -> interrupted end and idle delivered: {time.monotonic() - restarted:.2f} s")
         end = retained_session(mosquitto, subscriber)
         assert (end["session"], end["event"], end["reason"]) == (first, "end", "interrupted")
         # First whatever the killed run had queued and not delivered (at-least-once: sent again), then the
