@@ -29,6 +29,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def mosquitto_executable() -> Optional[str]:
+    """The mosquitto binary, or None. Debian puts it in /usr/sbin, which a normal user's PATH lacks."""
+    return shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+
+
 class LocalBroker:
     """One mosquitto child process; ``stop()`` then ``start()`` restarts it on the same port."""
 
@@ -71,9 +78,7 @@ class LocalBroker:
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def start(self) -> None:
-        exe = shutil.which("mosquitto") or (
-            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-        )
+        exe = mosquitto_executable()
         if exe is None:
             raise BrokerError(
                 "mosquitto is not installed (Debian package 'mosquitto'; scripts/setup installs it)"

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from agent.localbroker import mosquitto_executable
+
 BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench"
 HEADLINE = "| bench | metric | ours | baseline | ratio | goal | result |"
 
 pytestmark = [
     pytest.mark.timeout(150),
-    pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed"),
+    pytest.mark.skipif(mosquitto_executable() is None, reason="mosquitto is not installed"),
     pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"),
 ]
 

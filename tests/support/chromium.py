@@ -1,7 +1,7 @@
 """Headless Chromium (Debian ``chromium``) driven over the DevTools protocol with aiohttp.
 
 No Selenium or Playwright: CDP over one WebSocket is all the tests need (navigate, wait on the DOM, click).
-Flags per test-bench.md and the machine notes: ``--no-sandbox`` as root, ``--disable-dev-shm-usage`` for
+Flags per test-bench.md and the machine notes: ``--no-sandbox`` (see FLAGS), ``--disable-dev-shm-usage`` for
 a small /dev/shm, and the background-networking flags, without which Chromium keeps dialling Google's hosts
 on a closed network. Waiting is on the DOM (a promise in the page that resolves when a condition holds),
 never a sleep.
@@ -35,6 +35,10 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--remote-debugging-port=0",
+    # Root needs it, and so does a normal user where unprivileged user namespaces are off (a chroot, many
+    # containers) and Debian's setuid chromium-sandbox (only recommended) is absent: Chromium then exits 1,
+    # "No usable sandbox". The tests load only our own page from loopback.
+    "--no-sandbox",
 )
 
 needs_chromium = pytest.mark.skipif(
@@ -118,8 +122,6 @@ async def chromium() -> AsyncIterator[Page]:
     assert CHROMIUM is not None
     profile = tempfile.mkdtemp(prefix="cdp-")
     args = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}"]
-    if os.geteuid() == 0:
-        args.append("--no-sandbox")
     proc = await asyncio.create_subprocess_exec(
         *args, "about:blank", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
