@@ -2,12 +2,14 @@
 """Benchmarks 1 and 2: CPU per media-second, and bytes / API cost per visitor-minute, ours vs. Hume's pattern.
 
 Both sides get the same media, in real time: a 1280x720 BGR camera frame (the synthetic face, pre-rendered
-so rendering costs neither side) every 1 / fps seconds at the agent's default fps, and 16 kHz mono speech
-(espeak-ng) in chunks of the default ``microphone.chunk_ms``.
+so rendering costs neither side) every 1 / fps seconds at the agent's default fps, and 16 kHz mono audio
+of a visitor talking in chunks of the default ``microphone.chunk_ms``: the agent's synthetic speaker
+(espeak-ng; each line followed by 2 s of a quiet room at -60 dBFS).
 
 * ours: the agent's ``FramePipeline`` (rate limit, static skip, resize to the default 640x480 box, JPEG)
-  on a worker thread as the service runs it, ``voice_activity`` on each chunk, and the v0 client
-  (``V0Backend``, default models) with its results consumed.
+  on a worker thread as the service runs it, ``voice_activity`` and the silence gate
+  (``agent.audio_gate``) on each chunk, and the v0 client (``V0Backend``, default models) with its
+  results consumed.
 * baseline: the pattern of Hume's streaming examples with the official SDK 0.13: each camera frame in full
   as PNG, written to a temp file and sent with ``send_file`` (``Config(face=StreamFace())``), one frame in
   flight (the newest camera frame goes when the reply came); audio written as WAV temp files and sent with
@@ -41,16 +43,16 @@ from hume import AsyncHumeClient  # noqa: E402
 from hume.expression_measurement.stream import Config, StreamFace, StreamModelPredictions  # noqa: E402
 
 from agent import config as config_mod  # noqa: E402
+from agent.audio_gate import AudioGate  # noqa: E402
 from agent.capture.camera import Frame, SyntheticCamera  # noqa: E402
+from agent.capture.microphone import AudioChunk, SpeechSource  # noqa: E402
 from agent.hume.v0.client import V0Backend  # noqa: E402
-from agent.media import FramePipeline, Resampler, decode_wav, voice_activity, wav_bytes  # noqa: E402
+from agent.media import FramePipeline, voice_activity, wav_bytes  # noqa: E402
 
 CAMERA_SIZE = (1280, 720)
 DISTINCT_FRAMES = 16
-SPEECH = (
-    "Hello, I would like to know more about this exhibition. It is wonderful, and I am curious how the "
-    "pictures were made."
-)
+NOISE_RMS = 33.0
+"""A quiet room between the sentences: about -60 dBFS, a USB microphone's noise floor."""
 DRAIN_S = 3.0
 
 
@@ -59,10 +61,10 @@ def defaults() -> config_mod.Config:
 
 
 def speech_pcm() -> np.ndarray:
-    cmd = ["espeak-ng", "--stdout", SPEECH]
-    wav = subprocess.run(cmd, check=True, capture_output=True, timeout=60).stdout
-    samples, rate = decode_wav(wav)
-    pcm: np.ndarray = Resampler(rate).process(samples)
+    """A visitor talking: the agent's synthetic speaker (its lines, each followed by 2 s of quiet room)."""
+    loop = asyncio.run(SpeechSource().speech_loop()).astype(np.float64)
+    loop += np.random.default_rng(0).normal(0, NOISE_RMS, len(loop))
+    pcm: np.ndarray = np.clip(np.rint(loop), -32768, 32767).astype(np.int16)
     return pcm
 
 
@@ -106,6 +108,7 @@ async def run_ours(url: str, media: Media) -> Dict[str, Any]:
     cfg = config_mod.from_dict({"hume": {"url": url, "api_key": _common.API_KEY}}, environ={})
     pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
     backend = V0Backend(cfg.hume)
+    gate = AudioGate(cfg.microphone, spill_hangover=False)  # as the service runs it on v0
     found = {"face_hits": 0, "observations": 0}
 
     async def on_frame(frame: Frame) -> None:
@@ -115,7 +118,8 @@ async def run_ours(url: str, media: Media) -> Dict[str, Any]:
 
     async def on_chunk(chunk: bytes) -> None:
         voice_activity(chunk)
-        backend.send_audio(chunk, time.time() - media.chunk_ms / 1000, "bench")
+        for piece in gate.admit(AudioChunk(chunk, time.time() - media.chunk_ms / 1000)):
+            backend.send_audio(piece.pcm16, piece.captured_at, "bench")
 
     async def results() -> None:
         while True:
@@ -251,7 +255,7 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
         video = r["data_video"] / media_min
         audio = (r["data_all"] - r["data_video"]) / media_min
         images = r["face_requests"] / media_min
-        audio_min = r["chunks"] * cfg.microphone.chunk_ms / 1000 / 60 / media_min
+        audio_min = r["v0_audio_s"] / 60 / media_min  # seconds of audio the emulator received
         usd = images * _common.IMAGE_USD + audio_min * _common.AUDIO_USD_PER_MIN
         per[role] = {"cpu": cpu_per_s, "wire": wire, "video": video, "usd": usd}
         rows.append(
@@ -293,8 +297,9 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
             "Bytes: everything both ways through a TCP proxy in front of the emulator (HTTP upgrade and "
             "WebSocket framing included; the SDK's websockets negotiates permessage-deflate, our aiohttp "
             "client does not), per minute of media (= visitor-minute while streaming). The base64 columns "
-            "are the payloads' data fields as the emulator decoded them: both sides send the same audio "
-            "(WAV, 16 kHz 16-bit).",
+            "are the payloads' data fields as the emulator decoded them: both sides hear the same audio "
+            "(WAV, 16 kHz 16-bit); ours sends only what its silence gate passes. Audio cost: the seconds "
+            "the emulator received.",
             f"Cost: Hume's newer rate set (hume-api-facts.md section 8, 'reconciled, May 2026'): "
             f"${_common.IMAGE_USD}/image for each frame sent, ${_common.AUDIO_USD_PER_MIN}/min of audio "
             "(older set: one third of each). Billing is per image, not per byte: the same frame rate "
