@@ -229,7 +229,32 @@ class MqttConfig:
     discovery_prefix: str = setting("homeassistant", "Home Assistant discovery prefix")
     reconnect_min_s: float = setting(1.0, "first reconnect delay", unit="s", min=0.1, max=60)
     reconnect_max_s: float = setting(60.0, "cap of the reconnect delay", unit="s", min=1, max=3600)
-    inflight_window: int = setting(100, "unacknowledged publishes at once while draining", min=1, max=65535)
+    inflight_window: int = setting(
+        100,
+        "unacknowledged publishes at once (AWS IoT Core allows 100); lowered to the broker's Receive Maximum",
+        min=1,
+        max=65535,
+    )
+    max_publish_rate_per_s: float = setting(
+        100.0,
+        "publishes per second at most, replay included (AWS IoT Core allows 100 per connection)",
+        unit="per_s",
+        min=1,
+        max=1_000_000,
+    )
+    max_message_bytes: int = setting(
+        131_072,
+        "largest PUBLISH packet sent (AWS IoT Core: 128 KB); larger queued messages are dropped and "
+        "counted; lowered to the broker's Maximum Packet Size",
+        unit="bytes",
+        min=1024,
+        max=268_435_455,
+    )
+    replay: str = setting(
+        "live_first",
+        "after an outage: live_first sends new messages before the backlog, in_order sends all by seq",
+        choices=("live_first", "in_order"),
+    )
     will_delay_s: int = setting(
         15,
         "MQTT 5: the broker waits this long before publishing 'offline' (a blip does not flap)",

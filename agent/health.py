@@ -133,6 +133,14 @@ class MqttHealth:
     Receive Maximum (MQTT 5 CONNACK)."""
     rejected: int
     """Messages the broker refused (MQTT 5 PUBACK reason code >= 0x80)."""
+    oversized: int
+    """Messages dropped unsent because they were over ``max_packet_bytes`` (this run; the outbox keeps the
+    persisted count as ``dropped.oversize``)."""
+    replayed: int
+    """Backlog messages sent after a (re)connect, marked ``"replay": true``."""
+    max_publish_rate_per_s: float
+    max_packet_bytes: int
+    """``mqtt.max_message_bytes``, lowered to the broker's Maximum Packet Size (MQTT 5 CONNACK)."""
     write_failures: int
     """Messages the outbox could not store (disk full, I/O error): lost."""
     queue_depth: int

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, List, Optional, Set, Union
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -32,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.aio import wait_event
 from agent.config import MqttConfig
+from agent.mqtt.limits import TokenBucket
 from agent.mqtt.link import Connack, Link, Refusal, props
 
 _LOGGER = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Bridge:
         will_topic: str,
         *,
         wake: asyncio.Event,
+        bucket: TokenBucket,
         on_message: MessageHandler,
         on_refused: RefusedHandler,
     ) -> None:
@@ -84,9 +86,12 @@ class Bridge:
         self.client_id = client_id
         self.will_topic = will_topic
         self.wake = wake
+        self.bucket = bucket
         self._on_message_cb = on_message
         self._on_refused_cb = on_refused
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._oversize_warned: Set[str] = set()
+        """Topics of direct publishes already reported as too big (said once, not every health period)."""
         self.link: Optional[Link] = None
         """The current connection (also while connecting), None between connections."""
         self.connected_before = False
@@ -165,7 +170,15 @@ class Bridge:
             client = await loop.run_in_executor(None, self._make_client, box)
         except (OSError, ValueError) as exc:
             return Refusal("disconnected", f"cannot set up the MQTT client: {exc} (check mqtt.tls_* paths)")
-        link = self.link = Link(client, self.cfg.inflight_window, loop.create_future(), self.wake)
+        link = self.link = Link(
+            client,
+            loop.create_future(),
+            window=self.cfg.inflight_window,
+            wake=self.wake,
+            bucket=self.bucket,
+            max_packet_bytes=self.cfg.max_message_bytes,
+            oversize_warned=self._oversize_warned,
+        )
         box.append(link)
         refusal = await self._open(link, clean_start)
         if refusal is None:
@@ -310,7 +323,7 @@ class Bridge:
         if connack.receive_max:
             link.window = max(1, min(link.window, int(connack.receive_max)))
         if connack.max_packet_bytes:
-            link.max_packet_bytes = int(connack.max_packet_bytes)
+            link.max_packet_bytes = min(link.max_packet_bytes, int(connack.max_packet_bytes))
         link.up = True
         self.connected_before = True
         link.connack.set_result(None)

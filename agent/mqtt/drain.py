@@ -1,9 +1,21 @@
 """The outbox drain: durable queue in, QoS 1/2 publishes out, a row deleted only on its PUBACK.
 
-At every connect the outbox's in-flight rows become ready again and go out, oldest first, through a window
-of unacknowledged publishes (``mqtt.inflight_window``, lowered to an MQTT 5 broker's Receive Maximum by the
-bridge), refilled as PUBACKs arrive, so a backlog drains at link speed. Nothing is deleted before its
-PUBACK, so everything in flight when a link dies goes out again on the next connection.
+At every connect the outbox's in-flight rows become ready again and go out through a window of
+unacknowledged publishes (``mqtt.inflight_window``, lowered to an MQTT 5 broker's Receive Maximum by the
+bridge), refilled as PUBACKs arrive. Nothing is deleted before its PUBACK, so everything in flight when a
+link dies goes out again on the next connection.
+
+Within the broker's limits (``agent.mqtt.limits``): at most ``mqtt.max_publish_rate_per_s`` publishes a
+second (a backlog is replayed at that pace, not at link speed), and a message bigger than
+``mqtt.max_message_bytes`` or the broker's Maximum Packet Size is dropped and counted (outbox reason
+``oversize``) instead of getting the link disconnected again and again with the queue stuck behind it.
+
+Backlog and live data: the rows queued before this connection was made are the backlog; they go out with
+``"replay": true`` added to their JSON. With ``mqtt.replay = "live_first"`` (the default) rows queued
+since the connection go first and the backlog takes what window and rate are left, so a dashboard sees the
+present at once after an outage; each part keeps ``seq`` order, but a topic's live messages arrive before
+its older backlog. A replayed retained message on a topic that already got a live retained one is sent
+without the retain flag, so the broker keeps the newest state. ``in_order`` sends everything by ``seq``.
 
 MQTT 5: each message's expiry is the age it has left under ``outbox.max_age_s``.
 """
@@ -14,7 +26,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -22,6 +34,7 @@ from paho.mqtt.properties import Properties
 
 from agent.config import MqttConfig
 from agent.messages import OutMessage
+from agent.mqtt.limits import TokenBucket, packet_bytes
 from agent.mqtt.link import Link, props
 from agent.mqtt.outbox import Outbox, Row
 
@@ -29,19 +42,31 @@ _LOGGER = logging.getLogger(__name__)
 
 SETTLE_RETRY_S = 1.0
 """After the outbox refused an update (disk full), try the drain step again this much later."""
+_SENT, _OVERSIZE, _DOWN = "sent", "oversize", "down"
+"""What happened to one row offered to the link."""
 
 
 class Drain:
     """Queues messages durably and moves them from the outbox onto a link; see the module docstring."""
 
-    def __init__(self, cfg: MqttConfig, outbox: Outbox, base: str, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, cfg: MqttConfig, outbox: Outbox, base: str, wake: Callable[[], None], bucket: TokenBucket
+    ) -> None:
         self.cfg = cfg
         self.outbox = outbox
         self.base = base
+        self.bucket = bucket
         self.wake = wake
         """Tells the publisher's loop there is work (safe to call before the loop runs)."""
         self.rejected = 0
+        self.oversized = 0
         self.write_failures = 0
+        self.replayed = 0
+        """Backlog messages sent (marked ``replay``), over the process's life."""
+        self._watermark = 0
+        """Rows with an id up to this were queued before the current connection: the backlog."""
+        self._live_retained: Set[str] = set()
+        self._rate_timer = False
         self._write_error = ""
         self._settle_error = ""
 
@@ -79,6 +104,8 @@ class Drain:
         requeued = self.outbox.requeue_inflight()
         if requeued:
             _LOGGER.info("resending %d message(s) whose PUBACK never came", requeued)
+        self._watermark = self.outbox.last_id()
+        self._live_retained = set()
 
     def refused(self, failure: str) -> None:
         """The broker refused a message (MQTT 5 PUBACK reason >= 0x80): resending cannot help."""
@@ -87,7 +114,7 @@ class Drain:
             _LOGGER.warning("broker refused a message (%s); %d refused so far", failure, self.rejected)
 
     def step(self, link: Link) -> bool:
-        """Settle PUBACKs and refill the in-flight window, oldest first, in one outbox transaction.
+        """Settle PUBACKs and refill the in-flight window within the rate, in one outbox transaction.
 
         Returns True when this step emptied the queue: it settled acknowledgements and nothing is left in
         flight or ready (the publisher then refreshes the retained ``health``, whose queue depth would
@@ -99,30 +126,26 @@ class Drain:
         """
         acked, link.acked = link.acked, []
         sent: List[Tuple[int, int]] = []
+        oversized: List[Row] = []
         try:
             if link.unmarked:
                 # Marks first, in their own transaction: an ack below may be for one of these rows.
                 self.outbox.settle([], link.unmarked)
                 link.unmarked = []
             room = link.window - len(link.inflight)
-            if room > 0:
-                for row in self.outbox.ready(room):
-                    info = link.client.publish(
-                        f"{self.base}/{row.topic}",
-                        row.payload,
-                        qos=self.cfg.qos,
-                        retain=row.retain,
-                        properties=self._expiry(row),
-                    )
-                    if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                        break  # the link is going down; its on_disconnect is on the way
-                    link.inflight.add(info.mid)
-                    sent.append((row.id, info.mid))
+            allowed = min(room, self.bucket.available())
+            rows = self._next(allowed) if allowed > 0 else []
+            for row in rows:
+                outcome = self._publish(link, row, sent)
+                if outcome == _DOWN:
+                    break  # the link is going down; its on_disconnect is on the way
+                if outcome == _OVERSIZE:
+                    oversized.append(row)
             self.outbox.settle(acked, sent)
+            self._drop_oversized(link, oversized)
             if self._settle_error:
                 _LOGGER.info("the outbox %s can be written again", self.outbox.path)
                 self._settle_error = ""
-            return bool(acked) and not link.inflight
         except sqlite3.Error as exc:
             link.acked = acked + link.acked
             link.unmarked += sent
@@ -131,6 +154,70 @@ class Drain:
             self._settle_error = str(exc)
             asyncio.get_running_loop().call_later(SETTLE_RETRY_S, self.wake)
             return False
+        if room > allowed and self.outbox.depth > len(link.inflight):
+            self._wake_for_tokens()
+        return bool(acked) and not link.inflight
+
+    def _next(self, limit: int) -> List[Row]:
+        if self.cfg.replay == "in_order":
+            return self.outbox.ready(limit)
+        live = self.outbox.ready(limit, after_id=self._watermark)
+        if len(live) < limit:
+            live += self.outbox.ready(limit - len(live), upto_id=self._watermark)
+        return live
+
+    def _publish(self, link: Link, row: Row, sent: List[Tuple[int, int]]) -> str:
+        """Publish one row: ``_SENT``, ``_OVERSIZE`` (not sent: too big) or ``_DOWN`` (paho refused)."""
+        replay = row.id <= self._watermark
+        payload = _mark_replay(row.payload) if replay else row.payload
+        topic = f"{self.base}/{row.topic}"
+        if packet_bytes(topic, payload) > link.max_packet_bytes:
+            return _OVERSIZE
+        retain = row.retain and not (replay and row.topic in self._live_retained)
+        info = link.client.publish(
+            topic, payload, qos=self.cfg.qos, retain=retain, properties=self._expiry(row)
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return _DOWN
+        self.bucket.take()
+        link.inflight.add(info.mid)
+        sent.append((row.id, info.mid))
+        if replay:
+            self.replayed += 1
+        elif row.retain:
+            self._live_retained.add(row.topic)
+        return _SENT
+
+    def _drop_oversized(self, link: Link, rows: List[Row]) -> None:
+        if not rows:
+            return
+        self.outbox.discard(rows, "oversize")
+        self.oversized += len(rows)
+        limit = link.max_packet_bytes
+        for row in rows:
+            _LOGGER.warning(
+                "dropped outbox message seq %d on %s: %d bytes is over the %d-byte limit "
+                "(mqtt.max_message_bytes or the broker's Maximum Packet Size); %d dropped so far "
+                "(health: outbox.dropped.oversize)",
+                row.seq,
+                row.topic,
+                packet_bytes(f"{self.base}/{row.topic}", row.payload),
+                limit,
+                self.oversized,
+            )
+        self.wake()  # the rows behind them
+
+    def _wake_for_tokens(self) -> None:
+        """The rate, not the window, stopped this step: come back when a token is there (one timer)."""
+        if self._rate_timer:
+            return
+        self._rate_timer = True
+
+        def fire() -> None:
+            self._rate_timer = False
+            self.wake()
+
+        asyncio.get_running_loop().call_later(self.bucket.wait_s(), fire)
 
     def settle_acked(self, link: Link) -> None:
         """At a stop: delete what was acknowledged (not a durability matter; it saves resending it)."""
@@ -144,3 +231,11 @@ class Drain:
         left = self.outbox.cfg.max_age_s - (time.time() - row.created)
         expiry.MessageExpiryInterval = max(1, int(left))
         return expiry
+
+
+REPLAY_MARK = b',"replay":true}'
+
+
+def _mark_replay(payload: bytes) -> bytes:
+    """Add ``"replay": true`` to a queued JSON object (the outbox wrote it: compact, ends with ``}``)."""
+    return payload[:-1] + REPLAY_MARK if payload.endswith(b"}") else payload

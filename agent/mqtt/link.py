@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from typing import List, Optional, Set, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
+
+from agent.mqtt.limits import TokenBucket, packet_bytes
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,17 +50,25 @@ class Link:
     def __init__(
         self,
         client: mqtt.Client,
-        window: int,
         connack: asyncio.Future[Optional[Refusal]],
+        *,
+        window: int,
         wake: asyncio.Event,
+        bucket: TokenBucket,
+        max_packet_bytes: int,
+        oversize_warned: Set[str],
     ) -> None:
         self.client = client
         self.window = window
         """Unacknowledged QoS>0 publishes allowed: the configured window, lowered to Receive Maximum."""
-        self.max_packet_bytes: Optional[int] = None
-        """The broker's Maximum Packet Size (MQTT 5 CONNACK), None when it announced none."""
+        self.max_packet_bytes = max_packet_bytes
+        """The largest PUBLISH sent: ``mqtt.max_message_bytes``, lowered to the broker's Maximum Packet Size
+        (MQTT 5 CONNACK) by the bridge. A bigger one would get the connection closed by the broker."""
+        self._oversize_warned = oversize_warned
         self.connack = connack
         self.wake = wake
+        self.bucket = bucket
+        """The connection's publish-rate budget, shared with the drain."""
         self.started = False
         self.up = False
         self.closed = False
@@ -70,6 +83,20 @@ class Link:
         """Publish state that bypasses the outbox (status, health, discovery, replies) at QoS 0.
 
         QoS 0 keeps these out of the broker's Receive Maximum, which the outbox window uses up; losing one
-        needs a dropped connection, and every connection starts by publishing all of them again.
+        needs a dropped connection, and every connection starts by publishing all of them again. Each takes
+        a token of the rate budget without waiting: the drain repays it.
         """
+        size = packet_bytes(topic, payload)
+        if size > self.max_packet_bytes:
+            if topic not in self._oversize_warned:
+                self._oversize_warned.add(topic)
+                _LOGGER.warning(
+                    "not publishing %s: %d bytes is over the %d-byte limit (mqtt.max_message_bytes or the "
+                    "broker's Maximum Packet Size)",
+                    topic,
+                    size,
+                    self.max_packet_bytes,
+                )
+            return
+        self.bucket.take()
         self.client.publish(topic, payload, qos=0, retain=retain)

@@ -82,7 +82,8 @@ CREATE INDEX IF NOT EXISTS messages_mid ON messages (mid) WHERE mid IS NOT NULL;
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-DROP_REASONS = ("rows", "bytes", "age")
+DROP_REASONS = ("rows", "bytes", "age", "oversize")
+"""Why rows left the outbox unsent: its bounds, or bigger than the broker accepts (the drain says so)."""
 _WAL_CHECKPOINT_PAGES = 256
 """Checkpoint the WAL about every 1 MB (SQLite's default is 4 MB), so disk stays near the row bounds."""
 _WAL_LIMIT_BYTES = 1024 * 1024
@@ -291,10 +292,12 @@ class Outbox:
             self._db.execute("DELETE FROM messages WHERE id <= ?", (rows[-1][0],))
             self._count_drop(reason, len(rows), sum(size for _, size in rows))
 
-    def _count_drop(self, reason: str, rows: int, size: int) -> None:
+    def _count_drop(self, reason: str, rows: int, size: int, *, say: bool = True) -> None:
         self._count -= rows
         self._bytes -= size
         self._db.execute("UPDATE meta SET value = value + ? WHERE key = ?", (rows, f"dropped_{reason}"))
+        if not say:  # the caller says why, in its own words
+            return
         level = logging.DEBUG if reason in self._warned else logging.WARNING
         self._warned.add(reason)
         _LOGGER.log(
@@ -307,19 +310,47 @@ class Outbox:
     # ----------------------------------------------------------------------------------------------
     # Draining
 
-    def ready(self, limit: int) -> List[Row]:
-        """Up to ``limit`` rows not in flight, oldest first (the order they must be published in)."""
+    def ready(self, limit: int, after_id: int = 0, upto_id: Optional[int] = None) -> List[Row]:
+        """Up to ``limit`` rows not in flight, oldest first (the order they must be published in).
+
+        ``after_id`` / ``upto_id`` select the rows queued after / up to a :meth:`last_id` (live data and
+        backlog: the drain's live-first order).
+        """
         now = self._clock()
+        upto = (1 << 62) if upto_id is None else upto_id
         with self._lock:
             if self._oldest_before(now - self.cfg.max_age_s):
                 with self._transaction(self._db):
                     self._enforce_bounds(now)
             rows = self._db.execute(
                 "SELECT id, seq, topic, payload, retain, created FROM messages "
-                "WHERE mid IS NULL ORDER BY id LIMIT ?",
-                (limit,),
+                "WHERE mid IS NULL AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+                (after_id, upto, limit),
             ).fetchall()
         return [Row(i, s, t, bytes(p), bool(r), c) for i, s, t, p, r, c in rows]
+
+    @property
+    def depth(self) -> int:
+        """Rows queued, in flight included."""
+        return int(self._count)
+
+    def last_id(self) -> int:
+        """The id of the newest row queued so far (0 when none ever was): a mark between backlog and live."""
+        with self._lock:
+            row = self._db.execute("SELECT max(id) FROM messages").fetchone()
+        return int(row[0] or 0)
+
+    def discard(self, rows: Sequence[Row], reason: str) -> None:
+        """Delete ``rows`` unsent, counted under ``reason`` (one of :data:`DROP_REASONS`)."""
+        if not rows:
+            return
+        with self._lock, self._transaction(self._db):
+            ids = [r.id for r in rows]
+            size = self._db.execute(
+                f"SELECT coalesce(sum(size), 0) FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids
+            ).fetchone()[0]
+            self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+            self._count_drop(reason, len(ids), int(size), say=False)
 
     def settle(self, acked_mids: Iterable[int], sent: Iterable[Tuple[int, int]]) -> int:
         """Delete rows whose PUBACK came and mark ``(row id, mid)`` pairs in flight, in one transaction.

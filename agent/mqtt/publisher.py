@@ -39,6 +39,7 @@ from agent.mqtt.commands import Command
 from agent.mqtt.drain import Drain
 from agent.mqtt.guard import CommandGuard
 from agent.mqtt.intake import CommandIntake
+from agent.mqtt.limits import TokenBucket
 from agent.mqtt.link import Link, Refusal
 from agent.mqtt.outbox import Outbox
 
@@ -93,7 +94,8 @@ class Publisher:
         """Queue depth in the last health published: a drain that empties the queue re-publishes it."""
         self._started = time.monotonic()
         self._health_failed = False
-        self._drain = Drain(cfg, outbox, self.base, self._poke)
+        self._bucket = TokenBucket(cfg.max_publish_rate_per_s)
+        self._drain = Drain(cfg, outbox, self.base, self._poke, self._bucket)
         self.guard = CommandGuard(commands or CommandsConfig())
         self.intake = CommandIntake(
             self.base, lambda link: self.announcer.announce(link, with_state=True), self.guard
@@ -145,6 +147,10 @@ class Publisher:
             inflight=len(link.inflight) if link else 0,
             window=link.window if link else self.cfg.inflight_window,
             rejected=self._drain.rejected,
+            oversized=self._drain.oversized,
+            replayed=self._drain.replayed,
+            max_publish_rate_per_s=self.cfg.max_publish_rate_per_s,
+            max_packet_bytes=link.max_packet_bytes if link else self.cfg.max_message_bytes,
             write_failures=self._drain.write_failures,
             queue_depth=stats.depth,
             dropped=stats.dropped_total,
@@ -240,6 +246,7 @@ class Publisher:
                 self.client_id,
                 f"{self.base}/status",
                 wake=self.wake_event(),
+                bucket=self._bucket,
                 on_message=self._on_message,
                 on_refused=self._drain.refused,
             )

@@ -23,14 +23,17 @@ DELIVERY_TIMEOUT_S = 60.0
 
 
 def by_topic_first_seen(messages: List[Received]) -> Dict[str, List[int]]:
-    """Seqs per topic in arrival order, each counted once (at-least-once may repeat one, same seq)."""
+    """Seqs per topic and class (live, replayed) in arrival order, each counted once (at-least-once may
+    repeat one, same seq). The README's order promise with ``mqtt.replay = live_first``: each class in order.
+    """
     seen: Set[int] = set()
     out: Dict[str, List[int]] = {}
     for m in messages:
-        seq = int(m.json()["seq"])
+        body = m.json()
+        seq = int(body["seq"])
         if seq not in seen:
             seen.add(seq)
-            out.setdefault(m.topic, []).append(seq)
+            out.setdefault(f"{m.topic} replay={body.get('replay', False)}", []).append(seq)
     return out
 
 

@@ -84,8 +84,12 @@ class Broker(LocalBroker):
         password: Optional[Tuple[str, str]] = None,
         tls: Optional[Certs] = None,
         persistence: bool = False,
+        require_certificate: bool = False,
+        extra: Sequence[str] = (),
     ) -> None:
-        lines: List[str] = ["max_queued_messages 100000"]
+        """``require_certificate``: mutual TLS (clients need a certificate signed by ``tls.ca``);
+        ``extra``: more mosquitto.conf lines (``max_inflight_messages 10``, ``max_packet_size 2000``)."""
+        lines: List[str] = ["max_queued_messages 100000", *extra]
         if password is not None:
             workdir.mkdir(parents=True, exist_ok=True)
             pwfile = workdir / "passwd"
@@ -98,6 +102,8 @@ class Broker(LocalBroker):
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
         if tls is not None:
             lines += [f"cafile {tls.ca}", f"certfile {tls.server_cert}", f"keyfile {tls.server_key}"]
+            if require_certificate:
+                lines += ["require_certificate true"]
         if persistence:
             lines += ["persistence true", f"persistence_location {workdir}/"]
         super().__init__(workdir, extra_config="\n".join(lines))
@@ -110,6 +116,8 @@ class Received:
     topic: str
     payload: bytes
     retain: bool
+    at: float = 0.0
+    """``time.monotonic()`` when the subscriber's paho thread got it (rates measured at the broker side)."""
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -137,6 +145,8 @@ class Subscriber:
         self.messages: List[Received] = []
         self._cond = threading.Condition()
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        """Set on the SUBACK: from then on nothing published to these topics is missed."""
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"test-sub-{id(self):x}",
@@ -148,6 +158,7 @@ class Subscriber:
         self.client.reconnect_delay_set(0.05, 0.5)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.connect_async(host, port, keepalive=10)
         self.client.loop_start()
 
@@ -158,7 +169,7 @@ class Subscriber:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain), time.monotonic()))
             self._cond.notify_all()
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
@@ -202,6 +213,7 @@ def mqtt_config(host: str, port: int, **overrides: Any) -> MqttConfig:
         "reconnect_min_s": 0.1,
         "reconnect_max_s": 0.5,
         "health_interval_s": 60.0,
+        "max_publish_rate_per_s": 1_000_000.0,  # tests move thousands of messages; the cap has its own tests
     }
     options.update(overrides)
     return MqttConfig(**options)
@@ -256,8 +268,8 @@ def subscriber() -> Iterator[Callable[..., Subscriber]]:
     def make(broker: LocalBroker, topics: Sequence[str] = ("#",), **options: Any) -> Subscriber:
         sub = Subscriber(broker.host, broker.port, topics, **options)
         subs.append(sub)
-        if not sub.connected.wait(10):
-            raise TimeoutError(f"test subscriber could not connect to {broker.host}:{broker.port}")
+        if not sub.connected.wait(10) or not sub.subscribed.wait(10):
+            raise TimeoutError(f"test subscriber could not subscribe at {broker.host}:{broker.port}")
         return sub
 
     yield make
