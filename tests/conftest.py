@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.support.mosquitto",
+    "tests.support.rabbitmq",
     "tests.support.emulator",
     "tests.support.emulator_v1",
     "tests.support.install",

@@ -235,6 +235,12 @@ class Bridge:
         return (
             f"{self.where} closed the connection before CONNACK ({reason}); is it an MQTT port, "
             "and does mqtt.tls match it?"
+            + (
+                " A broker that speaks only MQTT 3.1.1 (RabbitMQ before 3.13) does this to an MQTT 5 "
+                'CONNECT: set mqtt.protocol = "3.1.1".'
+                if self.v5
+                else ""
+            )
         )
 
     async def close(self, link: Link) -> None:
