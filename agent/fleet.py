@@ -197,7 +197,6 @@ class FleetFold:
         self.max_kiosks = max_kiosks
         self._kiosks: Dict[str, _Kiosk] = {}
         self._ignored: Dict[str, int] = {f.name: 0 for f in dataclasses.fields(Ignored)}
-        self.messages = 0
 
     @property
     def topics(self) -> List[str]:
@@ -217,7 +216,6 @@ class FleetFold:
 
     def receive(self, topic: str, payload: bytes) -> None:
         """One message; an empty payload clears that part (a retained message was deleted)."""
-        self.messages += 1
         parsed = self._device(topic)
         if parsed is None:
             self._ignored["bad_topic"] += 1

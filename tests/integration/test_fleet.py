@@ -239,3 +239,38 @@ def test_fleet_reads_a_tls_broker_with_the_agents_credentials_and_says_why_it_ca
     wrong_password = fleet(certs.ca, "wrong")
     assert wrong_password.returncode == 1
     assert "refused the connection" in wrong_password.stderr
+
+
+@pytest.mark.slow
+def test_the_shipped_acls_fleet_account_reads_every_kiosk(tmp_path: Path) -> None:
+    """config/mosquitto/: the ``fleet`` account sees what the fleet view needs, logged in as itself."""
+    from tests.integration.test_broker_acl import DEVICE, AclBroker, accounts
+
+    broker = AclBroker(tmp_path / "broker")
+    broker.broker.start()
+    try:
+        password = accounts()[DEVICE]
+        for topic, payload in (
+            ("status", "online"),
+            ("health", json.dumps({"identity": {"version": "1.2.3"}})),
+        ):
+            subprocess.run(
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-u", DEVICE, "-P", password,
+                 "-t", f"hume-edge/{DEVICE}/{topic}", "-m", payload, "-r", "-q", "1"],
+                check=True, timeout=10, capture_output=True,
+            )  # fmt: skip
+        creds = tmp_path / "credentials"
+        creds.mkdir()
+        (creds / "mqtt_password").write_text(accounts()["fleet"] + "\n")
+        config = tmp_path / "fleet.toml"
+        config.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "fleet"\n')
+        proc = subprocess.run(
+            [str(EXE), "fleet", "--config", str(config), "--json"],
+            capture_output=True, text=True, timeout=FLEET_TIMEOUT_S, check=False,
+            env={**os.environ, "CREDENTIALS_DIRECTORY": str(creds)},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        rows = _rows(json.loads(proc.stdout))
+        assert (rows[DEVICE]["state"], rows[DEVICE]["version"]) == ("online", "1.2.3")
+    finally:
+        broker.broker.stop()
