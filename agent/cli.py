@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from agent import config as config_mod
+from agent import identity
 from agent.errors import EX_CONFIG, ConfigError
 
 _LOGGER = logging.getLogger(__name__)
@@ -31,13 +31,6 @@ examples:
   hume-edge fleet --config /etc/hume-edge/config.toml --json
 exit codes: 0 ok, 1 failure, 69 Hume refused the API key at start-up, 78 config error
 """
-
-
-def _version() -> str:
-    try:
-        return metadata.version("hume-edge-agent")
-    except metadata.PackageNotFoundError:  # running from a source tree that was not installed
-        return "0+unknown"
 
 
 def _add_config_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -130,7 +123,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {identity.agent_version()}")
     parser.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
