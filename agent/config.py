@@ -199,7 +199,7 @@ class SessionConfig:
 class SummaryConfig:
     """How predictions become the small messages dashboards read."""
 
-    top_k: int = setting(3, "emotions per summary", min=1, max=53)
+    top_k: int = setting(3, "expressions per summary", min=1, max=53)
     window_s: float = setting(5.0, "predictions averaged per summary", unit="s", min=0.5, max=600)
     smoothing: float = setting(
         0.0, "exponential smoothing of scores across windows (0 = none)", min=0.0, max=0.99

@@ -4,7 +4,7 @@ One message describes the whole kiosk (``dev``), who announced it (``o``) and it
 Home Assistant creates or removes them together. Entities read the agent's own topics; nothing is
 published twice for Home Assistant's sake:
 
-* per summarised model: ``sensor`` top emotion (state = its name, at most 255 characters, the full top list
+* per summarised model: ``sensor`` top expression (state = its name, at most 255 characters, the full top list
   as JSON attributes) and ``sensor`` its score, both from ``summary/<model>``; the face summary lists faces,
   the others have ``top`` (``agent/summary.py``), and the templates read either;
 * ``binary_sensor`` session active, from the retained ``session`` message (``event`` start / end);
@@ -23,10 +23,10 @@ with Jinja2 as HA does):
   are harmless, and keeping them means a kiosk that dropped ``language`` two upgrades ago still cleans up.
 * **A rendered ``None`` is unknown.** A template that renders the string ``None`` makes an MQTT sensor
   ``unknown``; ``0`` would be recorded as a real reading. The templates render ``None`` whenever there is
-  no top emotion: a face message without faces, a model's ``idle`` message (``hume-edge/idle/1``, sent
+  no top expression: a face message without faces, a model's ``idle`` message (``hume-edge/idle/1``, sent
   when the visit ends), anything else without ``top``. So per-model sensors read ``unknown`` between
   visits, and an idle message, not a timer, decides it: ``expire_after`` would either blank a sensor in
-  the middle of a quiet visit or keep the last visitor's emotions on screen for its whole period, and
+  the middle of a quiet visit or keep the last visitor's expressions on screen for its whole period, and
   availability per entity would bring the previous visitor's values back when the next visit starts.
 * **Ids.** ``unique_id`` and component keys are ``hume_edge_<node>_...``. ``<node>`` (also the discovery
   topic level, which HA restricts to ``[A-Za-z0-9_-]``) is the device id itself when it has only those
@@ -97,9 +97,10 @@ def discovery_config(base: str, device_id: str, models: Sequence[str]) -> Dict[s
             cmps[emotion] = cmps[score] = {"p": "sensor"}  # removal (see module doc)
             continue
         state = f"{base}/summary/{model}"
+        # The ids keep the old word: a new unique_id would orphan every existing Home Assistant entity.
         cmps[emotion] = {
             "p": "sensor",
-            "name": f"{model.capitalize()} top emotion",
+            "name": f"{model.capitalize()} top expression",
             "unique_id": emotion,
             "state_topic": state,
             "value_template": _TOP + f"{{{{ t[0].name[:{HA_STATE_MAX_CHARS}] if t else None }}}}",
@@ -109,7 +110,7 @@ def discovery_config(base: str, device_id: str, models: Sequence[str]) -> Dict[s
         }
         cmps[score] = {
             "p": "sensor",
-            "name": f"{model.capitalize()} top emotion score",
+            "name": f"{model.capitalize()} top expression score",
             "unique_id": score,
             "state_topic": state,
             "value_template": _TOP + "{{ t[0].score if t else None }}",
