@@ -184,9 +184,9 @@ class NoticePage:
     async def _events(self, request: web.Request) -> web.StreamResponse:
         if self._streams >= MAX_STREAMS:
             raise web.HTTPServiceUnavailable(text=f"at most {MAX_STREAMS} live streams\n")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **_SECURITY_HEADERS})
         self._streams += 1
         try:
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **_SECURITY_HEADERS})
             await response.prepare(request)
             last = ""
             while not self._closing:
@@ -197,6 +197,8 @@ class NoticePage:
                     last = current
                 if not await wait_event(changed, KEEPALIVE_S) and not self._closing:
                     await response.write(b": keepalive\n\n")
+            return response
+        except ConnectionResetError:  # the browser went away (a reload, the kiosk turned off)
             return response
         finally:
             self._streams -= 1

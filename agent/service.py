@@ -5,6 +5,11 @@ This is the only module that knows every part. It owns all tasks (a 3.9-safe sta
 event loop itself (so a stuck loop gets the unit restarted), and writes the status snapshot that
 ``hume-edge status`` reads.
 
+Privacy (``agent.privacy``, docs/privacy.md): while paused, frames and audio are dropped as they arrive,
+before the presence check, voice activity or encoding; media of a visit leaves only once the notice gate
+allows it (the retained ``notice`` acknowledged by the broker, or durably queued while it is down); the
+per-part status (``status/camera``, ``status/microphone``, ``status/hume``) follows every tick.
+
 Shutdown order matters for "nothing lost": capture stops first, then the open session is ended so its
 aggregate lands in the durable outbox, and only then the MQTT publisher is cancelled (it publishes a
 retained ``stopped`` and disconnects). Whatever was not yet acknowledged stays in the outbox for the next
@@ -25,7 +30,7 @@ from agent.audio_gate import AudioGate
 from agent.capture.camera import Frame, FrameSource, open_camera
 from agent.capture.microphone import AudioSource, open_microphone
 from agent.config import Config
-from agent.errors import EX_CONFIG, EX_UNAVAILABLE, HumeAuthError, HumeQuotaError
+from agent.errors import EX_CONFIG, EX_UNAVAILABLE, AgentError, HumeAuthError, HumeQuotaError
 from agent.health import CameraHealth, MicrophoneHealth, ServiceHealth, SessionHealth, SummaryHealth
 from agent.hume.backend import Backend
 from agent.hume.types import Observation
@@ -35,6 +40,7 @@ from agent.mqtt.guard import exposure_warnings
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
 from agent.presence import PresenceDetector
+from agent.privacy import NoticeGate, PauseControl, PauseEvent
 from agent.sdnotify import Notifier
 from agent.session import SessionEvent, SessionTracker
 from agent.summary import Summarizer
@@ -128,7 +134,9 @@ class Agent:
         self._mono = monotonic
         self._wall = wall
         self.sessions = SessionTracker(cfg.session)
-        self.summaries = Summarizer(cfg.summary, cfg.effective_device_id)
+        self.summaries = Summarizer(
+            cfg.summary, cfg.effective_device_id, per_face=cfg.privacy.per_face_detail
+        )
         self.pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
         self.presence = (
             PresenceDetector(min_face_px=cfg.hume.min_face_size, sent_width=cfg.camera.width)
@@ -140,6 +148,18 @@ class Agent:
         self.identity = identity.collect(cfg, started_at=wall())
         self._checkpointed: Set[str] = set()
         """Sessions whose checkpoint is in the outbox's ``state`` table (deleted when they end)."""
+        self.pause = PauseControl(cfg.privacy.max_pause_s)
+        self.notice = NoticeGate(cfg.privacy.notice_text, cfg.effective_device_id)
+        self.dropped_paused = 0
+        """Frames and audio chunks dropped unprocessed because of a privacy pause."""
+        self.dropped_unannounced = 0
+        """Frames and chunks of a visit dropped because its notice was not yet published."""
+        self.on_privacy_change: List[Callable[[], None]] = []
+        """Called whenever the notice, the pause or the gate may have changed (the page, the LED)."""
+        self._media_was_allowed = False
+        self.page: Optional[Any] = None
+        """The on-screen page (``agent.notice_page.NoticePage``) when ``privacy.page`` is on."""
+        publisher.on_delivered = self._notice_delivered
 
     # -- session events -------------------------------------------------------------------------
 
@@ -155,7 +175,10 @@ class Agent:
             # Every start and end is a boundary: no audio window or face id may cross it.
             self.backend.mark_boundary()
             self.audio_gate.reset()
+            if ev.kind == "start":
+                self.sync_privacy()  # the notice of this visit is queued before its start message
             self._publish(msgs)
+        self.sync_privacy()
 
     def _publish(self, msgs: Iterable[OutMessage]) -> None:
         """Queue messages together with the checkpoints of the open sessions, in one transaction.
@@ -199,13 +222,97 @@ class Agent:
 
     @property
     def _streaming(self) -> bool:
-        return self.sessions.should_stream
+        """Media may go to Hume: a visit (or idle streaming), no pause, and the visit's notice is out."""
+        if not self.sessions.should_stream or self.pause.paused:
+            return False
+        if self.notice.media_allowed(self.publisher.connected):
+            return True
+        self.dropped_unannounced += 1
+        return False
+
+    # -- privacy --------------------------------------------------------------------------------
+
+    def start_privacy(self) -> None:
+        """At start-up: withdraw a notice a crash may have left active, and say each part's state."""
+        self.publisher.enqueue(self.notice.message(self._wall()))
+        self.publish_parts()
+
+    def stop_parts(self) -> None:
+        """At a clean stop nothing measures any more: every part says ``offline``."""
+        for part in parts.PARTS:
+            self.publisher.set_state(parts.topic(part), parts.OFFLINE.encode())
+
+    def privacy(self, action: str, source: str) -> None:
+        """``pause`` / ``resume`` / ``toggle`` from ``source`` (mqtt, page, button)."""
+        now = self._mono()
+        events = (
+            self.pause.toggle(now, source) if action == "toggle" else self.pause.command(now, action, source)
+        )
+        self._paused(events)
+
+    def _paused(self, events: Iterable[PauseEvent]) -> None:
+        for ev in events:
+            if ev.kind == "paused":
+                _LOGGER.info(
+                    "privacy pause (%s): nothing is captured or sent for at most %g s",
+                    ev.source,
+                    self.pause.max_pause_s,
+                )
+            else:
+                _LOGGER.info("privacy pause ended (%s): measuring again", ev.source)
+            self.sync_privacy()
+
+    def _notice_delivered(self, seq: int) -> None:
+        self.notice.delivered(seq)
+        self.sync_privacy()
+
+    def sync_privacy(self) -> None:
+        """Publish the notice if what it must say changed; refresh per-part status, the page and the LED."""
+        msg = self.notice.update(
+            self.sessions.should_stream and not self.pause.paused, self.sessions.session_id, self._wall()
+        )
+        if msg is not None:
+            self.notice.queued(self.publisher.enqueue(msg))
+        allowed = self.notice.media_allowed(self.publisher.connected)
+        if msg is not None or allowed != self._media_was_allowed:
+            self._media_was_allowed = allowed
+            for callback in self.on_privacy_change:
+                callback()
+        self.publish_parts()
+
+    def publish_parts(self) -> None:
+        """Retained ``status/camera``, ``status/microphone``, ``status/hume`` (only what changed is sent)."""
+        for part, state in self.part_states().items():
+            self.publisher.set_state(parts.topic(part), state.encode())
+
+    def part_states(self) -> Dict[str, str]:
+        """Each part's word (``agent.parts``): a pause disables capture, a lost device is offline."""
+        paused = self.pause.paused
+        return {
+            "camera": parts.capture_state(
+                self.camera is not None, self.camera is not None and self.camera.recovery.lost, paused
+            ),
+            "microphone": parts.capture_state(
+                self.microphone is not None,
+                self.microphone is not None and self.microphone.recovery.lost,
+                paused,
+            ),
+            "hume": parts.hume_state(self.backend.status().ok),
+        }
+
+    @property
+    def media_allowed(self) -> bool:
+        """Whether media may leave right now (the capture LED)."""
+        return self._media_was_allowed and not self.pause.paused
 
     # -- loops ----------------------------------------------------------------------------------
 
     async def camera_loop(self, camera: FrameSource) -> None:
         async for frame in camera.frames():
             self.counters["frames"] += 1
+            if self.pause.paused:
+                self.dropped_paused += 1
+                continue
             if self.presence is not None:
                 present = await asyncio.to_thread(self.presence.present, frame)
                 self._apply(self.sessions.observe(self._mono(), presence=present))
@@ -221,6 +328,9 @@ class Agent:
     async def microphone_loop(self, microphone: AudioSource) -> None:
         async for chunk in microphone.chunks():
             self.counters["audio_chunks"] += 1
+            if self.pause.paused:
+                self.dropped_paused += 1
+                continue
             self._apply(self.sessions.observe(self._mono(), voice=voice_activity(chunk.pcm16)))
             if not self._streaming:
                 self.audio_gate.reset()
@@ -242,6 +352,8 @@ class Agent:
                 self._apply(self.sessions.command(self._mono(), cmd.action))
             elif cmd.name == "text" and self._streaming:
                 self.backend.send_text(cmd.text, self._wall(), self.sessions.session_id)
+            elif cmd.name == "privacy":
+                self.privacy(cmd.action, "mqtt")
 
     async def tick_loop(self) -> None:
         """Timers, summary windows, the watchdog and STATUS=, all from the event loop itself."""
@@ -249,6 +361,7 @@ class Agent:
         watchdog_every_s = self.notifier.watchdog_interval_s or TICK_S
         while True:
             now = self._mono()
+            self._paused(self.pause.tick(now))
             self._apply(self.sessions.tick(now))
             self._publish(self.summaries.flush(self._wall()))
             if now - last_watchdog >= watchdog_every_s:
@@ -264,17 +377,18 @@ class Agent:
     def health(self) -> ServiceHealth:
         """The agent's part of the health topic and the status snapshot (the publisher adds MQTT's)."""
         counters = self.counters
+        states = self.part_states()
         return ServiceHealth(
             device_id=self.cfg.effective_device_id,
             session=SessionHealth(active=self.sessions.active, id=self.sessions.session_id),
             camera=CameraHealth(
-                state=parts.capture_state(configured=self.camera is not None, lost=False, paused=False),
+                state=states["camera"],
                 frames=counters["frames"],
                 frames_sent=counters["frames_sent"],
                 media=dict(self.pipeline.counters),
             ),
             microphone=MicrophoneHealth(
-                state=parts.capture_state(configured=self.microphone is not None, lost=False, paused=False),
+                state=states["microphone"],
                 chunks=counters["audio_chunks"],
                 chunks_sent=counters["audio_sent"],
                 audio_sent_ms=self.audio_gate.passed_ms,
@@ -328,9 +442,18 @@ async def run_agent(
 
     for warning in exposure_warnings(cfg.mqtt):
         _LOGGER.warning("%s", warning)
+    agent: Optional[Agent] = None
+    gpio = None
+    if cfg.privacy.gpio_button_pin >= 0 or cfg.privacy.gpio_led_pin >= 0:
+        from agent.gpio import GpioControls
+
+        try:
+            gpio = GpioControls(cfg.privacy, lambda: agent.privacy("toggle", "button") if agent else None)
+        except AgentError as exc:
+            _LOGGER.error("%s", exc)
+            return EX_CONFIG
     outbox = Outbox(cfg.outbox_path, cfg.outbox)
     backend = make_backend(cfg)
-    agent: Optional[Agent] = None
     publisher = Publisher(
         cfg.mqtt,
         cfg.effective_device_id,
@@ -343,6 +466,13 @@ async def run_agent(
     agent = Agent(cfg, backend, publisher, camera, microphone, notifier=notifier)
     agent.recover_interrupted(outbox.state_items(SESSION_STATE_PREFIX))
     owner = TaskOwner()
+    _log_context(cfg)
+    agent.start_privacy()
+    if gpio is not None:
+        led = gpio
+        agent.on_privacy_change.append(lambda: led.capturing(agent.media_allowed if agent else False))
+    if cfg.privacy.page:
+        owner.start("page", _notice_page(cfg, agent).run())
     owner.start("mqtt", publisher.run())
     owner.start("hume", backend.run())
     owner.start("results", agent.results_loop())
@@ -369,11 +499,48 @@ async def run_agent(
     _LOGGER.info("stopping")
     await owner.cancel([n for n in owner.names if n not in ("mqtt",)])
     agent.end_session()
+    agent.stop_parts()
+    if gpio is not None:
+        gpio.close()
     await _drain(publisher)
     await owner.cancel(["mqtt"])
     outbox.close()
     _LOGGER.info("stopped (exit %d)", code)
     return code
+
+
+def _log_context(cfg: Config) -> None:
+    """Say once where the kiosk says it is deployed, and any Art. 5(1)(f) exception claimed for it."""
+    reason = cfg.privacy.medical_or_safety_reason.strip()
+    if reason:
+        _LOGGER.warning(
+            "deployment context %r under the medical / safety exception of EU AI Act Art. 5(1)(f): %s",
+            cfg.privacy.deployment_context,
+            reason,
+        )
+    else:
+        _LOGGER.info("deployment context: %s (docs/privacy.md)", cfg.privacy.deployment_context)
+
+
+def _notice_page(cfg: Config, agent: Agent) -> Any:
+    """The on-screen page (``privacy.page``); aiohttp.web is imported only here, when it is on."""
+    from agent.notice_page import NoticePage, PageState
+
+    def state() -> PageState:
+        left = agent.pause.remaining_s(time.monotonic())
+        return PageState(
+            measuring=agent.notice.active,
+            notice=agent.notice.text,
+            paused=agent.pause.paused,
+            pause_left_s=None if left is None else int(left + 0.999),
+        )
+
+    page = NoticePage(
+        cfg.privacy.page_host, cfg.privacy.page_port, state, lambda: agent.privacy("pause", "page")
+    )
+    agent.on_privacy_change.append(page.changed)
+    agent.page = page
+    return page
 
 
 async def _drain(publisher: Publisher) -> None:

@@ -237,7 +237,8 @@ class _ModelStats:
 class _Session:
     """One open session: its current window, its running totals and its smoothing state."""
 
-    def __init__(self, start: SessionEvent, wall: float) -> None:
+    def __init__(self, start: SessionEvent, wall: float, per_face: bool = True) -> None:
+        self.per_face = per_face
         self.start = start
         self.start_wall = wall
         self.window_open = wall
@@ -248,7 +249,7 @@ class _Session:
         """Models that published a summary in this session: each gets an ``idle`` message at its end."""
 
     def add(self, obs: Observation) -> None:
-        for stats, per_face in ((self.window, obs.model == "face"), (self.totals, False)):
+        for stats, per_face in ((self.window, self.per_face and obs.model == "face"), (self.totals, False)):
             if obs.model not in stats:
                 stats[obs.model] = _ModelStats(per_face)
             stats[obs.model].add(obs)
@@ -287,11 +288,13 @@ class Summarizer:
     ``wall`` arguments are ``time.time()`` readings supplied by the caller.
     """
 
-    def __init__(self, cfg: SummaryConfig, device_id: str) -> None:
+    def __init__(self, cfg: SummaryConfig, device_id: str, *, per_face: bool = True) -> None:
+        """``per_face`` False: face summaries carry one ``top`` for all faces (privacy.per_face_detail)."""
         if not device_id:
             raise ValueError("device_id: must not be empty (it names the device in every message)")
         self._cfg = cfg
         self._device = device_id
+        self._per_face = per_face
         self._open: Dict[str, _Session] = {}
         self._dropped_late = 0
         self._dropped_idle = 0
@@ -302,7 +305,7 @@ class Summarizer:
             raise ValueError(f"session_started: event kind {ev.kind!r}, expected 'start'")
         if ev.session_id in self._open:
             raise ValueError(f"session_started: session {ev.session_id} is already open")
-        self._open[ev.session_id] = _Session(ev, wall)
+        self._open[ev.session_id] = _Session(ev, wall, self._per_face)
         payload = self._head(SESSION_SCHEMA, ev.session_id, wall)
         payload.update(event=START, reason=ev.reason)
         return [OutMessage("session", payload, retain=True)]

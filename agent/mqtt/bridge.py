@@ -64,8 +64,9 @@ def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
 MessageHandler = Callable[[Link, str, bytes, bool], None]
 """(link, topic, payload, retained): a message the broker delivered on a subscription."""
 """Called on the loop for every message received: (link, topic, payload)."""
-RefusedHandler = Callable[[str], None]
-"""Called on the loop when the broker refused a publish (MQTT 5 PUBACK reason >= 0x80)."""
+AckHandler = Callable[[Link, int, Optional[str]], None]
+"""Called on the loop with each PUBACK of an in-flight publish: (link, mid, failure); ``failure`` is the
+reason when the broker refused it (MQTT 5 PUBACK reason >= 0x80), else None."""
 
 
 class Bridge:
@@ -80,7 +81,7 @@ class Bridge:
         wake: asyncio.Event,
         bucket: TokenBucket,
         on_message: MessageHandler,
-        on_refused: RefusedHandler,
+        on_ack: AckHandler,
     ) -> None:
         self.cfg = cfg
         self.client_id = client_id
@@ -88,7 +89,7 @@ class Bridge:
         self.wake = wake
         self.bucket = bucket
         self._on_message_cb = on_message
-        self._on_refused_cb = on_refused
+        self._on_ack_cb = on_ack
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._oversize_warned: Set[str] = set()
         """Topics of direct publishes already reported as too big (said once, not every health period)."""
@@ -351,8 +352,7 @@ class Bridge:
             return
         link.inflight.discard(mid)
         link.acked.append(mid)
-        if failure is not None:
-            self._on_refused_cb(failure)
+        self._on_ack_cb(link, mid, failure)
         link.wake.set()
 
     def _on_message(self, link: Link, topic: str, payload: bytes, retained: bool) -> None:

@@ -7,12 +7,13 @@ and what is allowed; the publisher sends that text back on ``cmd/result`` and ch
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from agent.untrusted import UntrustedInputError, loads
 
 SESSION_ACTIONS = ("start", "end")
-COMMANDS = ("session", "discovery", "text")
+PRIVACY_ACTIONS = ("pause", "resume")
+COMMANDS = ("session", "discovery", "text", "privacy")
 MAX_PAYLOAD_BYTES = 1024
 """A command is a word or a tiny JSON object; anything bigger is refused unread."""
 MAX_TEXT_CHARS = 10_000
@@ -61,7 +62,9 @@ def parse_command(name: str, payload: bytes) -> Command:
         return Command("discovery")
     if name == "text":
         return Command("text", text=_text(text))
-    return Command("session", _session_action(text))
+    if name == "privacy":
+        return Command("privacy", _action("privacy", text, PRIVACY_ACTIONS))
+    return Command("session", _action("session", text, SESSION_ACTIONS))
 
 
 def _text(text: str) -> str:
@@ -80,16 +83,17 @@ def _text(text: str) -> str:
     return value.strip()
 
 
-def _session_action(text: str) -> str:
-    allowed = "'start' or 'end' (plain, or JSON {\"action\": \"start\"})"
+def _action(name: str, text: str, actions: Tuple[str, ...]) -> str:
+    """``cmd/session`` (start / end) and ``cmd/privacy`` (pause / resume): a word, or JSON with ``action``."""
+    allowed = f'{" or ".join(repr(a) for a in actions)} (plain, or JSON {{"action": "{actions[0]}"}})'
     action: Any = text
     if text.startswith(("{", '"')):
         try:
-            data = loads(text, max_bytes=MAX_PAYLOAD_BYTES, what="cmd/session")
+            data = loads(text, max_bytes=MAX_PAYLOAD_BYTES, what=f"cmd/{name}")
         except UntrustedInputError:
-            raise CommandError(f"cmd/session: payload is not valid JSON; send {allowed}") from None
+            raise CommandError(f"cmd/{name}: payload is not valid JSON; send {allowed}") from None
         action = data.get("action") if isinstance(data, dict) else data
-    if not isinstance(action, str) or action.lower() not in SESSION_ACTIONS:
+    if not isinstance(action, str) or action.lower() not in actions:
         shown = repr(action)[:64]
-        raise CommandError(f"cmd/session: action {shown} is not allowed; send {allowed}")
+        raise CommandError(f"cmd/{name}: action {shown} is not allowed; send {allowed}")
     return action.lower()

@@ -44,6 +44,9 @@ SETTLE_RETRY_S = 1.0
 """After the outbox refused an update (disk full), try the drain step again this much later."""
 _SENT, _OVERSIZE, _DOWN = "sent", "oversize", "down"
 """What happened to one row offered to the link."""
+DELIVERY_TOPICS = ("notice",)
+"""Rows on these topics are reported to ``Drain.on_delivered`` when the broker acknowledges them (the
+privacy notice: no visitor's media leaves before the broker has it; see ``agent.privacy``)."""
 
 
 class Drain:
@@ -60,6 +63,8 @@ class Drain:
         """Tells the publisher's loop there is work (safe to call before the loop runs)."""
         self.rejected = 0
         self.oversized = 0
+        self.on_delivered: Optional[Callable[[int], None]] = None
+        """Called on the loop with the seq of each :data:`DELIVERY_TOPICS` row the broker acknowledged."""
         self.write_failures = 0
         self.replayed = 0
         """Backlog messages sent (marked ``replay``), over the process's life."""
@@ -106,6 +111,14 @@ class Drain:
             _LOGGER.info("resending %d message(s) whose PUBACK never came", requeued)
         self._watermark = self.outbox.last_id()
         self._live_retained = set()
+
+    def acked(self, link: Link, mid: int, failure: Optional[str]) -> None:
+        """The broker answered the publish ``mid`` (``failure``: it refused it)."""
+        seq = link.watched.pop(mid, None)
+        if failure is not None:
+            self.refused(failure)
+        elif seq is not None and self.on_delivered is not None:
+            self.on_delivered(seq)
 
     def refused(self, failure: str) -> None:
         """The broker refused a message (MQTT 5 PUBACK reason >= 0x80): resending cannot help."""
@@ -182,6 +195,8 @@ class Drain:
         self.bucket.take()
         link.inflight.add(info.mid)
         sent.append((row.id, info.mid))
+        if row.topic in DELIVERY_TOPICS:
+            link.watched[info.mid] = row.seq
         if replay:
             self.replayed += 1
         elif row.retain:

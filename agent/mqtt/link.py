@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
@@ -77,6 +77,8 @@ class Link:
         self.acked: List[int] = []
         self.unmarked: List[Tuple[int, int]] = []
         """(row id, mid) published on this link whose in-flight mark the outbox could not store yet."""
+        self.watched: Dict[int, int] = {}
+        """mid -> seq of in-flight rows whose PUBACK is reported (``drain.DELIVERY_TOPICS``)."""
         self.closed_event = asyncio.Event()
 
     def direct(self, topic: str, payload: bytes, retain: bool) -> None:

@@ -25,7 +25,7 @@ import json
 import logging
 import random
 import time
-from typing import AsyncIterator, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import AsyncIterator, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -108,6 +108,7 @@ class Publisher:
             publish_health=self._publish_health,
         )
         self._bridge: Optional[Bridge] = None
+        self._states: Dict[str, bytes] = {}
 
     # ----------------------------------------------------------------------------------------------
     # Public API
@@ -128,6 +129,30 @@ class Publisher:
         ``state`` rows are written in the same transaction (:meth:`Outbox.put_many`).
         """
         return self._drain.enqueue_many(msgs, state=state)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a broker connection is up right now (cheap: no outbox query)."""
+        return self._state == "connected"
+
+    @property
+    def on_delivered(self) -> Optional[Callable[[int], None]]:
+        """Called on the loop with the seq of each ``notice`` row the broker acknowledged."""
+        return self._drain.on_delivered
+
+    @on_delivered.setter
+    def on_delivered(self, callback: Optional[Callable[[int], None]]) -> None:
+        self._drain.on_delivered = callback
+
+    def set_state(self, topic: str, payload: bytes) -> None:
+        """Retained state outside the outbox (``status/camera`` ...; ``topic`` relative): published now if
+        connected and again at every connect; only the latest value matters, as for ``status`` itself."""
+        if self._states.get(topic) == payload:
+            return
+        self._states[topic] = payload
+        link = self._link
+        if link is not None and link.up and not link.closed:
+            link.direct(f"{self.base}/{topic}", payload, retain=True)
 
     def commands(self) -> AsyncIterator[Command]:
         """Valid commands from ``cmd/…``, in arrival order (invalid ones were already answered)."""
@@ -248,7 +273,7 @@ class Publisher:
                 wake=self.wake_event(),
                 bucket=self._bucket,
                 on_message=self._on_message,
-                on_refused=self._drain.refused,
+                on_ack=self._drain.acked,
             )
         return self._bridge
 
@@ -290,6 +315,8 @@ class Publisher:
         self._problem = None
         self._drain.connected()
         link.direct(f"{self.base}/status", b"online", retain=True)
+        for topic, payload in self._states.items():
+            link.direct(f"{self.base}/{topic}", payload, retain=True)
         topics = [f"{self.base}/cmd/#", self.announcer.status_topic]
         if self.cfg.protocol == "5":
             opts = SubscribeOptions(qos=1, noLocal=True)

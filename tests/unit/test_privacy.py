@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from agent import cli, config, parts
+from agent.config import SummaryConfig
 from agent.errors import EX_CONFIG, ConfigError
+from agent.hume.types import Measurement, Observation, Score
 from agent.privacy import NOTICE_SCHEMA, NoticeGate, PauseControl
+from agent.session import START, SessionEvent
+from agent.summary import SCHEMA_PATH, Summarizer
+
+T0 = 1_790_000_000.0
 
 
 def test_pause_resume_and_the_maximum() -> None:
@@ -159,3 +167,17 @@ def test_check_config_exits_78_for_a_workplace_and_0_with_the_exception(
     )
     assert cli.main(["check-config", str(path)]) == 0
     assert 'deployment_context = "workplace"' in capsys.readouterr().out
+
+
+def test_without_per_face_detail_face_summaries_carry_one_aggregate_list() -> None:
+    summ = Summarizer(SummaryConfig(top_k=1), "kiosk", per_face=False)
+    summ.session_started(SessionEvent(START, "s1", 0.0, "presence"), T0)
+    for face, joy in (("face_0", 0.8), ("face_1", 0.4)):
+        m = Measurement((Score("Joy", joy), Score("Calmness", 0.1)), face_id=face)
+        summ.add(Observation("face", T0 + 1, (m,), session_id="s1"))
+    [msg] = summ.flush(T0 + 10)
+    assert "faces" not in msg.payload
+    assert msg.payload["top"] == [{"name": "Joy", "score": 0.6}]
+    assert "face_0" not in json.dumps(msg.payload)
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(dict(msg.payload, seq=1))
