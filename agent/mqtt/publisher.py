@@ -315,14 +315,14 @@ class Publisher:
         self._problem = None
         self._drain.connected()
         link.direct(f"{self.base}/status", b"online", retain=True)
-        for topic, payload in self._states.items():
-            link.direct(f"{self.base}/{topic}", payload, retain=True)
         topics = [f"{self.base}/cmd/#", self.announcer.status_topic]
         if self.cfg.protocol == "5":
             opts = SubscribeOptions(qos=1, noLocal=True)
             link.client.subscribe([(t, opts) for t in topics])
         else:
             link.client.subscribe([(t, 1) for t in topics])
+        for topic, payload in self._states.items():  # after the SUBSCRIBE: commands come first
+            link.direct(f"{self.base}/{topic}", payload, retain=True)
         self.announcer.announce(link, with_state=False)
         health = asyncio.ensure_future(self._health_loop(link))
         health.set_name("hume-edge.mqtt.health")
