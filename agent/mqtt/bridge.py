@@ -32,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.aio import wait_event
 from agent.config import MqttConfig
+from agent.mqtt.diagnose import handshake_problem
 from agent.mqtt.limits import TokenBucket
 from agent.mqtt.link import Connack, Link, Refusal, props
 
@@ -145,6 +146,7 @@ class Bridge:
         client.on_disconnect = self._cb_disconnect
         client.on_publish = self._cb_publish
         client.on_message = self._cb_message
+        client.on_log = self._cb_log
         return client
 
     def _open_blocking(self, client: mqtt.Client, clean_start: bool) -> None:
@@ -226,23 +228,10 @@ class Bridge:
             )
         return None
 
-    def _handshake_problem(self, reason: str) -> str:
-        """The broker dropped us between TCP accept and CONNACK: what that most likely means."""
-        if self.connected_before:
-            return (
-                f"{self.where} closed the connection during the MQTT handshake ({reason}); it accepted this "
-                "agent before, so it is probably restarting or overloaded"
-            )
-        return (
-            f"{self.where} closed the connection before CONNACK ({reason}); is it an MQTT port, "
-            "and does mqtt.tls match it?"
-            + (
-                " A broker that speaks only MQTT 3.1.1 (RabbitMQ before 3.13) does this to an MQTT 5 "
-                'CONNECT: set mqtt.protocol = "3.1.1".'
-                if self.v5
-                else ""
-            )
-        )
+    def _handshake_problem(self, reason: str, link: Optional[Link] = None) -> str:
+        if link is not None and link.paho_error:
+            _LOGGER.debug("paho, before CONNACK from %s: %s", self.where, link.paho_error)
+        return handshake_problem(self.cfg, reason, connected_before=self.connected_before)
 
     async def close(self, link: Link) -> None:
         """Disconnect (best effort, bounded) and join paho's thread, off the loop."""
@@ -308,6 +297,10 @@ class Bridge:
     ) -> None:
         self._hand(self._on_ack, box[0], mid, str(reason) if reason.is_failure else None)
 
+    def _cb_log(self, client: mqtt.Client, box: List[Link], level: int, text: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR and box:  # "failed to receive on socket: [SSL: ...]": why it closed
+            self._hand(self._on_paho_error, box[0], str(text)[:300])
+
     def _cb_message(self, client: mqtt.Client, box: List[Link], msg: mqtt.MQTTMessage) -> None:
         self._hand(self._on_message, box[0], msg.topic, bytes(msg.payload), bool(msg.retain))
 
@@ -343,9 +336,15 @@ class Bridge:
         link.closed_event.set()
         if not link.connack.done():
             link.connack.set_result(
-                Refusal("disconnected", self._handshake_problem(reason), transient=self.connected_before)
+                Refusal(
+                    "disconnected", self._handshake_problem(reason, link), transient=self.connected_before
+                )
             )
         link.wake.set()
+
+    def _on_paho_error(self, link: Link, text: str) -> None:
+        if not link.paho_error:  # the first says why; what follows is about the connection being gone
+            link.paho_error = text
 
     def _on_ack(self, link: Link, mid: int, failure: Optional[str]) -> None:
         if mid not in link.inflight:

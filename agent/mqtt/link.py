@@ -73,6 +73,8 @@ class Link:
         self.up = False
         self.closed = False
         self.close_reason = ""
+        self.paho_error = ""
+        """paho's first error on this connection (a TLS alert, a socket error): why it ended."""
         self.inflight: Set[int] = set()
         self.acked: List[int] = []
         self.unmarked: List[Tuple[int, int]] = []

@@ -74,6 +74,19 @@ def make_certs(directory: Path) -> Certs:
     )
 
 
+def make_client_cert(directory: Path, name: str, *, ca: str = "ca") -> Tuple[Path, Path]:
+    """A client certificate ``CN=name`` signed by :func:`make_certs`' ``ca`` (or ``other-ca``)."""
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=directory,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+        "-days", "2", "-out", f"{name}.pem", cwd=directory,
+    )  # fmt: skip
+    return directory / f"{name}.pem", directory / f"{name}.key"
+
+
 class Broker(LocalBroker):
     """A LocalBroker with the test variants: password file, TLS listener, persistence."""
 
