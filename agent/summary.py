@@ -42,7 +42,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
-from agent.config import SummaryConfig
+from agent.config import HUME_MODELS, SummaryConfig
 from agent.hume.types import MODELS, Observation, Scores
 from agent.messages import OutMessage
 from agent.session import END, START, Reason, SessionEvent
@@ -377,8 +377,8 @@ class Summarizer:
     @staticmethod
     def bare_checkpoint(wall: float) -> str:
         """A checkpoint for a session whose own one is unreadable: nothing measured, starting at ``wall``,
-        every model published (so each gets its ``idle`` message)."""
-        doc = {"v": CHECKPOINT_VERSION, "reason": "", "started": wall, "at": wall, "published": MODELS}
+        every model the agent can run published (so each gets its ``idle`` message)."""
+        doc = {"v": CHECKPOINT_VERSION, "reason": "", "started": wall, "at": wall, "published": HUME_MODELS}
         return json.dumps(dict(doc, totals={}))
 
     def recover(self, session_id: str, checkpoint: str, wall: float) -> List[OutMessage]:

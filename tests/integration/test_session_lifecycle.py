@@ -25,6 +25,12 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
+from agent import config as config_mod
+from agent.config import HUME_MODELS
+from agent.mqtt.outbox import Outbox
+from agent.service import SESSION_STATE_PREFIX, run_agent
+from agent.session import SessionEvent
+from agent.summary import Summarizer
 from hume_emulator.emulator import Emulator
 from tests.integration.test_end_to_end import agent_config, sequenced, to_toml, validator
 from tests.support.mosquitto import Broker, Received, Subscriber
@@ -156,3 +162,66 @@ async def test_sigkill_mid_visit_is_ended_as_interrupted_and_sigterm_as_shutdown
     schema = validator()
     for _, payload in sequenced(sub.messages):
         schema.validate(payload)
+
+
+async def test_left_open_sessions_end_before_the_next_starts_even_with_an_unreadable_checkpoint(
+    emulator: Emulator,
+    mosquitto: Broker,
+    subscriber: Callable[..., Subscriber],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two sessions a killed run left open (one checkpoint readable, one damaged), ``always`` mode: both
+    are ended as interrupted, in one go, before the new session starts; the damaged one without an
+    aggregate's models, but with its end, so the retained ``session`` is never stuck."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    data = agent_config(
+        emulator,
+        mosquitto,
+        tmp_path,
+        session={"mode": "always"},
+        camera={"source": "none"},
+        microphone={"source": "none"},
+    )
+    cfg = config_mod.from_dict(data, environ={})
+    killed = Summarizer(cfg.summary, DEVICE)
+    killed.session_started(SessionEvent("start", "a" * 32, 0.0, "always"), 1_790_000_000.0)
+    outbox = Outbox(cfg.outbox_path, cfg.outbox)
+    state = {f"{SESSION_STATE_PREFIX}{'a' * 32}": killed.checkpoints(1_790_000_005.0)["a" * 32]}
+    state[f"{SESSION_STATE_PREFIX}{'b' * 32}"] = '{"v": 1, "started": '  # cut short by the power cut
+    outbox.put_many([], state=state)
+    outbox.close()
+
+    sub = subscriber(mosquitto, [PREFIX + "#"])
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run_agent(cfg, stop))
+    try:
+
+        def new_session(ms: List[Received]) -> bool:
+            return any(t == "session" and p["event"] == "start" for t, p in sequenced(ms))
+
+        assert await sub.until(new_session, 30)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, timeout=30) == 0
+    msgs = sequenced(sub.messages)
+    schema = validator()
+    for _, payload in msgs:
+        schema.validate(payload)
+    order = [
+        (t, p["session"][:1], p.get("event") or p["schema"].split("/")[1], p.get("reason")) for t, p in msgs
+    ]
+    start = next(i for i, o in enumerate(order) if o[2] == "start")
+    assert order[:start] == [
+        ("aggregate", "a", "aggregate", "interrupted"),
+        ("session", "a", "end", "interrupted"),
+        ("aggregate", "b", "aggregate", "interrupted"),
+        ("session", "b", "end", "interrupted"),
+        *[(f"summary/{m}", "b", "idle", "interrupted") for m in HUME_MODELS],
+    ], order
+    damaged = msgs[2][1]
+    assert (damaged["models"], damaged["duration_s"]) == ({}, 0.0)
+    assert msgs[0][1]["duration_s"] == 5.0
+    outbox = Outbox(cfg.outbox_path, cfg.outbox)
+    assert outbox.state_items(SESSION_STATE_PREFIX) == {}, "both were cleared"
+    outbox.close()
