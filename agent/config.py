@@ -255,6 +255,15 @@ class MqttConfig:
         "after an outage: live_first sends new messages before the backlog, in_order sends all by seq",
         choices=("live_first", "in_order"),
     )
+    max_incoming_bytes: int = setting(
+        262_144,
+        "largest packet the broker may send us (MQTT 5 Maximum Packet Size; the broker drops larger ones "
+        "for this client before they are buffered); MQTT 3.1.1 cannot say it: set the broker's "
+        "message_size_limit",
+        unit="bytes",
+        min=65_536,
+        max=268_435_455,
+    )
     will_delay_s: int = setting(
         15,
         "MQTT 5: the broker waits this long before publishing 'offline' (a blip does not flap)",

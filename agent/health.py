@@ -113,6 +113,8 @@ class CommandHealth:
     disabled: int = 0
     """Not in ``commands.allowed``."""
     rate_limited: int = 0
+    oversized: int = 0
+    """Messages above ``mqtt.max_incoming_bytes`` dropped unread (MQTT 3.1.1: the broker sent them anyway)."""
     replies_dropped: int = 0
     """Replies not published: past ``commands.replies_per_s``."""
 

@@ -153,6 +153,9 @@ class Bridge:
         """TCP connect, TLS handshake and CONNECT; runs in the executor."""
         if self.v5:
             connect_props = props(PacketTypes.CONNECT)
+            # A retained 250 MB message on a subscribed topic would otherwise be buffered whole by paho
+            # (808 MiB RSS seen, past the unit's MemoryMax, and again after every restart).
+            connect_props.MaximumPacketSize = self.cfg.max_incoming_bytes
             if self.resume_session:
                 connect_props.SessionExpiryInterval = int(self.cfg.will_delay_s)
             client.connect(

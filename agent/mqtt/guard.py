@@ -97,6 +97,10 @@ class CommandGuard:
         self.counts["rate_limited"] += 1
         return False
 
+    def oversized(self) -> None:
+        """Count a message above ``mqtt.max_incoming_bytes`` (dropped unread)."""
+        self.counts["oversized"] += 1
+
     def invalid(self) -> None:
         """Count a command refused by validation."""
         self.counts["invalid"] += 1

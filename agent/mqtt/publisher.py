@@ -278,6 +278,9 @@ class Publisher:
         return self._bridge
 
     def _on_message(self, link: Link, topic: str, payload: bytes, retained: bool) -> None:
+        if len(payload) > self.cfg.max_incoming_bytes:
+            self.guard.oversized()
+            return
         if topic == self.announcer.status_topic:
             if self.guard.announce_allowed():
                 self.announcer.handle(link, topic, payload)
