@@ -9,10 +9,11 @@ loopback: :func:`bind_warning` says so loudly when the emulator listens anywhere
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Awaitable, Callable, Optional
 
 from aiohttp import web
+
+from agent.config import is_loopback
 
 CONTROL_PREFIX = "/_emulator/"
 
@@ -32,14 +33,9 @@ async def json_only_controls(request: web.Request, handler: Handler) -> web.Stre
 
 def bind_warning(host: str) -> Optional[str]:
     """A warning when ``host`` is not a loopback address, else None."""
-    if host in ("localhost", ""):
-        return None if host else _warning("every address")
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return None
-    except ValueError:
-        pass  # a host name: not provably loopback
-    return _warning(host)
+    if not host:
+        return _warning("every address")
+    return None if is_loopback(host) else _warning(host)
 
 
 def _warning(where: str) -> str:

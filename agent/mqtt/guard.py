@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import ipaddress
 import time
 from typing import Callable, Counter, Dict, List, Optional
 
-from agent.config import CommandsConfig, MqttConfig
+from agent.config import CommandsConfig, MqttConfig, is_loopback
 from agent.health import CommandHealth
 
 
@@ -120,7 +119,7 @@ class CommandGuard:
 def exposure_warnings(cfg: MqttConfig) -> List[str]:
     """What is exposed when the broker is not on this machine: said once at start-up, never refused
     (a lab broker may be plaintext on purpose)."""
-    if _on_this_machine(cfg.host):
+    if is_loopback(cfg.host):
         return []
     where = f"mqtt.host = {cfg.host!r} is not on this machine"
     out = []
@@ -135,12 +134,3 @@ def exposure_warnings(cfg: MqttConfig) -> List[str]:
             "command it; give each kiosk its own account (README: Securing the broker)"
         )
     return out
-
-
-def _on_this_machine(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
