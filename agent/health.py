@@ -167,6 +167,25 @@ class OutboxHealth:
 
 
 @dataclasses.dataclass(frozen=True)
+class PrivacyHealth:
+    """The privacy pause and the notice (``agent.privacy``): what a deployer audits."""
+
+    deployment_context: str = ""
+    paused: bool = False
+    pause_left_s: Optional[float] = None
+    pauses: int = 0
+    """Pauses begun since start, from any source."""
+    notice_active: bool = False
+    notice_published: bool = False
+    """The broker acknowledged the active notice."""
+    notices: int = 0
+    dropped_paused: int = 0
+    """Frames and audio chunks dropped unprocessed while paused."""
+    dropped_unannounced: int = 0
+    """Frames and chunks of a visit dropped while its notice waited for the broker's acknowledgement."""
+
+
+@dataclasses.dataclass(frozen=True)
 class ServiceHealth:
     """The service's part: everything but the MQTT link, the outbox and the process figures."""
 
@@ -180,6 +199,7 @@ class ServiceHealth:
     """The latest warning or error logged (``agent.logs.last_problem``)."""
     identity: Optional[Identity] = None
     """What runs: version, Python, OS, config fingerprint, backend, models, start (``agent.identity``)."""
+    privacy: Optional[PrivacyHealth] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,4 +233,6 @@ class Health:
             body["hume"] = svc.hume.to_json()
         if svc.identity is not None:
             body["identity"] = svc.identity.to_json()
+        if svc.privacy is not None:
+            body["privacy"] = dataclasses.asdict(svc.privacy)
         return body

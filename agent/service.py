@@ -31,7 +31,14 @@ from agent.capture.camera import Frame, FrameSource, open_camera
 from agent.capture.microphone import AudioSource, open_microphone
 from agent.config import Config
 from agent.errors import EX_CONFIG, EX_UNAVAILABLE, AgentError, HumeAuthError, HumeQuotaError
-from agent.health import CameraHealth, MicrophoneHealth, ServiceHealth, SessionHealth, SummaryHealth
+from agent.health import (
+    CameraHealth,
+    MicrophoneHealth,
+    PrivacyHealth,
+    ServiceHealth,
+    SessionHealth,
+    SummaryHealth,
+)
 from agent.hume.backend import Backend
 from agent.hume.types import Observation
 from agent.media import FramePipeline, voice_activity
@@ -397,6 +404,17 @@ class Agent:
             summaries=SummaryHealth(**self.summaries.stats()),
             hume=self.backend.status(),
             last_error=logs.last_problem(),
+            privacy=PrivacyHealth(
+                deployment_context=self.cfg.privacy.deployment_context,
+                paused=self.pause.paused,
+                pause_left_s=_round1(self.pause.remaining_s(self._mono())),
+                pauses=self.pause.pauses,
+                notice_active=self.notice.active,
+                notice_published=self.notice.state().published,
+                notices=self.notice.notices,
+                dropped_paused=self.dropped_paused,
+                dropped_unannounced=self.dropped_unannounced,
+            ),
             identity=self.identity,
         )
 
@@ -507,6 +525,10 @@ async def run_agent(
     outbox.close()
     _LOGGER.info("stopped (exit %d)", code)
     return code
+
+
+def _round1(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 1)
 
 
 def _log_context(cfg: Config) -> None:

@@ -179,6 +179,10 @@ async def wait_paused(sub: Subscriber, agent: Agent, emulator: Emulator) -> None
         30,
     ), (latest(sub, "status/camera"), latest(sub, "status/microphone"))
     assert await sub.until(lambda ms: notice_active(sub) is False, 10)
+    privacy = agent.health().privacy
+    assert privacy is not None
+    assert privacy.paused
+    assert not privacy.notice_active
     at_pause = len(emulator.requests)
     dropped = agent.dropped_paused
     assert await eventually(lambda: agent.dropped_paused >= dropped + 3, 20)  # media kept coming, dropped
