@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import config as config_mod
+from agent.aio import Timers
 from agent.localbroker import LocalBroker
 from agent.service import run_agent
 from hume_emulator.emulator import Emulator, EmulatorSettings
@@ -145,11 +146,13 @@ async def _run(args: argparse.Namespace, workdir: Path) -> int:
                 flush=True,
             )
             stop = asyncio.Event()
+            timers = Timers()
             if args.seconds is not None:
-                asyncio.get_running_loop().call_later(args.seconds, stop.set)
+                timers.call_later(args.seconds, stop.set)
             try:
                 code = await run_agent(cfg, stop)
             finally:
+                timers.cancel()
                 sub.loop_stop()
                 sub.disconnect()
             if view.first_after_s is not None:

@@ -22,10 +22,11 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from agent import identity, logs, parts
 from agent import status as status_mod
+from agent.aio import TaskOwner
 from agent.audio_gate import AudioGate
 from agent.capture.camera import Frame, FrameSource, open_camera
 from agent.capture.microphone import AudioSource, open_microphone
@@ -58,63 +59,10 @@ TICK_S = 0.5
 """Session timers, summary windows and the watchdog are serviced at this period."""
 STATUS_EVERY_S = 5.0
 """Status snapshot and systemd STATUS= period."""
-STOP_TIMEOUT_S = 10.0
-"""Each shutdown step gets at most this long; the unit's TimeoutStopSec is larger."""
-RECANCEL_S = 1.0
-"""A task still running this long after its cancellation is cancelled again."""
 DRAIN_TIMEOUT_S = 3.0
 """At a clean stop, how long a connected publisher may take to deliver what is queued."""
 SESSION_STATE_PREFIX = "session/"
 """Outbox ``state`` keys of open sessions' checkpoints: ``session/<session id>``."""
-
-
-class TaskOwner:
-    """Owns named tasks; the first one to end (other than by cancellation) ends the whole set.
-
-    A 3.9-safe subset of ``asyncio.TaskGroup``: every long-lived loop of the agent is supposed to run
-    until cancelled, so a loop that returns or raises is either a fatal condition (a refused key at
-    start-up) or a bug, and in both cases the process should stop rather than limp on.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: Dict[str, asyncio.Task[Any]] = {}
-
-    def start(self, name: str, coro: Awaitable[Any]) -> None:
-        self._tasks[name] = asyncio.ensure_future(coro)
-        self._tasks[name].set_name(f"hume-edge.{name}")
-
-    async def wait_any(self, stop: asyncio.Event) -> Optional[asyncio.Task[Any]]:
-        """Wait for ``stop`` or for a task to end; return the ended task (None when stopped)."""
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            done, _ = await asyncio.wait(
-                [stopper, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stopper.cancel()
-        ended = [t for t in done if t is not stopper]
-        return ended[0] if ended else None
-
-    async def cancel(self, names: Iterable[str]) -> None:
-        """Cancel the named tasks and wait (bounded) until they have finished."""
-        tasks = [self._tasks.pop(n) for n in list(names) if n in self._tasks]
-        pending = set(tasks)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while pending and time.monotonic() < deadline:
-            # Cancel again while a task is still running: before Python 3.12, asyncio.wait_for inside a
-            # task can swallow one cancellation that lands as its awaitable completes (cpython gh-86296).
-            for t in pending:
-                t.cancel()
-            _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
-        for t in pending:
-            _LOGGER.error("task %s did not stop within %.0f s", t.get_name(), STOP_TIMEOUT_S)
-        for t in tasks:
-            if t.done() and not t.cancelled() and t.exception() is not None:
-                _LOGGER.debug("task %s ended with %r during shutdown", t.get_name(), t.exception())
-
-    @property
-    def names(self) -> List[str]:
-        return list(self._tasks)
 
 
 class Agent:

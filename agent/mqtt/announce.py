@@ -13,11 +13,11 @@ subscriber receiving old summaries again with their old ``seq``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Callable, Tuple
 
+from agent.aio import Timers
 from agent.config import MqttConfig
 from agent.mqtt import discovery
 from agent.mqtt.link import Link
@@ -46,6 +46,8 @@ class Announcer:
         self.models = models
         self._publish_health = publish_health
         self.status_topic = f"{cfg.discovery_prefix}/status"
+        self.timers = Timers()
+        """The delayed health re-send; the publisher cancels it when it stops."""
 
     def handle(self, link: Link, topic: str, payload: bytes) -> bool:
         """Take Home Assistant's birth message (True); False: not ours."""
@@ -64,7 +66,7 @@ class Announcer:
         config = discovery.discovery_config(self.base, self.device_id, self.models)
         link.direct(discovery.config_topic(prefix, self.device_id), json.dumps(config).encode(), retain=True)
         if with_state:
-            asyncio.get_running_loop().call_later(HA_STATE_DELAY_S, self._republish_health, link)
+            self.timers.call_later(HA_STATE_DELAY_S, self._republish_health, link)
 
     def _republish_health(self, link: Link) -> None:
         if not link.closed:

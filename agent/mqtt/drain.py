@@ -22,7 +22,6 @@ MQTT 5: each message's expiry is the age it has left under ``outbox.max_age_s``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import time
@@ -32,6 +31,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.aio import Timers
 from agent.config import MqttConfig
 from agent.messages import OutMessage
 from agent.mqtt.limits import TokenBucket, packet_bytes
@@ -72,6 +72,8 @@ class Drain:
         """Rows with an id up to this were queued before the current connection: the backlog."""
         self._live_retained: Set[str] = set()
         self._rate_timer = False
+        self.timers = Timers()
+        """The settle retry and the rate timer; the publisher cancels them when it stops."""
         self._write_error = ""
         self._settle_error = ""
 
@@ -165,7 +167,7 @@ class Drain:
             if str(exc) != self._settle_error:
                 _LOGGER.error("cannot update the outbox %s: %s; retrying", self.outbox.path, exc)
             self._settle_error = str(exc)
-            asyncio.get_running_loop().call_later(SETTLE_RETRY_S, self.wake)
+            self.timers.call_later(SETTLE_RETRY_S, self.wake)
             return False
         if room > allowed and self.outbox.depth > len(link.inflight):
             self._wake_for_tokens()
@@ -232,7 +234,12 @@ class Drain:
             self._rate_timer = False
             self.wake()
 
-        asyncio.get_running_loop().call_later(self.bucket.wait_s(), fire)
+        self.timers.call_later(self.bucket.wait_s(), fire)
+
+    def stop_timers(self) -> None:
+        """Cancel the pending settle retry and rate timer (the publisher stops; nothing is left to fire)."""
+        self.timers.cancel()
+        self._rate_timer = False
 
     def settle_acked(self, link: Link) -> None:
         """At a stop: delete what was acknowledged (not a durability matter; it saves resending it)."""

@@ -12,8 +12,9 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, AsyncIterator, Callable, Dict, Optional
+from typing import Any, AsyncIterator, Callable, Dict
 
+from agent.aio import OnFirstUse
 from agent.messages import utc_iso
 from agent.mqtt.commands import Command, CommandError, parse_command
 from agent.mqtt.guard import CommandGuard
@@ -33,14 +34,13 @@ class CommandIntake:
         self.prefix = f"{base}/cmd/"
         self._on_discovery = on_discovery
         self._guard = guard
-        self._queue: Optional[asyncio.Queue[Command]] = None
+        self._queue: OnFirstUse[asyncio.Queue[Command]] = OnFirstUse(
+            lambda: asyncio.Queue(COMMAND_QUEUE_SIZE)
+        )
 
     @property
     def queue(self) -> asyncio.Queue[Command]:
-        # Created on first use inside the loop: on Python 3.9 it binds to the loop current at creation.
-        if self._queue is None:
-            self._queue = asyncio.Queue(COMMAND_QUEUE_SIZE)
-        return self._queue
+        return self._queue.get()
 
     async def commands(self) -> AsyncIterator[Command]:
         """Valid commands, in arrival order (invalid ones were already answered)."""

@@ -29,6 +29,7 @@ from typing import AsyncIterator, Callable, Dict, List, Mapping, Optional, Seque
 
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from agent.aio import OnFirstUse, cancel_and_wait, spawn
 from agent.backoff import Backoff
 from agent.config import CommandsConfig, HumeConfig, MqttConfig
 from agent.health import Health, MqttHealth, ProcessHealth, ServiceHealth
@@ -83,7 +84,7 @@ class Publisher:
         self.base = f"{cfg.topic_prefix}/{device_id}"
         self.client_id = cfg.client_id or f"hume-edge-{device_id}"
         self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
-        self._wake: Optional[asyncio.Event] = None
+        self._wake = OnFirstUse(asyncio.Event)
         self._state = "disconnected"
         self._problem: Optional[str] = None
         self._connects = 0
@@ -224,6 +225,8 @@ class Publisher:
                 _LOGGER.debug("next MQTT connection attempt in %.2f s", delay)
                 await asyncio.sleep(delay)
         except asyncio.CancelledError:
+            self._drain.stop_timers()
+            self.announcer.timers.cancel()
             await self._stop()
             raise
 
@@ -254,15 +257,13 @@ class Publisher:
         return f"{self.cfg.host}:{self.cfg.port}"
 
     def wake_event(self) -> asyncio.Event:
-        """Set when the drain has work. Made on first use inside the loop: on Python 3.9 an Event binds to
-        the loop current at its creation, and a Publisher may be constructed before the loop runs."""
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        return self._wake
+        """Set when the drain has work (made on first use: a Publisher may be built before the loop runs)."""
+        return self._wake.get()
 
     def _poke(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        wake = self._wake.made
+        if wake is not None:
+            wake.set()
 
     def _make_bridge(self) -> Bridge:
         if self._bridge is None:
@@ -327,8 +328,7 @@ class Publisher:
         for topic, payload in self._states.items():  # after the SUBSCRIBE: commands come first
             link.direct(f"{self.base}/{topic}", payload, retain=True)
         self.announcer.announce(link, with_state=False)
-        health = asyncio.ensure_future(self._health_loop(link))
-        health.set_name("hume-edge.mqtt.health")
+        health = spawn(self._health_loop(link), "hume-edge.mqtt.health")
         wake = self.wake_event()
         try:
             while not link.closed:
@@ -337,8 +337,7 @@ class Publisher:
                     self._publish_health(link)  # the retained health showed a backlog that is gone now
                 await wake.wait()
         finally:
-            health.cancel()
-            await asyncio.gather(health, return_exceptions=True)
+            await cancel_and_wait([health])
             if link.closed:
                 self._state = "disconnected"
                 _LOGGER.warning(

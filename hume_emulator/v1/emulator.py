@@ -17,6 +17,7 @@ from typing import Any, Deque, Dict, Optional, Set, Tuple
 
 from aiohttp import WSMsgType, web
 
+from agent.aio import spawn
 from agent.hume.v1 import protocol as p
 from hume_emulator.control import json_only_controls
 from hume_emulator.v1 import emulated
@@ -103,7 +104,7 @@ class EmulatorState:
             conn.session.end(p.Reasons.SERVER_SHUTDOWN, close_code)
             await conn.send_pending()
             # Closing waits for the client's close frame; the caller (a control request) must not.
-            task = asyncio.ensure_future(conn.ws.close(code=close_code))
+            task = spawn(conn.ws.close(code=close_code), "hume-emulator.v1.close")
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         return len(live)

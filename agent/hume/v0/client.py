@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
+from agent.aio import OnFirstUse, cancel_and_wait, spawn
 from agent.config import HumeConfig
 from agent.hume.backend import Backend
 from agent.hume.types import FAILURE_STATES, BackendStatus, Observation, counters, most_severe
@@ -78,7 +79,9 @@ class V0Backend(Backend):
             )
             for modality, models in modality_models(cfg).items()
         }
-        self._results: Optional[asyncio.Queue[Observation]] = None
+        self._results: OnFirstUse[asyncio.Queue[Observation]] = OnFirstUse(
+            lambda: asyncio.Queue(OBSERVATIONS_MAX)
+        )
         self._dropped_results = 0
 
     def __repr__(self) -> str:
@@ -88,16 +91,13 @@ class V0Backend(Backend):
         if not self._links:  # no model configured: nothing to connect, stay out of the way
             await asyncio.get_running_loop().create_future()
         async with Connector(self._cfg.url, self._cfg.api_key) as connector:
-            tasks = [
-                asyncio.get_running_loop().create_task(link.run(connector), name=f"hume.{name}")
-                for name, link in self._links.items()
-            ]
+            tasks = [spawn(link.run(connector), f"hume-edge.hume.{n}") for n, link in self._links.items()]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
                     task.result()  # a link only ends by raising (a key refused at start-up)
             finally:
-                await _cancel_all(tasks)
+                await cancel_and_wait(tasks, recancel_s=CANCEL_GRACE_S)
 
     def send_frame(self, jpeg: bytes, captured_at: float, session_id: Optional[str]) -> None:
         self._queue("video", lambda: self._frames.put(jpeg, captured_at, session_id, self._epoch))
@@ -123,11 +123,7 @@ class V0Backend(Backend):
         return await self._result_queue().get()
 
     def _result_queue(self) -> asyncio.Queue[Observation]:
-        # Created on first use inside the running loop: on Python 3.9 a queue binds to the loop current
-        # at construction, and the backend may be built before the loop runs.
-        if self._results is None:
-            self._results = asyncio.Queue(OBSERVATIONS_MAX)
-        return self._results
+        return self._results.get()
 
     def _emit(self, obs: Observation) -> None:
         queue = self._result_queue()
@@ -149,12 +145,3 @@ class V0Backend(Backend):
             links=links,
             counters=counters({"boundaries": self._epoch, "dropped_results": self._dropped_results}),
         )
-
-
-async def _cancel_all(tasks: List[asyncio.Task[None]]) -> None:
-    """Cancel and await the link tasks; cancel again any that swallowed it (possible before Python 3.12)."""
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=CANCEL_GRACE_S)

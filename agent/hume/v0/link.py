@@ -26,6 +26,7 @@ from typing import Callable, Dict, Optional, Protocol, Tuple, Union
 
 import aiohttp
 
+from agent.aio import cancel_and_wait, spawn, wait_get
 from agent.backoff import Backoff
 from agent.config import MASK, HumeConfig
 from agent.errors import HumeAuthError
@@ -269,7 +270,7 @@ class Link:
         self._conn_no += 1
         conn = self._conn_no
         loop = asyncio.get_running_loop()
-        reader = loop.create_task(self._read(ws, conn), name=f"hume.{self.name}.reader")
+        reader = spawn(self._read(ws, conn), f"hume-edge.hume.{self.name}.reader")
         opened = loop.time()
         conn_epoch: Optional[int] = None
         renew_s = self._cfg.reconnect_after_s
@@ -298,8 +299,7 @@ class Link:
                 conn_epoch = epoch
         finally:
             self.stats.lost += len(self._inflight.clear())
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            await cancel_and_wait([reader])
             # The socket is being abandoned either way; a close that hangs or fails changes nothing.
             with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError, OSError):
                 await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT_S)
@@ -336,7 +336,7 @@ class Link:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            event = await _get(self._events, None if deadline is None else deadline - loop.time())
+            event = await wait_get(self._events, None if deadline is None else deadline - loop.time())
             if event is None:
                 return _TIMEOUT
             event_conn, what = event
@@ -448,22 +448,3 @@ def _lost(exc: Optional[BaseException]) -> str:
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError: the heartbeat's pong
         return "connection lost: heartbeat not answered"
     return f"connection lost: {type(exc).__name__}"
-
-
-async def _get(queue: asyncio.Queue[Event], timeout: Optional[float]) -> Optional[Event]:
-    """The next item, or None after ``timeout`` seconds.
-
-    Not ``asyncio.wait_for(queue.get(), ...)``: before Python 3.12 that can swallow a cancellation that
-    lands as the item arrives (bpo-42130), and a link that ignored its cancellation would hang shutdown.
-    """
-    if not queue.empty():
-        return queue.get_nowait()
-    if timeout is not None and timeout <= 0:
-        return None
-    getter = asyncio.ensure_future(queue.get())
-    try:
-        await asyncio.wait((getter,), timeout=timeout)
-    finally:
-        if not getter.done():
-            getter.cancel()
-    return getter.result() if getter.done() and not getter.cancelled() else None

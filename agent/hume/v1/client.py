@@ -33,7 +33,7 @@ from typing import Deque, Dict, List, Optional, Tuple
 
 import aiohttp
 
-from agent.aio import wait_event
+from agent.aio import cancel_and_wait, spawn, wait_event
 from agent.backoff import Backoff
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError, HumeProtocolError
@@ -281,7 +281,7 @@ class V1Backend(Backend):
             log.warning("v1: hume.models names neither face nor prosody/burst; nothing to stream")
             await asyncio.Event().wait()
         async with aiohttp.ClientSession() as http:
-            tasks = [asyncio.ensure_future(self._endpoint_loop(http, e)) for e in self._endpoints]
+            tasks = [spawn(self._endpoint_loop(http, e), f"hume-edge.hume.{e}") for e in self._endpoints]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
@@ -291,9 +291,7 @@ class V1Backend(Backend):
                     "check hume.v1_measurement_timer_ms, v1_face_threshold and min_face_size"
                 )
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await cancel_and_wait(tasks)
 
     async def _next_visit(self, endpoint: str) -> _Visit:
         """The oldest visit after the last one served whose media of ``endpoint`` may be sent now."""
@@ -444,12 +442,11 @@ class V1Backend(Backend):
             )
             await ws.send_str(update)
             self._state[endpoint] = "open"
-            sender = asyncio.ensure_future(self._send_loop(ws, wire, visit, updated))
+            sender = spawn(self._send_loop(ws, wire, visit, updated), f"hume-edge.hume.{endpoint}.sender")
             try:
                 await self._receive_loop(ws, wire, updated)
             finally:
-                sender.cancel()
-                await asyncio.gather(sender, return_exceptions=True)
+                await cancel_and_wait([sender])
         wire.close_code = ws.close_code if ws.close_code is not None else p.CLOSE_ABNORMAL
         return wire
 
