@@ -3,7 +3,7 @@
 Hume bills audio by the second, silence included (v1 docs: "silence counts"; v0 per second of each
 payload), and at a kiosk most of a visit is silent: a visitor reads the screen, looks, and says a
 sentence now and then. The gate passes only audio near voice: every 100 ms frame holding at least
-40 ms of 20 ms sub-frames above -40 dBFS (the same energy rule as :func:`agent.media.voice_activity`)
+40 ms of 20 ms sub-frames above -40 dBFS (the same energy rule as :func:`agent.media.audio.voice_activity`)
 opens it; ``gate_preroll_ms`` of audio before that frame is sent with it (held back until then) and
 ``gate_hangover_ms`` after the last voiced frame follows it. Everything else is not sent.
 
@@ -38,9 +38,8 @@ from typing import Deque, List
 
 import numpy as np
 
-from agent.capture.microphone import AudioChunk
 from agent.config import MicrophoneConfig
-from agent.media import AUDIO_RATE, VOICE_FRAME_MS, voiced_frames
+from agent.media.audio import AUDIO_RATE, VOICE_FRAME_MS, AudioChunk, voiced_frames
 
 FRAME_MS = 100
 """The gate decides per 100 ms: v1's recommended frame size, fine enough to cut a pause between

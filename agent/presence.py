@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.capture.camera import Frame
-from agent.media import grey
+from agent.media.frames import Frame
+from agent.media.video import grey
 
 
 class PresenceDetector:

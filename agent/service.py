@@ -28,7 +28,7 @@ from agent import identity, logs, parts
 from agent import status as status_mod
 from agent.aio import TaskOwner
 from agent.audio_gate import AudioGate
-from agent.capture.camera import Frame, FrameSource, open_camera
+from agent.capture.camera import FrameSource, open_camera
 from agent.capture.microphone import AudioSource, open_microphone
 from agent.config import Config
 from agent.errors import EX_CONFIG, EX_UNAVAILABLE, AgentError, HumeAuthError, HumeQuotaError
@@ -42,7 +42,9 @@ from agent.health import (
 )
 from agent.hume.backend import Backend
 from agent.hume.types import Observation
-from agent.media import FramePipeline, voice_activity
+from agent.media.audio import voice_activity
+from agent.media.frames import Frame
+from agent.media.video import FramePipeline
 from agent.messages import OutMessage
 from agent.mqtt.guard import exposure_warnings
 from agent.mqtt.outbox import Outbox

@@ -26,23 +26,10 @@ import numpy as np
 from agent.capture.device import Recovery
 from agent.config import CameraConfig
 from agent.errors import AgentError
+from agent.media.frames import Frame
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclasses.dataclass(frozen=True)
-class Frame:
-    """One captured picture.
-
-    ``fmt`` is "bgr" (H x W x 3 uint8) or "yuv420" (tight I420: (H*3//2) x W uint8, Y then U then V, full
-    range as JPEG wants it, i.e. sYCC: what the picamera2 adapter asks the ISP for).
-    ``captured_at`` is wall clock (``time.time()``).
-    """
-
-    image: np.ndarray
-    fmt: str
-    captured_at: float
 
 
 _Job = Tuple[Callable[[], Any], Optional["asyncio.Future[Any]"]]

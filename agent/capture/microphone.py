@@ -29,7 +29,7 @@ import numpy as np
 from agent.capture.device import Recovery
 from agent.config import MicrophoneConfig
 from agent.errors import AgentError
-from agent.media import AUDIO_RATE, AudioChunker, Resampler, decode_wav, to_mono
+from agent.media.audio import AUDIO_RATE, AudioChunk, AudioChunker, Resampler, decode_wav, to_mono
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,14 +72,6 @@ def child_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """
     env = os.environ if environ is None else environ
     return {"PATH": env.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-
-
-@dataclasses.dataclass(frozen=True)
-class AudioChunk:
-    """``chunk_ms`` of 16 kHz mono s16le audio; ``captured_at`` is the wall-clock time of its first sample."""
-
-    pcm16: bytes
-    captured_at: float
 
 
 class AudioSource(abc.ABC):

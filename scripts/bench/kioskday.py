@@ -58,12 +58,13 @@ import numpy as np  # noqa: E402
 
 from agent import config as config_mod  # noqa: E402
 from agent import service  # noqa: E402
-from agent.capture.camera import Frame, FrameSource, SceneStep, SyntheticCamera  # noqa: E402
-from agent.capture.microphone import AudioChunk, AudioSource, SpeechSource  # noqa: E402
+from agent.capture.camera import FrameSource, SceneStep, SyntheticCamera  # noqa: E402
+from agent.capture.microphone import AudioSource, SpeechSource  # noqa: E402
 from agent.hume.backend import Backend  # noqa: E402
 from agent.hume.types import Observation  # noqa: E402
 from agent.localbroker import LocalBroker  # noqa: E402
-from agent.media import AUDIO_RATE  # noqa: E402
+from agent.media.audio import AUDIO_RATE, AudioChunk  # noqa: E402
+from agent.media.frames import Frame  # noqa: E402
 
 DAY_H = 12.0
 """A kiosk-day: the opening hours of a shop or museum."""
@@ -359,7 +360,7 @@ async def run_naive_v1(args: argparse.Namespace, script: Script) -> Dict[str, An
     from hume_expression_measurement.types import SessionClose  # noqa: PLC0415
     from websockets.exceptions import ConnectionClosed  # noqa: PLC0415
 
-    from agent.media import _select_encoders  # noqa: PLC0415 - the agent's JPEG encoder: the same bytes
+    from agent.media.video import _select_encoders  # noqa: PLC0415 - the agent's JPEG encoder: the same bytes
 
     cfg = config_mod.from_dict({}, environ={})
     fps = min(cfg.camera.fps, cfg.hume.fps_pred)

@@ -14,12 +14,13 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.capture.camera import Frame, FrameSource, OpenCVCamera, SceneStep, SyntheticCamera, open_camera
+from agent.capture.camera import FrameSource, OpenCVCamera, SceneStep, SyntheticCamera, open_camera
 from agent.config import CameraConfig, HumeConfig
 from agent.errors import AgentError
 from agent.hume.types import OutgoingMedia
 from agent.hume.v0.payloads import PayloadBuilder
-from agent.media import FramePipeline
+from agent.media.frames import Frame
+from agent.media.video import FramePipeline
 from hume_emulator.emulator import Emulator
 from tests.support.emulator import TEST_KEY
 

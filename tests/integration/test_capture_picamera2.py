@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.capture.camera import Frame, Picamera2Camera, SyntheticCamera, open_camera
+from agent.capture.camera import Picamera2Camera, SyntheticCamera, open_camera
 from agent.config import CameraConfig
-from agent.media import FramePipeline
+from agent.media.frames import Frame
+from agent.media.video import FramePipeline
 from agent.presence import PresenceDetector
 
 W, H, STRIDE = 640, 480, 704

@@ -28,10 +28,10 @@ import pytest
 
 from agent import config as config_mod
 from agent.capture.camera import SceneStep, SyntheticCamera
-from agent.capture.microphone import AudioChunk, AudioSource
+from agent.capture.microphone import AudioSource
 from agent.errors import EX_UNAVAILABLE
 from agent.hume.v0.protocol import EXPRESSIONS, PublishMessage
-from agent.media import Resampler, decode_wav
+from agent.media.audio import AudioChunk, Resampler, decode_wav
 from agent.service import run_agent
 from agent.summary import SCHEMA_PATH
 from hume_emulator.emulator import Emulator

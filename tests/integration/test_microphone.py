@@ -14,18 +14,12 @@ import numpy as np
 import pyaudio
 import pytest
 
-from agent.capture.microphone import (
-    AudioChunk,
-    PyAudioMicrophone,
-    SpeechSource,
-    WavFileSource,
-    open_microphone,
-)
+from agent.capture.microphone import PyAudioMicrophone, SpeechSource, WavFileSource, open_microphone
 from agent.config import HumeConfig, MicrophoneConfig
 from agent.errors import AgentError
 from agent.hume.types import OutgoingMedia
 from agent.hume.v0.payloads import PayloadBuilder
-from agent.media import AUDIO_RATE, decode_wav, voice_activity
+from agent.media.audio import AUDIO_RATE, AudioChunk, decode_wav, voice_activity
 from tests.support.alsa import DEVICE, RATE, FakeMic, fake_mic, speech
 
 __all__ = ["fake_mic"]  # the fixture, used by name below

@@ -27,9 +27,10 @@ from typing import Any, Callable, List, Optional, Tuple
 import pytest
 
 from agent import config as config_mod
-from agent.capture.camera import Frame, SceneStep, SyntheticCamera
+from agent.capture.camera import SceneStep, SyntheticCamera
 from agent.hume.v0.protocol import PublishMessage
-from agent.media import Resampler, decode_wav
+from agent.media.audio import Resampler, decode_wav
+from agent.media.frames import Frame
 from agent.service import Agent, run_agent
 from hume_emulator.emulator import SERVER_KEY, Emulator
 from tests.integration.test_end_to_end import PREFIX, SceneVoice, agent_config, validator

@@ -20,11 +20,11 @@ from agent import config as config_mod
 from agent import service
 from agent.audio_gate import FRAME_MS
 from agent.capture.camera import SceneStep, SyntheticCamera
-from agent.capture.microphone import AudioChunk, AudioSource
+from agent.capture.microphone import AudioSource
 from agent.config import Config
 from agent.hume.backend import Backend
 from agent.hume.types import Observation
-from agent.media import AUDIO_RATE, Resampler, decode_wav, voiced_frames
+from agent.media.audio import AUDIO_RATE, AudioChunk, Resampler, decode_wav, voiced_frames
 from hume_emulator.emulator import Emulator
 from hume_emulator.v1.emulator import EmulatorV1
 from tests.support.emulator import TEST_KEY, espeak_wav

@@ -9,9 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.audio_gate import AudioGate
-from agent.capture.microphone import AudioChunk
 from agent.config import MicrophoneConfig
-from agent.media import AUDIO_RATE
+from agent.media.audio import AUDIO_RATE, AudioChunk
 
 RATE_MS = AUDIO_RATE // 1000
 

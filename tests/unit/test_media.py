@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.capture.camera import Frame, SceneStep, SyntheticCamera
+from agent.capture.camera import SceneStep, SyntheticCamera
 from agent.config import CameraConfig
-from agent.media import FramePipeline, RateLimiter, fit_size, yuv420_planes
+from agent.media.frames import Frame, fit_size
+from agent.media.video import FramePipeline, RateLimiter, yuv420_planes
 
 
 def _decode(jpeg: bytes) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.media import (
+from agent.media.audio import (
     AudioChunker,
     Resampler,
     decode_wav,

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.capture.camera import Frame, SceneStep, SyntheticCamera
+from agent.capture.camera import SceneStep, SyntheticCamera
+from agent.media.frames import Frame
 from agent.presence import PresenceDetector
 
 SCENE = [SceneStep(1.0, None), SceneStep(1.0, "a"), SceneStep(1.0, None), SceneStep(1.0, "b")]

@@ -36,7 +36,7 @@ from agent.hume.v0.protocol import (
     Reply,
     WarningMessage,
 )
-from agent.media import AUDIO_RATE, wav_bytes
+from agent.media.audio import AUDIO_RATE, wav_bytes
 from agent.untrusted import code_key
 
 BYTES_PER_S = AUDIO_RATE * 2
