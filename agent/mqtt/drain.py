@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 from agent.aio import Timers
 from agent.config import MqttConfig
 from agent.messages import OutMessage
+from agent.mqtt.acks import ACK_FLUSH_S
 from agent.mqtt.limits import TokenBucket, packet_bytes
 from agent.mqtt.link import Link, props
 from agent.mqtt.outbox import Outbox, Row
@@ -69,7 +70,10 @@ class Drain:
         self.replayed = 0
         """Backlog messages sent (marked ``replay``), over the process's life."""
         self._watermark = 0
-        """Rows with an id up to this were queued before the current connection: the backlog."""
+        """Rows with an id up to this were queued before the current connection: where the backlog is."""
+        self._seq_watermark = 0
+        """Rows with a seq below this were queued before the current connection: what is replayed."""
+        self._ack_timer = False
         self._live_retained: Set[str] = set()
         self._rate_timer = False
         self.timers = Timers()
@@ -112,6 +116,7 @@ class Drain:
         if requeued:
             _LOGGER.info("resending %d message(s) whose PUBACK never came", requeued)
         self._watermark = self.outbox.last_id()
+        self._seq_watermark = self.outbox.next_seq()
         self._live_retained = set()
 
     def acked(self, link: Link, mid: int, failure: Optional[str]) -> None:
@@ -171,6 +176,8 @@ class Drain:
             return False
         if room > allowed and self.outbox.depth > len(link.inflight):
             self._wake_for_tokens()
+        if self.outbox.acks_waiting:
+            self._wake_for_acks()
         return bool(acked) and not link.inflight
 
     def _next(self, limit: int) -> List[Row]:
@@ -183,7 +190,7 @@ class Drain:
 
     def _publish(self, link: Link, row: Row, sent: List[Tuple[int, int]]) -> str:
         """Publish one row: ``_SENT``, ``_OVERSIZE`` (not sent: too big) or ``_DOWN`` (paho refused)."""
-        replay = row.id <= self._watermark
+        replay = row.seq < self._seq_watermark
         payload = _mark_replay(row.payload) if replay else row.payload
         topic = f"{self.base}/{row.topic}"
         if packet_bytes(topic, payload) > link.max_packet_bytes:
@@ -224,6 +231,18 @@ class Drain:
             )
         self.wake()  # the rows behind them
 
+    def _wake_for_acks(self) -> None:
+        """Acknowledged rows wait to be deleted with the next put; if none comes, a later step does it."""
+        if self._ack_timer:
+            return
+        self._ack_timer = True
+
+        def fire() -> None:
+            self._ack_timer = False
+            self.wake()
+
+        self.timers.call_later(ACK_FLUSH_S + 0.1, fire)
+
     def _wake_for_tokens(self) -> None:
         """The rate, not the window, stopped this step: come back when a token is there (one timer)."""
         if self._rate_timer:
@@ -237,9 +256,10 @@ class Drain:
         self.timers.call_later(self.bucket.wait_s(), fire)
 
     def stop_timers(self) -> None:
-        """Cancel the pending settle retry and rate timer (the publisher stops; nothing is left to fire)."""
+        """Cancel the pending settle retry, rate and ack timers (the publisher stops)."""
         self.timers.cancel()
         self._rate_timer = False
+        self._ack_timer = False
 
     def settle_acked(self, link: Link) -> None:
         """At a stop: delete what was acknowledged (not a durability matter; it saves resending it)."""

@@ -13,29 +13,28 @@ them; this queue is the durable part. The life of a row::
   wall clock in epoch milliseconds, so ``seq`` keeps growing for consumers even then.
 * ``ts`` is the capture time in UTC ISO-8601 with milliseconds (``2026-11-24T21:40:52.123Z``). A payload
   that already carries ``ts`` keeps it; otherwise the time of :meth:`put` is stamped.
-* Rows are only ever deleted on PUBACK (:meth:`settle`) or by the bounds below, never when handed to paho.
-  Marking a row in flight and deleting acknowledged rows need no durability of their own: after a crash an
-  in-flight row is simply ready again and goes out once more with the same ``seq`` (a visible duplicate,
-  which at-least-once allows), so both are batched into one transaction per drain step.
+* Rows are only ever deleted after their PUBACK (:meth:`settle`) or by the bounds below, never when handed
+  to paho. Marking a row in flight and deleting acknowledged rows need no durability of their own: after a
+  crash an in-flight or acknowledged row is simply ready again and goes out once more with the same ``seq``
+  (a visible duplicate, which at-least-once allows). So in-flight marks live in memory only, and
+  acknowledged rows are deleted with the next put's transaction, or on their own (without an fsync) once
+  the oldest has waited :data:`ACK_FLUSH_S`: one transaction per summary flush instead of three, the
+  main saving in bytes written to the SD card (``agent.mqtt.outbox_file``). A SIGKILL still loses
+  nothing: every put is committed before it returns.
 * Bounds: ``max_rows``, ``max_bytes`` (topic + payload) and ``max_age_s``; on disk that is the rows plus
-  SQLite's page overhead plus a WAL checkpointed every ~1 MB. Past a bound the oldest rows are
+  SQLite's page overhead plus a WAL of at most ~2 MB. Past a bound the oldest rows are
   dropped first (a dashboard wants the recent picture most), counted per reason in the database and
   reported by :meth:`stats`, which the publisher puts into the retained ``health`` message.
 * ``state`` is a small key -> text table written in the same transaction as the messages it goes with
   (``put_many(..., state=...)``): the service keeps each open session's checkpoint there, so "this session
   is open, and this much of it was published" is durable exactly when its messages are.
-* A database that cannot be opened or fails ``PRAGMA quick_check`` is moved aside as
-  ``<name>.corrupt-<UTC timestamp>`` with one loud log line, and a fresh one is started: a kiosk must not
-  crash-loop on a file a power cut damaged. Names are unique; only the newest three are kept.
+* A damaged file is moved aside and a fresh one started (``agent.mqtt.outbox_file``).
 
-fsync policy, measured here (Debian 12 VM on a fast virtual disk, SQLite 3.40, WAL, 200-byte payloads,
-``put()`` = one insert + counter update per transaction; drain = mark 100 in flight + ack 100, two
-transactions; numbers in ``SYNCHRONOUS_COST``): ``synchronous=FULL`` costs one fsync of the WAL per commit,
-which makes a single ``put`` ~2.6x slower (0.22 vs 0.08 ms) while batched work (``put_many``, the drain) is
-within ~15 % because the fsync is shared by 100 rows. FULL is the default because a summary must
-survive a power cut once ``put`` returned; the agent commits a few messages per second, far below what even
-an SD card sustains (~1,200 random 4 KB writes/s on a Pi 4 A2 card). ``normal`` is for worn or very slow
-cards where that matters more than the last second of summaries before a power cut.
+fsync policy: ``synchronous = "full"`` (the default) fsyncs the WAL at every put's commit, so a summary
+survives a power cut once ``put`` returned; the agent commits a few times a second at most, far below what
+even an SD card sustains (~1,200 random 4 KB writes/s on a Pi 4 A2 card). ``"normal"`` may lose the last
+commits on a power cut (never on a SIGKILL) and writes about half the bytes (``scripts/bench/flash.py``:
+1.7 vs 3.3 KB a message), for worn or very slow cards.
 
 Threading: one connection, used from the event loop thread only (the publisher hands paho's callbacks over
 to the loop first). A lock guards it anyway so ``stats()`` from another thread is safe.
@@ -45,50 +44,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import json
 import logging
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from agent.config import OutboxConfig
 from agent.health import OutboxHealth
 from agent.messages import utc_iso
+from agent.mqtt import outbox_file
+from agent.mqtt.acks import Acks
 
 _LOGGER = logging.getLogger(__name__)
 
-SYNCHRONOUS_COST: Mapping[str, str] = {
-    "full": "~4,500 put()/s (0.22 ms each); 100 per put_many() ~44k rows/s; drain ~55k rows/s",
-    "normal": "~12,000 put()/s (0.08 ms each); 100 per put_many() ~48k rows/s; drain ~63k rows/s",
-}
-"""Measured on the project's machine (see the module docstring); a Pi SD card is one to two orders slower."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    seq INTEGER NOT NULL,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    retain INTEGER NOT NULL,
-    created REAL NOT NULL,
-    size INTEGER NOT NULL,
-    mid INTEGER
-);
-CREATE INDEX IF NOT EXISTS messages_mid ON messages (mid) WHERE mid IS NOT NULL;
-CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
 DROP_REASONS = ("rows", "bytes", "age", "oversize")
 """Why rows left the outbox unsent: its bounds, or bigger than the broker accepts (the drain says so)."""
-_WAL_CHECKPOINT_PAGES = 256
-"""Checkpoint the WAL about every 1 MB (SQLite's default is 4 MB), so disk stays near the row bounds."""
-_WAL_LIMIT_BYTES = 1024 * 1024
-_SQL_VARS = 500
-"""Bound parameters per statement: old SQLite builds (Pi OS Bullseye) allow 999 at most."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,10 +74,6 @@ class Row:
     payload: bytes
     retain: bool
     created: float
-
-
-KEEP_QUARANTINED = 3
-"""Quarantined (corrupt) outbox files kept for a post-mortem; older ones are deleted."""
 
 
 class Outbox:
@@ -121,92 +90,17 @@ class Outbox:
         try:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
-            self.quarantined = self._quarantine(exc)
+            self.quarantined = outbox_file.quarantine(self.path, exc)
             self._db = self._open()
         self._count, self._bytes = self._db.execute(
             "SELECT count(*), coalesce(sum(size), 0) FROM messages"
         ).fetchone()
-        self.requeue_inflight()
-
-    # ----------------------------------------------------------------------------------------------
-    # Opening
+        self._acks = Acks()
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self.cfg.synchronous.upper()}")
-            db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
-            db.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
-            db.executescript(_SCHEMA)
-            with self._transaction(db):
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', ?)", (int(self._clock() * 1000),))
-                for reason in DROP_REASONS:
-                    db.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", (f"dropped_{reason}",))
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
-
-    def _quarantine(self, exc: Exception) -> Path:
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        n = 1
-        while target.exists():  # two quarantines in the same microsecond (a clock stepped back) keep both
-            n += 1
-            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
-        self.path.replace(target)
-        for suffix in ("-wal", "-shm"):
-            side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
-                side.replace(target.with_name(target.name + suffix))
-        removed = self._prune_quarantined(keep=target)
-        _LOGGER.error(
-            "outbox %s is corrupt (%s): moved it aside to %s and started an empty outbox; "
-            "messages queued in it were not sent%s",
-            self.path,
-            exc,
-            target,
-            f" (removed {removed} older quarantined file(s): at most {KEEP_QUARANTINED} are kept)"
-            if removed
-            else "",
+        return outbox_file.open_db(
+            self.path, self.cfg.synchronous, lambda: int(self._clock() * 1000), DROP_REASONS
         )
-        return target
-
-    def _prune_quarantined(self, keep: Path) -> int:
-        """Delete all but the newest :data:`KEEP_QUARANTINED` quarantined files, so a card that keeps
-        corrupting the database cannot fill the disk with copies of it."""
-        olds = sorted(
-            (
-                p
-                for p in self.path.parent.glob(f"{self.path.name}.corrupt-*")
-                if not p.name.endswith(("-wal", "-shm"))
-            ),
-            key=lambda p: p.stat().st_mtime_ns,
-        )
-        removed = 0
-        for old in olds[: max(0, len(olds) - KEEP_QUARANTINED)]:
-            if old == keep:
-                continue
-            for path in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            removed += 1
-        return removed
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     # ----------------------------------------------------------------------------------------------
     # Writing
@@ -228,7 +122,8 @@ class Outbox:
         """
         now = self._clock()
         seqs: List[int] = []
-        with self._lock, self._transaction(self._db):
+        with self._lock, outbox_file.transaction(self._db):
+            self._delete_acked()  # rides on this commit: no transaction of its own
             for key, value in (state or {}).items():
                 if value is None:
                     self._db.execute("DELETE FROM state WHERE key = ?", (key,))
@@ -320,19 +215,31 @@ class Outbox:
         upto = (1 << 62) if upto_id is None else upto_id
         with self._lock:
             if self._oldest_before(now - self.cfg.max_age_s):
-                with self._transaction(self._db):
+                with outbox_file.transaction(self._db):
                     self._enforce_bounds(now)
+            busy = self._acks.busy()
             rows = self._db.execute(
                 "SELECT id, seq, topic, payload, retain, created FROM messages "
-                "WHERE mid IS NULL AND id > ? AND id <= ? ORDER BY id LIMIT ?",
-                (after_id, upto, limit),
+                "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                (after_id, upto, limit + len(busy)),
             ).fetchall()
-        return [Row(i, s, t, bytes(p), bool(r), c) for i, s, t, p, r, c in rows]
+        ready = [Row(i, s, t, bytes(p), bool(r), c) for i, s, t, p, r, c in rows if s not in busy]
+        return ready[:limit]
 
     @property
     def depth(self) -> int:
-        """Rows queued, in flight included."""
-        return int(self._count)
+        """Rows queued and not acknowledged, in flight included."""
+        return max(0, int(self._count) - self._acks.waiting)
+
+    @property
+    def acks_waiting(self) -> int:
+        """Acknowledged rows not deleted yet (see :meth:`settle`)."""
+        return self._acks.waiting
+
+    def next_seq(self) -> int:
+        """The ``seq`` the next message will get: every row queued so far has a smaller one."""
+        with self._lock:
+            return int(self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
 
     def last_id(self) -> int:
         """The id of the newest row queued so far (0 when none ever was): a mark between backlog and live."""
@@ -344,38 +251,61 @@ class Outbox:
         """Delete ``rows`` unsent, counted under ``reason`` (one of :data:`DROP_REASONS`)."""
         if not rows:
             return
-        with self._lock, self._transaction(self._db):
-            ids = [r.id for r in rows]
-            size = self._db.execute(
-                f"SELECT coalesce(sum(size), 0) FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids
-            ).fetchone()[0]
-            self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
-            self._count_drop(reason, len(ids), int(size), say=False)
+        with self._lock, outbox_file.transaction(self._db):
+            count, size = self._delete([(r.id, r.seq) for r in rows])
+            self._count_drop(reason, count, size, say=False)
 
     def settle(self, acked_mids: Iterable[int], sent: Iterable[Tuple[int, int]]) -> int:
-        """Delete rows whose PUBACK came and mark ``(row id, mid)`` pairs in flight, in one transaction.
+        """Note ``(row id, mid)`` pairs as in flight and the rows whose PUBACK came as acknowledged.
 
-        Returns the number of rows deleted.
+        Both live in memory (they need no durability: after a crash such a row is simply sent again, same
+        ``seq``); acknowledged rows are deleted with the next put's transaction, or on their own once the
+        oldest has waited :data:`ACK_FLUSH_S` (:meth:`flush_acks`). Returns how many were acknowledged.
         """
-        acked = list(acked_mids)
-        marks = [(mid, row_id) for row_id, mid in sent]
-        if not acked and not marks:
-            return 0
-        with self._lock, self._transaction(self._db):
-            deleted = 0
-            for start in range(0, len(acked), _SQL_VARS):
-                chunk = acked[start : start + _SQL_VARS]
-                where = f"mid IN ({','.join('?' * len(chunk))})"
-                rows, size = self._db.execute(
-                    f"SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE {where}", chunk
-                ).fetchone()
-                self._db.execute(f"DELETE FROM messages WHERE {where}", chunk)
-                self._count -= rows
-                self._bytes -= size
-                deleted += rows
-            if marks:
-                self._db.executemany("UPDATE messages SET mid = ? WHERE id = ?", marks)
-        return deleted
+        now = self._clock()
+        with self._lock:
+            for row_id, mid in sent:
+                found = self._db.execute("SELECT seq FROM messages WHERE id = ?", (row_id,)).fetchone()
+                self._acks.sent(mid, row_id, int(found[0]) if found else -1)
+            acked = self._acks.acked(acked_mids, now)
+        if self._acks.due(now):
+            self.flush_acks()
+        return acked
+
+    def flush_acks(self) -> None:
+        """Delete the acknowledged rows now, in one transaction that does not wait for an fsync (a power
+        cut that loses it only means those rows are sent once more)."""
+        if not self._acks.waiting:
+            return
+        with self._lock:
+            if self.cfg.synchronous != "normal":
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with outbox_file.transaction(self._db):
+                    self._delete_acked()
+            finally:
+                if self.cfg.synchronous != "normal":
+                    self._db.execute(f"PRAGMA synchronous={self.cfg.synchronous.upper()}")
+
+    def _delete_acked(self) -> None:
+        """Delete the acknowledged rows; the caller holds the lock and the transaction."""
+        if self._acks.waiting:
+            count, size = self._delete(self._acks.take_acked())
+            self._count -= count
+            self._bytes -= size
+
+    def _delete(self, rows: Sequence[Tuple[int, int]]) -> Tuple[int, int]:
+        """Delete (row id, seq) pairs (both must match: ids may be reused); returns (rows, bytes) deleted."""
+        count = size = 0
+        for row_id, seq in rows:
+            found = self._db.execute(
+                "SELECT size FROM messages WHERE id = ? AND seq = ?", (row_id, seq)
+            ).fetchone()
+            if found is not None:
+                self._db.execute("DELETE FROM messages WHERE id = ?", (row_id,))
+                count += 1
+                size += int(found[0])
+        return count, size
 
     def state_items(self, prefix: str) -> Dict[str, str]:
         """The ``state`` rows whose key starts with ``prefix`` (see :meth:`put_many`)."""
@@ -388,7 +318,7 @@ class Outbox:
     def requeue_inflight(self) -> int:
         """Every in-flight row becomes ready again (its PUBACK can no longer come); returns how many."""
         with self._lock:
-            return self._db.execute("UPDATE messages SET mid = NULL WHERE mid IS NOT NULL").rowcount
+            return self._acks.requeue()
 
     # ----------------------------------------------------------------------------------------------
     # Reporting
@@ -402,12 +332,10 @@ class Outbox:
     def health(self) -> OutboxHealth:
         """Depth, bytes, in flight, drops and where the file is, for the health message."""
         dropped = self.dropped()
-        with self._lock:
-            inflight = self._db.execute("SELECT count(*) FROM messages WHERE mid IS NOT NULL").fetchone()[0]
         return OutboxHealth(
-            depth=self._count,
-            bytes=self._bytes,
-            inflight=int(inflight),
+            depth=self.depth,
+            bytes=int(self._bytes),
+            inflight=self._acks.inflight,
             dropped=dropped,
             dropped_total=sum(dropped.values()),
             synchronous=self.cfg.synchronous,
@@ -420,7 +348,9 @@ class Outbox:
         return dataclasses.asdict(self.health())
 
     def close(self) -> None:
-        """Checkpoint the WAL into the main file and close."""
+        """Delete what was acknowledged, checkpoint the WAL into the main file and close."""
+        with contextlib.suppress(sqlite3.Error):  # a full disk: they are sent once more next time
+            self.flush_acks()
         with self._lock:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

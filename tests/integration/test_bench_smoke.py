@@ -27,7 +27,9 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("script", ["media.py", "outbox.py", "latency.py", "memory.py", "kioskday.py"])
+@pytest.mark.parametrize(
+    "script", ["media.py", "outbox.py", "latency.py", "memory.py", "kioskday.py", "flash.py"]
+)
 def test_benchmark_prints_its_table(script: str, tmp_path: Path) -> None:
     if script == "outbox.py" and importlib.util.find_spec("persistqueue") is None:
         pytest.skip("persist-queue is not installed (pip install -e '.[bench]')")

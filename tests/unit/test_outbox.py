@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.config import OutboxConfig
-from agent.mqtt.outbox import KEEP_QUARANTINED, Outbox, utc_iso
+from agent.mqtt.outbox import Outbox, utc_iso
+from agent.mqtt.outbox_file import KEEP_QUARANTINED
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
