@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 from typing import Any, Callable, List, Optional, Set, Union
 
 import paho.mqtt.client as mqtt
@@ -32,7 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.aio import wait_event
 from agent.config import MqttConfig
-from agent.mqtt.diagnose import handshake_problem
+from agent.mqtt.diagnose import handshake_problem, open_problem
 from agent.mqtt.limits import TokenBucket
 from agent.mqtt.link import Connack, Link, Refusal, props
 
@@ -210,25 +209,8 @@ class Bridge:
             await asyncio.get_running_loop().run_in_executor(
                 None, self._open_blocking, link.client, clean_start
             )
-        except ssl.SSLCertVerificationError as exc:
-            return Refusal(
-                "disconnected",
-                f"TLS handshake with {self.where} failed: certificate verify failed ({exc.verify_message}); "
-                "mqtt.tls_ca must name the CA that signed the broker's certificate, and the certificate "
-                "must name mqtt.host",
-            )
-        except ssl.SSLError as exc:
-            return Refusal(
-                "disconnected", f"TLS with {self.where} failed: {exc.reason or exc}; check mqtt.tls_*"
-            )
-        except ConnectionResetError as exc:
-            return Refusal("disconnected", self._handshake_problem(exc.strerror or "reset"), transient=True)
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            refused = isinstance(exc, ConnectionRefusedError)
-            return Refusal(
-                "disconnected", f"MQTT broker {self.where} unreachable: {reason}", transient=refused
-            )
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            return open_problem(self.cfg, exc, connected_before=self.connected_before)
         return None
 
     def _handshake_problem(self, reason: str, link: Optional[Link] = None) -> str:

@@ -11,7 +11,10 @@ before CONNACK (paho's text is logged at debug, since its timing varies).
 
 from __future__ import annotations
 
+import ssl
+
 from agent.config import MqttConfig
+from agent.mqtt.link import Refusal
 
 
 def handshake_problem(cfg: MqttConfig, reason: str, *, connected_before: bool) -> str:
@@ -51,4 +54,32 @@ def handshake_problem(cfg: MqttConfig, reason: str, *, connected_before: bool) -
     return (
         f"{where} closed the connection before CONNACK ({reason}); is it an MQTT port, and does mqtt.tls "
         f"match it?{hint}"
+    )
+
+
+def open_problem(cfg: MqttConfig, exc: Exception, *, connected_before: bool) -> Refusal:
+    """What went wrong in TCP connect, TLS handshake or CONNECT (paho's ``connect``), as a refusal.
+
+    ``transient``: refused or reset at once, as a restarting broker does (the publisher retries soon).
+    """
+    where = f"{cfg.host}:{cfg.port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return Refusal(
+            "disconnected",
+            f"TLS handshake with {where} failed: certificate verify failed ({exc.verify_message}); "
+            "mqtt.tls_ca must name the CA that signed the broker's certificate, and the certificate "
+            "must name mqtt.host",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return Refusal("disconnected", f"TLS with {where} failed: {exc.reason or exc}; check mqtt.tls_*")
+    if isinstance(exc, ConnectionResetError):
+        reason = exc.strerror or "reset"
+        return Refusal(
+            "disconnected", handshake_problem(cfg, reason, connected_before=connected_before), True
+        )
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return Refusal(
+        "disconnected",
+        f"MQTT broker {where} unreachable: {reason}",
+        transient=isinstance(exc, ConnectionRefusedError),
     )
