@@ -28,8 +28,9 @@ from agent import identity, logs, parts
 from agent import status as status_mod
 from agent.aio import TaskOwner
 from agent.audio_gate import AudioGate
-from agent.capture.camera import FrameSource, open_camera
-from agent.capture.microphone import AudioSource, open_microphone
+from agent.capture.camera import FrameSource
+from agent.capture.factory import open_camera, open_microphone
+from agent.capture.microphone import AudioSource
 from agent.config import Config
 from agent.errors import EX_CONFIG, EX_UNAVAILABLE, AgentError, HumeAuthError, HumeQuotaError
 from agent.health import (

@@ -1,10 +1,12 @@
-"""Audio sources delivering 16 kHz mono s16le chunks of ``chunk_ms``: PyAudio, a WAV file, synthetic speech.
+"""Audio sources delivering 16 kHz mono s16le chunks of ``chunk_ms``: the base class and the PyAudio device.
+
+The WAV-file and synthetic-speech sources live in :mod:`agent.capture.synthetic`;
+:mod:`agent.capture.factory` picks a source.
 
 The PyAudio microphone reads on its own daemon thread (a device's clock paces it) and hands chunks to the
-event loop through a bounded queue; the file and speech sources have no clock of their own and are paced
-in real time here, so every consumer sees the same timing whatever the source. A lost device is logged
-once, retried with backoff and logged once when back; only :class:`asyncio.CancelledError` leaves
-:meth:`AudioSource.chunks`. No audio is ever written to disk: espeak-ng's speech comes through a pipe.
+event loop through a bounded queue. A lost device is logged once, retried with backoff and logged once when
+back; only :class:`asyncio.CancelledError` leaves :meth:`AudioSource.chunks`. No audio is ever written
+to disk.
 """
 
 from __future__ import annotations
@@ -14,64 +16,17 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import dataclasses
-import importlib.util
 import logging
-import os
-import shutil
 import threading
 import time
-import wave
-from typing import Any, AsyncGenerator, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, AsyncGenerator, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from agent.capture.device import Recovery
-from agent.config import MicrophoneConfig
-from agent.errors import AgentError
-from agent.media.audio import AUDIO_RATE, AudioChunk, AudioChunker, Resampler, decode_wav, to_mono
+from agent.media.audio import AudioChunk, AudioChunker, Resampler, to_mono
 
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class SpokenLine:
-    """One line of the synthetic speaker and how espeak-ng says it (its ``-s``, ``-p`` and ``-a`` flags)."""
-
-    text: str
-    speed_wpm: int = 175
-    pitch: int = 50
-    """0-99."""
-    amplitude: int = 100
-    """0-200."""
-
-    def espeak_flags(self) -> List[str]:
-        return ["-s", str(self.speed_wpm), "-p", str(self.pitch), "-a", str(self.amplitude)]
-
-
-LIVELY = {"speed_wpm": 210, "pitch": 75, "amplitude": 180}
-CALM = {"speed_wpm": 120, "pitch": 25, "amplitude": 60}
-"""Measured by the emulator's voice cues: lively lines read -15 dBFS, ~130 Hz, ~6.5 syllables/s
-(liveliness 0.7-0.9); calm ones -26 dBFS, ~85 Hz, ~5 syllables/s (0.1-0.2); espeak-ng's default 0.3-0.5."""
-
-SENTENCES = (
-    SpokenLine("Hello! Welcome to the exhibition. I am so happy you came by!", **LIVELY),
-    SpokenLine("Take your time. There is no hurry here.", **CALM),
-    SpokenLine("Wow, look at that! I did not expect it to be this big!", **LIVELY),
-    SpokenLine("Hmm. Let me think about this one for a moment.", **CALM),
-)
-"""What the synthetic speaker says, in turn, each followed by a pause: lively and calm lines alternate,
-so the demo's prosody summaries alternate between Excitement / Interest and Calmness / Boredom."""
-
-
-def child_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """The environment a child process gets: enough to find programs and decode text, nothing else.
-
-    The agent's own environment may hold ``HUME_API_KEY`` and ``CREDENTIALS_DIRECTORY``; a child (espeak-ng)
-    needs neither, and what it does not have it cannot leak.
-    """
-    env = os.environ if environ is None else environ
-    return {"PATH": env.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
 
 
 class AudioSource(abc.ABC):
@@ -95,140 +50,6 @@ class AudioSource(abc.ABC):
     def status(self) -> Dict[str, Any]:
         """Counters for the agent's status file."""
         return {"source": self.describe(), "chunks": self.chunks_sent, **self.recovery.status()}
-
-
-# --------------------------------------------------------------------------------------------------
-# Sources without a clock: paced here
-
-
-class _PacedSource(AudioSource):
-    """Emits chunks when real time has caught up with them, as a microphone would."""
-
-    @abc.abstractmethod
-    def _blocks(self) -> AsyncGenerator[np.ndarray, None]:
-        """16 kHz int16 sample blocks, endlessly; raises when the underlying input fails."""
-
-    async def chunks(self) -> AsyncGenerator[AudioChunk, None]:
-        chunk_s = self.chunk_ms / 1000
-        while True:
-            chunker = AudioChunker(self.chunk_ms)
-            due = time.monotonic() + chunk_s
-            try:
-                async for block in self._blocks():
-                    for pcm in chunker.push(block):
-                        # A chunk is due once its last sample "has been spoken"; after a stall (a slow
-                        # consumer) the clock restarts instead of bursting to catch up.
-                        now = time.monotonic()
-                        if now - due > chunk_s:
-                            due = now
-                        await asyncio.sleep(max(0.0, due - now))
-                        due += chunk_s
-                        self.recovery.ok()
-                        self.chunks_sent += 1
-                        yield AudioChunk(pcm, time.time() - chunk_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any input failure: wait, start over
-                await asyncio.sleep(self.recovery.failed(exc))
-
-
-class WavFileSource(_PacedSource):
-    """A WAV file (16-bit PCM, any rate and channel count), looped, converted to 16 kHz mono."""
-
-    _BLOCK_S = 0.5
-
-    def __init__(self, path: str, chunk_ms: int = 1000, **retry: float) -> None:
-        self.path = path
-        super().__init__(chunk_ms, **retry)
-
-    def describe(self) -> str:
-        return f"WAV file {self.path}"
-
-    def _open(self) -> Tuple[Any, Resampler, int]:
-        w = wave.open(self.path, "rb")  # noqa: SIM115 - closed by _blocks, which reads it in slices
-        if w.getsampwidth() != 2 or w.getnframes() == 0:
-            w.close()
-            raise ValueError(
-                f"{self.path}: {w.getsampwidth() * 8}-bit, {w.getnframes()} frames; need non-empty 16-bit PCM"
-            )
-        return w, Resampler(w.getframerate()), w.getnchannels()
-
-    async def _blocks(self) -> AsyncGenerator[np.ndarray, None]:
-        w, resampler, channels = await asyncio.to_thread(self._open)
-        try:
-            frames = int(w.getframerate() * self._BLOCK_S)
-            while True:
-                raw = await asyncio.to_thread(w.readframes, frames)
-                if not raw:
-                    w.rewind()
-                    continue
-                yield resampler.process(to_mono(np.frombuffer(raw, dtype="<i2"), channels))
-        finally:
-            w.close()
-
-
-class SpeechSource(_PacedSource):
-    """Synthetic speech: espeak-ng says a few lines (plain text: its default voice), each followed by
-    silence, looped.
-
-    espeak-ng writes its WAV to a pipe (``--stdout``), never to disk; the whole loop (~25 s, ~0.8 MB) is
-    synthesised once and kept in memory.
-    """
-
-    def __init__(
-        self,
-        chunk_ms: int = 1000,
-        sentences: Sequence[Union[str, SpokenLine]] = SENTENCES,
-        pause_s: float = 2.0,
-        voice: str = "en",
-        **retry: float,
-    ) -> None:
-        if not sentences or pause_s < 0:
-            raise ValueError("speech: give at least one sentence and a pause_s >= 0")
-        self.sentences = tuple(SpokenLine(s) if isinstance(s, str) else s for s in sentences)
-        self.pause_s = pause_s
-        self.voice = voice
-        self._loop: Optional[np.ndarray] = None
-        super().__init__(chunk_ms, **retry)
-
-    def describe(self) -> str:
-        return f"synthetic speech (espeak-ng, {len(self.sentences)} sentences)"
-
-    async def say(self, line: Union[str, SpokenLine]) -> np.ndarray:
-        """``line`` spoken by espeak-ng, as 16 kHz int16 samples."""
-        spoken = SpokenLine(line) if isinstance(line, str) else line
-        proc = await asyncio.create_subprocess_exec(
-            "espeak-ng",
-            "--stdout",
-            "-v",
-            self.voice,
-            *spoken.espeak_flags(),
-            spoken.text,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=child_env(),
-        )
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise OSError(f"espeak-ng exited {proc.returncode}: {err.decode(errors='replace').strip()}")
-        samples, rate = decode_wav(out)
-        return Resampler(rate).process(samples)
-
-    async def speech_loop(self) -> np.ndarray:
-        """One pass of the script: each sentence, then ``pause_s`` of silence."""
-        if self._loop is None:
-            pause: np.ndarray = np.zeros(int(self.pause_s * AUDIO_RATE), np.int16)
-            parts: List[np.ndarray] = []
-            for line in self.sentences:
-                parts += [await self.say(line), pause]
-            self._loop = np.concatenate(parts)
-        return self._loop
-
-    async def _blocks(self) -> AsyncGenerator[np.ndarray, None]:
-        loop = await self.speech_loop()
-        while True:
-            yield loop
 
 
 # --------------------------------------------------------------------------------------------------
@@ -428,29 +249,3 @@ class PyAudioMicrophone(AudioSource):
                 yield chunk
         finally:
             stop.set()
-
-
-# --------------------------------------------------------------------------------------------------
-
-
-def open_microphone(cfg: MicrophoneConfig) -> Optional[AudioSource]:
-    """The audio source ``cfg`` asks for, or None for ``source = "none"``.
-
-    Raises :class:`AgentError` when what the source needs is not installed.
-    """
-    if cfg.source == "none":
-        return None
-    if cfg.source == "speech":
-        if shutil.which("espeak-ng") is None:
-            raise AgentError("microphone.source = 'speech' needs espeak-ng: sudo apt install espeak-ng")
-        return SpeechSource(cfg.chunk_ms)
-    if cfg.source == "wav":
-        return WavFileSource(cfg.wav_path, cfg.chunk_ms)
-    if cfg.source == "pyaudio":
-        if importlib.util.find_spec("pyaudio") is None:
-            raise AgentError(
-                "microphone.source = 'pyaudio' needs PyAudio: sudo apt install portaudio19-dev, then "
-                "pip install 'hume-edge-agent[audio]'"
-            )
-        return PyAudioMicrophone(cfg.device, cfg.device_rate, cfg.chunk_ms)
-    raise ValueError(f"microphone.source = {cfg.source!r}: must be speech, wav, pyaudio or none")

@@ -58,8 +58,9 @@ import numpy as np  # noqa: E402
 
 from agent import config as config_mod  # noqa: E402
 from agent import service  # noqa: E402
-from agent.capture.camera import FrameSource, SceneStep, SyntheticCamera  # noqa: E402
-from agent.capture.microphone import AudioSource, SpeechSource  # noqa: E402
+from agent.capture.camera import FrameSource  # noqa: E402
+from agent.capture.microphone import AudioSource  # noqa: E402
+from agent.capture.synthetic import SceneStep, SpeechSource, SyntheticCamera  # noqa: E402
 from agent.hume.backend import Backend  # noqa: E402
 from agent.hume.types import Observation  # noqa: E402
 from agent.localbroker import LocalBroker  # noqa: E402

@@ -44,8 +44,7 @@ from hume.expression_measurement.stream import Config, StreamFace, StreamModelPr
 
 from agent import config as config_mod  # noqa: E402
 from agent.audio_gate import AudioGate  # noqa: E402
-from agent.capture.camera import SyntheticCamera  # noqa: E402
-from agent.capture.microphone import SpeechSource  # noqa: E402
+from agent.capture.synthetic import SpeechSource, SyntheticCamera  # noqa: E402
 from agent.hume.v0.client import V0Backend  # noqa: E402
 from agent.media.audio import AudioChunk, voice_activity, wav_bytes  # noqa: E402
 from agent.media.frames import Frame  # noqa: E402

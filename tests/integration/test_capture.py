@@ -14,7 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.capture.camera import FrameSource, OpenCVCamera, SceneStep, SyntheticCamera, open_camera
+from agent.capture.camera import FrameSource, OpenCVCamera
+from agent.capture.factory import open_camera
+from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.config import CameraConfig, HumeConfig
 from agent.errors import AgentError
 from agent.hume.types import OutgoingMedia

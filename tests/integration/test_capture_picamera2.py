@@ -17,7 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.capture.camera import Picamera2Camera, SyntheticCamera, open_camera
+from agent.capture.camera import Picamera2Camera
+from agent.capture.factory import open_camera
+from agent.capture.synthetic import SyntheticCamera
 from agent.config import CameraConfig
 from agent.media.frames import Frame
 from agent.media.video import FramePipeline

@@ -9,8 +9,16 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import pytest
 
-from agent.capture.camera import EXPRESSION_SCENE, SyntheticCamera, painted_expression
-from agent.capture.microphone import CALM, LIVELY, SENTENCES, SpeechSource, SpokenLine
+from agent.capture.synthetic import (
+    CALM,
+    EXPRESSION_SCENE,
+    LIVELY,
+    SENTENCES,
+    SpeechSource,
+    SpokenLine,
+    SyntheticCamera,
+    painted_expression,
+)
 from agent.hume.v0.protocol import TOXICITY_CATEGORIES, Prediction, PredictionsMessage, PublishMessage
 from agent.hume.v1 import protocol as p
 from hume_emulator import detectors

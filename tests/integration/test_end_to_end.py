@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 from agent import config as config_mod
-from agent.capture.camera import SceneStep, SyntheticCamera
 from agent.capture.microphone import AudioSource
+from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.errors import EX_UNAVAILABLE
 from agent.hume.v0.protocol import EXPRESSIONS, PublishMessage
 from agent.media.audio import AudioChunk, Resampler, decode_wav

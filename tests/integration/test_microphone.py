@@ -14,7 +14,9 @@ import numpy as np
 import pyaudio
 import pytest
 
-from agent.capture.microphone import PyAudioMicrophone, SpeechSource, WavFileSource, open_microphone
+from agent.capture.factory import open_microphone
+from agent.capture.microphone import PyAudioMicrophone
+from agent.capture.synthetic import SpeechSource, WavFileSource
 from agent.config import HumeConfig, MicrophoneConfig
 from agent.errors import AgentError
 from agent.hume.types import OutgoingMedia

@@ -27,7 +27,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import pytest
 
 from agent import config as config_mod
-from agent.capture.camera import SceneStep, SyntheticCamera
+from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.hume.v0.protocol import PublishMessage
 from agent.media.audio import Resampler, decode_wav
 from agent.media.frames import Frame

@@ -19,8 +19,8 @@ import pytest
 from agent import config as config_mod
 from agent import service
 from agent.audio_gate import FRAME_MS
-from agent.capture.camera import SceneStep, SyntheticCamera
 from agent.capture.microphone import AudioSource
+from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.config import Config
 from agent.hume.backend import Backend
 from agent.hume.types import Observation

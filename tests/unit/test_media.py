@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.capture.camera import SceneStep, SyntheticCamera
+from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.config import CameraConfig
 from agent.media.frames import Frame, fit_size
 from agent.media.video import FramePipeline, RateLimiter, yuv420_planes

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.capture.camera import SceneStep, SyntheticCamera
+from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.media.frames import Frame
 from agent.presence import PresenceDetector
 
