@@ -22,8 +22,8 @@ Billed media-seconds are read from the emulators: v1 from each ``session.closed`
 ms and frames, with the 10 s minimum per session that took media), v0 from the payloads (images with
 the face model, seconds of WAV audio). Visitor-seconds missed are read from the results that came back
 to the agent: time of a visit in which the visitor was measurable (face in view, or speaking) and no
-frame of it (a frame stands for its frame period) and no audio of it was measured. RSS is sampled once
-a second in each agent.
+frame of it (a frame stands for the time until the camera's next one) and no audio of it was
+measured. RSS is sampled once a second in each agent.
 
 Computed: the day. ``DAY_H`` = 12 opening hours; at occupancy p (share of the day with someone in
 front of the kiosk) the day holds ``p * day / visitor-seconds per unit`` units, the rest is empty
@@ -66,6 +66,7 @@ from agent.hume.types import Observation  # noqa: E402
 from agent.localbroker import LocalBroker  # noqa: E402
 from agent.media.audio import AUDIO_RATE, AudioChunk  # noqa: E402
 from agent.media.frames import Frame  # noqa: E402
+from agent.media.video import FramePipeline  # noqa: E402
 
 DAY_H = 12.0
 """A kiosk-day: the opening hours of a shop or museum."""
@@ -198,6 +199,8 @@ class ScriptCamera(FrameSource):
             for who in ("", "a", "b")
         }
         self._wall = self._cams[""].render(0.0)
+        self.captured: List[float] = []
+        """Script times of the frames delivered (a loaded machine delivers fewer than fps)."""
         super().__init__(fps)
 
     def describe(self) -> str:
@@ -220,7 +223,9 @@ class ScriptCamera(FrameSource):
         """Nothing to open."""
 
     def _read(self) -> Frame:
-        return Frame(self.render(time.monotonic() - self.t0), "bgr", time.time())
+        t = time.monotonic() - self.t0
+        self.captured.append(round(t, 3))
+        return Frame(self.render(t), "bgr", time.time())
 
     def _close(self) -> None:
         """Nothing to release."""
@@ -321,6 +326,16 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
         return made[-1]
 
     service.make_backend = recording  # type: ignore[assignment]
+    static: List[float] = []  # capture times of frames skipped as near-identical to the last one sent
+    is_static = FramePipeline._is_static
+
+    def recording_static(pipeline: FramePipeline, thumb: np.ndarray, t: float) -> bool:
+        skipped = is_static(pipeline, thumb, t)
+        if skipped:
+            static.append(t)
+        return skipped
+
+    FramePipeline._is_static = recording_static  # type: ignore[method-assign]
     camera = ScriptCamera(script, args.t0, min(cfg.camera.fps, cfg.hume.fps_pred))
     microphone = ScriptMicrophone(script, args.t0, cfg.microphone.chunk_ms, await speech_track())
     stop = asyncio.Event()
@@ -351,7 +366,8 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
             0.0 if obs.model == "face" else (max(spans) if role.startswith("agent-v1") and spans else chunk_s)
         )
         results.append((obs.model, round(begin, 3), round(begin + length, 3)))
-    return {"exit": code, "results": results, "rss": rss}
+    skipped = [round(t - wall0, 3) for t in static]
+    return {"exit": code, "results": results, "rss": rss, "captured": camera.captured, "static": skipped}
 
 
 async def run_naive_v1(args: argparse.Namespace, script: Script) -> Dict[str, Any]:
@@ -470,14 +486,26 @@ def diff(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
     return {k: (b[k] - a[k]) if isinstance(b[k], (int, float)) else b[k] for k in b}
 
 
-def missed(script: Script, results: Sequence[Sequence[Any]], fps: float) -> List[Dict[str, Any]]:
+def missed(
+    script: Script,
+    results: Sequence[Sequence[Any]],
+    captured: Sequence[float],
+    static: Sequence[float],
+    fps: float,
+) -> List[Dict[str, Any]]:
     """Per episode: measurable seconds, and those of which nothing was measured (see module doc).
 
-    A measured frame stands for its frame period around its capture time, a measured piece of audio for
-    its span; the rest of a measurable second (face in view, or speaking) is missed. Read on a 50 ms grid.
+    A measured frame stands for the time until the camera delivered the next frame (a starved machine
+    delivering fewer frames is not the agent's choice of what to send), and so does a frame skipped as
+    near-identical to the last one sent (``static``: its picture was measured), a measured piece of audio for
+    its span; the rest of the time in which the visitor was measurable (face in view, or speaking) is
+    missed. Read on a 50 ms grid.
     """
-    half = 0.5 / fps
-    frames = np.array(sorted(r[1] for r in results if r[0] == "face"))
+    shots = np.array([*sorted(captured), float("inf")])
+    owned = []  # [start, end) of each measured frame's interval
+    for t in sorted([r[1] for r in results if r[0] == "face"] + list(static)):
+        k = int(np.clip(np.searchsorted(shots, t + 0.02) - 1, 0, len(shots) - 2))
+        owned.append((shots[k], min(shots[k + 1], shots[k] + 2.0 / fps)))
     audio = [(r[1], r[2]) for r in results if r[0] != "face"]
     out = []
     for e in script.episodes:
@@ -485,10 +513,8 @@ def missed(script: Script, results: Sequence[Sequence[Any]], fps: float) -> List
         face = np.array([bool(script.faces_at(t)) for t in grid])
         voice = np.array([script.speech_at(t) is not None for t in grid])
         seen = np.zeros(len(grid), dtype=bool)
-        if len(frames):
-            nearest = np.abs(frames[np.clip(np.searchsorted(frames, grid), 0, len(frames) - 1)] - grid)
-            before = np.abs(frames[np.clip(np.searchsorted(frames, grid) - 1, 0, len(frames) - 1)] - grid)
-            seen = np.minimum(nearest, before) <= half
+        for a, b in owned:
+            seen |= (grid >= a) & (grid < b)
         heard = np.zeros(len(grid), dtype=bool)
         for a, b in audio:
             heard |= (grid >= a) & (grid < b)
@@ -592,7 +618,9 @@ def report(args: argparse.Namespace, run: Run) -> None:
         entry: Dict[str, Any] = {"v1": v1, "days": days, "unit_bill": unit_bill, "unit": unit}
         if role.startswith("agent"):
             rss = [m for t, m in outs[role]["rss"] if t >= script.lead_s]
-            visits = missed(script, outs[role]["results"], min(cfg.camera.fps, cfg.hume.fps_pred))
+            fps = min(cfg.camera.fps, cfg.hume.fps_pred)
+            out = outs[role]
+            visits = missed(script, out["results"], out["captured"], out["static"], fps)
             entry.update(
                 rss_mean=sum(rss) / len(rss),
                 rss_max=max(rss),
@@ -641,7 +669,7 @@ def report(args: argparse.Namespace, run: Run) -> None:
             f"Script: {script.lead_s:g} s empty, then one unit of {episodes} ({script.visitor_s:g} visitor-s "
             f"in a {script.unit_s:g} s window); a kiosk-day is {DAY_H:g} h. Missed: seconds of each "
             "episode (in the order above) in which the visitor was measurable and nothing of it was "
-            "measured (a frame stands for its frame period). Agent defaults: debounce "
+            "measured (a frame stands for the time until the camera's next one). Agent defaults: debounce "
             f"{cfg.session.debounce_s:g} s, grace "
             f"{cfg.session.grace_s:g} s, v1_min_session_s {cfg.hume.v1_min_session_s:g} s, silence gate "
             f"{cfg.microphone.gate_preroll_ms} ms pre-roll / {cfg.microphone.gate_hangover_ms} ms hang-over, "

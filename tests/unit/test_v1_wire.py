@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 from typing import Deque, Dict, List
 
+import pytest
+
 from agent.hume.types import Observation, OutgoingMedia
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.wire import AudioWire, VideoWire
@@ -119,3 +121,23 @@ def test_video_replies_pair_with_frames_by_order_and_errors_consume_frames() -> 
     assert empty.measurements == ()
     assert empty.warning_code == "W0103"
     assert with_face.latency_s == 4.0
+
+
+def test_video_sends_held_frames_oldest_first_within_the_lag_and_drops_older_ones() -> None:
+    """A visit's frames held while it qualified (v1_min_session_s) are all measured, in order."""
+    stats: Dict[str, int] = {}
+    queue = frames(8)  # captured at 100 .. 107
+    wire = VideoWire(queue, lambda _: None, stats, now=0.0, fps=3.0, max_lag_s=6.0)
+    sent = []
+    now = 0.0
+    while queue:
+        wait, media = wire.next_send(now)
+        if media is None:
+            now += wait
+            continue
+        wire.sent(media, now)
+        wire.on_message(p.VideoResult(len(sent), ()), now)  # answered at once
+        sent.append(media.captured_at)
+    assert sent == [101.0, 102.0, 103.0, 104.0, 105.0, 106.0, 107.0]  # 100 is more than 6 s behind
+    assert stats["video_frames_stale"] == 1
+    assert now == pytest.approx(2.0, abs=0.01)  # at the API's rate: one every 1/3 s

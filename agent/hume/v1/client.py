@@ -10,7 +10,9 @@ Design (why it looks like this):
 - **Minimum billing.** Hume bills every session at least 10 s. Media of a visit is held until the
   visit has lasted ``v1_min_session_s`` (by capture time); a visit that ends sooner is dropped
   unsent and opens no session. Held audio is then sent in real time (never faster, per the
-  contract), so a visitor's audio lags by that much; video is live, so only the newest frame is kept.
+  contract), so a visitor's audio lags by that much; held video frames go at the API's 3 fps,
+  oldest first, so the visit's first seconds are measured too and video is live again within about
+  ``2 x v1_min_session_s`` (at the default 2 fps); frames further behind than that are dropped.
 - **Reconnects follow the official SDK** (:func:`agent.hume.v1.protocol.should_reconnect`): after a
   ``server_shutdown``, closes 1001/1006/1011/1012/1013, and 1008 after an audio ``internal_error``.
   Delays are the SDK's (first 1-5 s, x1.3, capped at 10 s; reset after 5 s up) through the shared
@@ -27,6 +29,7 @@ import collections
 import dataclasses
 import json
 import logging
+import math
 import random
 import time
 from typing import Deque, Dict, List, Optional, Tuple
@@ -61,6 +64,9 @@ MIN_UPTIME_S = 5.0
 RETRYABLE_STATUSES = frozenset({408, 429})
 RESULTS_MAX = 1000
 VIDEO_HELD = 3
+"""Frames of a qualified visit kept at most while the socket is busy (the newest win)."""
+HELD_LAG_MARGIN_S = 1.0
+"""Frames up to ``v1_min_session_s`` plus this behind the newest are still worth sending."""
 HEARTBEAT_S = 20.0
 """The SDK's keepalive ping interval: a dead path is noticed within about two of these."""
 LATENCY_WINDOW = 100
@@ -112,6 +118,10 @@ class V1Backend(Backend):
         if "face" in cfg.models:
             self._endpoints.append("video")
         self._fps = min(p.VIDEO_MAX_FPS, cfg.fps_pred)
+        # A visit's frames while it qualifies are kept and sent (oldest first, at the API's rate) once it
+        # has: its first seconds are measured too, not only its last frames (scripts/bench/kioskday.py).
+        self._video_held = max(VIDEO_HELD, math.ceil(cfg.v1_min_session_s * self._fps) + 1)
+        self._video_lag_s = cfg.v1_min_session_s + HELD_LAG_MARGIN_S
         self._audio_max_frames = max(
             1, round(max(cfg.queue_seconds, cfg.v1_min_session_s) * 1000 / p.AUDIO_FRAME_MS)
         )
@@ -213,7 +223,7 @@ class V1Backend(Backend):
             return
         visit = self._visit_for(session_id, captured_at)
         visit.video.append(OutgoingMedia("frame", jpeg, captured_at, session_id))
-        while len(visit.video) > VIDEO_HELD:
+        while len(visit.video) > self._video_held:
             visit.video.popleft()
             self._count("video_frames_stale")
         self._event("video").set()
@@ -429,7 +439,7 @@ class V1Backend(Backend):
         wire: _Wire = (
             AudioWire(queue, self._emit, self._stats, now)
             if endpoint == "audio"
-            else VideoWire(queue, self._emit, self._stats, now, self._fps)
+            else VideoWire(queue, self._emit, self._stats, now, self._fps, max_lag_s=self._video_lag_s)
         )
         self._wires[endpoint] = wire
         self._count(f"{endpoint}_sessions")

@@ -180,10 +180,21 @@ class VideoWire(_Wire):
     endpoint = "video"
 
     def __init__(
-        self, queue: Deque[OutgoingMedia], emit: Emit, stats: Dict[str, int], now: float, fps: float
+        self,
+        queue: Deque[OutgoingMedia],
+        emit: Emit,
+        stats: Dict[str, int],
+        now: float,
+        fps: float,
+        *,
+        max_lag_s: float = 0.0,
     ) -> None:
+        """``max_lag_s``: frames captured up to this long before the newest queued one are still sent,
+        oldest first (a visit's frames held while it qualified); older ones are dropped as stale. 0 sends
+        only the newest."""
         super().__init__(queue, emit, stats)
         self._bucket = TokenBucket(fps, 1.0, now, initial=1.0)
+        self._max_lag_s = max_lag_s
         self._fifo: Deque[Tuple[OutgoingMedia, float]] = collections.deque()
 
     def next_send(self, now: float) -> Tuple[float, Optional[OutgoingMedia]]:
@@ -194,13 +205,15 @@ class VideoWire(_Wire):
         wait = self._bucket.wait_s(1.0, now)
         if wait > 0 or not self._bucket.try_take(1.0, now):
             return max(wait, 0.001), None
-        # A live camera: only the newest frame is worth sending; older ones are stale by now.
-        stale = len(self.queue) - 1
+        # A live camera: frames more than max_lag_s behind the newest are stale by now.
+        oldest_kept = self.queue[-1].captured_at - self._max_lag_s
+        stale = 0
+        while self.queue[0].captured_at < oldest_kept:
+            self.queue.popleft()
+            stale += 1
         if stale:
             self.count("video_frames_stale", stale)
-        media = self.queue.pop()
-        self.queue.clear()
-        return 0.0, media
+        return 0.0, self.queue.popleft()
 
     def sent(self, media: OutgoingMedia, now: float) -> None:
         self._fifo.append((media, now))
