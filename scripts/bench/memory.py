@@ -118,7 +118,7 @@ def scene_video(path: Path, seconds: float = 20.0, fps: float = 10.0) -> None:
     Pi's camera (a benchmark file in a temporary folder; the agent itself never writes media)."""
     import cv2  # noqa: PLC0415 - only for writing the stand-in video
 
-    from agent.capture.camera import SyntheticCamera  # noqa: PLC0415
+    from agent.capture.synthetic import SyntheticCamera  # noqa: PLC0415
 
     camera = SyntheticCamera(640, 480, fps)
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
