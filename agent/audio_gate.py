@@ -39,14 +39,13 @@ from typing import Deque, List
 import numpy as np
 
 from agent.config import MicrophoneConfig
-from agent.media.audio import AUDIO_RATE, VOICE_FRAME_MS, AudioChunk, voiced_frames
+from agent.media.audio import BYTES_PER_MS, VOICE_FRAME_MS, AudioChunk, voiced_frames
 
 FRAME_MS = 100
 """The gate decides per 100 ms: v1's recommended frame size, fine enough to cut a pause between
 sentences, coarse enough that one click (20 ms) never opens it."""
 MIN_VOICED_MS = 40
 """Voiced sub-frames a gate frame needs: two of five, so a single click stays out."""
-BYTES_PER_MS = AUDIO_RATE * 2 // 1000
 
 
 class AudioGate:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 from agent.errors import ConfigError
+from agent.hume.types import HUME_MODELS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,10 +51,6 @@ def setting(
         return dataclasses.field(default_factory=lambda: tuple(default), metadata=meta)
     # Secrets stay out of repr(): a config object in a log line or a traceback must not leak them.
     return dataclasses.field(default=default, metadata=meta, repr=not secret)
-
-
-HUME_MODELS = ("face", "prosody", "burst", "language")
-"""Hume's facemesh model is not offered: it reads face-mesh landmarks, which the agent does not compute."""
 
 
 @dataclasses.dataclass(frozen=True)

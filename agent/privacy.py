@@ -31,8 +31,7 @@ import dataclasses
 import logging
 from typing import List, Optional
 
-from agent.messages import OutMessage
-from agent.summary import iso_utc
+from agent.messages import OutMessage, utc_iso
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -176,10 +175,10 @@ class NoticeGate:
         payload = {
             "schema": NOTICE_SCHEMA,
             "device": self.device_id,
-            "ts": iso_utc(wall),
+            "ts": utc_iso(wall),
             "active": self._active,
             "text": self.text,
-            "since": iso_utc(self._since) if self._since is not None else None,
+            "since": utc_iso(self._since) if self._since is not None else None,
             "session": self._session,
         }
         return OutMessage(NOTICE_TOPIC, payload, retain=True)

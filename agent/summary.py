@@ -36,15 +36,14 @@ capture time of the newest media covered.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
-from agent.config import HUME_MODELS, SummaryConfig
-from agent.hume.types import MODELS, Observation, Scores
-from agent.messages import OutMessage
+from agent.config import SummaryConfig
+from agent.hume.types import HUME_MODELS, MODELS, Observation, Scores
+from agent.messages import OutMessage, utc_iso
 from agent.session import END, START, Reason, SessionEvent
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "messages.schema.json"
@@ -61,12 +60,6 @@ MAX_FACES_TRACKED = 64
 DECIMALS = 4
 """Scores are rounded to this many decimals (before ranking, so the published order is the true one)."""
 SENTIMENT_LEVELS = range(1, 10)
-
-
-def iso_utc(t: float) -> str:
-    """UTC ISO-8601 with milliseconds and a ``Z``: ``2026-11-24T21:00:05.123Z``."""
-    dt = datetime.datetime.fromtimestamp(t, tz=datetime.timezone.utc)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def top_k(means: Mapping[str, float], k: int) -> List[Dict[str, Any]]:
@@ -165,7 +158,7 @@ class _Range:
         """As a ``captured`` field: the range's ends as UTC timestamps."""
         if self.lo is None or self.hi is None:
             return None
-        return {"first": iso_utc(self.lo), "last": iso_utc(self.hi)}
+        return {"first": utc_iso(self.lo), "last": utc_iso(self.hi)}
 
 
 class _ModelStats:
@@ -416,7 +409,7 @@ class Summarizer:
     # ----------------------------------------------------------------------------------------------
 
     def _head(self, schema: str, session_id: str, ts: float) -> Dict[str, Any]:
-        return {"schema": schema, "device": self._device, "session": session_id, "ts": iso_utc(ts)}
+        return {"schema": schema, "device": self._device, "session": session_id, "ts": utc_iso(ts)}
 
     def _close_window(self, session: _Session, wall: float) -> List[OutMessage]:
         out = []
@@ -434,7 +427,7 @@ class Summarizer:
         payload = self._head(SUMMARY_SCHEMA, session.start.session_id, stats.captured.hi)
         payload.update(
             model=model,
-            window={"start": iso_utc(session.window_open), "end": iso_utc(wall)},
+            window={"start": utc_iso(session.window_open), "end": utc_iso(wall)},
             captured=stats.captured.capture_range(),
             measurements=stats.measurements,
             warnings=stats.warnings,
@@ -463,7 +456,7 @@ class Summarizer:
     def _ending(self, e: _Ending) -> List[OutMessage]:
         """Aggregate, retained session end, then one ``idle`` per model that published (MODELS order)."""
         end = self._head(SESSION_SCHEMA, e.session_id, e.decided)
-        end.update(event=END, reason=e.reason, started=iso_utc(e.started), duration_s=e.duration_s)
+        end.update(event=END, reason=e.reason, started=utc_iso(e.started), duration_s=e.duration_s)
         out = [self._aggregate(e), OutMessage("session", end, retain=True)]
         for model in MODELS:
             if model in e.published:
@@ -492,8 +485,8 @@ class Summarizer:
             models[model] = entry
         payload = self._head(AGGREGATE_SCHEMA, e.session_id, e.ended if captured.hi is None else captured.hi)
         payload.update(
-            started=iso_utc(e.started),
-            ended=iso_utc(e.ended),
+            started=utc_iso(e.started),
+            ended=utc_iso(e.ended),
             duration_s=e.duration_s,
             reason=e.reason,
             models=models,

@@ -15,13 +15,15 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
+from agent.media.audio import AUDIO_RATE
+
 DETECT_MAX_SIDE_PX = 800
 """Images are searched at most this large (boxes are scaled back): a 3000 px frame would take seconds."""
 HAAR_MIN_SIDE_PX = 24
 """The cascade's own window; smaller faces cannot be found at all."""
 HAAR_MIN_NEIGHBORS = 3
 
-SPEECH_RATE_HZ = 16000
+SPEECH_RATE_HZ = AUDIO_RATE
 """Every analysed signal is brought to this rate first, so windows and features are rate-independent."""
 FRAME_S = 0.02
 SILENCE_FLOOR_RMS = 0.01

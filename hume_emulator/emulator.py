@@ -70,7 +70,7 @@ __all__ = [
     "settings_from_args",
 ]
 
-log = logging.getLogger(__name__)
+_LOGGER = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8765
 MAX_RECORDED_REQUESTS = 10000
@@ -150,10 +150,12 @@ class _Server:
         self.counters.connections += 1
         connection_no = self.counters.connections
         self.sockets.add(ws)
-        log.info("connection %d opened from %s", connection_no, request.remote)
+        _LOGGER.info("connection %d opened from %s", connection_no, request.remote)
         try:
             replies = await self._serve(ws, Session(self.settings.seed, connection_no), connection_no)
-            log.info("connection %d closed (code %s) after %d replies", connection_no, ws.close_code, replies)
+            _LOGGER.info(
+                "connection %d closed (code %s) after %d replies", connection_no, ws.close_code, replies
+            )
         finally:
             self.sockets.discard(ws)
         return ws
@@ -170,7 +172,7 @@ class _Server:
             try:
                 msg = await asyncio.wait_for(ws.receive(), self.settings.idle_timeout_s)
             except asyncio.TimeoutError:
-                log.debug("connection %d idle for %.0f s", connection_no, self.settings.idle_timeout_s)
+                _LOGGER.debug("connection %d idle for %.0f s", connection_no, self.settings.idle_timeout_s)
                 await ws.close(code=IDLE_CLOSE_CODE, message=b"idle timeout")
                 return replies
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -223,7 +225,7 @@ class _Server:
             self.faults.update(changes)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        log.info("faults now %s", self.faults)
+        _LOGGER.info("faults now %s", self.faults)
         return web.json_response(self.faults.to_obj())
 
     async def stats(self, request: web.Request) -> web.Response:

@@ -15,6 +15,10 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 MODELS: Tuple[str, ...] = ("face", "prosody", "burst", "language", "facemesh")
 """Every model name an observation may carry, in Hume's order (v0 knows all five, v1 face/prosody/burst)."""
 
+HUME_MODELS: Tuple[str, ...] = ("face", "prosody", "burst", "language")
+"""The models the agent can run (``hume.models`` choices). Hume's facemesh model is not offered: it reads
+face-mesh landmarks, which the agent does not compute."""
+
 AUDIO_MODELS: Tuple[str, ...] = ("prosody", "burst")
 """The models that read the microphone (both APIs measure them from the same audio)."""
 

@@ -18,7 +18,10 @@ from typing import List, Tuple
 import numpy as np
 
 AUDIO_RATE = 16000
-"""Samples per second of every chunk the agent sends (mono, signed 16-bit little-endian)."""
+"""Samples per second of every chunk the agent sends (mono, signed 16-bit little-endian): the one
+definition, which both Hume clients and the emulators use."""
+BYTES_PER_MS = AUDIO_RATE * 2 // 1000
+"""32 bytes of that audio per millisecond."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,7 +44,7 @@ import hashlib
 import re
 from typing import Any, Dict, Sequence
 
-from agent.config import HUME_MODELS
+from agent.hume.types import HUME_MODELS
 from agent.identity import agent_version
 
 HOMEPAGE = "https://github.com/hume-edge/hume-edge-agent"

@@ -24,6 +24,7 @@ import numpy as np
 
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.pacing import TokenBucket
+from agent.media.audio import AUDIO_RATE, BYTES_PER_MS
 from hume_emulator import detectors, scoring
 
 AUDIO_EXPRESSIONS = (
@@ -236,7 +237,7 @@ class SpeechTracker:
         """Add accepted audio; return each completed 20 ms frame as (start_ms, end_ms, voiced)."""
         samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32767.0
         signal = np.concatenate([self._pending, samples])
-        step = VAD_FRAME_MS * p.SAMPLE_RATE // 1000
+        step = VAD_FRAME_MS * AUDIO_RATE // 1000
         whole = signal.size // step * step
         self._pending = signal[whole:]
         out = []
@@ -296,19 +297,19 @@ class AudioSession(_Session):
 
     def totals(self) -> Tuple[Dict[str, int], Dict[str, int]]:
         return (
-            {"audio_duration_ms": self.accepted_bytes // p.BYTES_PER_MS, "frames": self.frames},
+            {"audio_duration_ms": self.accepted_bytes // BYTES_PER_MS, "frames": self.frames},
             {"utterances": self.utterances, "measurements": self.measurements},
         )
 
     def on_media(self, data: bytes, now: float) -> None:
-        if not data or len(data) % 2 or len(data) > p.AUDIO_FRAME_MAX_MS * p.BYTES_PER_MS:
+        if not data or len(data) % 2 or len(data) > p.AUDIO_FRAME_MAX_MS * BYTES_PER_MS:
             self.error(
                 p.Codes.INVALID_AUDIO_FRAME,
                 f"audio frame of {len(data)} bytes: must be a non-empty, even number of bytes up to 10 s",
                 True,
             )
             return
-        if not self._bucket.try_take(len(data) / p.BYTES_PER_MS, now) or self.faults.take_rate_limit():
+        if not self._bucket.try_take(len(data) / BYTES_PER_MS, now) or self.faults.take_rate_limit():
             self.error(p.Codes.RATE_LIMITED, "audio sent faster than real time; resend this frame", True)
             return
         self.locked = True

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 
 from agent import config as config_mod
-from agent.config import HUME_MODELS
+from agent.hume.types import HUME_MODELS
 from agent.mqtt.outbox import Outbox
 from agent.service import SESSION_STATE_PREFIX, run_agent
 from agent.session import SessionEvent

@@ -26,8 +26,8 @@ import jinja2
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from agent.config import HUME_MODELS, MqttConfig, OutboxConfig, SummaryConfig
-from agent.hume.types import Measurement, Observation, Score
+from agent.config import MqttConfig, OutboxConfig, SummaryConfig
+from agent.hume.types import HUME_MODELS, Measurement, Observation, Score
 from agent.identity import agent_version
 from agent.mqtt.discovery import (
     HA_STATE_MAX_CHARS,

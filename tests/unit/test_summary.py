@@ -13,10 +13,10 @@ from agent.summary import (
     MAX_FACES_LISTED,
     OutMessage,
     Summarizer,
-    iso_utc,
     sentiment_summary,
     smooth,
     top_k,
+    utc_iso,
 )
 
 T0 = 1_790_000_000.0  # wall clock of the session start
@@ -60,9 +60,9 @@ def test_window_means_top_k_and_time_fields() -> None:
     assert not msg.retain
     assert "seq" not in p
     assert p["top"] == [{"name": "Joy", "score": 0.6}, {"name": "Awe", "score": 0.5}]
-    assert p["ts"] == iso_utc(T0 + 2.0)
-    assert p["captured"] == {"first": iso_utc(T0 + 1.0), "last": iso_utc(T0 + 2.0)}
-    assert p["window"] == {"start": iso_utc(T0), "end": iso_utc(T0 + 5.0)}
+    assert p["ts"] == utc_iso(T0 + 2.0)
+    assert p["captured"] == {"first": utc_iso(T0 + 1.0), "last": utc_iso(T0 + 2.0)}
+    assert p["window"] == {"start": utc_iso(T0), "end": utc_iso(T0 + 5.0)}
     assert p["stream"] == {"begin_s": 0.0, "end_s": 2.0}
     assert (p["device"], p["session"], p["measurements"], p["warnings"]) == ("kiosk-1", "s1", 2, 0)
     assert summ.flush(T0 + 10.0) == []  # the next window is empty: nothing to say
@@ -146,9 +146,9 @@ def test_session_end_flushes_aggregates_and_ends_in_order() -> None:
     )
     assert not msgs[3].retain
     assert agg["duration_s"] == 30.0
-    assert (agg["started"], agg["ended"], agg["reason"]) == (iso_utc(T0), iso_utc(T0 + 30), "absence")
-    assert agg["ts"] == iso_utc(T0 + 9.0)
-    assert agg["captured"] == {"first": iso_utc(T0 + 1.0), "last": iso_utc(T0 + 9.0)}
+    assert (agg["started"], agg["ended"], agg["reason"]) == (utc_iso(T0), utc_iso(T0 + 30), "absence")
+    assert agg["ts"] == utc_iso(T0 + 9.0)
+    assert agg["captured"] == {"first": utc_iso(T0 + 1.0), "last": utc_iso(T0 + 9.0)}
     assert agg["models"]["face"] == {
         "measurements": 2,
         "warnings": 1,
@@ -160,7 +160,7 @@ def test_session_end_flushes_aggregates_and_ends_in_order() -> None:
         "end",
         "absence",
         30.0,
-        iso_utc(T0),
+        utc_iso(T0),
     )
 
 
@@ -169,7 +169,7 @@ def test_empty_session_still_has_an_aggregate() -> None:
     started(summ)
     [agg, end] = ended(summ)
     assert agg.payload["models"] == {}
-    assert agg.payload["ts"] == iso_utc(T0 + 30)
+    assert agg.payload["ts"] == utc_iso(T0 + 30)
     assert "captured" not in agg.payload
     assert end.payload["event"] == "end"
 
@@ -201,8 +201,8 @@ def test_checkpoint_recovers_what_was_published_as_an_interrupted_end() -> None:
     agg, end = msgs[0].payload, msgs[1].payload
     assert (agg["reason"], agg["started"], agg["ended"], agg["duration_s"]) == (
         "interrupted",
-        iso_utc(T0),
-        iso_utc(T0 + 6),
+        utc_iso(T0),
+        utc_iso(T0 + 6),
         6.0,
     )
     assert agg["models"]["face"]["top"] == [{"name": "Joy", "score": 0.9}, {"name": "Anger", "score": 0.1}]
@@ -210,7 +210,7 @@ def test_checkpoint_recovers_what_was_published_as_an_interrupted_end() -> None:
     assert (end["event"], end["reason"], end["ts"], end["duration_s"]) == (
         "end",
         "interrupted",
-        iso_utc(T0 + 100),
+        utc_iso(T0 + 100),
         6.0,
     )
     assert msgs[1].retain
@@ -273,7 +273,7 @@ def test_misuse_is_named() -> None:
 
 
 def test_helpers() -> None:
-    assert iso_utc(0.0) == "1970-01-01T00:00:00.000Z"
+    assert utc_iso(0.0) == "1970-01-01T00:00:00.000Z"
     assert top_k({"b": 0.5, "a": 0.5, "c": 0.9}, 2) == [
         {"name": "c", "score": 0.9},
         {"name": "a", "score": 0.5},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from agent.config import HumeConfig
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.client import V1Backend, ws_base
+from agent.media.audio import BYTES_PER_MS
 
 SECOND = bytes(16000 * 2)
 
@@ -34,7 +35,7 @@ async def test_a_visit_qualifies_once_present_long_enough() -> None:
     (visit,) = b._visits
     assert visit.qualified
     assert len(visit.audio) == 60  # 100 ms frames
-    assert {len(m.data) for m in visit.audio} == {p.AUDIO_FRAME_MS * p.BYTES_PER_MS}
+    assert {len(m.data) for m in visit.audio} == {p.AUDIO_FRAME_MS * BYTES_PER_MS}
     b.mark_boundary()
     assert "short_visits" not in dict(b.status().counters)
 

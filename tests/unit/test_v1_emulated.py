@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from agent.hume.v1 import protocol as p
+from agent.media.audio import BYTES_PER_MS
 from hume_emulator.v1.emulated import AudioSession, FaultsV1, VideoSession
 from tests.support.emulator import astronaut_bgr, encode_image, silence, voice
 
-FRAME = p.AUDIO_FRAME_MS * p.BYTES_PER_MS
+FRAME = p.AUDIO_FRAME_MS * BYTES_PER_MS
 
 
 def never() -> FaultsV1:
@@ -38,7 +39,7 @@ def stream(session: AudioSession, pcm: bytes, t0: float = 0.0) -> List[Dict[str,
     """Send ``pcm`` in 100 ms frames exactly in real time; return everything the session said."""
     out = []
     for i in range(0, len(pcm), FRAME):
-        session.on_binary(pcm[i : i + FRAME], t0 + i / (1000.0 * p.BYTES_PER_MS))
+        session.on_binary(pcm[i : i + FRAME], t0 + i / (1000.0 * BYTES_PER_MS))
         out += drain(session)
     return out
 
@@ -120,7 +121,7 @@ def test_unreadable_text_is_message_invalid_and_session_continues(text: str) -> 
 # -- audio frames, size and rate
 
 
-@pytest.mark.parametrize("size", [0, 3, p.AUDIO_FRAME_MAX_MS * p.BYTES_PER_MS + 2])
+@pytest.mark.parametrize("size", [0, 3, p.AUDIO_FRAME_MAX_MS * BYTES_PER_MS + 2])
 def test_invalid_audio_frame_is_discarded_and_session_continues(size: int) -> None:
     s = audio(burst_ms=20_000)
     drain(s)

@@ -10,8 +10,9 @@ import pytest
 from agent.hume.types import Observation, OutgoingMedia
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.wire import AudioWire, VideoWire
+from agent.media.audio import BYTES_PER_MS
 
-FRAME = p.AUDIO_FRAME_MS * p.BYTES_PER_MS
+FRAME = p.AUDIO_FRAME_MS * BYTES_PER_MS
 
 
 def audio_queue(n: int, t0: float = 1000.0) -> Deque[OutgoingMedia]:

@@ -53,8 +53,9 @@ from agent.hume.types import (
 )
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.wire import AudioWire, VideoWire, _Wire
+from agent.media.audio import BYTES_PER_MS
 
-log = logging.getLogger(__name__)
+_LOGGER = logging.getLogger(__name__)
 
 FIRST_DELAY_RANGE_S = (1.0, 5.0)
 DELAY_GROWTH = 1.3
@@ -195,13 +196,13 @@ class V1Backend(Backend):
             self._count("audio_dropped_disabled")
             return
         visit = self._visit_for(session_id, captured_at)
-        step = p.AUDIO_FRAME_MS * p.BYTES_PER_MS
+        step = p.AUDIO_FRAME_MS * BYTES_PER_MS
         usable = len(pcm16) - len(pcm16) % 2
         for i, start in enumerate(range(0, usable, step)):
             frame = pcm16[start : min(usable, start + step)]
             at = captured_at + i * p.AUDIO_FRAME_MS / 1000.0
             visit.audio.append(
-                OutgoingMedia("audio", frame, at, session_id, len(frame) / (1000.0 * p.BYTES_PER_MS))
+                OutgoingMedia("audio", frame, at, session_id, len(frame) / (1000.0 * BYTES_PER_MS))
             )
         overflow = len(visit.audio) - self._audio_max_frames
         for _ in range(max(0, overflow)):
@@ -216,7 +217,7 @@ class V1Backend(Backend):
             return
         if len(jpeg) > p.VIDEO_MESSAGE_MAX_BYTES:
             if not self._stats.get("video_frames_too_large"):
-                log.warning(
+                _LOGGER.warning(
                     "v1: a %d-byte JPEG exceeds the 2 MB message limit; such frames are dropped", len(jpeg)
                 )
             self._count("video_frames_too_large")
@@ -288,7 +289,7 @@ class V1Backend(Backend):
 
     async def run(self) -> None:
         if not self._endpoints:
-            log.warning("v1: hume.models names neither face nor prosody/burst; nothing to stream")
+            _LOGGER.warning("v1: hume.models names neither face nor prosody/burst; nothing to stream")
             await asyncio.Event().wait()
         async with aiohttp.ClientSession() as http:
             tasks = [spawn(self._endpoint_loop(http, e), f"hume-edge.hume.{e}") for e in self._endpoints]
@@ -357,13 +358,13 @@ class V1Backend(Backend):
                     delay = backoff.next_delay()
                 else:
                     delay = self.cfg.fatal_retry_s
-                log.warning("v1 %s: %s; retrying in %.1f s", endpoint, exc, delay)
+                _LOGGER.warning("v1 %s: %s; retrying in %.1f s", endpoint, exc, delay)
                 self._failed(endpoint, str(exc))
                 await self._pause(endpoint, delay, "auth_failed" if exc.status == 401 else "backoff")
                 continue
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 delay = backoff.next_delay()
-                log.warning(
+                _LOGGER.warning(
                     "v1 %s: connection failed (%s); retrying in %.1f s",
                     endpoint,
                     exc or type(exc).__name__,
@@ -379,7 +380,7 @@ class V1Backend(Backend):
             if wire.last_error == p.Codes.CONFIG_INVALID:
                 self._disabled[endpoint] = "config_invalid"
                 self._failed(endpoint, "the server rejected our session config (config_invalid)")
-                log.error(
+                _LOGGER.error(
                     "v1 %s: the server rejected our session config; %s disabled until restart",
                     endpoint,
                     endpoint,
@@ -389,7 +390,7 @@ class V1Backend(Backend):
             code = wire.close_code
             if p.should_reconnect(endpoint, wire.closed_reason, code, wire.last_error):
                 delay = backoff.next_delay()
-                log.warning(
+                _LOGGER.warning(
                     "v1 %s session ended (%s, close %d); reconnecting in %.1f s",
                     endpoint,
                     wire.closed_reason or "no session.closed",
@@ -403,7 +404,7 @@ class V1Backend(Backend):
                 )
                 await self._pause(endpoint, delay)
             elif wire.closed_reason != p.Reasons.IDLE_TIMEOUT:
-                log.warning(
+                _LOGGER.warning(
                     "v1 %s session ended for good (%s, close %d, last error %s); dropping this visit's %s",
                     endpoint,
                     wire.closed_reason,
@@ -470,7 +471,7 @@ class V1Backend(Backend):
                 parsed = p.parse_server(msg.data, wire.endpoint)
             except (ValueError, json.JSONDecodeError) as exc:
                 if not self._stats.get("messages_unreadable"):
-                    log.warning(
+                    _LOGGER.warning(
                         "v1 %s: unreadable server message (%s); repeats are counted", wire.endpoint, exc
                     )
                 self._count("messages_unreadable")
@@ -489,7 +490,7 @@ class V1Backend(Backend):
         """Media once the config is confirmed, paced; ``session.close`` once the visit is over and sent."""
         wake = self._event(wire.endpoint)
         if not await wait_event(updated, self.cfg.reply_timeout_s):
-            log.warning(
+            _LOGGER.warning(
                 "v1 %s: no session.updated within %.0f s; reconnecting",
                 wire.endpoint,
                 self.cfg.reply_timeout_s,
@@ -509,7 +510,7 @@ class V1Backend(Backend):
         self._state[wire.endpoint] = "closing"
         await ws.send_str(p.SESSION_CLOSE)
         await asyncio.sleep(self.cfg.reply_timeout_s)
-        log.warning(
+        _LOGGER.warning(
             "v1 %s: no session.closed within %.0f s; closing", wire.endpoint, self.cfg.reply_timeout_s
         )
         await ws.close()

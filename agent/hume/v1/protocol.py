@@ -14,13 +14,13 @@ import json
 import math
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from agent.media.audio import AUDIO_RATE
+
 AUDIO_PATH = "/v1/expression/audio/realtime"
 VIDEO_PATH = "/v1/expression/video/realtime"
 API_KEY_HEADER = "X-Hume-Api-Key"
 AUTH_FAILED_MESSAGE = "Websocket initialized with invalid credentials."
 
-SAMPLE_RATE = 16000
-BYTES_PER_MS = SAMPLE_RATE * 2 // 1000
 AUDIO_FRAME_MS = 100
 """The frame size Hume recommends and the SDK's helpers produce (3,200 bytes)."""
 AUDIO_FRAME_MAX_MS = 10_000
@@ -43,7 +43,7 @@ VIDEO_FAILURES_ENDING = 5
 AUDIO_FORMAT: Dict[str, Any] = {
     "type": "audio/pcm",
     "encoding": "s16le",
-    "sample_rate": SAMPLE_RATE,
+    "sample_rate": AUDIO_RATE,
     "channels": 1,
 }
 IMAGE_FORMAT: Dict[str, Any] = {"type": "image/jpeg"}

@@ -15,8 +15,9 @@ from typing import Callable, Deque, Dict, Optional, Tuple
 from agent.hume.types import NO_FACES, Measurement, Observation, OutgoingMedia, Score, Scores
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.pacing import TokenBucket
+from agent.media.audio import BYTES_PER_MS
 
-log = logging.getLogger(__name__)
+_LOGGER = logging.getLogger(__name__)
 
 AUDIO_MODEL = "prosody"
 """v1 audio measures the voice; summaries already group voice results under v0's prosody model."""
@@ -42,7 +43,7 @@ class _Segment:
 
     @property
     def end_ms(self) -> int:
-        return self.start_ms + len(self.media.data) // p.BYTES_PER_MS
+        return self.start_ms + len(self.media.data) // BYTES_PER_MS
 
 
 class _Wire:
@@ -70,12 +71,12 @@ class _Wire:
             self.session_id = msg.session_id
         elif isinstance(msg, p.SessionClosed):
             self.closed_reason = msg.reason
-            log.info("v1 %s session %s closed: %s", self.endpoint, msg.session_id, msg.reason)
+            _LOGGER.info("v1 %s session %s closed: %s", self.endpoint, msg.session_id, msg.reason)
         elif isinstance(msg, p.ErrorMessage):
             self.last_error = msg.code
             key = f"error_{msg.code}"
             if key not in self.stats and msg.code != p.Codes.RATE_LIMITED:
-                log.warning(
+                _LOGGER.warning(
                     "v1 %s error %s: %s (repeats are counted in status)", self.endpoint, msg.code, msg.message
                 )
             self.count(key)
@@ -116,7 +117,7 @@ class AudioWire(_Wire):
     def next_send(self, now: float) -> Tuple[float, Optional[OutgoingMedia]]:
         if not self.queue:
             return 0.0, None
-        ms = len(self.queue[0].data) / p.BYTES_PER_MS
+        ms = len(self.queue[0].data) / BYTES_PER_MS
         wait = self._bucket.wait_s(ms, now)
         if wait > 0 or not self._bucket.try_take(ms, now):
             return max(wait, 0.001), None
