@@ -2,7 +2,7 @@
 
 Neither needs durability (after a crash such a row is simply sent again, same ``seq``: at-least-once), and
 keeping them out of the database saves two transactions per summary flush (``agent.mqtt.outbox``). Rows are
-known by ``seq``, their identity; row ids may be reused after a delete.
+known by ``seq``, their identity (a row's id is its seq in files made since; older files have other ids).
 """
 
 from __future__ import annotations

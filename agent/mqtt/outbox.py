@@ -137,8 +137,10 @@ class Outbox:
                 data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
                 size = len(data) + len(topic.encode())
                 self._db.execute(
-                    "INSERT INTO messages (seq, topic, payload, retain, created, size) VALUES (?,?,?,?,?,?)",
-                    (seq, topic, data, int(retain), now, size),
+                    # id = seq: ids are never reused, and id order is seq order (the drain relies on it)
+                    "INSERT INTO messages (id, seq, topic, payload, retain, created, size) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (seq, seq, topic, data, int(retain), now, size),
                 )
                 self._count += 1
                 self._bytes += size
@@ -295,7 +297,8 @@ class Outbox:
             self._bytes -= size
 
     def _delete(self, rows: Sequence[Tuple[int, int]]) -> Tuple[int, int]:
-        """Delete (row id, seq) pairs (both must match: ids may be reused); returns (rows, bytes) deleted."""
+        """Delete (row id, seq) pairs, both matching (a file from an earlier version may reuse ids); returns
+        (rows, bytes) deleted."""
         count = size = 0
         for row_id, seq in rows:
             found = self._db.execute(

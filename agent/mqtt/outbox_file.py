@@ -9,8 +9,9 @@ and index, a transaction each for put, mark and acknowledgement), 20.1 KB for a 
   transaction per summary flush instead of three;
 * new files use 2 KB pages (each changed page goes to the WAL whole: 4 KB pages wrote 4.9 KB a message)
   and no ``AUTOINCREMENT`` (it rewrites the ``sqlite_sequence`` page on every insert: 4.1 KB a message
-  with it). ``seq`` is a message's identity; row ids may be reused, and nothing relies on one across a
-  delete. Files made by earlier versions keep their schema and page size and work the same;
+  with it); a row's id is its ``seq`` (unique and increasing, from the counter in ``meta``), so ids are
+  never reused without it. Files made by earlier versions keep their schema and page size and work the
+  same (their old rows have small ids, so they still come first);
 * WAL checkpoints every :data:`WAL_CHECKPOINT_PAGES` pages (a checkpoint copies each changed page into the
   main file once); 256 pages measured ~1 % more, so SQLite's default stays. The WAL file is truncated back
   to :data:`WAL_LIMIT_BYTES` after a checkpoint, so disk stays near the row bounds.

@@ -376,8 +376,11 @@ class Accounting:
         return self.produced - self.delivered - sum(self.dropped.values()) - self.queued
 
 
-def seqs_of(messages: Sequence[Received]) -> List[Tuple[int, bool]]:
-    """(seq, retained replay) of every outbox message under the device's prefix, in arrival order."""
+def seqs_of(messages: Sequence[Received]) -> List[Tuple[int, bool, bool]]:
+    """(seq, retained replay, ``"replay": true``) of every outbox message under the device's prefix, in
+    arrival order. The order promise holds per class: messages the agent marked ``replay`` (its backlog
+    after a reconnect) are in order among themselves, and so are the others (``mqtt.replay = live_first``
+    sends live ones before the backlog)."""
     out = []
     for m in messages:
         if not m.topic.startswith(PREFIX) or "/cmd/" in m.topic:
@@ -387,7 +390,7 @@ def seqs_of(messages: Sequence[Received]) -> List[Tuple[int, bool]]:
         except ValueError:
             continue
         if isinstance(body, dict) and isinstance(body.get("seq"), int):
-            out.append((body["seq"], m.retain))
+            out.append((body["seq"], m.retain, body.get("replay") is True))
     return out
 
 
@@ -407,25 +410,26 @@ def outbox_remains(path: Path) -> Tuple[int, Dict[str, int]]:
 def account(
     first: int,
     last: int,
-    received: Sequence[Tuple[int, bool]],
+    received: Sequence[Tuple[int, bool, bool]],
     *,
     queued: int,
     dropped: Dict[str, int],
     write_failures: int,
 ) -> Accounting:
     """``first``..``last`` (exclusive) were stamped; see the module docstring for the formula."""
-    distinct = {s for s, _ in received if first <= s < last}
-    live = [s for s, retained in received if not retained and first <= s < last]
+    distinct = {s for s, _, _ in received if first <= s < last}
+    arrivals = [(s, replay) for s, retained, replay in received if not retained and first <= s < last]
+    live = [s for s, _ in arrivals]
     seen: Set[int] = set()
-    highest = first - 1
+    highest = {False: first - 1, True: first - 1}
     out_of_order = 0
-    for s in live:
+    for s, replay in arrivals:
         if s in seen:
             continue
         seen.add(s)
-        if s < highest:
+        if s < highest[replay]:
             out_of_order += 1
-        highest = max(highest, s)
+        highest[replay] = max(highest[replay], s)
     return Accounting(
         produced=last - first,
         delivered=len(distinct),
@@ -557,7 +561,7 @@ class Rig:
         tmp.write_text(f"{seconds:+d}\n", encoding="ascii")
         tmp.replace(self.clock_file)
 
-    def received(self) -> List[Tuple[int, bool]]:
+    def received(self) -> List[Tuple[int, bool, bool]]:
         with self.subscriber._cond:
             return seqs_of(list(self.subscriber.messages))
 
@@ -584,7 +588,7 @@ class Rig:
 
         def caught_up() -> bool:
             last = outbox_counter(self.outbox_path)
-            got = {s for s, _ in self.received()}
+            got = {s for s, _, _ in self.received()}
             return all(s in got for s in range(self.first_seq, last))
 
         return wait_until(caught_up, timeout, 0.25)
@@ -603,7 +607,7 @@ class Rig:
         last = outbox_counter(self.outbox_path)
         # The clean stop ends the open session: let its last messages arrive.
         wait_until(
-            lambda: all(s in {x for x, _ in self.received()} for s in range(self.first_seq, last)), 15, 0.2
+            lambda: all(s in {x for x, _, _ in self.received()} for s in range(self.first_seq, last)), 15, 0.2
         )
         queued, dropped = outbox_remains(self.outbox_path)
         return account(
