@@ -13,6 +13,10 @@ Receive Maximum, Maximum Packet Size) is read here and kept on the :class:`Link`
 
 A link that goes silent without FIN or RST is noticed by paho's keepalive (a PINGREQ unanswered: about two
 keepalive periods), which ends the connection.
+
+MQTT 5: the last will (``offline``) has a delay of ``mqtt.will_delay_s`` and the session outlives it, so a
+Wi-Fi blip shorter than that does not flap ``offline`` (Clean Start = 0 on reconnect; with QoS 2 it stays 1,
+since a fresh client's packet ids could collide with the old session's QoS 2 state).
 """
 
 from __future__ import annotations

@@ -13,14 +13,11 @@ them; this queue is the durable part. The life of a row::
   wall clock in epoch milliseconds, so ``seq`` keeps growing for consumers even then.
 * ``ts`` is the capture time in UTC ISO-8601 with milliseconds (``2026-11-24T21:40:52.123Z``). A payload
   that already carries ``ts`` keeps it; otherwise the time of :meth:`put` is stamped.
-* Rows are only ever deleted after their PUBACK (:meth:`settle`) or by the bounds below, never when handed
-  to paho. Marking a row in flight and deleting acknowledged rows need no durability of their own: after a
-  crash an in-flight or acknowledged row is simply ready again and goes out once more with the same ``seq``
-  (a visible duplicate, which at-least-once allows). So in-flight marks live in memory only, and
-  acknowledged rows are deleted with the next put's transaction, or on their own (without an fsync) once
-  the oldest has waited :data:`ACK_FLUSH_S`: one transaction per summary flush instead of three, the
-  main saving in bytes written to the SD card (``agent.mqtt.outbox_file``). A SIGKILL still loses
-  nothing: every put is committed before it returns.
+* Rows are only ever deleted after their PUBACK (:meth:`settle`) or by the bounds below. In-flight marks
+  and acknowledgements need no durability (after a crash such a row just goes out again, same ``seq``: a
+  duplicate at-least-once allows), so they live in memory (``agent.mqtt.acks``) and acknowledged rows are
+  deleted with the next put, or alone once they waited :data:`ACK_FLUSH_S`: one transaction per summary
+  flush instead of three (``agent.mqtt.outbox_file``: bytes written). Every put commits before it returns.
 * Bounds: ``max_rows``, ``max_bytes`` (topic + payload) and ``max_age_s``; on disk that is the rows plus
   SQLite's page overhead plus a WAL of at most ~2 MB. Past a bound the oldest rows are
   dropped first (a dashboard wants the recent picture most), counted per reason in the database and

@@ -12,10 +12,6 @@ Reconnecting is ours, not paho's: a capped, jittered backoff (``agent.backoff``)
 time. Status, health, discovery and command replies are published directly, not through the outbox: they
 are state whose latest value is all that matters, and replaying an hour of stale health after an outage
 would only delay the summaries behind them.
-
-MQTT 5 extras: the last will (``offline``) has a delay of ``mqtt.will_delay_s`` and the session outlives
-it, so a Wi-Fi blip shorter than that does not flap ``offline`` (the bridge reconnects with Clean Start = 0
-for that; with QoS 2 it keeps Clean Start = 1).
 """
 
 from __future__ import annotations
@@ -89,10 +85,10 @@ class Publisher:
         self._problem: Optional[str] = None
         self._connects = 0
         self._health_depth = 0
+        """Queue depth in the last health published: a drain that empties the queue re-publishes it."""
         self._lost_at: Optional[float] = None
         """Monotonic time the last established connection ended (None: never connected)."""
         self._rng = random.Random()
-        """Queue depth in the last health published: a drain that empties the queue re-publishes it."""
         self._started = time.monotonic()
         self._health_failed = False
         self._bucket = TokenBucket(cfg.max_publish_rate_per_s)
