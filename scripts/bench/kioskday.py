@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark 7: cost per kiosk-day, the agent at defaults (v1 and v0) against continuous streaming.
+"""Benchmark 8: cost per kiosk-day, the agent at defaults (v1 and v0) against continuous streaming.
 
 What a kiosk owner pays Hume is decided by *when* media goes up: Hume bills media-seconds (v1: each
 audio second, 1/3 s per frame, at least 10 s per session; v0: audio per second, each frame as an image),
@@ -692,7 +692,7 @@ def report(args: argparse.Namespace, run: Run) -> None:
         ratio = ours["usd"] / naive["usd"]
         headline.append(
             _common.row(
-                "7 kiosk-day", f"{api}: USD per {DAY_H:g} h day at 10 % occupancy",
+                "8 kiosk-day", f"{api}: USD per {DAY_H:g} h day at 10 % occupancy",
                 (f"${ours['usd']:.2f}", f"${naive['usd']:.2f}", f"{ratio:.3f}x"),
                 f"<= {COST_GOAL:g}x naive", ratio <= COST_GOAL,
             )
@@ -701,7 +701,7 @@ def report(args: argparse.Namespace, run: Run) -> None:
         ours, naive = at10[f"agent-{api}"], at10[f"naive-{api}"]
         headline.append(
             _common.row(
-                "7 kiosk-day", f"{api}: bytes per day at 10 %",
+                "8 kiosk-day", f"{api}: bytes per day at 10 %",
                 (f"{ours['bytes'] / 1e6:,.0f} MB", f"{naive['bytes'] / 1e6:,.0f} MB",
                  f"{ours['bytes'] / naive['bytes']:.3f}x"),
                 "(no goal)", None,
@@ -710,7 +710,7 @@ def report(args: argparse.Namespace, run: Run) -> None:
     worst = {api: per[f"agent-{api}"]["worst_missed"] for api in ("v1", "v0")}
     headline.append(
         _common.row(
-            "7 kiosk-day", "visitor-seconds missed, worst visit (v1 / v0)",
+            "8 kiosk-day", "visitor-seconds missed, worst visit (v1 / v0)",
             (f"{worst['v1']:g} / {worst['v0']:g} s", "", ""),
             f"<= debounce ({debounce:g} s)", max(worst.values()) <= debounce,
         )
@@ -719,19 +719,19 @@ def report(args: argparse.Namespace, run: Run) -> None:
         gated, ungated = at10["agent-v1"], at10["agent-v1-nogate"]
         headline.append(
             _common.row(
-                "7 kiosk-day", "v1 audio policy: silence gate vs all audio of a visit",
+                "8 kiosk-day", "v1 audio policy: silence gate vs all audio of a visit",
                 (f"${gated['usd']:.2f}", f"${ungated['usd']:.2f}", f"{gated['usd'] / ungated['usd']:.2f}x"),
                 "(no goal)", None,
             )
         )  # fmt: skip
     headline.append(
         _common.row(
-            "7 kiosk-day", "agent RSS during the day (v1 / v0)",
+            "8 kiosk-day", "agent RSS during the day (v1 / v0)",
             (f"{per['agent-v1']['rss_mean']:.1f} / {per['agent-v0']['rss_mean']:.1f} MB", "", ""),
             "(see 5 memory)", None,
         )
     )  # fmt: skip
-    _common.finish(args, "Benchmark 7: cost per kiosk-day", details, headline)
+    _common.finish(args, "Benchmark 8: cost per kiosk-day", details, headline)
 
 
 if __name__ == "__main__":
