@@ -17,8 +17,10 @@ import pytest
 from hypothesis import given, settings
 
 from agent.mqtt.commands import COMMANDS
-from tests.support.faults import PREFIX, Rig, rig_for, wait_until
 from tests.support.mosquitto import Received
+from tests.support.processes import PREFIX
+from tests.support.rig import Rig, rig_for
+from tests.support.waits import wait_until
 
 REPLY_TIMEOUT_S = 10.0
 RESULT = PREFIX + "cmd/result"

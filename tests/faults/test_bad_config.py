@@ -1,6 +1,6 @@
 """Generated config files through ``hume-edge check-config``: exit 0 or 78 with a message, never a traceback.
 
-Hypothesis drives :func:`tests.support.faults.random_toml` (known sections and keys with values of every
+Hypothesis drives :func:`tests.support.bad_config.random_toml` (known sections and keys with values of every
 TOML type, unknown keys and sections, truncated files, plain bytes) through the CLI in-process, where any
 exception would be the traceback a user sees; a few hostile files also go through the real console script.
 """
@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import config as config_mod
-from tests.support.faults import EXE, check_config_file, random_toml
+from tests.support.bad_config import check_config_file, random_toml
+from tests.support.processes import EXE
 
 EX_CONFIG = 78
 

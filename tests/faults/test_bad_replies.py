@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from agent.config import HumeConfig
 from agent.hume.types import Observation
 from agent.hume.v0.client import V0Backend
+from tests.support.waits import wait_until
 
 T = TypeVar("T")
 Frame = Tuple[str, Any, bool]
@@ -167,11 +168,9 @@ class Harness:
         before = self.server.answered
         self.server.script.append(script)
         self.thread.run(self._send())
-        deadline = time.monotonic() + STEP_TIMEOUT_S
-        while self.server.answered <= before:
-            assert not self.task.done(), self.task
-            assert time.monotonic() < deadline, f"the client sent nothing for {STEP_TIMEOUT_S} s"
-            time.sleep(0.005)
+        sent = wait_until(lambda: self.server.answered > before or self.task.done(), STEP_TIMEOUT_S, 0.005)
+        assert not self.task.done(), self.task
+        assert sent, f"the client sent nothing for {STEP_TIMEOUT_S} s"
         return self.thread.run(self._drain())
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """The whole agent under every fault we can script, one after another, in a seeded random order.
 
 ``hume-edge run`` runs as a process against a private mosquitto and the emulator (also a process), both
-reached through loopback TCP proxies; see :mod:`tests.support.faults` for the rig and the accounting. The
+reached through loopback TCP proxies; see :mod:`tests.support.rig` and :mod:`tests.support.accounting`. The
 short campaign injects every kind of fault once (the disk first, while the outbox's WAL is still small
 enough that a full disk refuses writes at once); ``scripts/chaos`` runs the same for minutes.
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.faults import Campaign, rig_for
+from tests.support.campaign import Campaign
+from tests.support.rig import rig_for
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any, AsyncIterator, Dict, List
 
@@ -24,6 +23,8 @@ from agent.hume.v0.protocol import PATH
 from agent.localbroker import free_port
 from agent.untrusted import MAX_DISTINCT_KEYS
 from tests.support.mosquitto import Broker, Subscriber
+from tests.support.processes import agent_process
+from tests.support.waits import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -140,17 +141,18 @@ async def test_a_hostile_endpoint_cannot_grow_the_agent(
     run_dir.mkdir()
     env = dict(os.environ, RUNTIME_DIRECTORY=str(run_dir))
     log_path = tmp_path / "agent.log"
-    with open(log_path, "wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).with_name("hume-edge")), "run", "--config", str(cfg),
-            cwd=tmp_path, env=env, stderr=log_file, start_new_session=True,
-        )  # fmt: skip
+    proc = await agent_process(cfg, cwd=tmp_path, log=log_path, env=env)
     try:
-        deadline = asyncio.get_running_loop().time() + 120
-        while len(hostile.codes) < DISTINCT_CODES or "huge" not in hostile.kinds:
-            assert proc.returncode is None, log_path.read_text(errors="replace")[-3000:]
-            assert asyncio.get_running_loop().time() < deadline, (hostile.kinds, len(hostile.codes))
-            await asyncio.sleep(0.2)  # polling the endpoint's counters while the agent runs
+        seen_all = await eventually(
+            lambda: (
+                proc.returncode is not None
+                or (len(hostile.codes) >= DISTINCT_CODES and "huge" in hostile.kinds)
+            ),
+            120,
+            0.2,
+        )
+        assert proc.returncode is None, log_path.read_text(errors="replace")[-3000:]
+        assert seen_all, (hostile.kinds, len(hostile.codes))
         before = len(sub.messages)
         assert await sub.until(lambda ms: len(ms) >= before + 2, 10), "health stopped being published"
         peak = peak_rss_mb(proc.pid)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.mosquitto import Broker, Subscriber
+from tests.support.processes import agent_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -61,11 +61,7 @@ path = "{tmp_path / "outbox.sqlite"}"
         encoding="utf-8",
     )
     env = dict(os.environ, RUNTIME_DIRECTORY=str(tmp_path))
-    with open(tmp_path / "agent.log", "ab") as log:
-        return await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).with_name("hume-edge")), "run", "--config", str(cfg),
-            cwd=tmp_path, env=env, stderr=log, start_new_session=True,
-        )  # fmt: skip
+    return await agent_process(cfg, cwd=tmp_path, log=tmp_path / "agent.log", env=env)
 
 
 async def stop(proc: Any) -> int:

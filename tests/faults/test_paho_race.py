@@ -24,7 +24,8 @@ import pytest
 from agent.config import OutboxConfig
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from tests.support.mosquitto import Broker, eventually, mqtt_config, running
+from tests.support.mosquitto import Broker, mqtt_config, running
+from tests.support.waits import eventually
 
 
 def _racing_threading(client: paho_client.Client) -> Any:
@@ -33,7 +34,7 @@ def _racing_threading(client: paho_client.Client) -> Any:
     def current_thread() -> threading.Thread:
         deadline = time.monotonic() + 5
         while client._thread is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(0.01)  # scenario: holds the caller until paho's thread is gone (the race)
         return threading.current_thread()
 
     return types.SimpleNamespace(**{**vars(threading), "current_thread": current_thread})
@@ -49,7 +50,7 @@ def _held_loop_forever() -> Any:
         finally:
             deadline = time.monotonic() + 5
             while not self._thread_terminate and time.monotonic() < deadline:
-                time.sleep(0.01)
+                time.sleep(0.01)  # scenario: paho's thread outlives the close a little (the race)
 
     return loop_forever
 
@@ -66,7 +67,7 @@ async def test_a_link_lost_while_paho_clears_its_thread_keeps_the_publisher_runn
         monkeypatch.setattr(paho_client, "threading", _racing_threading(publisher._link.client))
         mosquitto.stop()  # the link dies on its own: paho's thread ends while the publisher closes it
         assert await eventually(lambda: publisher.status().state != "connected", 10)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # scenario: the time a crash of the publisher would take to show
         assert not task.done(), task.exception()
         monkeypatch.undo()
         mosquitto.start()

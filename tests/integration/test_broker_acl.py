@@ -19,14 +19,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
 
 from tests.support.emulator import TEST_KEY
-from tests.support.mosquitto import Received, Subscriber, eventually
+from tests.support.mosquitto import Received, Subscriber
+from tests.support.processes import agent_process
+from tests.support.waits import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -125,11 +126,7 @@ async def test_only_the_kiosks_own_accounts_can_command_it(
     env = dict(os.environ, RUNTIME_DIRECTORY=str(tmp_path))
     env.pop("HUME_API_KEY", None)
     log_path = tmp_path / "agent.log"
-    with open(log_path, "wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).with_name("hume-edge")), "run", "--config", str(cfg_path),
-            cwd=tmp_path, env=env, stderr=log_file, start_new_session=True,
-        )  # fmt: skip
+    proc = await agent_process(cfg_path, cwd=tmp_path, log=log_path, env=env)
 
     def log() -> str:
         return log_path.read_text(errors="replace")[-3000:]

@@ -25,6 +25,7 @@ from agent.media.frames import Frame
 from agent.media.video import FramePipeline
 from hume_emulator.emulator import Emulator
 from tests.support.emulator import TEST_KEY
+from tests.support.waits import eventually
 
 FAST_RETRY = {"retry_initial_s": 0.05, "retry_max_s": 0.2}
 SCENE = [SceneStep(1.0, "a"), SceneStep(1.0, None), SceneStep(1.0, "b")]
@@ -54,14 +55,7 @@ class Collector:
             self.frames.append(frame)
 
     async def until(self, what: str, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        async def poll() -> None:
-            while not predicate():  # noqa: ASYNC110 - device state has no event to wait on
-                await asyncio.sleep(0.02)
-
-        try:
-            await asyncio.wait_for(poll(), timeout)
-        except asyncio.TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}") from None
+        await eventually(predicate, timeout, what=what)  # device state has no event to wait on
 
     async def stop(self) -> None:
         self._task.cancel()
@@ -127,8 +121,7 @@ async def test_video_file_lost_mid_run_is_reopened_when_it_is_back(
         os.truncate(clip, 0)  # the open file breaks under the reader...
         clip.unlink()  # ...and is gone when it tries to reopen
         await collector.until("the loss", lambda: collector.source.recovery.lost)
-        await asyncio.sleep(0.3)  # several failed reopen attempts
-        assert collector.source.recovery.failures >= 2
+        await collector.until("failed reopen attempts", lambda: collector.source.recovery.failures >= 2)
         count = len(collector.frames)
         clip.write_bytes(backup)
         await collector.until("frames again", lambda: len(collector.frames) >= count + 5)
@@ -174,7 +167,8 @@ async def test_absent_then_failing_device_recovers_and_is_closed_each_time() -> 
         await collector.until("10 frames", lambda: len(collector.frames) >= 10)
     finally:
         await collector.stop()
-    await asyncio.sleep(0.1)  # the final close runs on the device thread after cancellation
+    # The final close runs on the device thread after cancellation.
+    assert await eventually(lambda: cam.closes >= 2, 10)
     assert cam.opens == 5  # 3 absent, 1 until the failed read, 1 after
     assert cam.recovery.failures == 4
     assert cam.recovery.outages == 2

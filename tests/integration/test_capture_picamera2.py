@@ -24,6 +24,7 @@ from agent.config import CameraConfig
 from agent.media.frames import Frame
 from agent.media.video import FramePipeline
 from agent.presence import PresenceDetector
+from tests.support.waits import eventually
 
 W, H, STRIDE = 640, 480, 704
 
@@ -118,20 +119,21 @@ def stand_in(monkeypatch: pytest.MonkeyPatch) -> StandIn:
     return state
 
 
-async def _take(cam: Picamera2Camera, n: int) -> List[Frame]:
+async def _take(cam: Picamera2Camera, n: int, state: StandIn) -> List[Frame]:
     frames = cam.frames()
     try:
         return [await asyncio.wait_for(frames.__anext__(), timeout=10) for _ in range(n)]
     finally:
         await frames.aclose()
-        await asyncio.sleep(0.05)  # the close runs on the camera's own thread
+        # The close runs on the camera's own thread.
+        assert await eventually(lambda: all(c.closed for c in state.cameras), 10)
 
 
 async def test_asks_the_isp_for_lores_yuv420_at_our_size_and_yields_tight_planes(stand_in: StandIn) -> None:
     cam = open_camera(CameraConfig(source="picamera2", width=W, height=H, fps=2.0))
     assert isinstance(cam, Picamera2Camera)
     cam.fps = 50.0  # keep the test short; the configured rate is checked through the request below
-    frames = await _take(cam, 3)
+    frames = await _take(cam, 3, stand_in)
 
     (device,) = stand_in.cameras
     req = device.requested
@@ -159,7 +161,7 @@ async def test_no_camera_at_start_and_a_frontend_timeout_are_recovered(stand_in:
     stand_in.absent = 2
     stand_in.fail_capture_at = 3
     cam = Picamera2Camera(W, H, fps=50.0, retry_initial_s=0.05, retry_max_s=0.1)
-    frames = await _take(cam, 6)
+    frames = await _take(cam, 6, stand_in)
     assert len(frames) == 6
     assert cam.recovery.outages == 2
     assert cam.recovery.failures == 3

@@ -30,6 +30,7 @@ from agent.hume.v0.client import V0Backend
 from agent.hume.v0.protocol import PublishMessage
 from hume_emulator.emulator import Emulator, EmulatorSettings
 from tests.support.emulator import TEST_KEY, astronaut_bgr, encode_image, voice
+from tests.support.waits import eventually
 
 TIMEOUT_S = 15.0
 LAG_LIMIT_S = 0.5
@@ -72,15 +73,6 @@ async def running(backend: V0Backend) -> AsyncIterator[asyncio.Task[None]]:
         await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), TIMEOUT_S)
 
 
-async def eventually(what: str, check: Callable[[], bool], timeout: float = TIMEOUT_S) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not check():
-        if loop.time() > end:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await asyncio.sleep(0.02)
-
-
 def sock(backend: V0Backend, name: str) -> Dict[str, object]:
     return backend.status().link(name).to_json()  # type: ignore[return-value]
 
@@ -110,7 +102,7 @@ class Capture:
         tick = 0
         while True:
             before = loop.time()
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # scenario: the capture clock, 10 ms ticks (their lag is measured)
             self.max_lag_s = max(self.max_lag_s, loop.time() - before - 0.01)
             tick += 1
             if tick % 10 == 0:
@@ -144,9 +136,11 @@ def frame_requests(emulator: Emulator) -> List[Tuple[int, PublishMessage]]:
 async def recovers(backend: V0Backend, emulator: Emulator) -> None:
     """After a fault ends, both sockets are open and new replies arrive."""
     before = count(backend, "audio", "replies")
-    await eventually("audio replies again", lambda: count(backend, "audio", "replies") >= before + 3)
-    await eventually("video replies again", lambda: count(backend, "video", "replies") >= 1)
-    await eventually("state open", lambda: backend.status().state == "open")
+    await eventually(
+        lambda: count(backend, "audio", "replies") >= before + 3, TIMEOUT_S, what="audio replies again"
+    )
+    await eventually(lambda: count(backend, "video", "replies") >= 1, TIMEOUT_S, what="video replies again")
+    await eventually(lambda: backend.status().state == "open", TIMEOUT_S, what="state open")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,8 +175,10 @@ async def test_audio_payload_is_one_wav_of_at_most_5000_ms(emulator: Emulator) -
     async with running(backend):
         for i in range(80):  # 8 s of audio at once
             backend.send_audio(CHUNK, 10.0 + i * CHUNK_S, "v")
-        await eventually("all audio sent", lambda: sock(backend, "audio")["queued_audio_s"] == 0.0)
-        await eventually("all replied", lambda: count(backend, "audio", "replies") == 2)
+        await eventually(
+            lambda: sock(backend, "audio")["queued_audio_s"] == 0.0, TIMEOUT_S, what="all audio sent"
+        )
+        await eventually(lambda: count(backend, "audio", "replies") == 2, TIMEOUT_S, what="all replied")
     durations = []
     for _, msg in audio_requests(emulator):
         assert msg.data is not None
@@ -209,8 +205,12 @@ async def test_reset_stream_on_first_payload_after_connect_and_boundary_only(emu
         n_audio, n_video = count(backend, "audio", "replies"), count(backend, "video", "replies")
         backend.send_audio(CHUNK, 0.0, "v")
         backend.send_frame(JPEG, 0.0, "v")
-        await eventually("audio reply", lambda: count(backend, "audio", "replies") == n_audio + 1)
-        await eventually("video reply", lambda: count(backend, "video", "replies") == n_video + 1)
+        await eventually(
+            lambda: count(backend, "audio", "replies") == n_audio + 1, TIMEOUT_S, what="audio reply"
+        )
+        await eventually(
+            lambda: count(backend, "video", "replies") == n_video + 1, TIMEOUT_S, what="video reply"
+        )
 
     async with running(backend):
         for boundary, reset in ((False, True), (False, False), (True, True), (False, False), (False, False)):
@@ -252,12 +252,12 @@ async def test_boundary_replaces_video_socket_at_once_with_identify_faces(emulat
     async with running(backend):
         backend.send_frame(JPEG, 0.0, "v")
         backend.send_audio(CHUNK, 0.0, "v")
-        await eventually("replies", lambda: backend.status().link("video").replies == 1)
-        await eventually("audio reply", at_least(backend, "audio", "replies", 1))
+        await eventually(lambda: backend.status().link("video").replies == 1, TIMEOUT_S, what="replies")
+        await eventually(at_least(backend, "audio", "replies", 1), TIMEOUT_S, what="audio reply")
         connections = emulator.connections
         backend.mark_boundary()
-        await eventually("new video socket", lambda: emulator.connections == connections + 1)
-        await eventually("open", lambda: backend.status().state == "open")
+        await eventually(lambda: emulator.connections == connections + 1, TIMEOUT_S, what="new video socket")
+        await eventually(lambda: backend.status().state == "open", TIMEOUT_S, what="open")
         assert count(backend, "video", "reconnects") == 1
         assert count(backend, "audio", "reconnects") == 0  # the audio window is reset, not reconnected
         assert count(backend, "video", "lost") == 0
@@ -270,7 +270,7 @@ async def test_reset_without_identify_faces_keeps_video_socket_across_boundary(e
             if boundary:
                 backend.mark_boundary()
             backend.send_frame(JPEG, float(i), "v")
-            await eventually("reply", at_least(backend, "video", "replies", i + 1))
+            await eventually(at_least(backend, "video", "replies", i + 1), TIMEOUT_S, what="reply")
     video = frame_requests(emulator)
     assert [m.reset_stream for _, m in video] == [True, False, True, False]
     assert len({c for c, _ in video}) == 1
@@ -281,17 +281,19 @@ async def test_renews_before_server_limit_and_idles_without_media(emulator: Emul
     backend = V0Backend(cfg_for(emulator.url, models=("prosody",), reconnect_after_s=5.0))
     async with running(backend):
         async with Capture(backend, frames=False):
-            await eventually("renewed", lambda: count(backend, "audio", "reconnects") >= 1)
-            await asyncio.sleep(0.5)
+            await eventually(lambda: count(backend, "audio", "reconnects") >= 1, TIMEOUT_S, what="renewed")
+            await asyncio.sleep(0.5)  # scenario: media keeps flowing on the renewed socket
         s = sock(backend, "audio")
         assert (s["lost"], s["timeouts"]) == (0, 0)
         assert not [k for k in s if k.startswith("error_")]
-        await eventually("idle, socket closed", lambda: backend.status().state == "idle", timeout=8)
+        await eventually(lambda: backend.status().state == "idle", 8, what="idle, socket closed")
         stats = await _emulator_stats(emulator)
         assert stats["open"] == 0
         n = count(backend, "audio", "replies")
         backend.send_audio(CHUNK, 0.0, "v")  # reconnects on demand
-        await eventually("reply after idle", lambda: count(backend, "audio", "replies") == n + 1)
+        await eventually(
+            lambda: count(backend, "audio", "replies") == n + 1, TIMEOUT_S, what="reply after idle"
+        )
 
 
 async def _emulator_stats(emulator: Emulator) -> Dict[str, int]:
@@ -317,7 +319,7 @@ async def test_no_image_or_audio_file_is_created(
     monkeypatch.setattr("tempfile.tempdir", None)
     backend = V0Backend(cfg_for(emulator.url))
     async with running(backend), Capture(backend):
-        await eventually("media flowed", lambda: count(backend, "video", "replies") >= 2)
+        await eventually(lambda: count(backend, "video", "replies") >= 2, TIMEOUT_S, what="media flowed")
     created = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert created == [], f"files created during a run: {created}"
 
@@ -332,7 +334,9 @@ async def test_server_close_recovered_with_backoff(
     emulator.faults.close_after = 1  # every connection closed (1011) after its first reply
     backend = V0Backend(cfg_for(emulator.url))
     async with running(backend) as task, Capture(backend):
-        await eventually("several reconnects", lambda: count(backend, "audio", "reconnects") >= 3)
+        await eventually(
+            lambda: count(backend, "audio", "reconnects") >= 3, TIMEOUT_S, what="several reconnects"
+        )
         s = sock(backend, "audio")
         assert "closed by the server (code 1011)" in str(backend.status().last_error) or s["last_error"]
         # Every unplanned reconnect waited a backoff delay: attempts stay far below a hot loop.
@@ -350,13 +354,15 @@ async def test_abrupt_drop_recovered(emulator: Emulator) -> None:
     async with Relay(emulator.port) as relay:
         backend = V0Backend(cfg_for(relay.url))
         async with running(backend), Capture(backend):
-            await eventually("flowing", lambda: count(backend, "audio", "replies") >= 3)
+            await eventually(lambda: count(backend, "audio", "replies") >= 3, TIMEOUT_S, what="flowing")
             for _ in range(3):
                 # Open again, not just connecting: a cut while the relay has not yet registered the new
                 # connection cuts nothing (seen once on a loaded machine).
                 reconnects = count(backend, "audio", "reconnects")
                 relay.cut()  # RST, no close frame: what a router reboot looks like
-                await eventually("reconnected", at_least(backend, "audio", "reconnects", reconnects + 1))
+                await eventually(
+                    at_least(backend, "audio", "reconnects", reconnects + 1), TIMEOUT_S, what="reconnected"
+                )
             await recovers(backend, emulator)
             assert relay.cuts == 3
             assert count(backend, "audio", "reconnects") >= 3
@@ -370,14 +376,16 @@ async def test_half_open_idle_socket_found_dead_by_heartbeat(
     async with Relay(emulator.port) as relay:
         backend = V0Backend(cfg_for(relay.url, models=("prosody",)))
         async with running(backend):
-            await eventually("open", lambda: backend.status().state == "open")
+            await eventually(lambda: backend.status().state == "open", TIMEOUT_S, what="open")
             relay.swallowing = True
             await eventually(
-                "heartbeat", lambda: "heartbeat not answered" in str(backend.status().last_error)
+                lambda: "heartbeat not answered" in str(backend.status().last_error),
+                TIMEOUT_S,
+                what="heartbeat",
             )
             relay.swallowing = False
             backend.send_audio(CHUNK, 0.0, "v")
-            await eventually("reply", at_least(backend, "audio", "replies", 1))
+            await eventually(at_least(backend, "audio", "replies", 1), TIMEOUT_S, what="reply")
 
 
 async def test_refusal_recovered_short(emulator: Emulator) -> None:
@@ -392,13 +400,15 @@ async def test_refusal_for_20_s_recovered(emulator: Emulator) -> None:
 async def _refusal(emulator: Emulator, seconds: float) -> None:
     backend = V0Backend(cfg_for(emulator.url))
     async with running(backend) as task, Capture(backend):
-        await eventually("flowing", lambda: count(backend, "audio", "replies") >= 2)
+        await eventually(lambda: count(backend, "audio", "replies") >= 2, TIMEOUT_S, what="flowing")
         emulator.faults.update({"refuse_for_s": seconds, "refuse_status": 503, "close_after": 0})
-        await eventually("refused", lambda: "HTTP 503" in str(sock(backend, "audio")["last_error"]))
+        await eventually(
+            lambda: "HTTP 503" in str(sock(backend, "audio")["last_error"]), TIMEOUT_S, what="refused"
+        )
         assert sock(backend, "audio")["state"] in ("backoff", "connecting")
         emulator.faults.close_after = None
         attempts = count(backend, "audio", "connects")
-        await eventually("refusal over", lambda: not emulator.faults.refusing(), timeout=seconds + 5)
+        await eventually(lambda: not emulator.faults.refusing(), seconds + 5, what="refusal over")
         during = count(backend, "audio", "connects") - attempts
         # Backoff 0.05..0.5 s capped: a hot loop would be thousands of attempts.
         assert during <= seconds / 0.05
@@ -409,10 +419,10 @@ async def _refusal(emulator: Emulator, seconds: float) -> None:
 async def test_silence_times_out_replies_and_recovers(emulator: Emulator) -> None:
     backend = V0Backend(cfg_for(emulator.url))
     async with running(backend), Capture(backend):
-        await eventually("flowing", lambda: count(backend, "audio", "replies") >= 2)
+        await eventually(lambda: count(backend, "audio", "replies") >= 2, TIMEOUT_S, what="flowing")
         emulator.faults.silent = True  # requests read, never answered
-        await eventually("timeouts counted", lambda: count(backend, "audio", "timeouts") >= 2)
-        await eventually("video too", lambda: count(backend, "video", "timeouts") >= 1)
+        await eventually(lambda: count(backend, "audio", "timeouts") >= 2, TIMEOUT_S, what="timeouts counted")
+        await eventually(lambda: count(backend, "video", "timeouts") >= 1, TIMEOUT_S, what="video too")
         assert "no reply within 1 s" in str(sock(backend, "audio")["last_error"])
         assert count(backend, "audio", "reconnects") >= 1
         emulator.faults.silent = False
@@ -423,8 +433,12 @@ async def test_stalled_server_keeps_queues_bounded_and_counts_drops(emulator: Em
     emulator.faults.delay_ms = 2500
     backend = V0Backend(cfg_for(emulator.url, reply_timeout_s=5.0, queue_seconds=1.0))
     async with running(backend), Capture(backend):
-        await eventually("frames dropped", lambda: count(backend, "video", "dropped_frames") >= 4)
-        await eventually("audio dropped", lambda: sock(backend, "audio")["dropped_audio_s"] > 0.5)  # type: ignore[operator]
+        await eventually(
+            lambda: count(backend, "video", "dropped_frames") >= 4, TIMEOUT_S, what="frames dropped"
+        )
+        await eventually(
+            lambda: sock(backend, "audio")["dropped_audio_s"] > 0.5, TIMEOUT_S, what="audio dropped"
+        )  # type: ignore[operator]
         assert sock(backend, "audio")["queued_audio_s"] <= 1.0  # type: ignore[operator]
         assert sock(backend, "video")["queued_frames"] <= 1  # type: ignore[operator]
         assert count(backend, "audio", "timeouts") == 0  # slow is not lost
@@ -442,7 +456,9 @@ async def test_results_queue_bounded_when_nobody_reads(
     monkeypatch.setattr("agent.hume.v0.client.OBSERVATIONS_MAX", 3)
     backend = V0Backend(cfg_for(emulator.url, models=("prosody",)))
     async with running(backend), Capture(backend, frames=False):
-        await eventually("dropped", lambda: dict(backend.status().counters)["dropped_results"] >= 2)
+        await eventually(
+            lambda: dict(backend.status().counters)["dropped_results"] >= 2, TIMEOUT_S, what="dropped"
+        )
     assert len(await drain(backend, 3)) == 3
 
 
@@ -468,7 +484,7 @@ async def test_wrong_key_once_the_network_is_up_still_raises_from_run() -> None:
         port = probe.getsockname()[1]
     backend = V0Backend(cfg_for(f"ws://127.0.0.1:{port}/v0/stream/models", api_key="wrong-key"))
     async with running(backend) as task:
-        await eventually("retrying", at_least(backend, "audio", "connects", 2))
+        await eventually(at_least(backend, "audio", "connects", 2), TIMEOUT_S, what="retrying")
         assert not task.done()
         async with Emulator(EmulatorSettings(api_keys=(TEST_KEY,)), port=port):
             with pytest.raises(HumeAuthError):
@@ -479,13 +495,13 @@ async def test_wrong_key_mid_run_retries_slowly(emulator: Emulator) -> None:
     """A key refused after it worked: no fast loop, state auth_failed, run() keeps going, then recovers."""
     backend = V0Backend(cfg_for(emulator.url))
     async with running(backend) as task, Capture(backend):
-        await eventually("flowing", lambda: count(backend, "audio", "replies") >= 2)
+        await eventually(lambda: count(backend, "audio", "replies") >= 2, TIMEOUT_S, what="flowing")
         attempts = count(backend, "audio", "connects")
         emulator.faults.update({"refuse_for_s": 3.0, "refuse_status": 401, "close_after": 0})
-        await eventually("auth_failed", lambda: backend.status().state == "auth_failed")
+        await eventually(lambda: backend.status().state == "auth_failed", TIMEOUT_S, what="auth_failed")
         assert "HTTP 401" in str(backend.status().last_error)
         emulator.faults.close_after = None
-        await eventually("refusal over", lambda: not emulator.faults.refusing(), timeout=10)
+        await eventually(lambda: not emulator.faults.refusing(), 10, what="refusal over")
         # fatal_retry_s = 1 over ~3 s; with backoff_initial_s = 0.05 a fast loop would make ~30+.
         assert count(backend, "audio", "connects") - attempts <= 6
         assert not task.done()
@@ -495,17 +511,21 @@ async def test_wrong_key_mid_run_retries_slowly(emulator: Emulator) -> None:
 async def test_out_of_credits_retries_slowly_and_recovers(emulator: Emulator) -> None:
     backend = V0Backend(cfg_for(emulator.url, models=("prosody",)))
     async with running(backend) as task, Capture(backend, frames=False):
-        await eventually("flowing", lambda: count(backend, "audio", "replies") >= 2)
+        await eventually(lambda: count(backend, "audio", "replies") >= 2, TIMEOUT_S, what="flowing")
         emulator.faults.error_code = "E0300"
-        await eventually("quota_exhausted", lambda: backend.status().state == "quota_exhausted")
+        await eventually(
+            lambda: backend.status().state == "quota_exhausted", TIMEOUT_S, what="quota_exhausted"
+        )
         sent = count(backend, "audio", "sent")
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(2.5)  # scenario: 2.5 s of chunks arriving while the quota is exhausted
         assert count(backend, "audio", "sent") - sent <= 4  # one try per fatal_retry_s, not per chunk
         assert count(backend, "audio", "error_E0300") >= 2
         emulator.faults.error_code = None
         before = count(backend, "audio", "replies")
-        await eventually("recovered", lambda: count(backend, "audio", "replies") >= before + 3)
-        await eventually("open", lambda: backend.status().state == "open")
+        await eventually(
+            lambda: count(backend, "audio", "replies") >= before + 3, TIMEOUT_S, what="recovered"
+        )
+        await eventually(lambda: backend.status().state == "open", TIMEOUT_S, what="open")
         assert not task.done()
 
 

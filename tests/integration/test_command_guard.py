@@ -17,7 +17,8 @@ import pytest
 from agent import config as config_mod
 from agent.service import run_agent
 from tests.support.emulator import TEST_KEY
-from tests.support.mosquitto import Received, Subscriber, eventually
+from tests.support.mosquitto import Received, Subscriber
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.timeout(120)
 

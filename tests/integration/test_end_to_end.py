@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, AsyncGenerator, Dict, List, Set, Tuple
@@ -37,6 +36,7 @@ from agent.summary import SCHEMA_PATH
 from hume_emulator.emulator import Emulator
 from tests.support.emulator import TEST_KEY, espeak_wav
 from tests.support.mosquitto import Broker, Received, Subscriber
+from tests.support.processes import agent_process
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -124,17 +124,19 @@ async def test_agent_process_publishes_valid_summaries_and_writes_no_media(
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     trace = tmp_path / "strace.txt"
-    exe = Path(sys.executable).with_name("hume-edge")
     env = dict(os.environ, RUNTIME_DIRECTORY=str(run_dir))
     env.pop("HUME_API_KEY", None)
     log_path = tmp_path / "agent.log"
-    with open(log_path, "wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            "strace", "-f", "-qq", "-o", str(trace),
-            "-e", "trace=open,openat,creat,rename,renameat,renameat2,link",
-            str(exe), "run", "--config", str(cfg_path),
-            cwd=tmp_path, env=env, stderr=log_file, start_new_session=True,
-        )  # fmt: skip
+    strace = (
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        str(trace),
+        "-e",
+        "trace=open,openat,creat,rename,renameat,renameat2,link",
+    )
+    proc = await agent_process(cfg_path, cwd=tmp_path, log=log_path, env=env, wrapper=strace)
     try:
 
         def have_both(msgs: List[Received]) -> bool:
@@ -211,7 +213,8 @@ class SceneVoice(AudioSource):
         k = 0
         while True:
             k += 1
-            await asyncio.sleep(max(0.0, start + k * self.chunk_ms / 1000 - time.monotonic()))
+            due_s = start + k * self.chunk_ms / 1000 - time.monotonic()
+            await asyncio.sleep(max(0.0, due_s))  # scenario: a microphone's real-time pace
             t = time.monotonic() - start  # the camera started within the same event-loop turn
             if self.camera.face_at(t) is None:
                 block = np.zeros(n, dtype=np.int16)
@@ -256,9 +259,9 @@ async def test_scripted_scene_two_visitors(
     task = asyncio.ensure_future(run_agent(cfg, stop, sources=(camera, voice)))
     try:
         # The empty kiosk (about 7-14 s into the scene): count payloads at both ends of a quiet stretch.
-        await asyncio.sleep(9.5)
+        await asyncio.sleep(9.5)  # scenario: the scene's clock (empty from 5 s to 14 s, sessions end at ~7 s)
         quiet_from = len(emulator.requests)
-        await asyncio.sleep(3.5)
+        await asyncio.sleep(3.5)  # scenario: a quiet stretch of the empty kiosk
         quiet_to = len(emulator.requests)
         ended_twice = await sub.until(
             lambda msgs: sum(1 for s, p in sequenced(msgs) if s == "session" and p["event"] == "end") >= 2,

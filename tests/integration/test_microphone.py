@@ -23,6 +23,7 @@ from agent.hume.types import OutgoingMedia
 from agent.hume.v0.payloads import PayloadBuilder
 from agent.media.audio import AUDIO_RATE, AudioChunk, decode_wav, voice_activity
 from tests.support.alsa import DEVICE, RATE, FakeMic, fake_mic, speech
+from tests.support.waits import eventually
 
 __all__ = ["fake_mic"]  # the fixture, used by name below
 
@@ -124,9 +125,9 @@ async def test_missing_then_lost_microphone_comes_back_by_itself(fake_mic: FakeM
     chunks = mic.chunks()
     try:
         pending = asyncio.ensure_future(chunks.__anext__())
-        await asyncio.sleep(0.5)
+        # Absent at start: lost, and retried (a second failed open) while it stays away.
+        assert await eventually(lambda: mic.recovery.lost and mic.recovery.failures >= 2, 10)
         assert not pending.done()
-        assert mic.recovery.lost
         assert "no input device matches 'fakemic'" in (mic.recovery.last_error or "")
         fake_mic.plug()
         await asyncio.wait_for(pending, timeout=10)
@@ -135,9 +136,7 @@ async def test_missing_then_lost_microphone_comes_back_by_itself(fake_mic: FakeM
 
         fake_mic.unplug()
         mic.pull.set()  # mid-run loss: the read fails and the device is gone on reopen
-        await asyncio.sleep(0.5)
-        assert mic.recovery.lost
-        assert mic.recovery.outages == 2
+        assert await eventually(lambda: mic.recovery.lost and mic.recovery.outages == 2, 10)
         fake_mic.plug()
         fake_mic.play(spoken)
         await _until(lambda c: voice_activity(c.pcm16), chunks)  # speech flows again

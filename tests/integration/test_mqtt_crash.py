@@ -40,7 +40,8 @@ async def _drive(host: str, port: int, path: Path, mode: str) -> None:
     from agent.messages import OutMessage
     from agent.mqtt.outbox import Outbox
     from agent.mqtt.publisher import Publisher
-    from tests.support.mosquitto import eventually, mqtt_config, running
+    from tests.support.mosquitto import mqtt_config, running
+    from tests.support.waits import eventually
 
     outbox = Outbox(path, OutboxConfig())
     print(f"opened quarantined={outbox.quarantined}", flush=True)
@@ -55,7 +56,7 @@ async def _drive(host: str, port: int, path: Path, mode: str) -> None:
             seq = pub.enqueue(OutMessage(f"summary/{MODELS[i % len(MODELS)]}", {"i": i}))
             print(seq, flush=True)
             i += 1
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # scenario: a fast producer until the process is killed
 
 
 def _start(broker: Broker, path: Path, mode: str) -> subprocess.Popen[bytes]:

@@ -14,8 +14,9 @@ from agent.config import OutboxConfig
 from agent.messages import OutMessage
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from tests.support.mosquitto import Broker, Received, Subscriber, eventually, mqtt_config, running
+from tests.support.mosquitto import Broker, Received, Subscriber, mqtt_config, running
 from tests.support.proxy import Proxy
+from tests.support.waits import eventually
 
 BASE = "hume-edge/kiosk1"
 MODELS = ("face", "prosody", "burst")
@@ -55,7 +56,7 @@ async def produce(pub: Publisher, sent: List[int], stop: asyncio.Event, period_s
     while not stop.is_set():
         sent.append(pub.enqueue(OutMessage(f"summary/{MODELS[i % len(MODELS)]}", {"i": i, "top": []})))
         i += 1
-        await asyncio.sleep(period_s)
+        await asyncio.sleep(period_s)  # scenario: a steady producer
 
 
 async def outage(
@@ -73,12 +74,12 @@ async def outage(
     stop = asyncio.Event()
     async with running(pub):
         producer = asyncio.ensure_future(produce(pub, sent, stop, 0.02))
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # scenario: a second of normal traffic before the outage
         await loop.run_in_executor(None, broker.stop)
-        await asyncio.sleep(outage_s)
+        await asyncio.sleep(outage_s)  # scenario: the outage's length
         assert outbox.stats()["depth"] > 0  # summaries kept coming and waited
         await loop.run_in_executor(None, broker.start)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # scenario: a second of traffic after the outage
         stop.set()
         await asyncio.wait_for(producer, 5)
         assert await sub.until(lambda ms: distinct(ms) >= len(sent), DELIVERY_TIMEOUT_S)
@@ -155,7 +156,7 @@ async def test_a_short_blip_flaps_offline_only_without_a_will_delay(
             proxy.cut()  # the broker sees the connection drop without a DISCONNECT
             assert await eventually(lambda: pub.status().connects == 2, 10)
             assert await sub.until(lambda ms: len(sub.on("/status")) >= (3 if flaps else 2), 10)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # scenario: a connected spell after the reconnect, before the stop
     # "stopped" is published as the publisher stops: wait for it to reach the subscriber.
     assert await sub.until(
         lambda ms: [m.payload for m in ms if m.topic.endswith("/status")][-1:] == [b"stopped"], 10

@@ -17,7 +17,8 @@ from agent.mqtt.commands import Command
 from agent.mqtt.discovery import config_topic
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from tests.support.mosquitto import Broker, Subscriber, eventually, make_certs, mqtt_config, running
+from tests.support.mosquitto import Broker, Subscriber, make_certs, mqtt_config, running
+from tests.support.waits import eventually
 
 TIMEOUT_S = 15.0
 BASE = "hume-edge/kiosk1"
@@ -101,8 +102,10 @@ async def test_commands_are_validated_and_answered(
     pub = Publisher(mqtt_config(mosquitto.host, mosquitto.port), "kiosk1", outbox, health=service_health)
     commands = pub.commands().__aiter__()
     async with running(pub):
-        assert await sub.until(lambda ms: bool(sub.on("/status")), TIMEOUT_S)
-        await asyncio.sleep(0.2)  # the publisher subscribes right after publishing "online"
+        # The discovery config leaves after the publisher's SUBSCRIBE on the same connection: once it is
+        # here, the broker holds the subscription and a command cannot be missed.
+        discovery = config_topic("homeassistant", "kiosk1")
+        assert await sub.until(lambda ms: any(m.topic == discovery for m in ms), TIMEOUT_S)
         sub.publish(f"{BASE}/cmd/session", b"start")
         assert await asyncio.wait_for(commands.__anext__(), TIMEOUT_S) == Command("session", "start")
         sub.publish(f"{BASE}/cmd/session", json.dumps({"action": "end"}).encode())

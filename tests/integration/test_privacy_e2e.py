@@ -22,7 +22,7 @@ import json
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pytest
 
@@ -38,6 +38,7 @@ from tests.support.chromium import chromium, needs_chromium
 from tests.support.emulator import espeak_wav
 from tests.support.mosquitto import Broker, Subscriber
 from tests.support.proxy import Proxy
+from tests.support.waits import eventually
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
@@ -89,15 +90,6 @@ def latest(sub: Subscriber, suffix: str) -> Optional[bytes]:
 def notice_active(sub: Subscriber) -> Optional[bool]:
     payload = latest(sub, "notice")
     return None if payload is None else bool(json.loads(payload)["active"])
-
-
-async def eventually(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)  # polls a condition set by other threads and processes (no event to await)
-    return True
 
 
 async def test_notice_is_published_before_each_visit_and_withdrawn_after(

@@ -17,9 +17,10 @@ from agent.config import OutboxConfig
 from agent.messages import OutMessage
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from tests.support.mosquitto import Subscriber, eventually, mqtt_config, running
+from tests.support.mosquitto import Subscriber, mqtt_config, running
 from tests.support.proxy import Proxy
 from tests.support.rabbitmq import RabbitMQ
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.slow
 TIMEOUT_S = 30.0
@@ -69,7 +70,7 @@ async def test_a_rabbitmq_restart_while_producing_loses_nothing(
         while not stop.is_set():
             sent.append(pub.enqueue(OutMessage(f"summary/{MODELS[i % 3]}", {"i": i})))
             i += 1
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # scenario: a steady producer, 50 summaries a second
 
     async with running(pub):
         assert await eventually(lambda: pub.status().state == "connected", TIMEOUT_S)

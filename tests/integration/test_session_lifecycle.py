@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -34,12 +33,12 @@ from agent.summary import Summarizer
 from hume_emulator.emulator import Emulator
 from tests.integration.test_end_to_end import agent_config, sequenced, to_toml, validator
 from tests.support.mosquitto import Broker, Received, Subscriber
+from tests.support.processes import agent_process
 
 pytestmark = pytest.mark.timeout(180)
 
 DEVICE = "e2e-kiosk"
 PREFIX = f"hume-edge/{DEVICE}/"
-EXE = Path(sys.executable).with_name("hume-edge")
 SUMMARY_TIMEOUT_S = 60.0
 RECOVERY_TIMEOUT_S = 20.0
 """Start-up (imports, camera, links) plus the first drain; the end itself goes out on the first connect."""
@@ -57,10 +56,8 @@ def retained_session(broker: Broker, subscriber: Callable[..., Subscriber]) -> D
 async def start_agent(cfg_path: Path, tmp_path: Path, life: int) -> asyncio.subprocess.Process:
     env = dict(os.environ, RUNTIME_DIRECTORY=str(tmp_path / "run"))
     env.pop("HUME_API_KEY", None)
-    with open(tmp_path / f"agent-{life}.log", "wb") as log:
-        return await asyncio.create_subprocess_exec(
-            str(EXE), "run", "--config", str(cfg_path), cwd=tmp_path, env=env, stderr=log
-        )
+    log = tmp_path / f"agent-{life}.log"
+    return await agent_process(cfg_path, cwd=tmp_path, log=log, env=env, new_session=False)
 
 
 def of_session(msgs: List[Received], sid: str) -> List[Any]:

@@ -29,6 +29,7 @@ from hume_emulator.emulator import Emulator
 from hume_emulator.v1.emulator import EmulatorV1
 from tests.support.emulator import TEST_KEY, espeak_wav
 from tests.support.mosquitto import Broker
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,7 +84,8 @@ class ScriptVoice(AudioSource):
         self.started_wall = time.time()
         k = 0
         while True:
-            await asyncio.sleep(max(0.0, start + (k + 1) * CHUNK_MS / 1000 - time.monotonic()))
+            due_s = start + (k + 1) * CHUNK_MS / 1000 - time.monotonic()
+            await asyncio.sleep(max(0.0, due_s))  # scenario: a microphone's real-time pace
             block = self.signal[k * n : (k + 1) * n]
             if len(block) < n:
                 block = np.zeros(n, dtype=np.int16)
@@ -122,13 +124,6 @@ class Recorder(Backend):
         return self.inner.status()
 
 
-async def until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 def agent_cfg(hume: dict, broker: Broker, tmp: Any) -> Config:
     return config_mod.from_dict(
         {
@@ -161,7 +156,9 @@ async def run_visit(
         service.run_agent(cfg, stop, sources=(SyntheticCamera(640, 480, 2.0, scene=SCENE), voice))
     )
     try:
-        await until(lambda: bool(made) and done(made[0], voice), "the end of the visit's audio")
+        await eventually(
+            lambda: bool(made) and done(made[0], voice), 60.0, what="the end of the visit's audio"
+        )
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0

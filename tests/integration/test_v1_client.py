@@ -17,6 +17,7 @@ from agent.hume.v1.client import V1Backend
 from hume_emulator.v1.emulator import EmulatorV1, EmulatorV1Settings
 from tests.support.emulator import astronaut_bgr, encode_image
 from tests.support.emulator_v1 import TEST_KEY, espeak_pcm
+from tests.support.waits import eventually
 
 TIMEOUT_S = 20.0
 JPEG = encode_image(astronaut_bgr())
@@ -42,14 +43,6 @@ async def running() -> AsyncIterator[Callable[[V1Backend], asyncio.Task[None]]]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def until(check: Callable[[], bool], timeout: float = TIMEOUT_S) -> None:
-    async def poll() -> None:
-        while not check():  # noqa: ASYNC110 - the emulator's records have no event to wait on
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
 def visit(backend: V1Backend, session_id: str, pcm: bytes, t0: float, frames: bool = True) -> None:
     """Hand over a visit's media as capture would: 1 s chunks of audio and a frame per second."""
     for i in range(0, len(pcm), 32000):
@@ -68,11 +61,11 @@ async def test_nothing_is_sent_without_a_visitor_or_for_a_short_visit(
 ) -> None:
     backend = V1Backend(config(emulator_v1, v1_min_session_s=5.0))
     running(backend)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # scenario: time a backend would need to connect wrongly, with nobody there
     assert emulator_v1.connections == 0
     visit(backend, "passer-by", espeak_pcm("Hi")[:64000], time.time())  # 2 s of presence < 5 s
     backend.mark_boundary()
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # scenario: time a backend would need to send a short visit wrongly
     assert emulator_v1.connections == 0
     assert dict(backend.status().counters)["short_visits"] == 1
 
@@ -86,7 +79,7 @@ async def test_visitor_boundary_closes_the_sessions_and_the_next_visitor_gets_ne
     for name in ("visitor-a", "visitor-b"):
         visit(backend, name, pcm, time.time())
         backend.mark_boundary()
-    await until(lambda: len(emulator_v1.sessions) == 4)
+    await eventually(lambda: len(emulator_v1.sessions) == 4, TIMEOUT_S, what="len(emulator_v1.sessions) == 4")
     sessions = emulator_v1.sessions
     assert {s.reason for s in sessions} == {"client_request"}
     assert sorted(s.endpoint for s in sessions) == ["audio", "audio", "video", "video"]
@@ -119,7 +112,7 @@ async def test_server_shutdown_mid_visit_reconnects_with_a_new_session(
     assert await emulator_v1.shutdown_sessions() == 1
     for i in range(1, 100):
         backend.send_frame(JPEG, t0 + i, "visitor")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # scenario: a camera's next frame
         if emulator_v1.connections == 2 and emulator_v1.state.live:
             break
     obs = await observations(backend, 1)
@@ -147,7 +140,7 @@ async def test_rate_limited_audio_is_resent_so_the_stream_stays_continuous(
     pcm = espeak_pcm("Hello, how are you today?")
     visit(backend, "visitor", pcm, time.time(), frames=False)
     backend.mark_boundary()
-    await until(lambda: len(emulator_v1.sessions) == 1)
+    await eventually(lambda: len(emulator_v1.sessions) == 1, TIMEOUT_S, what="len(emulator_v1.sessions) == 1")
     (session,) = emulator_v1.sessions
     frames = -(-len(pcm) // 3200)
     assert session.received == {"audio_duration_ms": len(pcm) // 32, "frames": frames}
@@ -167,10 +160,10 @@ async def test_rate_limited_video_frames_are_dropped_not_resent(
     t0 = time.time()
     for i in range(4):
         backend.send_frame(JPEG, t0 + i, "visitor")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # scenario: frames half a second apart, as a camera sends them
     got = await observations(backend, 2)
     backend.mark_boundary()
-    await until(lambda: len(emulator_v1.sessions) == 1)
+    await eventually(lambda: len(emulator_v1.sessions) == 1, TIMEOUT_S, what="len(emulator_v1.sessions) == 1")
     assert [o.captured_at for o in got] == [t0 + 2, t0 + 3]
     assert emulator_v1.sessions[0].received == {"frames": 2}
     assert dict(backend.status().counters)["video_frames_sent"] == 4
@@ -185,7 +178,11 @@ async def test_idle_timeout_mid_visit_opens_a_new_session_when_media_returns(
         t0 = time.time()
         backend.send_frame(JPEG, t0, "visitor")
         await observations(backend, 1)
-        await until(lambda: [s.reason for s in emu.sessions] == ["idle_timeout"])
+        await eventually(
+            lambda: [s.reason for s in emu.sessions] == ["idle_timeout"],
+            TIMEOUT_S,
+            what='[s.reason for s in emu.sessions] == ["idle_timeout"]',
+        )
         backend.send_frame(JPEG, t0 + 1, "visitor")
         (obs,) = await observations(backend, 1)
         assert obs.captured_at == t0 + 1
@@ -200,7 +197,11 @@ async def test_refused_handshake_with_503_is_retried(
     backend = V1Backend(config(emulator_v1, models=("face",), v1_min_session_s=0.0))
     running(backend)
     backend.send_frame(JPEG, time.time(), "visitor")
-    await until(lambda: backend.status().link("video").state == "backoff")
+    await eventually(
+        lambda: backend.status().link("video").state == "backoff",
+        TIMEOUT_S,
+        what='backend.status().link("video").state == "backoff"',
+    )
     emulator_v1.faults.refuse_status = 0
     (obs,) = await observations(backend, 1)
     assert obs.model == "face"

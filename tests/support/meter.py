@@ -64,7 +64,7 @@ class InflightMeter(Proxy):
                 for kind, flags, body in frames.feed(data):
                     self._count(upstream, kind, flags, body)
                 if self.delay_s:
-                    await asyncio.sleep(self.delay_s)
+                    await asyncio.sleep(self.delay_s)  # scenario: the injected latency
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):

@@ -34,6 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.config import MqttConfig
 from agent.localbroker import LocalBroker
 from agent.mqtt.publisher import Publisher
+from tests.support.waits import eventually
 
 STOP_TIMEOUT_S = 10.0
 
@@ -230,16 +231,6 @@ def mqtt_config(host: str, port: int, **overrides: Any) -> MqttConfig:
     }
     options.update(overrides)
     return MqttConfig(**options)
-
-
-async def eventually(condition: Callable[[], bool], timeout: float, interval_s: float = 0.02) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(interval_s)
-    return True
 
 
 @contextlib.asynccontextmanager

@@ -157,10 +157,10 @@ class Proxy:
                     self.discarded_bytes += len(data)
                     continue
                 if self.delay_s:
-                    await asyncio.sleep(self.delay_s)
+                    await asyncio.sleep(self.delay_s)  # scenario: the injected latency
                 writer.write(data)
                 await writer.drain()
                 if self.rate_bps:
-                    await asyncio.sleep(len(data) / self.rate_bps)
+                    await asyncio.sleep(len(data) / self.rate_bps)  # scenario: the throttled rate
         except (OSError, asyncio.IncompleteReadError):
             return

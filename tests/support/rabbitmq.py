@@ -118,7 +118,7 @@ class RabbitMQ:
                 socket.create_connection((self.host, self.port), timeout=1.0).close()
                 return True
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.05)  # polling: the port opens when RabbitMQ is ready; there is no event
         return False
 
     def stop(self) -> None:

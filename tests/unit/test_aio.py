@@ -15,7 +15,7 @@ async def test_wait_event_never_swallows_a_cancellation() -> None:
     for _ in range(50):
         event = asyncio.Event()
         task = asyncio.ensure_future(wait_event(event, 5))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # scenario: one loop turn, so the task reaches its first await
         event.set()
         task.cancel()
         try:
@@ -56,7 +56,7 @@ async def test_cancel_and_wait_gives_up_after_its_timeout() -> None:
                 continue  # ignores every cancellation until released
 
     task = spawn(stuck(), "test.stuck")
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # scenario: one loop turn, so the task reaches its first await
     assert await cancel_and_wait([task], timeout_s=0.05, recancel_s=0.01) == {task}
     released.set()
     await task
@@ -77,7 +77,7 @@ async def test_timers_cancel_leaves_nothing_to_fire() -> None:
     timers.call_later(0, fired.append, 2)
     assert timers.pending == 2
     await asyncio.sleep(0)  # one loop turn: the zero-delay timer fires and leaves the set
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # scenario: one loop turn, so the task reaches its first await
     timers.cancel()
     assert timers.pending == 0
     done = asyncio.Event()

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import status
+from tests.support.waits import eventually
 
 SNAPSHOT: Dict[str, Any] = {
     "device_id": "kiosk-07",
@@ -194,10 +195,8 @@ async def test_run_writes_periodically_and_a_final_stopped_snapshot(tmp_path: Pa
         return {"queue_depth": len(calls)}
 
     task = asyncio.ensure_future(status.run(path, snapshot, interval_s=0.01))
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if len(calls) >= 3:
-            break
+    # Periodic: the file is rewritten with each new snapshot (the third one's depth shows up in it).
+    assert await eventually(lambda: (status.read(path) or {}).get("queue_depth", 0) >= 3, 10)
     data = status.read(path)
     assert data is not None
     assert data["state"] == "running"

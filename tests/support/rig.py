@@ -1,0 +1,212 @@
+"""The fault campaign's rig: the whole agent as a process and every part it talks to, wired up on loopback.
+
+Shared by ``tests/faults/`` (a short campaign in CI) and ``scripts/chaos`` (minutes of it). Everything is
+real and on loopback: mosquitto (persistent, saved on every change, so a SIGKILL of the broker does not
+lose what it acknowledged), the emulator as a ``hume-edge emulator`` process, two TCP proxies (agent ↔
+emulator WebSocket, agent ↔ mosquitto), and ``hume-edge run`` under a test-owned ``$NOTIFY_SOCKET`` with
+``WATCHDOG_USEC``, with libfaketime preloaded so its wall clock can be stepped while its monotonic clock
+is not. The outbox lives on a small tmpfs (as root) so the disk can be filled under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Tuple
+
+from agent.config import OutboxConfig
+from agent.mqtt.outbox import Outbox
+from tests.support.accounting import Accounting, account, outbox_counter, outbox_remains, seqs_of
+from tests.support.mosquitto import Subscriber
+from tests.support.processes import (
+    DEVICE,
+    PREFIX,
+    START_TIMEOUT_S,
+    TEST_KEY,
+    AgentProcess,
+    DurableBroker,
+    EmulatorProcess,
+    NotifyRecorder,
+    RssSampler,
+    SmallDisk,
+)
+from tests.support.proxy import Proxy
+from tests.support.waits import wait_until
+
+# --------------------------------------------------------------------------------------------------
+# The rig
+
+
+def agent_config(rig: Rig) -> str:
+    outbox = rig.disk.path / "outbox.sqlite"
+    return (
+        "\n".join(
+            [
+                f'device_id = "{DEVICE}"',
+                "[hume]",
+                f'url = "ws://127.0.0.1:{rig.hume_proxy.port}/v0/stream/models"',
+                f'api_key = "{TEST_KEY}"',
+                "reply_timeout_s = 3.0",
+                "backoff_initial_s = 0.1",
+                "backoff_max_s = 1.0",
+                "fatal_retry_s = 1.0",  # an injected E0300 (quota) would otherwise stop summaries for 5 min
+                "[session]",
+                'mode = "always"',
+                "[summary]",
+                "window_s = 0.5",
+                "[mqtt]",
+                'host = "127.0.0.1"',
+                f"port = {rig.mqtt_proxy.port}",
+                "keepalive_s = 5",
+                "health_interval_s = 2.0",
+                "reconnect_min_s = 0.1",
+                "reconnect_max_s = 1.0",
+                "[outbox]",
+                f'path = "{outbox}"',
+                # The fuzz checks that every command gets one clear reply; the rate limits that would
+                # turn a fuzz into unanswered refusals have their own test (test_command_guard).
+                "[commands]",
+                "session_starts_per_hour = 3600",
+                "text_chars_per_minute = 1000000",
+                "discovery_per_minute = 600",
+                "replies_per_s = 1000.0",
+            ]
+        )
+        + "\n"
+    )
+
+
+class Rig:
+    """Every part of the campaign, started; :meth:`close` stops them all (bounded)."""
+
+    def __init__(self, workdir: Path, seed: int) -> None:
+        self.workdir = workdir
+        self.seed = seed
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._closers: List[Callable[[], Any]] = []
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        self.disk = SmallDisk(self.workdir / "disk")
+        self._closers.append(self.disk.close)
+        self.broker = DurableBroker(self.workdir / "mosquitto")
+        self.broker.start()
+        self._closers.append(self.broker.stop)
+        self.emulator = EmulatorProcess(self.workdir, self.seed)
+        self.emulator.start()
+        self._closers.append(self.emulator.terminate)
+        self.mqtt_proxy = Proxy("127.0.0.1", self.broker.port).start()
+        self.hume_proxy = Proxy("127.0.0.1", self.emulator.port).start()
+        self._closers += [self.mqtt_proxy.stop, self.hume_proxy.stop]
+        self.subscriber = Subscriber(
+            "127.0.0.1", self.broker.port, [PREFIX + "#"], client_id=f"chaos-sub-{self.seed}", persistent=True
+        )
+        self._closers.append(self.subscriber.close)
+        if not self.subscriber.connected.wait(10):
+            raise RuntimeError("the campaign's subscriber could not connect")
+        self.notify = NotifyRecorder()
+        self._closers.append(self.notify.close)
+        self.clock_file = self.workdir / "faketime"
+        self.clock_offset_s = 0
+        self.set_clock_offset(0)
+        config = self.workdir / "config.toml"
+        config.write_text(agent_config(self), encoding="utf-8")
+        self.outbox_path = self.disk.path / "outbox.sqlite"
+        # Create the outbox ourselves, so the first seq the agent will stamp is known.
+        Outbox(self.outbox_path, OutboxConfig()).close()
+        self.first_seq = outbox_counter(self.outbox_path)
+        self.agent = AgentProcess(self.workdir, config, self.notify, self.clock_file)
+        self.agent.start()
+        self._closers.append(self.agent.terminate)
+        self.rss = RssSampler(lambda: self.agent.pid)
+        self._closers.append(self.rss.close)
+
+    @property
+    def faketime(self) -> bool:
+        return "LD_PRELOAD" in self.agent.env
+
+    def set_clock_offset(self, seconds: int) -> None:
+        """Step the agent's wall clock to real time + ``seconds`` (libfaketime re-reads the file)."""
+        self.clock_offset_s = seconds
+        tmp = self.clock_file.with_suffix(".tmp")
+        tmp.write_text(f"{seconds:+d}\n", encoding="ascii")
+        tmp.replace(self.clock_file)
+
+    def received(self) -> List[Tuple[int, bool, bool]]:
+        with self.subscriber._cond:
+            return seqs_of(list(self.subscriber.messages))
+
+    def summaries_after(self, count: int) -> int:
+        with self.subscriber._cond:
+            return sum(1 for m in self.subscriber.messages[count:] if m.topic.startswith(PREFIX + "summary/"))
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> bool:
+        return wait_until(lambda: self.agent.snapshot() is not None, timeout, 0.1)
+
+    def wait_online(self, timeout: float = START_TIMEOUT_S) -> bool:
+        """Wait until the agent announced itself on the broker (so it is subscribed to ``cmd/#``)."""
+
+        def online() -> bool:
+            with self.subscriber._cond:
+                return any(
+                    m.topic == PREFIX + "status" and m.payload == b"online" for m in self.subscriber.messages
+                )
+
+        return wait_until(online, timeout, 0.05)
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until every seq stamped so far reached the subscriber (or the timeout passes)."""
+
+        def caught_up() -> bool:
+            last = outbox_counter(self.outbox_path)
+            got = {s for s, _, _ in self.received()}
+            return all(s in got for s in range(self.first_seq, last))
+
+        return wait_until(caught_up, timeout, 0.25)
+
+    def finish(self, settle_s: float = 60.0) -> Accounting:
+        """Heal everything, let the outbox drain, stop the agent cleanly, and do the accounting."""
+        self.mqtt_proxy.resume()
+        self.hume_proxy.resume()
+        self.disk.free()
+        self.agent.check_alive()
+        self.settle(settle_s)
+        self.agent.snapshot()
+        code = self.agent.terminate()
+        if code not in (0, None):
+            self.agent.unexpected_exits.append(code)
+        last = outbox_counter(self.outbox_path)
+        # The clean stop ends the open session: let its last messages arrive.
+        wait_until(
+            lambda: all(s in {x for x, _, _ in self.received()} for s in range(self.first_seq, last)), 15, 0.2
+        )
+        queued, dropped = outbox_remains(self.outbox_path)
+        return account(
+            self.first_seq,
+            last,
+            self.received(),
+            queued=queued,
+            dropped=dropped,
+            write_failures=self.agent.write_failures,
+        )
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                closer()
+        self._closers.clear()
+
+
+@contextlib.contextmanager
+def rig_for(workdir: Path, seed: int) -> Iterator[Rig]:
+    rig = Rig(workdir, seed)
+    try:
+        if not rig.wait_ready():
+            raise RuntimeError("the agent did not start:\n" + rig.agent.tail())
+        yield rig
+    finally:
+        rig.close()
