@@ -368,13 +368,10 @@ async def test_abrupt_drop_recovered(emulator: Emulator) -> None:
             assert count(backend, "audio", "reconnects") >= 3
 
 
-async def test_half_open_idle_socket_found_dead_by_heartbeat(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_half_open_idle_socket_found_dead_by_heartbeat(emulator: Emulator) -> None:
     """Nothing in flight, so no reply can time out: only the WebSocket heartbeat notices the dead link."""
-    monkeypatch.setattr("agent.hume.v0.link.HEARTBEAT_S", 0.5)
     async with Relay(emulator.port) as relay:
-        backend = V0Backend(cfg_for(relay.url, models=("prosody",)))
+        backend = V0Backend(cfg_for(relay.url, models=("prosody",)), heartbeat_s=0.5)
         async with running(backend):
             await eventually(lambda: backend.status().state == "open", TIMEOUT_S, what="open")
             relay.swallowing = True

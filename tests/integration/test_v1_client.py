@@ -12,7 +12,6 @@ import pytest_asyncio
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError, HumeProtocolError
 from agent.hume.types import Observation
-from agent.hume.v1 import client as v1client
 from agent.hume.v1.client import V1Backend
 from hume_emulator.v1.emulator import EmulatorV1, EmulatorV1Settings
 from tests.support.emulator import astronaut_bgr, encode_image
@@ -101,10 +100,11 @@ async def test_visitor_boundary_closes_the_sessions_and_the_next_visitor_gets_ne
 
 
 async def test_server_shutdown_mid_visit_reconnects_with_a_new_session(
-    emulator_v1: EmulatorV1, running: Callable[[V1Backend], object], monkeypatch: pytest.MonkeyPatch
+    emulator_v1: EmulatorV1, running: Callable[[V1Backend], object]
 ) -> None:
-    monkeypatch.setattr(v1client, "FIRST_DELAY_RANGE_S", (0.05, 0.1))
-    backend = V1Backend(config(emulator_v1, models=("face",), v1_min_session_s=0.0))
+    backend = V1Backend(
+        config(emulator_v1, models=("face",), v1_min_session_s=0.0), first_delay_range_s=(0.05, 0.1)
+    )
     running(backend)
     t0 = time.time()
     backend.send_frame(JPEG, t0, "visitor")
@@ -190,11 +190,12 @@ async def test_idle_timeout_mid_visit_opens_a_new_session_when_media_returns(
 
 
 async def test_refused_handshake_with_503_is_retried(
-    emulator_v1: EmulatorV1, running: Callable[[V1Backend], object], monkeypatch: pytest.MonkeyPatch
+    emulator_v1: EmulatorV1, running: Callable[[V1Backend], object]
 ) -> None:
-    monkeypatch.setattr(v1client, "FIRST_DELAY_RANGE_S", (0.05, 0.1))
     emulator_v1.faults.refuse_status = 503
-    backend = V1Backend(config(emulator_v1, models=("face",), v1_min_session_s=0.0))
+    backend = V1Backend(
+        config(emulator_v1, models=("face",), v1_min_session_s=0.0), first_delay_range_s=(0.05, 0.1)
+    )
     running(backend)
     backend.send_frame(JPEG, time.time(), "visitor")
     await eventually(

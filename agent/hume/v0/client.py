@@ -45,7 +45,7 @@ from agent.aio import OnFirstUse, cancel_and_wait, spawn
 from agent.config import HumeConfig
 from agent.hume.backend import Backend
 from agent.hume.types import FAILURE_STATES, BackendStatus, Observation, counters, most_severe
-from agent.hume.v0.link import Connector, Link, MediaBuffer
+from agent.hume.v0.link import HEARTBEAT_S, Connector, Link, MediaBuffer
 from agent.hume.v0.payloads import (
     AudioBuffer,
     FrameSlot,
@@ -66,8 +66,10 @@ CANCEL_GRACE_S = 3.0
 class V0Backend(Backend):
     """Hume's v0 streaming API behind the :class:`Backend` interface."""
 
-    def __init__(self, cfg: HumeConfig) -> None:
+    def __init__(self, cfg: HumeConfig, *, heartbeat_s: float = HEARTBEAT_S) -> None:
+        """``heartbeat_s``: the WebSocket ping period that finds a half-open socket (tests shorten it)."""
         self._cfg = cfg
+        self._heartbeat_s = heartbeat_s
         self._epoch = 0
         self._frames = FrameSlot()
         self._audio = AudioBuffer(cfg.queue_seconds, max_audio_payload_ms(cfg))
@@ -90,7 +92,7 @@ class V0Backend(Backend):
     async def run(self) -> None:
         if not self._links:  # no model configured: nothing to connect, stay out of the way
             await asyncio.get_running_loop().create_future()
-        async with Connector(self._cfg.url, self._cfg.api_key) as connector:
+        async with Connector(self._cfg.url, self._cfg.api_key, self._heartbeat_s) as connector:
             tasks = [spawn(link.run(connector), f"hume-edge.hume.{n}") for n, link in self._links.items()]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

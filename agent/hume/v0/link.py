@@ -109,9 +109,10 @@ class Connector:
     message or this object's repr, and any library error text is scrubbed of it before use.
     """
 
-    def __init__(self, url: str, api_key: str) -> None:
+    def __init__(self, url: str, api_key: str, heartbeat_s: float = HEARTBEAT_S) -> None:
         self.url = url
         self._api_key = api_key
+        self._heartbeat_s = heartbeat_s
         self.accepted = False
         self._session: Optional[aiohttp.ClientSession] = None
 
@@ -137,7 +138,7 @@ class Connector:
         try:
             ws = await asyncio.wait_for(
                 self._session.ws_connect(
-                    self.url, headers={API_KEY_HEADER: self._api_key}, heartbeat=HEARTBEAT_S
+                    self.url, headers={API_KEY_HEADER: self._api_key}, heartbeat=self._heartbeat_s
                 ),
                 CONNECT_TIMEOUT_S,
             )

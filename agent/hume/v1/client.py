@@ -111,7 +111,10 @@ def ws_base(url: str) -> str:
 class V1Backend(Backend):
     """Hume's v1 realtime API behind the :class:`~agent.hume.backend.Backend` interface."""
 
-    def __init__(self, cfg: HumeConfig) -> None:
+    def __init__(
+        self, cfg: HumeConfig, *, first_delay_range_s: Tuple[float, float] = FIRST_DELAY_RANGE_S
+    ) -> None:
+        """``first_delay_range_s``: where the first reconnect delay is drawn from (tests shorten it)."""
         self.cfg = cfg
         self._endpoints: List[str] = []
         if any(m in cfg.models for m in AUDIO_MODELS):
@@ -143,7 +146,7 @@ class V1Backend(Backend):
         self._connected_once = False
         rng = random.Random()
         self._backoff = {
-            e: Backoff(rng.uniform(*FIRST_DELAY_RANGE_S), MAX_DELAY_S, DELAY_GROWTH, rng)
+            e: Backoff(rng.uniform(*first_delay_range_s), MAX_DELAY_S, DELAY_GROWTH, rng)
             for e in self._endpoints
         }
 
