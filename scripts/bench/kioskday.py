@@ -16,7 +16,7 @@ encodes it; v0: ``media.py``'s baseline, the SDK's ``send_file`` with PNG and WA
 empty lead-in, then one *unit* of visitors: two passers-by glancing 1.5 s and 3 s, a quiet visitor of
 20 s, a group of two for 45 s who take turns to speak, and a visitor of 2 minutes who speaks now and
 then, is silent for long stretches and speaks for 10 s with the face turned away. Between episodes the
-kiosk is empty for 10-12 s (more than ``session.grace_s``, so each visit ends on its own).
+kiosk is empty for 10-20 s (more than ``session.grace_s``, so each visit ends on its own).
 
 Billed media-seconds are read from the emulators: v1 from each ``session.closed`` (``received`` audio
 ms and frames, with the 10 s minimum per session that took media), v0 from the payloads (images with
