@@ -24,7 +24,8 @@ import pytest
 from agent.config import OutboxConfig
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from tests.support.mosquitto import Broker, mqtt_config, running
+from tests.support.mosquitto import Broker, mqtt_config
+from tests.support.tasks import running
 from tests.support.waits import eventually
 
 

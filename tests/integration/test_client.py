@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import dataclasses
 import io
 import logging
 import socket
 import wave
 from pathlib import Path
-from typing import AsyncIterator, Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -30,6 +29,7 @@ from agent.hume.v0.client import V0Backend
 from agent.hume.v0.protocol import PublishMessage
 from hume_emulator.emulator import Emulator, EmulatorSettings
 from tests.support.emulator import TEST_KEY, astronaut_bgr, encode_image, voice
+from tests.support.tasks import running
 from tests.support.waits import eventually
 
 TIMEOUT_S = 15.0
@@ -61,16 +61,6 @@ def _key_never_logged(caplog: pytest.LogCaptureFixture) -> object:
     yield
     assert TEST_KEY not in caplog.text
     assert "wrong-key" not in caplog.text
-
-
-@contextlib.asynccontextmanager
-async def running(backend: V0Backend) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.get_running_loop().create_task(backend.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), TIMEOUT_S)
 
 
 def sock(backend: V0Backend, name: str) -> Dict[str, object]:

@@ -16,7 +16,8 @@ from agent.config import OutboxConfig
 from agent.mqtt.discovery import config_topic, node_id
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from tests.support.mosquitto import Broker, Received, Subscriber, mqtt_config, running
+from tests.support.mosquitto import Broker, Received, Subscriber, mqtt_config
+from tests.support.tasks import running
 
 TIMEOUT_S = 15.0
 DEVICE = "kiosk.lobby"

@@ -40,7 +40,8 @@ async def _drive(host: str, port: int, path: Path, mode: str) -> None:
     from agent.messages import OutMessage
     from agent.mqtt.outbox import Outbox
     from agent.mqtt.publisher import Publisher
-    from tests.support.mosquitto import mqtt_config, running
+    from tests.support.mosquitto import mqtt_config
+    from tests.support.tasks import running
     from tests.support.waits import eventually
 
     outbox = Outbox(path, OutboxConfig())

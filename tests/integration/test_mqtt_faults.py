@@ -14,8 +14,9 @@ from agent.config import OutboxConfig
 from agent.messages import OutMessage
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from tests.support.mosquitto import Broker, Received, Subscriber, mqtt_config, running
+from tests.support.mosquitto import Broker, Received, Subscriber, mqtt_config
 from tests.support.proxy import Proxy
+from tests.support.tasks import running
 from tests.support.waits import eventually
 
 BASE = "hume-edge/kiosk1"

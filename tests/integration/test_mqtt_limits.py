@@ -19,7 +19,8 @@ from agent.messages import OutMessage
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
 from tests.support.meter import InflightMeter
-from tests.support.mosquitto import Broker, Received, Subscriber, mqtt_config, running
+from tests.support.mosquitto import Broker, Received, Subscriber, mqtt_config
+from tests.support.tasks import running
 from tests.support.waits import eventually
 
 TIMEOUT_S = 30.0

@@ -17,7 +17,8 @@ from agent.mqtt.commands import Command
 from agent.mqtt.discovery import config_topic
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from tests.support.mosquitto import Broker, Subscriber, make_certs, mqtt_config, running
+from tests.support.mosquitto import Broker, Subscriber, make_certs, mqtt_config
+from tests.support.tasks import running
 from tests.support.waits import eventually
 
 TIMEOUT_S = 15.0

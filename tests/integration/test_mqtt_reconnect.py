@@ -25,7 +25,8 @@ import pytest
 from agent.config import MqttConfig, OutboxConfig
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import FAST_RETRY_S, Publisher
-from tests.support.mosquitto import Broker, Subscriber, mqtt_config, running
+from tests.support.mosquitto import Broker, Subscriber, mqtt_config
+from tests.support.tasks import running
 from tests.support.waits import eventually
 
 pytestmark = pytest.mark.timeout(120)

@@ -13,6 +13,7 @@ import pytest
 from agent.hume.v0.protocol import EXPRESSIONS
 from agent.notice_page import MAX_STREAMS, NoticePage, PageState
 from tests.support.chromium import chromium, needs_chromium
+from tests.support.tasks import running
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,13 +37,9 @@ class Kiosk:
 async def serving(kiosk: Kiosk) -> AsyncIterator[NoticePage]:
     page = NoticePage("127.0.0.1", 0, lambda: kiosk.state, kiosk.pause)
     page.ready = asyncio.Event()
-    task = asyncio.ensure_future(page.run())
-    try:
+    async with running(page):
         await asyncio.wait_for(page.ready.wait(), 10)
         yield page
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def test_refuses_a_non_loopback_bind() -> None:

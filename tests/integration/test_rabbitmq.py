@@ -17,9 +17,10 @@ from agent.config import OutboxConfig
 from agent.messages import OutMessage
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from tests.support.mosquitto import Subscriber, mqtt_config, running
+from tests.support.mosquitto import Subscriber, mqtt_config
 from tests.support.proxy import Proxy
 from tests.support.rabbitmq import RabbitMQ
+from tests.support.tasks import running
 from tests.support.waits import eventually
 
 pytestmark = pytest.mark.slow

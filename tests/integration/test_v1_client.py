@@ -9,6 +9,7 @@ from typing import AsyncIterator, Callable, List
 import pytest
 import pytest_asyncio
 
+from agent.aio import cancel_and_wait, spawn
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError, HumeProtocolError
 from agent.hume.types import Observation
@@ -16,6 +17,7 @@ from agent.hume.v1.client import V1Backend
 from hume_emulator.v1.emulator import EmulatorV1, EmulatorV1Settings
 from tests.support.emulator import astronaut_bgr, encode_image
 from tests.support.emulator_v1 import TEST_KEY, espeak_pcm
+from tests.support.tasks import STOP_TIMEOUT_S
 from tests.support.waits import eventually
 
 TIMEOUT_S = 20.0
@@ -33,13 +35,11 @@ async def running() -> AsyncIterator[Callable[[V1Backend], asyncio.Task[None]]]:
     tasks: List[asyncio.Task[None]] = []
 
     def start(backend: V1Backend) -> asyncio.Task[None]:
-        tasks.append(asyncio.ensure_future(backend.run()))
+        tasks.append(spawn(backend.run(), "test.V1Backend"))
         return tasks[-1]
 
-    yield start
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    yield start  # backends started mid-test and stopped at its end, as tests.support.tasks.running does
+    assert not await cancel_and_wait(tasks, timeout_s=STOP_TIMEOUT_S)
 
 
 def visit(backend: V1Backend, session_id: str, pcm: bytes, t0: float, frames: bool = True) -> None:

@@ -17,15 +17,13 @@ pitfalls of test-bench.md (port picked in Python, ``user root``, readiness on ``
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import json
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -33,10 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import MqttConfig
 from agent.localbroker import LocalBroker
-from agent.mqtt.publisher import Publisher
 from tests.support.waits import eventually
-
-STOP_TIMEOUT_S = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,18 +226,6 @@ def mqtt_config(host: str, port: int, **overrides: Any) -> MqttConfig:
     }
     options.update(overrides)
     return MqttConfig(**options)
-
-
-@contextlib.asynccontextmanager
-async def running(publisher: Publisher) -> AsyncIterator[asyncio.Task[None]]:
-    """``publisher.run()`` as a task for the duration of the block; cancelled (bounded) afterwards."""
-    task = asyncio.ensure_future(publisher.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, STOP_TIMEOUT_S)
 
 
 @pytest.fixture
