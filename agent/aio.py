@@ -123,6 +123,7 @@ class Timers:
 
     def __init__(self) -> None:
         self._handles: Set[asyncio.TimerHandle] = set()
+        self._keyed: Set[str] = set()
 
     def call_later(self, delay_s: float, callback: Callable[..., None], *args: Any) -> None:
         def fire() -> None:
@@ -132,11 +133,24 @@ class Timers:
         handle = asyncio.get_running_loop().call_later(delay_s, fire)
         self._handles.add(handle)
 
+    def once(self, key: str, delay_s: float, callback: Callable[[], None]) -> None:
+        """``callback`` in ``delay_s``, unless a timer of ``key`` is pending (one wake-up per kind)."""
+        if key in self._keyed:
+            return
+        self._keyed.add(key)
+
+        def fire() -> None:
+            self._keyed.discard(key)
+            callback()
+
+        self.call_later(delay_s, fire)
+
     def cancel(self) -> None:
         """Cancel every pending timer (idempotent)."""
         for handle in self._handles:
             handle.cancel()
         self._handles.clear()
+        self._keyed.clear()
 
     @property
     def pending(self) -> int:

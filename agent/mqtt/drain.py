@@ -73,11 +73,9 @@ class Drain:
         """Rows with an id up to this were queued before the current connection: where the backlog is."""
         self._seq_watermark = 0
         """Rows with a seq below this were queued before the current connection: what is replayed."""
-        self._ack_timer = False
         self._live_retained: Set[str] = set()
-        self._rate_timer = False
         self.timers = Timers()
-        """The settle retry and the rate timer; the publisher cancels them when it stops."""
+        """The settle retry, the rate and the ack timers; the publisher cancels them when it stops."""
         self._write_error = ""
         self._settle_error = ""
 
@@ -233,33 +231,15 @@ class Drain:
 
     def _wake_for_acks(self) -> None:
         """Acknowledged rows wait to be deleted with the next put; if none comes, a later step does it."""
-        if self._ack_timer:
-            return
-        self._ack_timer = True
-
-        def fire() -> None:
-            self._ack_timer = False
-            self.wake()
-
-        self.timers.call_later(ACK_FLUSH_S + 0.1, fire)
+        self.timers.once("acks", ACK_FLUSH_S + 0.1, self.wake)
 
     def _wake_for_tokens(self) -> None:
         """The rate, not the window, stopped this step: come back when a token is there (one timer)."""
-        if self._rate_timer:
-            return
-        self._rate_timer = True
-
-        def fire() -> None:
-            self._rate_timer = False
-            self.wake()
-
-        self.timers.call_later(self.bucket.wait_s(), fire)
+        self.timers.once("rate", self.bucket.wait_s(), self.wake)
 
     def stop_timers(self) -> None:
         """Cancel the pending settle retry, rate and ack timers (the publisher stops)."""
         self.timers.cancel()
-        self._rate_timer = False
-        self._ack_timer = False
 
     def settle_acked(self, link: Link) -> None:
         """At a stop: delete what was acknowledged (not a durability matter; it saves resending it)."""

@@ -107,3 +107,20 @@ async def test_task_owner_reports_the_first_task_to_end() -> None:
     assert ended.get_name() == "test.ends"
     await owner.cancel(owner.names)
     assert owner.names == []
+
+
+async def test_timers_once_keeps_one_pending_timer_per_key() -> None:
+    fired: list = []
+    timers = Timers()
+    timers.once("rate", 0, lambda: fired.append("a"))
+    timers.once("rate", 0, lambda: fired.append("b"))  # one of a kind is pending: ignored
+    assert timers.pending == 1
+    done = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.02, done.set)
+    await done.wait()
+    assert fired == ["a"]
+    timers.once("rate", 0, lambda: fired.append("c"))  # fired, so a new one may start
+    timers.cancel()
+    timers.once("rate", 10, lambda: fired.append("d"))  # cancel forgot the key too
+    assert timers.pending == 1
+    timers.cancel()
