@@ -105,7 +105,7 @@ def test_sigkill_at_random_points_loses_no_seq(
     for _ in range(KILLS):
         proc = _start(mosquitto, path, "produce")
         assert _first_line(proc) == "opened quarantined=None"
-        time.sleep(rng.uniform(0.05, 0.6))  # let it publish for a random while
+        time.sleep(rng.uniform(0.05, 0.6))  # scenario: it publishes for a random while
         proc.kill()
         out, err = _finish(proc, START_TIMEOUT_S)
         assert "Traceback" not in err, err

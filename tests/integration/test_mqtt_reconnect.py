@@ -58,7 +58,7 @@ async def test_a_broker_back_after_20_s_gets_a_fast_retry_and_a_sensible_log(
         first = subscriber(mosquitto, [f"{BASE}/status"])
         assert await first.until(lambda ms: any(m.payload == b"online" for m in ms), TIMEOUT_S)
         mosquitto.stop()  # not persistent: the retained "online" goes with it
-        await asyncio.sleep(OUTAGE_S)  # the outage is the scenario, not a wait for an event
+        await asyncio.sleep(OUTAGE_S)  # scenario: the outage, not a wait for an event
         before_start = len(delays(caplog))
         mosquitto.start()
         started = time.monotonic()

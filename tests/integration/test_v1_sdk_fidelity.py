@@ -112,7 +112,7 @@ async def test_video_astronaut_parses_into_sdk_types(emulator_v1: EmulatorV1) ->
         await sock.send_video_session_update(VideoSessionUpdate(type="session.update", face=face))
         for frame in (jpeg, jpeg, png, jpeg):
             await sock.send_image_frame(frame)
-            await asyncio.sleep(0.34)  # within 3 frames per second
+            await asyncio.sleep(0.34)  # scenario: a camera within 3 frames per second
         await sock.send_video_session_close(CLOSE)
         messages = await collect(sock)
     assert not [m for m in messages if isinstance(m, dict)]

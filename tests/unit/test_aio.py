@@ -37,7 +37,7 @@ async def test_cancel_and_wait_cancels_again_a_task_that_swallowed_one() -> None
         await asyncio.Event().wait()
 
     task = spawn(stubborn(), "test.stubborn")
-    await asyncio.sleep(0)  # let it reach its first await
+    await asyncio.sleep(0)  # scenario: one loop turn, to its first await
     pending = await cancel_and_wait([task], recancel_s=0.01)
     assert swallowed.is_set()
     assert task.cancelled()
@@ -76,7 +76,7 @@ async def test_timers_cancel_leaves_nothing_to_fire() -> None:
     timers.call_later(0.01, fired.append, 1)
     timers.call_later(0, fired.append, 2)
     assert timers.pending == 2
-    await asyncio.sleep(0)  # one loop turn: the zero-delay timer fires and leaves the set
+    await asyncio.sleep(0)  # scenario: one loop turn, the zero-delay timer fires
     await asyncio.sleep(0)  # scenario: one loop turn, so the task reaches its first await
     timers.cancel()
     assert timers.pending == 0
