@@ -36,7 +36,7 @@ from typing import Deque, Dict, List, Optional, Tuple
 
 import aiohttp
 
-from agent.aio import cancel_and_wait, spawn, wait_event
+from agent.aio import OnFirstUse, cancel_and_wait, spawn, wait_event
 from agent.backoff import Backoff
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError, HumeProtocolError
@@ -132,7 +132,9 @@ class V1Backend(Backend):
         self._visits: Deque[_Visit] = collections.deque()
         self._seq = 0
         self._served: Dict[str, int] = {e: 0 for e in self._endpoints}
-        self._events: Dict[str, asyncio.Event] = {}
+        self._events: Dict[str, OnFirstUse[asyncio.Event]] = {
+            name: OnFirstUse(asyncio.Event) for name in ("audio", "video", "results")
+        }
         self._results: Deque[Observation] = collections.deque(maxlen=RESULTS_MAX)
         self._stats: Dict[str, int] = {}
         self._state: Dict[str, str] = {e: "idle" for e in self._endpoints}
@@ -183,12 +185,8 @@ class V1Backend(Backend):
         self._wake_all()
 
     def _event(self, name: str) -> asyncio.Event:
-        """Events are made on first use inside the running loop: on Python 3.9 an event binds to the
-        loop current at construction, and the backend may be built before the loop runs."""
-        event = self._events.get(name)
-        if event is None:
-            event = self._events[name] = asyncio.Event()
-        return event
+        """The event of ``name`` ("audio", "video": media to send; "results": an observation is ready)."""
+        return self._events[name].get()
 
     def _wake_all(self) -> None:
         for endpoint in self._endpoints:
