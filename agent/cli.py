@@ -46,7 +46,7 @@ def _add_config_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     try:
-        cfg = config_mod.load(args.path)
+        cfg = config_mod.load_for_run(args.path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -64,7 +64,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _LOGGER.error("%s", exc)
         return EX_CONFIG
-    return asyncio.run(run_agent(cfg))
+    # run_agent refuses what check-config refuses (config.check_runnable), with the same message.
+    source = "defaults" if args.config is None else str(args.config)
+    return asyncio.run(run_agent(cfg, source=source))
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:

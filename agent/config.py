@@ -18,6 +18,7 @@ import sys
 import typing
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
+from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
 from agent.hume.types import HUME_MODELS
@@ -54,35 +55,87 @@ def setting(
 
 
 @dataclasses.dataclass(frozen=True)
-class HumeConfig:
-    """The link to Hume's streaming API (or the local emulator)."""
+class HumeV1Config:
+    """Hume's v1 realtime API (the default, and the only live one since June 2026)."""
 
-    backend: str = setting(
-        "v0", "API version to speak: v0 streaming (url) or v1 realtime (v1_url)", choices=("v0", "v1")
+    url: str = setting("wss://api.cloud.hume.ai", "base URL of the realtime endpoints (/v1/expression/...)")
+    min_session_s: float = setting(
+        5.0,
+        "media is held back until a visitor has been present this long, so a passer-by opens no "
+        "session (each costs at least 10 s); held audio is then sent in real time, so it lags by this much",
+        unit="s",
+        min=0,
+        max=60,
     )
+    measurement_timer_ms: int = setting(
+        3000, "a voice measurement every this much speech", unit="ms", min=3000, max=10000
+    )
+    face_threshold: float = setting(
+        0.9,
+        "face detection confidence threshold (its own scale: hume.v0.prob_threshold does not carry over)",
+        min=0.0,
+        max=1.0,
+    )
+    connect_timeout_s: float = setting(
+        10.0, "WebSocket handshake deadline; a silent server is retried after it", unit="s", min=1, max=120
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class HumeV0Config:
+    """Hume's legacy v0 streaming API (shut down by Hume in June 2026; the emulator still speaks it)."""
+
     url: str = setting("wss://api.hume.ai/v0/stream/models", "WebSocket URL of the v0 streaming endpoint")
-    api_key: str = setting(
-        "", "API key; else $HUME_API_KEY, else $CREDENTIALS_DIRECTORY/hume_api_key", secret=True
-    )
-    models: Tuple[str, ...] = setting(
-        ("face", "prosody", "burst"), "models to run (language takes text from cmd/text)", choices=HUME_MODELS
-    )
     identify_faces: bool = setting(True, "ask Hume for face ids that are stable within a visit")
-    fps_pred: float = setting(3.0, "frames per second the face model evaluates", unit="1/s", min=0.1, max=30)
     prob_threshold: float = setting(0.99, "face detection probability threshold", min=0.0, max=1.0)
-    min_face_size: int = setting(60, "smallest face side Hume evaluates", unit="px", min=1, max=3000)
     stream_window_ms: int = setting(
         5000, "sliding context window for audio models", unit="ms", min=500, max=10000
     )
     language_granularity: str = setting(
         "passage", "language model granularity", choices=("word", "sentence", "utterance", "passage")
     )
-    reply_timeout_s: float = setting(10.0, "a reply not received by then is counted lost", unit="s", min=1)
     reconnect_after_s: float = setting(
         50.0, "reopen each socket before the server's one-minute limit", unit="s", min=5, max=59
     )
     backoff_initial_s: float = setting(1.0, "first reconnect delay", unit="s", min=0.05, max=60)
     backoff_max_s: float = setting(30.0, "cap of the reconnect delay", unit="s", min=0.1, max=3600)
+
+
+MOVED_KEYS = {
+    "hume.url": "hume.v0.url",
+    "hume.identify_faces": "hume.v0.identify_faces",
+    "hume.prob_threshold": "hume.v0.prob_threshold",
+    "hume.stream_window_ms": "hume.v0.stream_window_ms",
+    "hume.language_granularity": "hume.v0.language_granularity",
+    "hume.reconnect_after_s": "hume.v0.reconnect_after_s",
+    "hume.backoff_initial_s": "hume.v0.backoff_initial_s",
+    "hume.backoff_max_s": "hume.v0.backoff_max_s",
+    "hume.v1_url": "hume.v1.url",
+    "hume.v1_min_session_s": "hume.v1.min_session_s",
+    "hume.v1_measurement_timer_ms": "hume.v1.measurement_timer_ms",
+    "hume.v1_face_threshold": "hume.v1.face_threshold",
+}
+"""Keys of the flat ``[hume]`` table before each backend got its own; check-config says where each went."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HumeConfig:
+    """The link to Hume (or the local emulator): shared settings here, each API version's in its table."""
+
+    backend: str = setting(
+        "v1", "API version to speak: v1 realtime ([hume.v1]) or legacy v0 ([hume.v0])", choices=("v1", "v0")
+    )
+    api_key: str = setting(
+        "", "API key; else $HUME_API_KEY, else $CREDENTIALS_DIRECTORY/hume_api_key", secret=True
+    )
+    models: Tuple[str, ...] = setting(
+        ("face", "prosody", "burst"),
+        "models to run (language, v0 only, takes text from cmd/text)",
+        choices=HUME_MODELS,
+    )
+    fps_pred: float = setting(3.0, "frames per second the face model evaluates", unit="1/s", min=0.1, max=30)
+    min_face_size: int = setting(60, "smallest face side Hume evaluates", unit="px", min=1, max=3000)
+    reply_timeout_s: float = setting(10.0, "a reply not received by then is counted lost", unit="s", min=1)
     fatal_retry_s: float = setting(
         300.0, "retry delay after a refused key or exhausted account", unit="s", min=1, max=86400
     )
@@ -93,33 +146,29 @@ class HumeConfig:
         min=1,
         max=300,
     )
-    v1_url: str = setting(
-        "wss://api.cloud.hume.ai", "v1: base URL of the realtime endpoints (/v1/expression/...)"
+    allow_test_sources: bool = setting(
+        False,
+        "let synthetic / file / speech sources stream to a Hume endpoint that is not on loopback "
+        "(billed; for a one-off check against the real API)",
     )
-    v1_min_session_s: float = setting(
-        5.0,
-        "v1: media is held back until a visitor has been present this long, so a passer-by opens no "
-        "session (each costs at least 10 s); held audio is then sent in real time, so it lags by this much",
-        unit="s",
-        min=0,
-        max=60,
-    )
-    v1_measurement_timer_ms: int = setting(
-        3000, "v1: a voice measurement every this much speech", unit="ms", min=3000, max=10000
-    )
-    v1_face_threshold: float = setting(
-        0.9,
-        "v1: face detection confidence threshold (its own scale: prob_threshold does not carry over)",
-        min=0.0,
-        max=1.0,
-    )
+    v1: HumeV1Config = dataclasses.field(default_factory=HumeV1Config)
+    v0: HumeV0Config = dataclasses.field(default_factory=HumeV0Config)
+
+    @property
+    def url(self) -> str:
+        """The endpoint of the backend in use."""
+        return self.v1.url if self.backend == "v1" else self.v0.url
 
 
 @dataclasses.dataclass(frozen=True)
 class CameraConfig:
     """Where frames come from and how they are downsampled before leaving the device."""
 
-    source: str = setting("synthetic", "frame source", choices=("synthetic", "opencv", "picamera2", "none"))
+    source: str = setting(
+        "opencv",
+        "frame source: picamera2 / opencv = a real camera; synthetic = a scripted face (demo, tests)",
+        choices=("synthetic", "opencv", "picamera2", "none"),
+    )
     device: str = setting("0", "opencv: camera index (e.g. 0) or a video file path (looped)")
     width: int = setting(640, "frame width sent to Hume", unit="px", min=64, max=3000)
     height: int = setting(480, "frame height sent to Hume", unit="px", min=64, max=3000)
@@ -149,8 +198,9 @@ class MicrophoneConfig:
     """Where audio comes from; it is always sent as 16 kHz mono 16-bit."""
 
     source: str = setting(
-        "speech",
-        "audio source: speech = synthetic espeak-ng voice",
+        "pyaudio",
+        "audio source: pyaudio = a real microphone; speech = synthetic espeak-ng voice, wav = a file "
+        "(demo, tests)",
         choices=("speech", "wav", "pyaudio", "none"),
     )
     device: str = setting("", "pyaudio: input device name (substring) or index; empty = default")
@@ -461,7 +511,11 @@ def _build(cls: Type[T], data: Mapping[str, Any], prefix: str, problems: List[st
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
-        if key not in fields:
+        moved = MOVED_KEYS.get(f"{prefix}{key}")
+        if moved is not None:
+            table, _, name = moved.rpartition(".")
+            problems.append(f"{prefix}{key}: moved to {moved} (key {name!r} in a [{table}] table)")
+        elif key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             known = ", ".join(sorted(fields))
@@ -494,11 +548,13 @@ def _build(cls: Type[T], data: Mapping[str, Any], prefix: str, problems: List[st
 
 
 def _cross_checks(cfg: Config, problems: List[str]) -> None:
-    if cfg.hume.backoff_max_s < cfg.hume.backoff_initial_s:
+    if cfg.hume.v0.backoff_max_s < cfg.hume.v0.backoff_initial_s:
         problems.append(
-            f"hume.backoff_max_s = {cfg.hume.backoff_max_s:g}: must be >= hume.backoff_initial_s "
-            f"({cfg.hume.backoff_initial_s:g})"
+            f"hume.v0.backoff_max_s = {cfg.hume.v0.backoff_max_s:g}: must be >= hume.v0.backoff_initial_s "
+            f"({cfg.hume.v0.backoff_initial_s:g})"
         )
+    if cfg.hume.backend == "v1" and "language" in cfg.hume.models:
+        problems.append("hume.models: 'language' needs hume.backend = 'v0' (v1 has no language model)")
     if cfg.mqtt.reconnect_max_s < cfg.mqtt.reconnect_min_s:
         problems.append(
             f"mqtt.reconnect_max_s = {cfg.mqtt.reconnect_max_s:g}: must be >= mqtt.reconnect_min_s "
@@ -545,6 +601,74 @@ def _privacy_checks(cfg: PrivacyConfig, problems: List[str]) -> None:
     pins = (cfg.gpio_button_pin, cfg.gpio_led_pin)
     if pins[0] >= 0 and pins[0] == pins[1]:
         problems.append(f"privacy.gpio_led_pin = {pins[1]}: the same pin as privacy.gpio_button_pin")
+
+
+def url_host(url: str) -> str:
+    """The host part of ``url`` ("" when there is none)."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+TEST_CAMERA_SOURCES = ("synthetic",)
+TEST_MICROPHONE_SOURCES = ("speech", "wav")
+
+
+def run_problems(cfg: Config) -> List[str]:
+    """Why ``hume-edge run`` would refuse ``cfg`` (empty: it would start). check-config asks the same.
+
+    One function for both, so the unit's ``ExecStartPre=hume-edge check-config`` is a true guide: a
+    missing key; a plaintext ``ws://`` / ``http://`` Hume URL to a host off this machine (the key would
+    travel in clear); test media (synthetic face, file, synthetic speech) streamed to a Hume endpoint off
+    this machine, which bills a fake, always-present visitor around the clock (about $0.29 per minute by
+    our benchmark) unless ``hume.allow_test_sources`` says so.
+    """
+    problems: List[str] = []
+    hume = cfg.hume
+    if not hume.api_key:
+        problems.append(
+            "hume.api_key: no Hume API key: set hume.api_key in the config, the HUME_API_KEY environment "
+            "variable, or a systemd credential named hume_api_key"
+        )
+    where = f"hume.{hume.backend}.url"
+    host = url_host(hume.url)
+    remote = not is_loopback(host)
+    if remote and hume.url.lower().startswith(("ws://", "http://")):
+        problems.append(
+            f"{where} = {hume.url!r}: plaintext to {host or 'an unnamed host'}, so the API key would "
+            "travel in clear; use wss:// (plain ws:// is allowed only to a loopback emulator)"
+        )
+    if remote and not hume.allow_test_sources:
+        tests = []
+        if cfg.camera.source in TEST_CAMERA_SOURCES:
+            tests.append(f"camera.source = {cfg.camera.source!r}")
+        elif cfg.camera.source == "opencv" and not cfg.camera.device.strip().isdigit():
+            tests.append(f"camera.device = {cfg.camera.device!r} (a video file)")
+        if cfg.microphone.source in TEST_MICROPHONE_SOURCES:
+            tests.append(f"microphone.source = {cfg.microphone.source!r}")
+        for test in tests:
+            problems.append(
+                f"{test}: test media would stream to Hume at {host or hume.url} and be billed as a "
+                "visitor; use a real device (camera.source = 'picamera2' or 'opencv' with a camera "
+                "index, microphone.source = 'pyaudio'), point "
+                f"{where} at a loopback emulator, or set hume.allow_test_sources = true"
+            )
+    return problems
+
+
+def check_runnable(cfg: Config, source: str = "config") -> None:
+    """Raise :class:`ConfigError` with :func:`run_problems`, if any."""
+    problems = run_problems(cfg)
+    if problems:
+        raise ConfigError(problems, source)
+
+
+def load_for_run(path: Optional[Path], environ: Optional[Mapping[str, str]] = None) -> Config:
+    """:func:`load`, then :func:`check_runnable`: what ``run`` and ``check-config`` both call."""
+    cfg = load(path, environ)
+    check_runnable(cfg, "defaults" if path is None else str(path))
+    return cfg
 
 
 def _read_secret(explicit: str, env_name: Optional[str], credential: str, environ: Mapping[str, str]) -> str:

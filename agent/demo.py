@@ -39,24 +39,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=7, help="emulator seed: same seed, same predictions")
     p.add_argument(
         "--api",
-        choices=("v0", "v1"),
-        default="v0",
+        choices=("v1", "v0"),
+        default="v1",
         help="Hume API version the agent speaks to the emulator (default: %(default)s)",
     )
 
 
-def demo_config(workdir: Path, mqtt_port: int, emulator: Emulator, api: str = "v0") -> config_mod.Config:
-    """The embedded defaults, pointed at the private broker and the emulator."""
+def demo_config(workdir: Path, mqtt_port: int, emulator: Emulator, api: str = "v1") -> config_mod.Config:
+    """The embedded defaults (the kiosk's config) with the demo's changes: the private broker, the
+    emulator on loopback, and synthetic sources (a scripted face, an espeak-ng voice)."""
     hume: Dict[str, Any] = {"backend": api, "api_key": DEMO_KEY}
     if api == "v1":
         # v1 sessions are billed 10 s at least; the default wait before opening one is shortened here.
-        hume.update(v1_url=emulator.base_url, v1_min_session_s=1.0)
+        hume["v1"] = {"url": emulator.base_url, "min_session_s": 1.0}
     else:
-        hume.update(url=emulator.url)
+        hume["v0"] = {"url": emulator.url}
     return config_mod.from_dict(
         {
             "device_id": DEMO_DEVICE,
             "hume": hume,
+            "camera": {"source": "synthetic"},
+            "microphone": {"source": "speech"},
             "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
             "outbox": {"path": str(workdir / "outbox.sqlite")},
             "summary": {"window_s": 3.0},

@@ -24,6 +24,7 @@ import signal
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
+from agent import config as config_mod
 from agent import identity, logs, parts
 from agent import status as status_mod
 from agent.aio import TaskOwner
@@ -32,7 +33,7 @@ from agent.capture.camera import FrameSource
 from agent.capture.factory import open_camera, open_microphone
 from agent.capture.microphone import AudioSource
 from agent.config import Config
-from agent.errors import EX_CONFIG, EX_UNAVAILABLE, AgentError, HumeAuthError, HumeQuotaError
+from agent.errors import EX_CONFIG, EX_UNAVAILABLE, AgentError, ConfigError, HumeAuthError, HumeQuotaError
 from agent.health import (
     CameraHealth,
     MicrophoneHealth,
@@ -392,16 +393,18 @@ async def run_agent(
     cfg: Config,
     stop: Optional[asyncio.Event] = None,
     sources: Optional[Tuple[Optional[FrameSource], Optional[AudioSource]]] = None,
+    source: str = "config",
 ) -> int:
     """Run until SIGTERM / SIGINT (or ``stop`` is set); return the process exit code.
 
-    ``sources`` replaces the configured camera and microphone (scripted scenes in tests).
+    ``sources`` replaces the configured camera and microphone (scripted scenes in tests). ``source``
+    names the config in a refusal (:func:`agent.config.check_runnable`, exit 78, the very message
+    ``hume-edge check-config`` prints).
     """
-    if not cfg.hume.api_key:
-        _LOGGER.error(
-            "no Hume API key: set hume.api_key in the config, the HUME_API_KEY environment variable, "
-            "or a systemd credential named hume_api_key"
-        )
+    try:
+        config_mod.check_runnable(cfg, source)
+    except ConfigError as exc:
+        _LOGGER.error("%s", exc)
         return EX_CONFIG
     notifier = Notifier.from_env()
     loop = asyncio.get_running_loop()

@@ -126,7 +126,9 @@ def main() -> None:
             cfg = config_mod.from_dict(
                 {
                     "device_id": DEVICE,
-                    "hume": {"url": emu.url, "api_key": _common.API_KEY},
+                    "hume": {"backend": "v0", "api_key": _common.API_KEY, "v0": {"url": emu.url}},
+                    "camera": {"source": "synthetic"},
+                    "microphone": {"source": "speech"},
                     "mqtt": {"host": broker.host, "port": broker.port},
                     "outbox": {"path": str(work / "outbox.sqlite")},
                     "session": {"mode": "always"},

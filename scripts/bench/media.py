@@ -106,7 +106,9 @@ class Media:
 
 
 async def run_ours(url: str, media: Media) -> Dict[str, Any]:
-    cfg = config_mod.from_dict({"hume": {"url": url, "api_key": _common.API_KEY}}, environ={})
+    cfg = config_mod.from_dict(
+        {"hume": {"backend": "v0", "api_key": _common.API_KEY, "v0": {"url": url}}}, environ={}
+    )
     pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
     backend = V0Backend(cfg.hume)
     gate = AudioGate(cfg.microphone, spill_hangover=False)  # as the service runs it on v0

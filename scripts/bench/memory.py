@@ -88,7 +88,11 @@ def toml(data: Dict[str, Dict[str, Any]], top: Dict[str, Any]) -> str:
     lines = [f"{k} = {json.dumps(v)}" for k, v in top.items()]
     for section, values in data.items():
         lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict)]
+        for name, table in values.items():
+            if isinstance(table, dict):
+                lines.append(f"[{section}.{name}]")
+                lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -134,10 +138,11 @@ def steady_rss(work: Path, camera: Dict[str, Any], quick: bool) -> List[float]:
     with _common.EmulatorHost() as emu, LocalBroker(work / "broker") as broker:
         cfg = toml(
             {
-                "hume": {"url": emu.url, "v1_url": emu.base_url, "api_key": _common.API_KEY},
+                "hume": {"api_key": _common.API_KEY, "v0": {"url": emu.url}, "v1": {"url": emu.base_url}},
                 "mqtt": {"host": broker.host, "port": broker.port},
                 "outbox": {"path": str(work / "outbox.sqlite")},
                 "camera": camera,
+                "microphone": {"source": "speech"},
             },
             {"device_id": DEVICE},
         )
@@ -166,7 +171,9 @@ def run(work: Path, quick: bool) -> Dict[str, Any]:
     with _common.EmulatorHost() as emu, LocalBroker(work / "broker") as broker:
         cfg = toml(
             {
-                "hume": {"url": emu.url, "v1_url": emu.base_url, "api_key": _common.API_KEY},
+                "hume": {"api_key": _common.API_KEY, "v0": {"url": emu.url}, "v1": {"url": emu.base_url}},
+                "camera": {"source": "synthetic"},
+                "microphone": {"source": "speech"},
                 "mqtt": {"host": broker.host, "port": broker.port, "reconnect_max_s": 2.0},
                 "outbox": {"path": str(outbox)},
                 "summary": {"window_s": 0.5},

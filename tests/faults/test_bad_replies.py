@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 
-from agent.config import HumeConfig
+from agent.config import HumeConfig, HumeV0Config
 from agent.hume.types import Observation
 from agent.hume.v0.client import V0Backend
 from tests.support.waits import wait_until
@@ -138,13 +138,12 @@ class Harness:
         self.server = ReplyServer()
         self.thread.run(self.server.start())
         cfg = HumeConfig(
-            url=self.server.url,
+            backend="v0",
             api_key="fuzz-key",
             models=("face",),
             reply_timeout_s=1.0,
-            backoff_initial_s=0.05,
-            backoff_max_s=0.2,
             fatal_retry_s=1.0,
+            v0=HumeV0Config(url=self.server.url, backoff_initial_s=0.05, backoff_max_s=0.2),
         )
         self.backend = V0Backend(cfg)
         self.task: asyncio.Task[None] = self.thread.run(self._start())

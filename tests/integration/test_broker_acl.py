@@ -90,7 +90,7 @@ def client(broker: AclBroker, user: str, topics: List[str], **options: Any) -> S
 def agent_toml(emulator_url: str, broker: AclBroker, workdir: Path) -> str:
     cfg = {
         "device_id": DEVICE,
-        "hume": {"url": emulator_url, "api_key": TEST_KEY, "models": ["language"]},
+        "hume": {"backend": "v0", "api_key": TEST_KEY, "models": ["language"], "v0": {"url": emulator_url}},
         "camera": {"source": "none"},
         "microphone": {"source": "none"},
         "session": {"mode": "command"},

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import pytest
 
-from agent.config import HumeConfig
+from agent.config import HumeConfig, HumeV0Config
 from agent.errors import HumeAuthError
 from agent.hume.types import Observation
 from agent.hume.v0.client import V0Backend
@@ -43,14 +43,16 @@ JPEG = encode_image(astronaut_bgr())
 
 def cfg_for(url: str, **overrides: object) -> HumeConfig:
     """Fast but within the documented ranges: replies due in 1 s, backoff 0.05-0.5 s, slow retry 1 s."""
+    v0 = {"url": url, "backoff_initial_s": 0.05, "backoff_max_s": 0.5}
+    for key in [k for k in overrides if k in {f.name for f in dataclasses.fields(HumeV0Config)}]:
+        v0[key] = overrides.pop(key)  # type: ignore[assignment]
     base = HumeConfig(
-        url=url,
+        backend="v0",
         api_key=TEST_KEY,
         models=("face", "prosody", "burst"),
         reply_timeout_s=1.0,
-        backoff_initial_s=0.05,
-        backoff_max_s=0.5,
         fatal_retry_s=1.0,
+        v0=HumeV0Config(**v0),  # type: ignore[arg-type]
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 

@@ -51,7 +51,9 @@ def agent_config(
 ) -> Dict[str, Any]:
     data: Dict[str, Any] = {
         "device_id": DEVICE,
-        "hume": {"url": emulator.url, "api_key": TEST_KEY},
+        "hume": {"backend": "v0", "api_key": TEST_KEY, "v0": {"url": emulator.url}},
+        "camera": {"source": "synthetic"},
+        "microphone": {"source": "speech"},
         "mqtt": {"host": broker.host, "port": broker.port, "health_interval_s": 2.0},
         "outbox": {"path": str(workdir / "outbox.sqlite")},
         "summary": {"window_s": 2.0},
@@ -70,7 +72,11 @@ def to_toml(data: Dict[str, Any]) -> str:
     for key, value in data.items():
         if isinstance(value, dict):
             lines.append(f"[{key}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
+            lines += [f"{k} = {json.dumps(v)}" for k, v in value.items() if not isinstance(v, dict)]
+            for name, table in value.items():
+                if isinstance(table, dict):
+                    lines.append(f"[{key}.{name}]")
+                    lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -252,7 +258,13 @@ async def test_scripted_scene_two_visitors(
     speech = Resampler(rate).process(samples)
     voice = SceneVoice(camera, speech)
     cfg = config_mod.from_dict(
-        agent_config(emulator, mosquitto, tmp_path, session={"grace_s": 2.0}, hume={"identify_faces": True}),
+        agent_config(
+            emulator,
+            mosquitto,
+            tmp_path,
+            session={"grace_s": 2.0},
+            hume={"v0": {"url": emulator.url, "identify_faces": True}},
+        ),
         environ={},
     )
     stop = asyncio.Event()

@@ -132,7 +132,8 @@ def agent_cfg(hume: dict, broker: Broker, tmp: Any) -> Config:
             "mqtt": {"host": broker.host, "port": broker.port},
             "outbox": {"path": str(tmp / "outbox.sqlite")},
             "session": {"debounce_s": 0.5, "grace_s": 2.0},
-            "microphone": {"chunk_ms": CHUNK_MS},
+            "camera": {"source": "synthetic"},
+            "microphone": {"source": "speech", "chunk_ms": CHUNK_MS},
         },
         environ={},
     )
@@ -211,7 +212,7 @@ async def test_v1_session_takes_in_speech_and_margins_only_and_both_utterances(
     def visit_closed(_rec: Recorder, _voice: ScriptVoice) -> bool:
         return any(s.endpoint == "audio" for s in emulator_v1.sessions)
 
-    hume = {"backend": "v1", "v1_url": emulator_v1.base_url}
+    hume = {"backend": "v1", "v1": {"url": emulator_v1.base_url}}
     rec, voice = await run_visit(agent_cfg(hume, mosquitto, tmp_path), monkeypatch, tmp_path, visit_closed)
     audio = [s for s in emulator_v1.sessions if s.endpoint == "audio"]
     assert len(audio) == 1

@@ -200,8 +200,14 @@ async def test_agent_run_notifies_systemd_and_stops_cleanly(
             f"""
             device_id = "notify-test"
             [hume]
-            url = "{emulator.url}"
+            backend = "v0"
             api_key = "test-key"
+            [hume.v0]
+            url = "{emulator.url}"
+            [camera]
+            source = "synthetic"
+            [microphone]
+            source = "speech"
             [mqtt]
             host = "127.0.0.1"
             port = {mosquitto.port}

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from agent.aio import cancel_and_wait, spawn
-from agent.config import HumeConfig
+from agent.config import HumeConfig, HumeV1Config
 from agent.errors import HumeAuthError, HumeProtocolError
 from agent.hume.types import Observation
 from agent.hume.v1.client import V1Backend
@@ -25,9 +25,11 @@ JPEG = encode_image(astronaut_bgr())
 
 
 def config(emu: EmulatorV1, **overrides: object) -> HumeConfig:
-    values = {"backend": "v1", "v1_url": emu.base_url, "api_key": TEST_KEY, "v1_min_session_s": 1.0}
-    values.update(overrides)
-    return HumeConfig(**values)  # type: ignore[arg-type]
+    v1 = {"url": emu.base_url, "min_session_s": 1.0}
+    for key in list(overrides):
+        if key in ("min_session_s", "face_threshold", "measurement_timer_ms", "connect_timeout_s"):
+            v1[key] = overrides.pop(key)  # type: ignore[assignment]
+    return HumeConfig(backend="v1", api_key=TEST_KEY, v1=HumeV1Config(**v1), **overrides)  # type: ignore[arg-type]
 
 
 @pytest_asyncio.fixture
@@ -58,7 +60,7 @@ async def observations(backend: V1Backend, n: int) -> List[Observation]:
 async def test_nothing_is_sent_without_a_visitor_or_for_a_short_visit(
     emulator_v1: EmulatorV1, running: Callable[[V1Backend], object]
 ) -> None:
-    backend = V1Backend(config(emulator_v1, v1_min_session_s=5.0))
+    backend = V1Backend(config(emulator_v1, min_session_s=5.0))
     running(backend)
     await asyncio.sleep(0.3)  # scenario: time a backend would need to connect wrongly, with nobody there
     assert emulator_v1.connections == 0
@@ -103,7 +105,7 @@ async def test_server_shutdown_mid_visit_reconnects_with_a_new_session(
     emulator_v1: EmulatorV1, running: Callable[[V1Backend], object]
 ) -> None:
     backend = V1Backend(
-        config(emulator_v1, models=("face",), v1_min_session_s=0.0), first_delay_range_s=(0.05, 0.1)
+        config(emulator_v1, models=("face",), min_session_s=0.0), first_delay_range_s=(0.05, 0.1)
     )
     running(backend)
     t0 = time.time()
@@ -124,7 +126,7 @@ async def test_server_shutdown_mid_visit_reconnects_with_a_new_session(
 async def test_refused_key_fails_run_at_the_first_connection(
     emulator_v1: EmulatorV1, running: Callable[[V1Backend], asyncio.Task[None]]
 ) -> None:
-    backend = V1Backend(config(emulator_v1, api_key="wrong", v1_min_session_s=0.0))
+    backend = V1Backend(config(emulator_v1, api_key="wrong", min_session_s=0.0))
     task = running(backend)
     backend.send_frame(JPEG, time.time(), "visitor")
     with pytest.raises(HumeAuthError, match="401"):
@@ -155,7 +157,7 @@ async def test_rate_limited_video_frames_are_dropped_not_resent(
     emulator_v1: EmulatorV1, running: Callable[[V1Backend], object]
 ) -> None:
     emulator_v1.faults.rate_limit_frames = 2
-    backend = V1Backend(config(emulator_v1, models=("face",), v1_min_session_s=0.0))
+    backend = V1Backend(config(emulator_v1, models=("face",), min_session_s=0.0))
     running(backend)
     t0 = time.time()
     for i in range(4):
@@ -173,7 +175,7 @@ async def test_idle_timeout_mid_visit_opens_a_new_session_when_media_returns(
     running: Callable[[V1Backend], object],
 ) -> None:
     async with EmulatorV1(EmulatorV1Settings(api_keys=(TEST_KEY,), idle_timeout_s=0.3)) as emu:
-        backend = V1Backend(config(emu, models=("face",), v1_min_session_s=0.0))
+        backend = V1Backend(config(emu, models=("face",), min_session_s=0.0))
         running(backend)
         t0 = time.time()
         backend.send_frame(JPEG, t0, "visitor")
@@ -194,7 +196,7 @@ async def test_refused_handshake_with_503_is_retried(
 ) -> None:
     emulator_v1.faults.refuse_status = 503
     backend = V1Backend(
-        config(emulator_v1, models=("face",), v1_min_session_s=0.0), first_delay_range_s=(0.05, 0.1)
+        config(emulator_v1, models=("face",), min_session_s=0.0), first_delay_range_s=(0.05, 0.1)
     )
     running(backend)
     backend.send_frame(JPEG, time.time(), "visitor")
@@ -211,7 +213,7 @@ async def test_refused_handshake_with_503_is_retried(
 async def test_config_rejected_by_the_server_disables_the_endpoint_without_reconnecting(
     emulator_v1: EmulatorV1, running: Callable[[V1Backend], asyncio.Task[None]]
 ) -> None:
-    backend = V1Backend(config(emulator_v1, models=("face",), v1_min_session_s=0.0, v1_face_threshold=1.5))
+    backend = V1Backend(config(emulator_v1, models=("face",), min_session_s=0.0, face_threshold=1.5))
     task = running(backend)
     backend.send_frame(JPEG, time.time(), "visitor")
     with pytest.raises(HumeProtocolError, match="config_invalid"):

@@ -25,7 +25,13 @@ def v1_config(emu: EmulatorV1, broker: Any, tmp_path: Path) -> config_mod.Config
     return config_mod.from_dict(
         {
             "device_id": "kiosk-v1",
-            "hume": {"backend": "v1", "v1_url": emu.base_url, "api_key": TEST_KEY, "v1_min_session_s": 2.0},
+            "hume": {
+                "backend": "v1",
+                "api_key": TEST_KEY,
+                "v1": {"url": emu.base_url, "min_session_s": 2.0},
+            },
+            "camera": {"source": "synthetic"},
+            "microphone": {"source": "speech"},
             "mqtt": {"host": broker.host, "port": broker.port},
             "outbox": {"path": str(tmp_path / "outbox.sqlite")},
             "summary": {"window_s": 2.0},

@@ -44,12 +44,18 @@ def agent_config(rig: Rig) -> str:
             [
                 f'device_id = "{DEVICE}"',
                 "[hume]",
-                f'url = "ws://127.0.0.1:{rig.hume_proxy.port}/v0/stream/models"',
+                'backend = "v0"',
                 f'api_key = "{TEST_KEY}"',
                 "reply_timeout_s = 3.0",
+                "fatal_retry_s = 1.0",  # an injected E0300 (quota) would otherwise stop summaries for 5 min
+                "[hume.v0]",
+                f'url = "ws://127.0.0.1:{rig.hume_proxy.port}/v0/stream/models"',
                 "backoff_initial_s = 0.1",
                 "backoff_max_s = 1.0",
-                "fatal_retry_s = 1.0",  # an injected E0300 (quota) would otherwise stop summaries for 5 min
+                "[camera]",
+                'source = "synthetic"',
+                "[microphone]",
+                'source = "speech"',
                 "[session]",
                 'mode = "always"',
                 "[summary]",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,8 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
     assert "usage:" in capsys.readouterr().out
 
 
-def test_check_config_example_ok(capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_example_ok(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUME_API_KEY", "x")
     example = Path(__file__).resolve().parents[2] / "config" / "hume-edge.example.toml"
     assert cli.main(["check-config", str(example)]) == 0
     assert "[mqtt]" in capsys.readouterr().out
@@ -88,7 +90,8 @@ def test_commands_work_without_the_optional_extras(tmp_path: Path) -> None:
     blocked = "; ".join(f"sys.modules[{m!r}] = None" for m in ("cv2", "pyaudio", "simplejpeg", "skimage"))
     code = f"import sys; {blocked}; from agent.cli import main; sys.exit(main(sys.argv[1:]))"
     argv = [sys.executable, "-c", code, "check-config", str(example)]
-    check = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+    env = dict(os.environ, HUME_API_KEY="x")
+    check = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60, env=env)
     assert check.returncode == 0, check.stderr
     status = subprocess.run(
         [sys.executable, "-c", code, "status", "--path", str(tmp_path / "none.json")],

@@ -11,7 +11,7 @@ from typing import List, Tuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.config import HumeConfig
+from agent.config import HumeConfig, HumeV0Config
 from agent.hume.types import OutgoingMedia
 from agent.hume.v0.payloads import (
     BYTES_PER_S,
@@ -50,8 +50,8 @@ def test_one_socket_per_modality_with_its_models() -> None:
 
 
 def test_audio_payload_limit_follows_api_and_window() -> None:
-    assert max_audio_payload_ms(HumeConfig(stream_window_ms=10000)) == 5000
-    assert max_audio_payload_ms(HumeConfig(stream_window_ms=2000)) == 2000
+    assert max_audio_payload_ms(HumeConfig(v0=HumeV0Config(stream_window_ms=10000))) == 5000
+    assert max_audio_payload_ms(HumeConfig(v0=HumeV0Config(stream_window_ms=2000))) == 2000
 
 
 # --------------------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def test_text_queue_skips_blank_splits_long_and_bounds() -> None:
 
 
 def test_frame_payload_carries_face_config_and_id() -> None:
-    cfg = HumeConfig(identify_faces=True, fps_pred=2.0, prob_threshold=0.9, min_face_size=40)
+    cfg = HumeConfig(fps_pred=2.0, min_face_size=40, v0=HumeV0Config(identify_faces=True, prob_threshold=0.9))
     builder = PayloadBuilder(cfg, ("face",))
     msg = builder.build(OutgoingMedia("frame", b"\xff\xd8jpeg", 1.0, "s"), "video-1", reset_stream=False)
     obj = json.loads(msg.to_json())
@@ -197,7 +197,7 @@ def test_frame_payload_carries_face_config_and_id() -> None:
 
 
 def test_audio_payload_is_wav_with_window_and_reset_only_when_asked() -> None:
-    cfg = HumeConfig(stream_window_ms=3000)
+    cfg = HumeConfig(v0=HumeV0Config(stream_window_ms=3000))
     builder = PayloadBuilder(cfg, ("prosody", "burst"))
     media = OutgoingMedia("audio", pcm(1.0), 1.0, "s", 1.0)
     plain = json.loads(builder.build(media, "audio-1", reset_stream=False).to_json())
@@ -212,7 +212,7 @@ def test_audio_payload_is_wav_with_window_and_reset_only_when_asked() -> None:
 
 
 def test_text_payload_is_raw_text_with_granularity() -> None:
-    builder = PayloadBuilder(HumeConfig(language_granularity="sentence"), ("language",))
+    builder = PayloadBuilder(HumeConfig(v0=HumeV0Config(language_granularity="sentence")), ("language",))
     obj = json.loads(
         builder.build(OutgoingMedia("text", "héllo".encode(), 1.0, None), "text-1", False).to_json()
     )

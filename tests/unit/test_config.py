@@ -29,7 +29,7 @@ def test_example_file_documents_every_key() -> None:
     section = ""
     documented = set()
     for line in text.splitlines():
-        m = re.match(r"^\[(\w+)\]", line)
+        m = re.match(r"^\[([\w.]+)\]", line)
         if m:
             section = m.group(1) + "."
         m = re.match(r"^(\w+) = .*# \S", line)

@@ -32,7 +32,7 @@ def test_fingerprint_changes_with_any_behavioural_setting() -> None:
     for change in (
         {"camera": {"fps": 1.0}},
         {"hume": {"models": ["face"]}},
-        {"hume": {"backend": "v1"}},
+        {"hume": {"backend": "v0"}},
         {"session": {"mode": "always"}},
         {"log_level": "debug"},
     ):

@@ -155,8 +155,9 @@ def test_gpio_pins_must_differ_and_notice_must_say_something() -> None:
 
 
 def test_check_config_exits_78_for_a_workplace_and_0_with_the_exception(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("HUME_API_KEY", "k")  # check-config also asks for what run needs
     path = tmp_path / "c.toml"
     path.write_text('[privacy]\ndeployment_context = "workplace"\n', encoding="utf-8")
     assert cli.main(["check-config", str(path)]) == EX_CONFIG

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.config import HumeConfig
+from agent.config import HumeConfig, HumeV1Config
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.client import V1Backend, ws_base
 from agent.media.audio import BYTES_PER_MS
@@ -11,9 +11,8 @@ SECOND = bytes(16000 * 2)
 
 
 def backend(**overrides: object) -> V1Backend:
-    values = {"backend": "v1", "api_key": "k", "v1_min_session_s": 5.0}
-    values.update(overrides)
-    return V1Backend(HumeConfig(**values))  # type: ignore[arg-type]
+    v1 = HumeV1Config(min_session_s=float(overrides.pop("min_session_s", 5.0)))  # type: ignore[arg-type]
+    return V1Backend(HumeConfig(backend="v1", api_key="k", v1=v1, **overrides))  # type: ignore[arg-type]
 
 
 async def test_a_visit_shorter_than_the_minimum_is_dropped_unsent() -> None:
@@ -41,7 +40,7 @@ async def test_a_visit_qualifies_once_present_long_enough() -> None:
 
 
 async def test_a_new_session_id_is_a_boundary() -> None:
-    b = backend(v1_min_session_s=0.0)
+    b = backend(min_session_s=0.0)
     b.send_audio(SECOND, 100.0, "a")
     b.send_audio(SECOND, 101.0, "b")
     first, second = b._visits

@@ -87,12 +87,12 @@ class V0Backend(Backend):
         self._dropped_results = 0
 
     def __repr__(self) -> str:
-        return f"V0Backend(url={self._cfg.url!r}, sockets={sorted(self._links)})"
+        return f"V0Backend(url={self._cfg.v0.url!r}, sockets={sorted(self._links)})"
 
     async def run(self) -> None:
         if not self._links:  # no model configured: nothing to connect, stay out of the way
             await asyncio.get_running_loop().create_future()
-        async with Connector(self._cfg.url, self._cfg.api_key, self._heartbeat_s) as connector:
+        async with Connector(self._cfg.v0.url, self._cfg.api_key, self._heartbeat_s) as connector:
             tasks = [spawn(link.run(connector), f"hume-edge.hume.{n}") for n, link in self._links.items()]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

@@ -179,8 +179,8 @@ class Link:
         self._builder = PayloadBuilder(cfg, models)
         # Face ids live as long as the connection (reset_stream does not clear them), so with
         # identify_faces a new visitor gets a new socket.
-        self._socket_per_epoch = name == "video" and cfg.identify_faces
-        self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
+        self._socket_per_epoch = name == "video" and cfg.v0.identify_faces
+        self._backoff = Backoff(cfg.v0.backoff_initial_s, cfg.v0.backoff_max_s)
         self._inflight: InFlight[OutgoingMedia] = InFlight()
         self.stats = LinkStats()
         self.state = "idle"
@@ -254,7 +254,7 @@ class Link:
                 # A planned close reconnects at once when media waits: nothing failed, no backoff.
                 reason = PLANNED.get(outcome)
                 if reason is None:
-                    self._set_state("idle", f"nothing to send for {self._cfg.reconnect_after_s:g} s")
+                    self._set_state("idle", f"nothing to send for {self._cfg.v0.reconnect_after_s:g} s")
 
     async def _work_arrives(self) -> None:
         while self._buffer.head_epoch() is None:
@@ -274,7 +274,7 @@ class Link:
         reader = spawn(self._read(ws, conn), f"hume-edge.hume.{self.name}.reader")
         opened = loop.time()
         conn_epoch: Optional[int] = None
-        renew_s = self._cfg.reconnect_after_s
+        renew_s = self._cfg.v0.reconnect_after_s
         try:
             while True:
                 head = self._buffer.head_epoch()

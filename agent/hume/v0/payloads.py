@@ -213,9 +213,9 @@ class PayloadBuilder:
     def __init__(self, cfg: HumeConfig, models: Tuple[str, ...]) -> None:
         face = (
             FaceConfig(
-                identify_faces=cfg.identify_faces,
+                identify_faces=cfg.v0.identify_faces,
                 fps_pred=cfg.fps_pred,
-                prob_threshold=cfg.prob_threshold,
+                prob_threshold=cfg.v0.prob_threshold,
                 min_face_size=float(cfg.min_face_size),
             )
             if "face" in models
@@ -224,13 +224,13 @@ class PayloadBuilder:
         self.models = ModelsConfig(
             face=face,
             # Sentiment and toxicity ride along: the language summary reports both (no extra request).
-            language=LanguageConfig(sentiment={}, toxicity={}, granularity=cfg.language_granularity)
+            language=LanguageConfig(sentiment={}, toxicity={}, granularity=cfg.v0.language_granularity)
             if "language" in models
             else None,
             prosody={} if "prosody" in models else None,
             burst={} if "burst" in models else None,
         )
-        self.stream_window_ms = float(cfg.stream_window_ms)
+        self.stream_window_ms = float(cfg.v0.stream_window_ms)
 
     def build(self, media: OutgoingMedia, payload_id: str, reset_stream: bool) -> PublishMessage:
         if media.kind == "text":
@@ -254,7 +254,7 @@ class PayloadBuilder:
 
 def max_audio_payload_ms(cfg: HumeConfig) -> float:
     """Audio per payload: the API's 5000 ms limit, and no longer than the sliding window it feeds."""
-    return float(min(AUDIO_MAX_MS, cfg.stream_window_ms))
+    return float(min(AUDIO_MAX_MS, cfg.v0.stream_window_ms))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ class V1Backend(Backend):
         self._video_held = max(VIDEO_HELD, math.ceil(cfg.v1_min_session_s * self._fps) + 1)
         self._video_lag_s = cfg.v1_min_session_s + HELD_LAG_MARGIN_S
         self._audio_max_frames = max(
-            1, round(max(cfg.queue_seconds, cfg.v1_min_session_s) * 1000 / p.AUDIO_FRAME_MS)
+            1, round(max(cfg.queue_seconds, cfg.v1.min_session_s) * 1000 / p.AUDIO_FRAME_MS)
         )
         self._visits: Deque[_Visit] = collections.deque()
         self._seq = 0
@@ -169,7 +169,7 @@ class V1Backend(Backend):
             )
             self._visits.append(current)
         current.last_at = max(current.last_at, captured_at)
-        if not current.qualified and current.last_at - current.first_at >= self.cfg.v1_min_session_s:
+        if not current.qualified and current.last_at - current.first_at >= self.cfg.v1.min_session_s:
             current.qualified = True
         return current
 
@@ -300,7 +300,7 @@ class V1Backend(Backend):
                     task.result()
                 raise HumeProtocolError(
                     f"Hume v1 rejected the session config (config_invalid) for {', '.join(self._disabled)}: "
-                    "check hume.v1_measurement_timer_ms, v1_face_threshold and min_face_size"
+                    "check hume.v1.measurement_timer_ms, hume.v1.face_threshold and hume.min_face_size"
                 )
             finally:
                 await cancel_and_wait(tasks)
@@ -352,7 +352,7 @@ class V1Backend(Backend):
                 if exc.status == 401:
                     if not self._connected_once:
                         raise HumeAuthError(
-                            f"Hume v1 refused the API key (HTTP 401) at {self.cfg.v1_url}"
+                            f"Hume v1 refused the API key (HTTP 401) at {self.cfg.v1.url}"
                         ) from None
                     delay = self.cfg.fatal_retry_s
                 elif exc.status in RETRYABLE_STATUSES or exc.status >= 500:
@@ -428,7 +428,7 @@ class V1Backend(Backend):
         self._connects[endpoint] += 1
         try:
             ws = await http.ws_connect(
-                ws_base(self.cfg.v1_url) + path,
+                ws_base(self.cfg.v1.url) + path,
                 headers={p.API_KEY_HEADER: self.cfg.api_key},
                 heartbeat=HEARTBEAT_S,
             )
@@ -448,9 +448,9 @@ class V1Backend(Backend):
         updated = asyncio.Event()
         async with ws:
             update = (
-                p.audio_session_update(self.cfg.v1_measurement_timer_ms)
+                p.audio_session_update(self.cfg.v1.measurement_timer_ms)
                 if endpoint == "audio"
-                else p.video_session_update(self.cfg.v1_face_threshold, self.cfg.min_face_size)
+                else p.video_session_update(self.cfg.v1.face_threshold, self.cfg.min_face_size)
             )
             await ws.send_str(update)
             self._state[endpoint] = "open"
