@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from agent import config as config_mod
-from agent import identity
 from agent.errors import EX_CONFIG, ConfigError
 
-_LOGGER = logging.getLogger(__name__)
+QUIET_COMMANDS = ("check-config", "status")
+"""Commands that only print: they skip logging's set-up (part of their cold start, benchmarked)."""
 
 EPILOG = """\
 commands:
@@ -33,6 +31,25 @@ exit codes: 0 ok, 1 failure, 69 Hume refused the API key at start-up, 78 config 
 """
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for (argparse's own action wants the string up front)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Union[str, Sequence[Any], None],
+        option_string: Optional[str] = None,
+    ) -> None:
+        from agent import version
+
+        print(f"{parser.prog} {version.installed()}")
+        parser.exit()
+
+
 def _add_config_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument(
         "--config",
@@ -45,6 +62,8 @@ def _add_config_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from agent import config as config_mod
+
     try:
         cfg = config_mod.load_for_run(args.path)
     except ConfigError as exc:
@@ -56,13 +75,15 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
+    from agent import config as config_mod
     from agent.service import run_agent
 
     try:
         cfg = config_mod.load(args.config)
     except ConfigError as exc:
-        _LOGGER.error("%s", exc)
+        logging.getLogger(__name__).error("%s", exc)
         return EX_CONFIG
     # run_agent refuses what check-config refuses (config.check_runnable), with the same message.
     source = "defaults" if args.config is None else str(args.config)
@@ -125,7 +146,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {identity.agent_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     parser.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
@@ -224,6 +245,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in QUIET_COMMANDS:  # they print; nothing to log, nothing to set up
+        handler0: Callable[[argparse.Namespace], int] = args._handlers[args.command]
+        return handler0(args)
     from agent import logs
 
     level = args.log_level
@@ -239,6 +263,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _peek_log_level(path: Optional[Path]) -> Optional[str]:
     """The config's log_level, so logging is set up before the config errors are reported."""
     try:
+        from agent import config as config_mod
+
         return config_mod.load(path).log_level
     except ConfigError:
         return None

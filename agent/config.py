@@ -9,11 +9,8 @@ environment, or systemd credentials, and are masked wherever config is printed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import ipaddress
 import math
 import os
-import socket
 import sys
 import typing
 from pathlib import Path
@@ -452,6 +449,8 @@ class Config:
     @property
     def effective_device_id(self) -> str:
         """The configured device id, else this machine's host name."""
+        import socket  # imported when used: check-config's cold start is benchmarked
+
         return self.device_id or socket.gethostname()
 
     @property
@@ -516,6 +515,8 @@ def _build(cls: Type[T], data: Mapping[str, Any], prefix: str, problems: List[st
             table, _, name = moved.rpartition(".")
             problems.append(f"{prefix}{key}: moved to {moved} (key {name!r} in a [{table}] table)")
         elif key not in fields:
+            import difflib
+
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             known = ", ".join(sorted(fields))
@@ -578,6 +579,8 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
+        import ipaddress
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False

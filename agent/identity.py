@@ -23,10 +23,10 @@ import dataclasses
 import hashlib
 import json
 import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Dict, Tuple
 
+from agent import version
 from agent.config import Config, iter_settings
 from agent.messages import utc_iso
 
@@ -40,10 +40,7 @@ PACKAGE = "hume-edge-agent"
 
 def agent_version() -> str:
     """The installed package's version; ``0+unknown`` when running from a source tree never installed."""
-    try:
-        return metadata.version(PACKAGE)
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+    return version.installed()
 
 
 def fingerprint_items(cfg: Config) -> Dict[str, object]:

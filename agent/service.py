@@ -467,6 +467,8 @@ async def run_agent(
     ended = await owner.wait_any(stop)
     if ended is not None:
         code = _exit_code_for(ended)
+    # systemd's STATUS= says why we stop (e.g. "hume auth_failed"), not what it said a tick ago.
+    notifier.status(status_mod.summary_line(publisher.health_snapshot().to_json()))
     notifier.stopping()
     _LOGGER.info("stopping")
     await owner.cancel([n for n in owner.names if n not in ("mqtt",)])

@@ -22,12 +22,10 @@ may read a file an older or newer agent wrote::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO, Tuple
@@ -56,6 +54,8 @@ def write(path: Path, snapshot: Mapping[str, Any]) -> None:
 
     No fsync: the file describes this boot's running process and is worthless after a power loss.
     """
+    import tempfile  # here, not at the top: hume-edge status only reads (its cold start is benchmarked)
+
     data = {"pid": os.getpid(), "written_at": time.time(), **snapshot}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -83,6 +83,8 @@ def read(path: Path) -> Optional[Dict[str, Any]]:
 async def run(path: Path, snapshot: Callable[[], Mapping[str, Any]], interval_s: float = INTERVAL_S) -> None:
     """Write ``snapshot()`` (a ``Health.to_json()``) every ``interval_s`` until cancelled, then a last one
     with ``state: stopped``."""
+    import asyncio  # only the agent writes; hume-edge status never needs the event loop
+
     started_at = time.time()
     last: Mapping[str, Any] = {}
     try:
@@ -91,6 +93,9 @@ async def run(path: Path, snapshot: Callable[[], Mapping[str, Any]], interval_s:
             write(path, {"started_at": started_at, "interval_s": interval_s, "state": "running", **last})
             await asyncio.sleep(interval_s)
     finally:
+        # A fresh look at the end: what stopped the agent (a refused key, say) is then in the last file.
+        with contextlib.suppress(Exception):
+            last = snapshot()
         with contextlib.suppress(OSError):
             write(path, {"started_at": started_at, "interval_s": interval_s, **last, "state": "stopped"})
 

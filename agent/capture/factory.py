@@ -27,6 +27,8 @@ def open_camera(cfg: CameraConfig) -> Optional[FrameSource]:
             "on Raspberry Pi OS: sudo apt install python3-picamera2, and create the venv with "
             "--system-site-packages"
             if cfg.source == "picamera2"
+            else "the synthetic camera is for the demo and tests: pip install 'hume-edge-agent[vision,demo]'"
+            if cfg.source == "synthetic"
             else "install the agent with its 'vision' extra: pip install 'hume-edge-agent[vision]'"
         )
         raise AgentError(f"camera.source = {cfg.source!r} needs the Python module {needed!r}: {hint}")

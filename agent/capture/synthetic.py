@@ -108,8 +108,8 @@ def astronaut_png() -> str:
         if os.path.isfile(path):
             return path
     raise AgentError(
-        "camera.source = 'synthetic' needs scikit-image's sample picture: "
-        "pip install 'hume-edge-agent[vision]'"
+        "camera.source = 'synthetic' needs scikit-image's sample picture (the demo and tests only): "
+        "pip install 'hume-edge-agent[vision,demo]'"
     )
 
 

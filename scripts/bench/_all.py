@@ -18,7 +18,7 @@ import _common
 
 _common.ensure_venv()
 
-SCRIPTS = ("media.py", "outbox.py", "latency.py", "memory.py", "kioskday.py", "flash.py")
+SCRIPTS = ("media.py", "outbox.py", "latency.py", "memory.py", "kioskday.py", "flash.py", "cli.py")
 
 
 def cpu_model() -> str:

@@ -108,7 +108,11 @@ def agent_toml(emulator_url: str, broker: AclBroker, workdir: Path) -> str:
     for section, values in cfg.items():
         assert isinstance(values, dict)
         lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict)]
+        for name, table in values.items():
+            if isinstance(table, dict):
+                lines.append(f"[{section}.{name}]")
+                lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -184,8 +184,8 @@ async def test_v0_sends_no_silent_payload_and_the_onset_after_silence(
     def sent_the_second_onset(_rec: Recorder, _voice: ScriptVoice) -> bool:
         return onset_block in b"".join(audio_payloads())
 
-    await run_visit(agent_cfg({"backend": "v0", "url": emulator.url}, mosquitto, tmp_path), monkeypatch,
-                    tmp_path, sent_the_second_onset)  # fmt: skip
+    cfg = agent_cfg({"backend": "v0", "v0": {"url": emulator.url}}, mosquitto, tmp_path)
+    await run_visit(cfg, monkeypatch, tmp_path, sent_the_second_onset)
     payloads = audio_payloads()
     assert payloads
     for pcm in payloads:  # no payload of pure silence

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import json
 import logging
 import math
 import random
@@ -54,6 +53,7 @@ from agent.hume.types import (
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.wire import AudioWire, VideoWire, _Wire
 from agent.media.audio import BYTES_PER_MS
+from agent.untrusted import MAX_SHOWN_CHARS, clip, loads
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,8 +72,24 @@ HEARTBEAT_S = 20.0
 """The SDK's keepalive ping interval: a dead path is noticed within about two of these."""
 LATENCY_WINDOW = 100
 """Round trips kept per endpoint for the status's median and maximum."""
-ERROR_TEXT_MAX = 200
+ERROR_TEXT_MAX = MAX_SHOWN_CHARS
 """Characters of a failure reason kept for status and health: a hostile server cannot grow them."""
+MESSAGE_MAX_BYTES = 1 << 20
+"""Largest server message read. v1 replies are a few KB (a result for several faces ~10 KB); a bigger one
+is refused by aiohttp (close 1009) and counted, so a 10 MB frame costs no more than 1 MB of memory."""
+REPEAT_LOG_S = 600.0
+"""A failure that recurs is logged again at most this often (the counters in status say how often)."""
+ANNOUNCED_MAX = 64
+"""Distinct failure kinds remembered for that: bounded whatever the server sends."""
+UNREADABLE = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError)
+"""What a malformed, wrong-typed or hostile server message may raise while it is read and applied."""
+
+
+class _Silent(Exception):
+    """The handshake did not complete within ``hume.v1.connect_timeout_s``."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"no handshake reply within {timeout_s:g} s (server silent)")
 
 
 class _Refused(Exception):
@@ -124,8 +140,8 @@ class V1Backend(Backend):
         self._fps = min(p.VIDEO_MAX_FPS, cfg.fps_pred)
         # A visit's frames while it qualifies are kept and sent (oldest first, at the API's rate) once it
         # has: its first seconds are measured too, not only its last frames (scripts/bench/kioskday.py).
-        self._video_held = max(VIDEO_HELD, math.ceil(cfg.v1_min_session_s * self._fps) + 1)
-        self._video_lag_s = cfg.v1_min_session_s + HELD_LAG_MARGIN_S
+        self._video_held = max(VIDEO_HELD, math.ceil(cfg.v1.min_session_s * self._fps) + 1)
+        self._video_lag_s = cfg.v1.min_session_s + HELD_LAG_MARGIN_S
         self._audio_max_frames = max(
             1, round(max(cfg.queue_seconds, cfg.v1.min_session_s) * 1000 / p.AUDIO_FRAME_MS)
         )
@@ -142,6 +158,7 @@ class V1Backend(Backend):
         self._wires: Dict[str, _Wire] = {}
         self._connects: Dict[str, int] = {e: 0 for e in self._endpoints}
         self._last_error: Dict[str, Tuple[float, str]] = {}
+        self._announced: Dict[str, float] = {}
         self._latencies: Dict[str, Deque[float]] = {
             e: collections.deque(maxlen=LATENCY_WINDOW) for e in ("audio", "video")
         }
@@ -279,11 +296,22 @@ class V1Backend(Backend):
             latency_max_s=round(lat[-1], 4) if lat else None,
         )
 
+    def _announce(self, endpoint: str, kind: str, text: str) -> None:
+        """Log a failure once per kind and endpoint until the endpoint connects again (or
+        :data:`REPEAT_LOG_S` later): a flapping or hostile server cannot flood the journal."""
+        key = f"{endpoint}:{kind}"
+        now = time.monotonic()
+        last = self._announced.get(key)
+        if last is not None and now - last < REPEAT_LOG_S:
+            return
+        if last is None and len(self._announced) >= ANNOUNCED_MAX:
+            return
+        self._announced[key] = now
+        _LOGGER.warning("v1 %s: %s (repeats are counted in status, not logged)", endpoint, text)
+
     def _failed(self, endpoint: str, reason: str) -> None:
         """Remember ``reason`` (cut to :data:`ERROR_TEXT_MAX` characters) as the endpoint's last error."""
-        if len(reason) > ERROR_TEXT_MAX:
-            reason = reason[: ERROR_TEXT_MAX - 1] + "…"
-        self._last_error[endpoint] = (time.monotonic(), reason)
+        self._last_error[endpoint] = (time.monotonic(), clip(reason, ERROR_TEXT_MAX))
 
     # ------------------------------------------------------------------------------------------
     # Sessions
@@ -348,9 +376,17 @@ class V1Backend(Backend):
             opened = time.monotonic()
             try:
                 wire = await self._session(http, endpoint, visit)
+            except _Silent as exc:
+                delay = backoff.next_delay()
+                self._announce(endpoint, "silent", f"{exc}; retrying in {delay:.1f} s")
+                self._failed(endpoint, str(exc))
+                await self._pause(endpoint, delay)
+                continue
             except _Refused as exc:
                 if exc.status == 401:
                     if not self._connected_once:
+                        self._state[endpoint] = "auth_failed"
+                        self._failed(endpoint, str(exc))
                         raise HumeAuthError(
                             f"Hume v1 refused the API key (HTTP 401) at {self.cfg.v1.url}"
                         ) from None
@@ -359,19 +395,15 @@ class V1Backend(Backend):
                     delay = backoff.next_delay()
                 else:
                     delay = self.cfg.fatal_retry_s
-                _LOGGER.warning("v1 %s: %s; retrying in %.1f s", endpoint, exc, delay)
+                self._announce(endpoint, f"refused {exc.status}", f"{exc}; retrying in {delay:.1f} s")
                 self._failed(endpoint, str(exc))
                 await self._pause(endpoint, delay, "auth_failed" if exc.status == 401 else "backoff")
                 continue
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 delay = backoff.next_delay()
-                _LOGGER.warning(
-                    "v1 %s: connection failed (%s); retrying in %.1f s",
-                    endpoint,
-                    exc or type(exc).__name__,
-                    delay,
-                )
-                self._failed(endpoint, f"connection failed ({exc or type(exc).__name__})")
+                reason = f"connection failed ({clip(exc or type(exc).__name__)})"
+                self._announce(endpoint, type(exc).__name__, f"{reason}; retrying in {delay:.1f} s")
+                self._failed(endpoint, reason)
                 await self._pause(endpoint, delay)
                 continue
             if time.monotonic() - opened >= MIN_UPTIME_S:
@@ -427,15 +459,25 @@ class V1Backend(Backend):
         self._state[endpoint] = "connecting"
         self._connects[endpoint] += 1
         try:
-            ws = await http.ws_connect(
-                ws_base(self.cfg.v1.url) + path,
-                headers={p.API_KEY_HEADER: self.cfg.api_key},
-                heartbeat=HEARTBEAT_S,
+            # The whole handshake (TCP, TLS, HTTP upgrade) has a deadline: a server or middlebox that
+            # accepts and then says nothing held the link in "connecting" for 35 s and more, silently.
+            ws = await asyncio.wait_for(
+                http.ws_connect(
+                    ws_base(self.cfg.v1.url) + path,
+                    headers={p.API_KEY_HEADER: self.cfg.api_key},
+                    heartbeat=HEARTBEAT_S,
+                    max_msg_size=MESSAGE_MAX_BYTES,
+                ),
+                self.cfg.v1.connect_timeout_s,
             )
+        except asyncio.TimeoutError:
+            raise _Silent(self.cfg.v1.connect_timeout_s) from None
         except aiohttp.WSServerHandshakeError as exc:
             raise _Refused(exc.status) from None
         self._connected_once = True
-        self._last_error.pop(endpoint, None)
+        if self._last_error.pop(endpoint, None) is not None:
+            _LOGGER.info("v1 %s: connected again", endpoint)
+        self._announced = {k: v for k, v in self._announced.items() if not k.startswith(endpoint)}
         now = time.monotonic()
         queue = visit.queue(endpoint)
         wire: _Wire = (
@@ -466,23 +508,25 @@ class V1Backend(Backend):
         self, ws: aiohttp.ClientWebSocketResponse[bool], wire: _Wire, updated: asyncio.Event
     ) -> None:
         async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.ERROR:  # e.g. a message over MESSAGE_MAX_BYTES: aiohttp closes
+                self._count("messages_refused")
+                self._announce(wire.endpoint, "ws error", f"server message refused ({clip(msg.data)})")
+                continue
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue
             try:
-                parsed = p.parse_server(msg.data, wire.endpoint)
-            except (ValueError, json.JSONDecodeError) as exc:
-                if not self._stats.get("messages_unreadable"):
-                    _LOGGER.warning(
-                        "v1 %s: unreadable server message (%s); repeats are counted", wire.endpoint, exc
-                    )
+                obj = loads(msg.data, max_bytes=MESSAGE_MAX_BYTES, what="v1 server message")
+                parsed = p.parse_server_obj(obj, wire.endpoint)
+                if parsed is None:
+                    self._count("messages_unknown")
+                    continue
+                if isinstance(parsed, p.SessionUpdated):
+                    updated.set()
+                wire.on_message(parsed, time.monotonic())
+            except UNREADABLE as exc:
                 self._count("messages_unreadable")
+                self._announce(wire.endpoint, "unreadable", f"unreadable server message ({clip(exc)})")
                 continue
-            if parsed is None:
-                self._count("messages_unknown")
-                continue
-            if isinstance(parsed, p.SessionUpdated):
-                updated.set()
-            wire.on_message(parsed, time.monotonic())
             self._event(wire.endpoint).set()
 
     async def _send_loop(

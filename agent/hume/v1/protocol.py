@@ -265,9 +265,13 @@ def parse_server(text: str, endpoint: str) -> Optional[ServerMessage]:
     Returns None for a message type this version does not know (Hume may add types; skip them).
     Raises ValueError for text that is not a JSON object or a known message with a malformed field.
     """
-    obj = json.loads(text)
+    return parse_server_obj(json.loads(text), endpoint)
+
+
+def parse_server_obj(obj: Any, endpoint: str) -> Optional[ServerMessage]:
+    """:func:`parse_server` of a decoded JSON value (the client decodes it with size and depth bounds)."""
     if not isinstance(obj, dict):
-        raise ValueError(f"v1 server message is not a JSON object: {text[:80]!r}")
+        raise ValueError(f"v1 server message is not a JSON object but {type(obj).__name__}")
     kind = obj.get("type")
     if kind == "session.created":
         return SessionCreated(_get(obj, "session_id", str), _config(obj))

@@ -16,6 +16,7 @@ from agent.hume.types import NO_FACES, Measurement, Observation, OutgoingMedia, 
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.pacing import TokenBucket
 from agent.media.audio import BYTES_PER_MS
+from agent.untrusted import clip
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,6 +47,12 @@ class _Segment:
         return self.start_ms + len(self.media.data) // BYTES_PER_MS
 
 
+ERROR_CODES_MAX = 32
+"""Distinct error codes counted (and logged once) each; later new codes are counted as ``error_other``."""
+CODE_MAX_CHARS = 40
+"""An error code longer than this is clipped (Hume's are a word or two)."""
+
+
 class _Wire:
     """Counters and the link-level view every modality shares."""
 
@@ -73,12 +80,18 @@ class _Wire:
             self.closed_reason = msg.reason
             _LOGGER.info("v1 %s session %s closed: %s", self.endpoint, msg.session_id, msg.reason)
         elif isinstance(msg, p.ErrorMessage):
-            self.last_error = msg.code
-            key = f"error_{msg.code}"
-            if key not in self.stats and msg.code != p.Codes.RATE_LIMITED:
-                _LOGGER.warning(
-                    "v1 %s error %s: %s (repeats are counted in status)", self.endpoint, msg.code, msg.message
-                )
+            self.last_error = clip(msg.code, CODE_MAX_CHARS)
+            key = f"error_{self.last_error}"
+            if key not in self.stats:
+                if sum(1 for k in self.stats if k.startswith("error_")) >= ERROR_CODES_MAX:
+                    key = "error_other"  # a server inventing codes cannot grow status or the log
+                elif msg.code != p.Codes.RATE_LIMITED:
+                    _LOGGER.warning(
+                        "v1 %s error %s: %s (repeats are counted in status)",
+                        self.endpoint,
+                        self.last_error,
+                        clip(msg.message),
+                    )
             self.count(key)
             self.on_error(msg, now)
         elif not isinstance(msg, p.SessionUpdated):
