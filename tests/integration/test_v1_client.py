@@ -29,7 +29,8 @@ def config(emu: EmulatorV1, **overrides: object) -> HumeConfig:
     for key in list(overrides):
         if key in ("min_session_s", "face_threshold", "measurement_timer_ms", "connect_timeout_s"):
             v1[key] = overrides.pop(key)  # type: ignore[assignment]
-    return HumeConfig(backend="v1", api_key=TEST_KEY, v1=HumeV1Config(**v1), **overrides)  # type: ignore[arg-type]
+    values = {"backend": "v1", "api_key": TEST_KEY, "v1": HumeV1Config(**v1), **overrides}  # type: ignore[arg-type]
+    return HumeConfig(**values)  # type: ignore[arg-type]
 
 
 @pytest_asyncio.fixture
