@@ -105,12 +105,15 @@ async def hostile() -> AsyncIterator[HostileHume]:
 def config_toml(hume_url: str, broker: Broker, workdir: Path) -> str:
     return f"""device_id = "{DEVICE}"
 [hume]
-url = "{hume_url}"
+backend = "v0"
 api_key = "any-key"
 fps_pred = 10.0
+[hume.v0]
+url = "{hume_url}"
 backoff_initial_s = 0.05
 backoff_max_s = 0.2
 [camera]
+source = "synthetic"
 fps = 10.0
 static_threshold = 0.0
 [session]

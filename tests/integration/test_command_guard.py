@@ -32,7 +32,12 @@ def agent_config(emulator: Any, broker: Any, tmp_path: Path, **commands: Any) ->
     return config_mod.from_dict(
         {
             "device_id": DEVICE,
-            "hume": {"url": emulator.url, "api_key": TEST_KEY, "models": ["language"]},
+            "hume": {
+                "backend": "v0",
+                "api_key": TEST_KEY,
+                "models": ["language"],
+                "v0": {"url": emulator.url},
+            },
             "camera": {"source": "none"},
             "microphone": {"source": "none"},
             "session": {"mode": "command"},

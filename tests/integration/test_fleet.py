@@ -32,7 +32,9 @@ device_id = "{device}"
 [hume]
 api_key = "test-key"
 backend = "v1"
-v1_url = "ws://127.0.0.1:9"
+[hume.v1]
+url = "ws://127.0.0.1:9"
+[hume.v0]
 url = "ws://127.0.0.1:9/v0/stream/models"
 [camera]
 source = "none"

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKOUT_PARTS = ("agent", "config", "systemd", "scripts")
+CHECKOUT_PARTS = ("agent", "hume_emulator", "config", "systemd", "scripts")
 CHECKOUT_FILES = ("pyproject.toml", "README.md")
 INSTALL_TIMEOUT_S = 600
 
