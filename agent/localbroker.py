@@ -90,6 +90,10 @@ class LocalBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            # Its own session: Ctrl-C in a terminal signals the whole foreground process group, and a
+            # broker that died first made the demo end with "status offline" and a lost-connection
+            # warning instead of a clean "stopped". Its owner stops it (stop(), the with block).
+            start_new_session=True,
         )
         self._proc = proc
         ready = threading.Event()
