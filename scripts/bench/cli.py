@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark 7: CLI cold start (--version, check-config, status) as a ratio to a bare interpreter.
+"""Benchmark 8: CLI cold start (--version, check-config, status) as a ratio to a bare interpreter.
 
 Each command is a fresh ``hume-edge ...`` process (the venv's console script), as systemd's
 ``ExecStartPre`` and an operator run it; the baseline is ``python -c pass`` from the same interpreter in
@@ -64,7 +64,7 @@ def main() -> None:
     details = f"{table}\n\nMedian of {runs} runs each (one warm-up run first), child CPU time from wait4."
     rows = [
         _common.row(
-            "7 CLI start",
+            "8 CLI start",
             f"hume-edge {name} CPU vs python -c pass",
             (f"{cpu * 1000:.0f} ms", f"{bare * 1000:.0f} ms", f"{cpu / bare:.2f}x"),
             f"<= {GOAL_RATIO:g}x",
@@ -72,7 +72,7 @@ def main() -> None:
         )
         for name, cpu in measured
     ]
-    _common.finish(args, "Benchmark 7: CLI cold start", details, rows)
+    _common.finish(args, "Benchmark 8: CLI cold start", details, rows)
 
 
 if __name__ == "__main__":
