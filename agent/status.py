@@ -213,7 +213,8 @@ def render(snapshot: Mapping[str, Any], now: float) -> List[str]:
     for name, link in sorted(_links(snapshot).items()):
         extra = ""
         if isinstance(link, dict):
-            rest = {k: v for k, v in link.items() if k != "state"}
+            # Scalars only: nested parts (the Hume link's per-socket figures and counters) are in --json.
+            rest = {k: v for k, v in link.items() if k != "state" and not isinstance(v, (dict, list))}
             extra = "  " + ", ".join(f"{k}={v}" for k, v in sorted(rest.items())) if rest else ""
         lines.append(f"link {name + ':':<6} {_link_state(link)}{extra}")
     session = snapshot.get("session")
