@@ -305,9 +305,9 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
     host, port = args.broker.rsplit(":", 1)
     hume: Dict[str, Any] = {"api_key": _common.API_KEY}
     if role.startswith("agent-v1"):
-        hume.update(backend="v1", v1_url=args.target)
+        hume.update(backend="v1", v1={"url": args.target})
     else:
-        hume.update(backend="v0", url="ws" + args.target[4:] + "/v0/stream/models")
+        hume.update(backend="v0", v0={"url": "ws" + args.target[4:] + "/v0/stream/models"})
     cfg = config_mod.from_dict(
         {
             "device_id": role,
