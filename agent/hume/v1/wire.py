@@ -75,10 +75,11 @@ class _Wire:
     def on_message(self, msg: p.ServerMessage, now: float) -> None:
         """Track the session's lifecycle; modality replies go to :meth:`on_reply`."""
         if isinstance(msg, p.SessionCreated):
-            self.session_id = msg.session_id
+            self.session_id = clip(msg.session_id, CODE_MAX_CHARS * 2)
         elif isinstance(msg, p.SessionClosed):
-            self.closed_reason = msg.reason
-            _LOGGER.info("v1 %s session %s closed: %s", self.endpoint, msg.session_id, msg.reason)
+            self.closed_reason = clip(msg.reason, CODE_MAX_CHARS)
+            shown = clip(msg.session_id, 80)
+            _LOGGER.info("v1 %s session %s closed: %s", self.endpoint, shown, self.closed_reason)
         elif isinstance(msg, p.ErrorMessage):
             self.last_error = clip(msg.code, CODE_MAX_CHARS)
             key = f"error_{self.last_error}"
