@@ -8,40 +8,20 @@ SciPy; the installer prints the release's size.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from agent import config as config_mod
-from tests.support.install import ROOT, make_prefix, run, snapshot_checkout
+from tests.support.install import make_prefix, run, snapshot_checkout, wheelhouse
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def kiosk_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    wheels = tmp_path_factory.mktemp("kiosk-wheelhouse")
-    spec = f"{ROOT}[vision,audio]"
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--wheel-dir",
-            str(wheels),
-            spec,
-            "setuptools>=77",
-            "wheel",
-        ]
-    )
-    for own in wheels.glob("hume_edge_agent-*.whl"):
-        own.unlink()  # the release is built from its own sources
-    return {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
+    return wheelhouse(tmp_path_factory.mktemp("kiosk-wheelhouse"), "vision,audio")
 
 
 def test_kiosk_install_writes_real_devices_and_no_demo_dependency(tmp_path: Path, kiosk_wheels: dict) -> None:

@@ -90,7 +90,13 @@ def offline_pip(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
     dependencies (no extras: the tests install with ``--extras ""``) plus what pip's isolated build of the
     project needs.
     """
-    wheels = tmp_path_factory.mktemp("wheelhouse")
+    return wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+
+
+def wheelhouse(wheels: Path, extras: str = "") -> Dict[str, str]:
+    """Wheels of this checkout's dependencies (with ``extras``) in ``wheels``, and the environment that
+    makes pip resolve from them only."""
+    spec = f"{ROOT}[{extras}]" if extras else str(ROOT)
     run(
         [
             sys.executable,
@@ -100,7 +106,7 @@ def offline_pip(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
             "-q",
             "--wheel-dir",
             str(wheels),
-            str(ROOT),
+            spec,
             "setuptools>=77",
             "wheel",
         ]
