@@ -671,7 +671,7 @@ def report(args: argparse.Namespace, run: Run) -> None:
             "episode (in the order above) in which the visitor was measurable and nothing of it was "
             "measured (a frame stands for the time until the camera's next one). Agent defaults: debounce "
             f"{cfg.session.debounce_s:g} s, grace "
-            f"{cfg.session.grace_s:g} s, v1_min_session_s {cfg.hume.v1_min_session_s:g} s, silence gate "
+            f"{cfg.session.grace_s:g} s, hume.v1.min_session_s {cfg.hume.v1.min_session_s:g} s, silence gate "
             f"{cfg.microphone.gate_preroll_ms} ms pre-roll / {cfg.microphone.gate_hangover_ms} ms hang-over, "
             f"{cfg.camera.fps:g} fps.",
             "v1 sessions opened in the unit: "

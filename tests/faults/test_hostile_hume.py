@@ -116,6 +116,8 @@ backoff_max_s = 0.2
 source = "synthetic"
 fps = 10.0
 static_threshold = 0.0
+[microphone]
+source = "speech"
 [session]
 mode = "always"
 [mqtt]

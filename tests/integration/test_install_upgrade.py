@@ -97,7 +97,8 @@ def test_a_build_that_does_not_import_is_refused_and_the_running_release_stays(
             str(installed / OPT / "venv/bin/hume-edge"),
             "check-config",
             str(installed / "etc/hume-edge/config.toml"),
-        ]
+        ],
+        env={**os.environ, "CREDENTIALS_DIRECTORY": str(installed / "etc/hume-edge/credentials")},
     )
 
 
