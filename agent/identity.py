@@ -35,7 +35,6 @@ PER_DEVICE_KEYS = frozenset({"device_id", "mqtt.client_id"})
 FINGERPRINT_CHARS = 12
 """48 bits of SHA-256: a chance collision among 10,000 distinct configs is about 2e-7."""
 OS_RELEASE = Path("/etc/os-release")
-PACKAGE = "hume-edge-agent"
 
 
 def agent_version() -> str:
