@@ -41,8 +41,10 @@ async def start_agent(tmp_path: Path, broker: Broker, emulator_url: str, protoco
     cfg.write_text(
         f"""device_id = "{DEVICE}"
 [hume]
-url = "{emulator_url}"
+backend = "v0"
 api_key = "test-key"
+[hume.v0]
+url = "{emulator_url}"
 [camera]
 source = "none"
 [microphone]
