@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO, Tuple
@@ -30,6 +31,8 @@ from hume_emulator.emulator import Emulator, EmulatorSettings
 
 _LOGGER = logging.getLogger(__name__)
 
+STOPPED_WAIT_S = 2.0
+"""How long the view waits for the agent's final "stopped" status after the agent returned."""
 DEMO_KEY = "demo-key"
 DEMO_DEVICE = "demo-kiosk"
 
@@ -96,6 +99,8 @@ class LiveView:
         self.started = time.monotonic()
         self.summaries = 0
         self.first_after_s: Optional[float] = None
+        self.stopped = threading.Event()
+        """Set when the agent's retained ``status`` says ``stopped`` (paho's thread sets it)."""
 
     def on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         topic = msg.topic[len(self.prefix) :]
@@ -123,6 +128,8 @@ class LiveView:
             session = str(payload.get("session", ""))[:8]
             return f"{'session':<9} {payload.get('event')} {session} ({payload.get('reason')})"
         if topic == "status":
+            if payload == "stopped":
+                self.stopped.set()
             return f"{'status':<9} {payload}"
         return None
 
@@ -154,6 +161,8 @@ async def _run(args: argparse.Namespace, workdir: Path) -> int:
                 timers.call_later(args.seconds, stop.set)
             try:
                 code = await run_agent(cfg, stop)
+                # The agent published "stopped" before it returned; let the view print it before it goes.
+                await asyncio.get_running_loop().run_in_executor(None, view.stopped.wait, STOPPED_WAIT_S)
             finally:
                 timers.cancel()
                 sub.loop_stop()
