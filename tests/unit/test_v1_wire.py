@@ -125,7 +125,7 @@ def test_video_replies_pair_with_frames_by_order_and_errors_consume_frames() -> 
 
 
 def test_video_sends_held_frames_oldest_first_within_the_lag_and_drops_older_ones() -> None:
-    """A visit's frames held while it qualified (v1_min_session_s) are all measured, in order."""
+    """A visit's frames held while it qualified (hume.v1.min_session_s) are all measured, in order."""
     stats: Dict[str, int] = {}
     queue = frames(8)  # captured at 100 .. 107
     wire = VideoWire(queue, lambda _: None, stats, now=0.0, fps=3.0, max_lag_s=6.0)

@@ -8,11 +8,11 @@ Design (why it looks like this):
   visitors. The next visit's media waits meanwhile; nothing is sent while no visitor is present,
   because the service hands over no media then.
 - **Minimum billing.** Hume bills every session at least 10 s. Media of a visit is held until the
-  visit has lasted ``v1_min_session_s`` (by capture time); a visit that ends sooner is dropped
+  visit has lasted ``hume.v1.min_session_s`` (by capture time); a visit that ends sooner is dropped
   unsent and opens no session. Held audio is then sent in real time (never faster, per the
   contract), so a visitor's audio lags by that much; held video frames go at the API's 3 fps,
   oldest first, so the visit's first seconds are measured too and video is live again within about
-  ``2 x v1_min_session_s`` (at the default 2 fps); frames further behind than that are dropped.
+  ``2 x hume.v1.min_session_s`` (at the default 2 fps); frames further behind than that are dropped.
 - **Reconnects follow the official SDK** (:func:`agent.hume.v1.protocol.should_reconnect`): after a
   ``server_shutdown``, closes 1001/1006/1011/1012/1013, and 1008 after an audio ``internal_error``.
   Delays are the SDK's (first 1-5 s, x1.3, capped at 10 s; reset after 5 s up) through the shared
@@ -67,7 +67,7 @@ RESULTS_MAX = 1000
 VIDEO_HELD = 3
 """Frames of a qualified visit kept at most while the socket is busy (the newest win)."""
 HELD_LAG_MARGIN_S = 1.0
-"""Frames up to ``v1_min_session_s`` plus this behind the newest are still worth sending."""
+"""Frames up to ``hume.v1.min_session_s`` plus this behind the newest are still worth sending."""
 HEARTBEAT_S = 20.0
 """The SDK's keepalive ping interval: a dead path is noticed within about two of these."""
 LATENCY_WINDOW = 100
