@@ -22,6 +22,7 @@ from agent.hume.v1 import client as v1client
 from agent.hume.v1 import wire as v1wire
 from agent.hume.v1.client import V1Backend
 from tests.support.emulator import astronaut_bgr, encode_image
+from tests.support.waits import eventually
 
 JPEG = encode_image(astronaut_bgr())
 Frame = Union[str, bytes]
@@ -38,11 +39,7 @@ def backend_for(url: str, **v1: float) -> V1Backend:
 
 
 async def until(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    async def poll() -> None:
-        while not check():  # noqa: ASYNC110 - counters have no event to wait on
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout_s)
+    await eventually(check, timeout_s, what="the backend's counters to show it")
 
 
 @pytest_asyncio.fixture

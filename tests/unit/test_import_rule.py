@@ -11,11 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import List
 
 import pytest
+
+from tests.support.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "hume-edge.example.toml"
@@ -86,11 +87,10 @@ def test_run_loads_no_emulator_module(backend: str, tmp_path: Path) -> None:
     )
     try:
         status = tmp_path / "status.json"
-        deadline = time.monotonic() + 60
-        while not status.exists():  # written once every task has started: the run path is loaded
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "no status snapshot within 60 s"
-            time.sleep(0.05)
+        # Written once every task has started: the run path is loaded by then.
+        started = wait_until(lambda: status.exists() or proc.poll() is not None, 60)
+        assert started, "no status snapshot within 60 s"
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     finally:
