@@ -614,6 +614,33 @@ def url_host(url: str) -> str:
         return ""
 
 
+URL_SECRET_PARAMS = frozenset({"apikey", "api_key", "key", "token", "access_token", "password", "secret"})
+"""Query parameters that carry a secret; Hume's v0 accepted ``?apikey=``, so a copied URL may hold one."""
+
+
+def url_secrets(url: str) -> List[str]:
+    """Names of the query parameters of ``url`` that carry a secret (empty: none)."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return []
+    names = [part.split("=", 1)[0] for part in query.split("&") if part]
+    return [n for n in names if n.lower() in URL_SECRET_PARAMS]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the values of its secret query parameters masked, for every place it is shown."""
+    if not url_secrets(url):
+        return url
+    head, _, query = url.partition("?")
+    query, hash_, fragment = query.partition("#")
+    parts = []
+    for part in query.split("&"):
+        name, eq, _value = part.partition("=")
+        parts.append(f"{name}{eq}{MASK}" if eq and name.lower() in URL_SECRET_PARAMS else part)
+    return f"{head}?{'&'.join(parts)}{hash_}{fragment}"
+
+
 TEST_CAMERA_SOURCES = ("synthetic",)
 TEST_MICROPHONE_SOURCES = ("speech", "wav")
 
@@ -637,10 +664,17 @@ def run_problems(cfg: Config) -> List[str]:
     where = f"hume.{hume.backend}.url"
     host = url_host(hume.url)
     remote = not is_loopback(host)
+    secrets = url_secrets(hume.url)
+    if secrets:
+        problems.append(
+            f"{where} = {redact_url(hume.url)!r}: carries a secret in its query ({', '.join(secrets)}), "
+            "which would be logged and printed with the URL; remove it: the key belongs in hume.api_key, "
+            "$HUME_API_KEY or the hume_api_key credential, and is sent as the X-Hume-Api-Key header"
+        )
     if remote and hume.url.lower().startswith(("ws://", "http://")):
         problems.append(
-            f"{where} = {hume.url!r}: plaintext to {host or 'an unnamed host'}, so the API key would "
-            "travel in clear; use wss:// (plain ws:// is allowed only to a loopback emulator)"
+            f"{where} = {redact_url(hume.url)!r}: plaintext to {host or 'an unnamed host'}, so the API key "
+            "would travel in clear; use wss:// (plain ws:// is allowed only to a loopback emulator)"
         )
     if remote and not hume.allow_test_sources:
         tests = []
@@ -760,6 +794,8 @@ def render(cfg: Config) -> str:
             section = head
             lines.append(f"\n[{section}]")
         shown = MASK if f.metadata.get("secret") and value else value
+        if isinstance(shown, str) and "://" in shown:
+            shown = redact_url(shown)
         unit = f" [{f.metadata['unit']}]" if f.metadata.get("unit") else ""
         lines.append(f"{name} = {_toml_value(shown)}  # {f.metadata.get('doc', '')}{unit}")
     return "\n".join(lines).lstrip("\n") + "\n"

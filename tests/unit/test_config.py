@@ -111,3 +111,16 @@ def test_config_is_frozen() -> None:
     cfg = config.from_dict({}, environ={})
     with pytest.raises(AttributeError):
         cfg.mqtt.port = 1  # type: ignore[misc]
+
+
+def test_secrets_in_urls_are_masked_wherever_a_url_is_shown() -> None:
+    from agent.config import redact_url, url_secrets
+
+    url = "wss://api.hume.ai/v0/stream/models?apikey=sk-123&x=1"
+    assert url_secrets(url) == ["apikey"]
+    assert redact_url(url) == "wss://api.hume.ai/v0/stream/models?apikey=********&x=1"
+    assert redact_url("wss://api.cloud.hume.ai") == "wss://api.cloud.hume.ai"
+    cfg = config.from_dict({"hume": {"backend": "v0", "v0": {"url": url}}}, environ={})
+    rendered = config.render(cfg)
+    assert "sk-123" not in rendered
+    assert "apikey=********" in rendered

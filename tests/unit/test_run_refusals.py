@@ -42,6 +42,11 @@ CASES: Dict[str, tuple] = {  # name: (config text, words every refusal line must
         KEY + '[camera]\nsource = "opencv"\ndevice = "/tmp/clip.mp4"\n[microphone]\nsource = "none"\n',
         ["camera.device = '/tmp/clip.mp4' (a video file): test media would stream"],
     ),
+    "a key in the url": (
+        '[hume]\napi_key = "k"\nbackend = "v0"\n[hume.v0]\nurl = "wss://api.hume.ai/v0/stream/models?apikey=sk-123"\n'
+        + REAL,
+        ["hume.v0.url = 'wss://api.hume.ai/v0/stream/models?apikey=********': carries a secret in its query"],
+    ),
     "old flat v0 and v1 keys": (
         '[hume]\napi_key = "k"\nurl = "wss://x"\nv1_url = "wss://y"\nbackoff_max_s = 3\n' + REAL,
         [
@@ -73,6 +78,7 @@ def test_check_config_and_run_refuse_alike(name: str, tmp_path: Path) -> None:
         out[argv[0]] = _problems(proc.stderr)
     assert out["check-config"] == out["run"], out
     joined = "\n".join(out["run"])
+    assert "sk-123" not in joined
     for words in expected:
         assert words in joined, joined
 
