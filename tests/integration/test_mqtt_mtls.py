@@ -16,15 +16,9 @@ from agent.config import OutboxConfig
 from agent.messages import OutMessage
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from tests.support.mosquitto import (
-    Broker,
-    Certs,
-    eventually,
-    make_certs,
-    make_client_cert,
-    mqtt_config,
-    running,
-)
+from tests.support.mosquitto import Broker, Certs, make_certs, make_client_cert, mqtt_config
+from tests.support.tasks import running
+from tests.support.waits import eventually
 
 TIMEOUT_S = 20.0
 
