@@ -62,11 +62,11 @@ from agent.capture.camera import FrameSource  # noqa: E402
 from agent.capture.microphone import AudioSource  # noqa: E402
 from agent.capture.synthetic import SceneStep, SpeechSource, SyntheticCamera  # noqa: E402
 from agent.hume.backend import Backend  # noqa: E402
-from agent.hume.types import Observation  # noqa: E402
 from agent.localbroker import LocalBroker  # noqa: E402
 from agent.media.audio import AUDIO_RATE, AudioChunk  # noqa: E402
 from agent.media.frames import Frame  # noqa: E402
 from agent.media.video import FramePipeline  # noqa: E402
+from tests.support.recorder import Recorder  # noqa: E402
 
 DAY_H = 12.0
 """A kiosk-day: the opening hours of a shop or museum."""
@@ -268,37 +268,6 @@ class ScriptMicrophone(AudioSource):
 
 # --------------------------------------------------------------------------------------------------
 # The sides (each in its own process)
-
-
-class Recorder(Backend):
-    """The agent's real backend, with every result it yields kept (capture times, for missed seconds)."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.results: List[Observation] = []
-
-    async def run(self) -> None:
-        await self.inner.run()
-
-    def send_frame(self, jpeg: bytes, captured_at: float, session_id: Optional[str]) -> None:
-        self.inner.send_frame(jpeg, captured_at, session_id)
-
-    def send_audio(self, pcm16: bytes, captured_at: float, session_id: Optional[str]) -> None:
-        self.inner.send_audio(pcm16, captured_at, session_id)
-
-    def send_text(self, text: str, captured_at: float, session_id: Optional[str]) -> None:
-        self.inner.send_text(text, captured_at, session_id)
-
-    def mark_boundary(self) -> None:
-        self.inner.mark_boundary()
-
-    async def receive(self) -> Observation:
-        obs = await self.inner.receive()
-        self.results.append(obs)
-        return obs
-
-    def status(self) -> Any:
-        return self.inner.status()
 
 
 async def run_agent_side(role: str, args: argparse.Namespace, script: Script, work: Path) -> Dict[str, Any]:

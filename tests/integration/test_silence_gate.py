@@ -23,12 +23,12 @@ from agent.capture.microphone import AudioSource
 from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.config import Config
 from agent.hume.backend import Backend
-from agent.hume.types import Observation
 from agent.media.audio import AUDIO_RATE, AudioChunk, Resampler, decode_wav, voiced_frames
 from hume_emulator.emulator import Emulator
 from hume_emulator.v1.emulator import EmulatorV1
 from tests.support.emulator import TEST_KEY, espeak_wav
 from tests.support.mosquitto import Broker
+from tests.support.recorder import Recorder
 from tests.support.waits import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -91,37 +91,6 @@ class ScriptVoice(AudioSource):
                 block = np.zeros(n, dtype=np.int16)
             yield AudioChunk(block.astype("<i2").tobytes(), self.started_wall + k * CHUNK_MS / 1000)
             k += 1
-
-
-class Recorder(Backend):
-    """The real backend, with every result it yields kept for the test."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.results: List[Observation] = []
-
-    async def run(self) -> None:
-        await self.inner.run()
-
-    def send_frame(self, jpeg: bytes, captured_at: float, session_id: Optional[str]) -> None:
-        self.inner.send_frame(jpeg, captured_at, session_id)
-
-    def send_audio(self, pcm16: bytes, captured_at: float, session_id: Optional[str]) -> None:
-        self.inner.send_audio(pcm16, captured_at, session_id)
-
-    def send_text(self, text: str, captured_at: float, session_id: Optional[str]) -> None:
-        self.inner.send_text(text, captured_at, session_id)
-
-    def mark_boundary(self) -> None:
-        self.inner.mark_boundary()
-
-    async def receive(self) -> Observation:
-        obs = await self.inner.receive()
-        self.results.append(obs)
-        return obs
-
-    def status(self) -> Any:
-        return self.inner.status()
 
 
 def agent_cfg(hume: dict, broker: Broker, tmp: Any) -> Config:
