@@ -24,24 +24,7 @@ from typing import Callable, Counter, Dict, List, Optional
 
 from agent.config import CommandsConfig, MqttConfig, is_loopback
 from agent.health import CommandHealth
-
-
-class TokenBucket:
-    """``rate_per_s`` tokens a second, at most ``burst`` saved up; :meth:`take` spends them if there."""
-
-    def __init__(self, rate_per_s: float, burst: float, now: float) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._tokens = burst
-        self._at = now
-
-    def take(self, now: float, n: float = 1.0) -> bool:
-        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate_per_s)
-        self._at = now
-        if n > self._tokens:
-            return False
-        self._tokens -= n
-        return True
+from agent.mqtt.limits import TokenBucket
 
 
 class CommandGuard:
@@ -50,11 +33,10 @@ class CommandGuard:
     def __init__(self, cfg: CommandsConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self._clock = clock
-        now = clock()
-        self._starts = TokenBucket(cfg.session_starts_per_hour / 3600.0, cfg.session_starts_per_hour, now)
-        self._text = TokenBucket(cfg.text_chars_per_minute / 60.0, cfg.text_chars_per_minute, now)
-        self._announce = TokenBucket(cfg.discovery_per_minute / 60.0, cfg.discovery_per_minute, now)
-        self._replies = TokenBucket(cfg.replies_per_s, max(1.0, 2 * cfg.replies_per_s), now)
+        self._starts = TokenBucket(cfg.session_starts_per_hour / 3600.0, clock, cfg.session_starts_per_hour)
+        self._text = TokenBucket(cfg.text_chars_per_minute / 60.0, clock, cfg.text_chars_per_minute)
+        self._announce = TokenBucket(cfg.discovery_per_minute / 60.0, clock, cfg.discovery_per_minute)
+        self._replies = TokenBucket(cfg.replies_per_s, clock, max(1.0, 2 * cfg.replies_per_s))
         self.counts: Counter[str] = collections.Counter()
         self._retained_seen: Dict[str, int] = {}
 
@@ -76,12 +58,11 @@ class CommandGuard:
 
     def budget(self, name: str, action: str = "", chars: int = 0) -> Optional[str]:
         """Why this command is over its rate limit now, or None (and its cost is spent)."""
-        now = self._clock()
-        if name == "session" and action == "start" and not self._starts.take(now):
+        if name == "session" and action == "start" and not self._starts.try_take():
             why = f"cmd/session start: at most {self.cfg.session_starts_per_hour} an hour; try again later"
-        elif name == "text" and not self._text.take(now, chars):
+        elif name == "text" and not self._text.try_take(chars):
             why = f"cmd/text: at most {self.cfg.text_chars_per_minute} characters a minute; try again later"
-        elif name == "discovery" and not self._announce.take(now):
+        elif name == "discovery" and not self._announce.try_take():
             why = f"cmd/discovery: at most {self.cfg.discovery_per_minute} a minute; try again later"
         else:
             self.counts["accepted"] += 1
@@ -91,7 +72,7 @@ class CommandGuard:
 
     def announce_allowed(self) -> bool:
         """Home Assistant's birth message: re-announce only within the same per-minute budget."""
-        if self._announce.take(self._clock()):
+        if self._announce.try_take():
             return True
         self.counts["rate_limited"] += 1
         return False
@@ -110,7 +91,7 @@ class CommandGuard:
 
     def may_reply(self) -> bool:
         """Whether a ``cmd/result`` reply may be published now (False: drop it, counted)."""
-        if self._replies.take(self._clock()):
+        if self._replies.try_take():
             return True
         self.counts["replies_dropped"] += 1
         return False

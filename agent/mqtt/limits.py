@@ -11,7 +11,7 @@ gets its data through; these bounds keep it inside.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 PUBLISH_OVERHEAD_BYTES = 16
 """A QoS 1 PUBLISH beyond topic and payload, at most: fixed header (1 + up to 4 length bytes), topic length
@@ -31,9 +31,11 @@ class TokenBucket:
     the connection as a whole stays within the rate.
     """
 
-    def __init__(self, rate_per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate_per_s: float, clock: Callable[[], float] = time.monotonic, burst: Optional[float] = None
+    ) -> None:
         self.rate_per_s = rate_per_s
-        self.burst = max(1.0, rate_per_s / 10)
+        self.burst = max(1.0, rate_per_s / 10) if burst is None else burst
         self._clock = clock
         self._tokens = self.burst
         self._at = clock()
@@ -48,10 +50,18 @@ class TokenBucket:
         self._refill()
         return max(0, int(self._tokens))
 
-    def take(self, n: int = 1) -> None:
+    def take(self, n: float = 1) -> None:
         """Spend ``n`` tokens (possibly into debt)."""
         self._refill()
         self._tokens -= n
+
+    def try_take(self, n: float = 1) -> bool:
+        """Spend ``n`` tokens only if they are there (never into debt); whether they were."""
+        self._refill()
+        if n > self._tokens:
+            return False
+        self._tokens -= n
+        return True
 
     def wait_s(self) -> float:
         """Seconds until one whole token is available (0 when one is)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import List
 
 from agent.config import CommandsConfig, MqttConfig
-from agent.mqtt.guard import CommandGuard, TokenBucket, exposure_warnings
+from agent.mqtt.guard import CommandGuard, exposure_warnings
+from agent.mqtt.limits import TokenBucket
 
 
 class Clock:
@@ -17,12 +18,15 @@ class Clock:
 
 
 def test_token_bucket_starts_full_and_refills_at_its_rate() -> None:
-    bucket = TokenBucket(rate_per_s=2.0, burst=4.0, now=0.0)
-    assert [bucket.take(0.0) for _ in range(5)] == [True, True, True, True, False]
-    assert bucket.take(0.5)  # one token back after half a second
-    assert not bucket.take(0.5)
-    assert bucket.take(100.0, 4.0)  # refills only up to the burst
-    assert not bucket.take(100.0)
+    clock = Clock()
+    bucket = TokenBucket(rate_per_s=2.0, clock=clock, burst=4.0)
+    assert [bucket.try_take() for _ in range(5)] == [True, True, True, True, False]
+    clock.now += 0.5
+    assert bucket.try_take()  # one token back after half a second
+    assert not bucket.try_take()
+    clock.now += 100.0
+    assert bucket.try_take(4.0)  # refills only up to the burst
+    assert not bucket.try_take()
 
 
 def test_session_starts_are_limited_per_hour_and_ends_never() -> None:
