@@ -160,11 +160,39 @@ class BackendStatus:
     ok: bool
     """No link in a :data:`FAILURE_STATES` state."""
     last_error: Optional[str]
-    """The most recent failure of any link, prefixed with the link's name; None while healthy."""
+    """The failure that explains ``state``, prefixed with the link's name: the most recent one among the
+    links in that state, else the most recent of any link; None while healthy."""
     links: Tuple[Tuple[str, LinkStatus], ...]
     """Per link (v0: video / audio / text sockets; v1: audio / video endpoints), in a fixed order."""
     counters: Tuple[Tuple[str, float], ...] = ()
     """Backend-wide counters (results dropped, visits pending, ...), name-sorted."""
+
+    @classmethod
+    def of_links(
+        cls,
+        backend: str,
+        links: Tuple[Tuple[str, LinkStatus], ...],
+        error_at: Mapping[str, float],
+        counters: Tuple[Tuple[str, float], ...] = (),
+    ) -> BackendStatus:
+        """The status of ``links``; ``error_at``: when each link's ``last_error`` happened (any clock).
+
+        The headline error is the one behind the headline state: with the audio socket refused a key
+        (``auth_failed``) and the video socket closed by the server a moment later, an operator must read
+        "check the key", not the later and lesser close.
+        """
+        state = most_severe(tuple(link.state for _, link in links))
+        failing = [(name, link) for name, link in links if link.last_error is not None]
+        explaining = [(name, link) for name, link in failing if link.state == state] or failing
+        latest = max(explaining, key=lambda item: error_at.get(item[0], 0.0), default=None)
+        return cls(
+            backend=backend,
+            state=state,
+            ok=not any(link.state in FAILURE_STATES for _, link in links),
+            last_error=None if latest is None else f"{latest[0]}: {latest[1].last_error}",
+            links=links,
+            counters=counters,
+        )
 
     def link(self, name: str) -> LinkStatus:
         """The status of link ``name``; KeyError when the backend has no such link."""

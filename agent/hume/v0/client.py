@@ -44,7 +44,7 @@ from typing import Callable, Dict, Optional
 from agent.aio import OnFirstUse, cancel_and_wait, spawn
 from agent.config import HumeConfig
 from agent.hume.backend import Backend
-from agent.hume.types import FAILURE_STATES, BackendStatus, Observation, counters, most_severe
+from agent.hume.types import BackendStatus, Observation, counters
 from agent.hume.v0.link import HEARTBEAT_S, Connector, Link, MediaBuffer
 from agent.hume.v0.payloads import (
     AudioBuffer,
@@ -135,15 +135,9 @@ class V0Backend(Backend):
         queue.put_nowait(obs)
 
     def status(self) -> BackendStatus:
-        links = tuple((name, link.status()) for name, link in self._links.items())
-        states = tuple(s.state for _, s in links)
-        failing = [link for link in self._links.values() if link.last_error is not None]
-        latest = max(failing, key=lambda link: link.last_error_at, default=None)
-        return BackendStatus(
-            backend="v0",
-            state=most_severe(states),
-            ok=not any(s in FAILURE_STATES for s in states),
-            last_error=None if latest is None else f"{latest.name}: {latest.last_error}",
-            links=links,
-            counters=counters({"boundaries": self._epoch, "dropped_results": self._dropped_results}),
+        return BackendStatus.of_links(
+            "v0",
+            tuple((name, link.status()) for name, link in self._links.items()),
+            {name: link.last_error_at for name, link in self._links.items()},
+            counters({"boundaries": self._epoch, "dropped_results": self._dropped_results}),
         )

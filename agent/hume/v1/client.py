@@ -42,13 +42,11 @@ from agent.errors import HumeAuthError, HumeProtocolError
 from agent.hume.backend import Backend
 from agent.hume.types import (
     AUDIO_MODELS,
-    FAILURE_STATES,
     BackendStatus,
     LinkStatus,
     Observation,
     OutgoingMedia,
     counters,
-    most_severe,
 )
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.wire import AudioWire, VideoWire, _Wire
@@ -270,16 +268,11 @@ class V1Backend(Backend):
         self._event("results").set()
 
     def status(self) -> BackendStatus:
-        links = tuple((e, self._link_status(e)) for e in self._endpoints)
-        states = tuple(link.state for _, link in links)
-        failing = [(at, f"{e}: {text}") for e, (at, text) in self._last_error.items()]
-        return BackendStatus(
-            backend="v1",
-            state=most_severe(states),
-            ok=not any(s in FAILURE_STATES for s in states),
-            last_error=max(failing)[1] if failing else None,
-            links=links,
-            counters=counters({**self._stats, "visits_pending": sum(1 for v in self._visits if not v.ended)}),
+        return BackendStatus.of_links(
+            "v1",
+            tuple((e, self._link_status(e)) for e in self._endpoints),
+            {e: at for e, (at, _) in self._last_error.items()},
+            counters({**self._stats, "visits_pending": sum(1 for v in self._visits if not v.ended)}),
         )
 
     def _link_status(self, endpoint: str) -> LinkStatus:
