@@ -392,7 +392,15 @@ class SpeechSource(_PacedSource):
             stderr=asyncio.subprocess.PIPE,
             env=child_env(),
         )
-        out, err = await proc.communicate()
+        try:
+            out, err = await proc.communicate()
+        except BaseException:
+            # Cancelled mid-sentence (the agent stopping): end espeak-ng and reap it here, or its transport
+            # is collected after the loop has closed ("Event loop is closed" at exit).
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            raise
         if proc.returncode != 0:
             raise OSError(f"espeak-ng exited {proc.returncode}: {err.decode(errors='replace').strip()}")
         samples, rate = decode_wav(out)
