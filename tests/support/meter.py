@@ -9,7 +9,7 @@ client that ignores the broker's Receive Maximum would show it here.
 from __future__ import annotations
 
 import asyncio
-from typing import Dict, Set
+from typing import Dict, List, Set, Tuple
 
 from tests.support.proxy import Proxy
 
@@ -22,9 +22,9 @@ class _Frames:
     def __init__(self) -> None:
         self.buffer = bytearray()
 
-    def feed(self, data: bytes) -> list:  # type: ignore[type-arg]
+    def feed(self, data: bytes) -> List[Tuple[int, int, bytes]]:
         self.buffer += data
-        frames = []
+        frames: List[Tuple[int, int, bytes]] = []
         while True:
             length, shift, pos = 0, 0, 1
             while True:

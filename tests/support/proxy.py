@@ -22,6 +22,8 @@ import asyncio
 import threading
 from typing import Any, List, Optional, Set, Tuple
 
+from agent.aio import cancel_and_wait, spawn
+
 CHUNK_BYTES = 65536
 CONTROL_TIMEOUT_S = 10.0
 
@@ -44,6 +46,7 @@ class Proxy:
         self._writers: Set[asyncio.StreamWriter] = set()
         self._pairs: Set[Tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._dead: Set[asyncio.StreamWriter] = set()
+        self._connections: Set[asyncio.Task[Any]] = set()
         """Server-side writers closed by :meth:`half_open`; bytes meant for them are discarded."""
         self._released: asyncio.Event  # made on the proxy's loop (Python 3.9 binds events to a loop)
 
@@ -77,10 +80,13 @@ class Proxy:
         self._call(self._close_all())
 
     def stop(self) -> None:
+        """Close the listener and every connection, end their tasks, then the loop and its thread."""
         if self._thread.is_alive():
             self._call(self._shutdown())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(CONTROL_TIMEOUT_S)
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()
 
     def __enter__(self) -> Proxy:
         return self.start()
@@ -113,10 +119,23 @@ class Proxy:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
         await self._close_all()
+        await cancel_and_wait(self._connections, timeout_s=CONTROL_TIMEOUT_S)
+        if self._server is not None:
+            await self._server.wait_closed()  # 3.12+ waits here for the connections ended above
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One client connection (asyncio's task for it, owned here until it ends)."""
+        task = asyncio.current_task()
+        assert task is not None
+        task.set_name(f"test-proxy-{self.port}.connection")
+        self._connections.add(task)
+        try:
+            await self._relay(reader, writer)
+        finally:
+            self._connections.discard(task)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
@@ -125,26 +144,27 @@ class Proxy:
             return
         self._writers.update((writer, up_writer))
         self._pairs.add((writer, up_writer))
-        pumps: List[asyncio.Task[None]] = [
-            asyncio.ensure_future(self._pump(reader, up_writer)),
-            asyncio.ensure_future(self._pump(up_reader, writer)),
+        pumps: List[asyncio.Task[Any]] = [
+            spawn(self._pump(reader, up_writer), f"test-proxy-{self.port}.to-target"),
+            spawn(self._pump(up_reader, writer), f"test-proxy-{self.port}.to-client"),
         ]
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        # A frozen link passes nothing on, not even the other side's FIN: hold it until resume() or cut().
-        if self.frozen:
-            await self._released.wait()
-        elif up_writer in self._dead:
-            # Half-open: the client keeps a socket nobody answers, until it gives up or the test cuts it.
-            released = asyncio.ensure_future(self._released.wait())
-            await asyncio.wait([pumps[0], released], return_when=asyncio.FIRST_COMPLETED)
-            released.cancel()
-        for task in pumps:
-            task.cancel()
-        self._pairs.discard((writer, up_writer))
-        self._dead.discard(up_writer)
-        for w in (writer, up_writer):
-            self._writers.discard(w)
-            w.close()
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            # A frozen link passes nothing on, not even the other side's FIN: hold it until resume() or cut().
+            if self.frozen:
+                await self._released.wait()
+            elif up_writer in self._dead:
+                # Half-open: the client keeps a socket nobody answers, until it gives up or the test cuts it.
+                released = spawn(self._released.wait(), f"test-proxy-{self.port}.released")
+                pumps.append(released)
+                await asyncio.wait([pumps[0], released], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(pumps)
+            self._pairs.discard((writer, up_writer))
+            self._dead.discard(up_writer)
+            for w in (writer, up_writer):
+                self._writers.discard(w)
+                w.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
