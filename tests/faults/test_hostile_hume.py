@@ -20,9 +20,9 @@ import pytest_asyncio
 from aiohttp import WSMsgType, web
 
 from agent.hume.v0.protocol import PATH
-from agent.localbroker import free_port
 from agent.untrusted import MAX_DISTINCT_KEYS
 from tests.support.mosquitto import Broker, Subscriber
+from tests.support.ports import free_port
 from tests.support.processes import agent_process
 from tests.support.waits import eventually
 

@@ -26,6 +26,7 @@ import pytest
 
 from tests.support.emulator import TEST_KEY
 from tests.support.mosquitto import Received, Subscriber
+from tests.support.ports import free_port
 from tests.support.processes import agent_process
 from tests.support.waits import eventually
 
@@ -67,7 +68,7 @@ class AclBroker:
         pwfile.write_text("".join(f"{u}:{p}\n" for u, p in users.items()), encoding="utf-8")
         subprocess.run(["mosquitto_passwd", "-U", str(pwfile)], check=True, capture_output=True, timeout=30)
         extra = [*shipped_settings(), f"password_file {pwfile}", f"acl_file {SHIPPED / 'hume-edge.acl'}"]
-        self.broker = LocalBroker(workdir, extra_config="\n".join(extra))
+        self.broker = LocalBroker(workdir, port=free_port(), extra_config="\n".join(extra))
         self.host = self.broker.host
         self.port = self.broker.port
 

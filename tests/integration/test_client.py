@@ -14,7 +14,6 @@ import base64
 import dataclasses
 import io
 import logging
-import socket
 import wave
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -29,6 +28,7 @@ from agent.hume.v0.client import V0Backend
 from agent.hume.v0.protocol import PublishMessage
 from hume_emulator.emulator import Emulator, EmulatorSettings
 from tests.support.emulator import TEST_KEY, astronaut_bgr, encode_image, voice
+from tests.support.ports import free_port
 from tests.support.tasks import running
 from tests.support.waits import eventually
 
@@ -468,9 +468,7 @@ async def test_wrong_key_at_start_raises_from_run(emulator: Emulator) -> None:
 
 async def test_wrong_key_once_the_network_is_up_still_raises_from_run() -> None:
     """Booting offline: the first attempts fail (nothing listens), the first answer is a 401: exit."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     backend = V0Backend(cfg_for(f"ws://127.0.0.1:{port}/v0/stream/models", api_key="wrong-key"))
     async with running(backend) as task:
         await eventually(at_least(backend, "audio", "connects", 2), TIMEOUT_S, what="retrying")

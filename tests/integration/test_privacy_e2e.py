@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -37,6 +36,7 @@ from tests.integration.test_end_to_end import PREFIX, SceneVoice, agent_config, 
 from tests.support.chromium import chromium, needs_chromium
 from tests.support.emulator import espeak_wav
 from tests.support.mosquitto import Broker, Subscriber
+from tests.support.ports import free_port
 from tests.support.proxy import Proxy
 from tests.support.waits import eventually
 
@@ -74,12 +74,6 @@ def record(emulator: Emulator, sub: Subscriber) -> List[Event]:
 def speech() -> Any:
     samples, rate = decode_wav(espeak_wav("Hello, I would like to know more about this exhibition."))
     return Resampler(rate).process(samples)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def latest(sub: Subscriber, suffix: str) -> Optional[bytes]:

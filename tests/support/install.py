@@ -8,6 +8,7 @@ test can change its own snapshot (a deliberately broken build) without touching 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -88,9 +89,24 @@ def offline_pip(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
     Each release build is a fresh venv; resolving its dependencies against the package index took about
     40 s a build here, from these wheels about 14 s. Built once per session from this checkout's
     dependencies (no extras: the tests install with ``--extras ""``) plus what pip's isolated build of the
-    project needs.
+    project needs. With pytest-xdist the workers share one, in the run's common temp directory: the first
+    to ask builds it under a lock, the others wait and reuse it.
     """
-    return wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    wheels = shared / "wheelhouse"
+    with open(shared / "wheelhouse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        built = wheels / ".built"
+        if not built.exists():
+            wheelhouse(wheels)
+            built.touch()
+    return pip_from(wheels)
+
+
+def pip_from(wheels: Path) -> Dict[str, str]:
+    """The environment that makes pip resolve from ``wheels`` only."""
+    return {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
 
 
 def wheelhouse(wheels: Path, extras: str = "") -> Dict[str, str]:
@@ -113,4 +129,4 @@ def wheelhouse(wheels: Path, extras: str = "") -> Dict[str, str]:
     )
     for own in wheels.glob("hume_edge_agent-*.whl"):
         own.unlink()  # the release must be built from its own sources, never this wheel
-    return {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
+    return pip_from(wheels)

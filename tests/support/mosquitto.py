@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import MqttConfig
 from agent.localbroker import LocalBroker
+from tests.support.ports import free_port
 from tests.support.waits import eventually
 
 
@@ -115,7 +116,7 @@ class Broker(LocalBroker):
                 lines += ["require_certificate true"]
         if persistence:
             lines += ["persistence true", f"persistence_location {workdir}/"]
-        super().__init__(workdir, extra_config="\n".join(lines))
+        super().__init__(workdir, port=free_port(), extra_config="\n".join(lines))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from agent import status as status_mod
-from agent.localbroker import LocalBroker, free_port
+from agent.localbroker import LocalBroker
+from tests.support.ports import free_port
 from tests.support.waits import wait_until
 
 DEVICE = "chaos-kiosk"
@@ -85,6 +86,7 @@ class DurableBroker(LocalBroker):
     def __init__(self, workdir: Path) -> None:
         super().__init__(
             workdir,
+            port=free_port(),
             extra_config="\n".join(
                 [
                     "max_queued_messages 1000000",

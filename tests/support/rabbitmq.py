@@ -24,7 +24,7 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from agent.localbroker import free_port
+from tests.support.ports import free_port
 
 LAUNCHER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 START_TIMEOUT_S = 60.0
