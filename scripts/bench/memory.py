@@ -42,6 +42,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.localbroker import LocalBroker  # noqa: E402
+from tests.support.toml_text import toml_text  # noqa: E402
 
 DEVICE = "bench-memory"
 STEADY_GOAL_MB = 60.0
@@ -84,18 +85,6 @@ class Sub:
         self.client.loop_stop()
 
 
-def toml(data: Dict[str, Dict[str, Any]], top: Dict[str, Any]) -> str:
-    lines = [f"{k} = {json.dumps(v)}" for k, v in top.items()]
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict)]
-        for name, table in values.items():
-            if isinstance(table, dict):
-                lines.append(f"[{section}.{name}]")
-                lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
-
-
 def outbox_seqs(path: Path) -> Set[int]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
@@ -136,15 +125,15 @@ def steady_rss(work: Path, camera: Dict[str, Any], quick: bool) -> List[float]:
     warmup, steady_s = (2.0, 3.0) if quick else (10.0, 10.0)
     work.mkdir()
     with _common.EmulatorHost() as emu, LocalBroker(work / "broker") as broker:
-        cfg = toml(
+        cfg = toml_text(
             {
+                "device_id": DEVICE,
                 "hume": {"api_key": _common.API_KEY, "v0": {"url": emu.url}, "v1": {"url": emu.base_url}},
                 "mqtt": {"host": broker.host, "port": broker.port},
                 "outbox": {"path": str(work / "outbox.sqlite")},
                 "camera": camera,
                 "microphone": {"source": "speech"},
-            },
-            {"device_id": DEVICE},
+            }
         )
         (work / "agent.toml").write_text(cfg, encoding="utf-8")
         env = dict(os.environ, RUNTIME_DIRECTORY=str(work))
@@ -169,16 +158,16 @@ def run(work: Path, quick: bool) -> Dict[str, Any]:
     warmup, steady_s, outage_s = (2.0, 3.0, 4.0) if quick else (10.0, 10.0, 60.0)
     outbox = work / "outbox.sqlite"
     with _common.EmulatorHost() as emu, LocalBroker(work / "broker") as broker:
-        cfg = toml(
+        cfg = toml_text(
             {
+                "device_id": DEVICE,
                 "hume": {"api_key": _common.API_KEY, "v0": {"url": emu.url}, "v1": {"url": emu.base_url}},
                 "camera": {"source": "synthetic"},
                 "microphone": {"source": "speech"},
                 "mqtt": {"host": broker.host, "port": broker.port, "reconnect_max_s": 2.0},
                 "outbox": {"path": str(outbox)},
                 "summary": {"window_s": 0.5},
-            },
-            {"device_id": DEVICE},
+            }
         )
         (work / "agent.toml").write_text(cfg, encoding="utf-8")
         env = dict(os.environ, RUNTIME_DIRECTORY=str(work))

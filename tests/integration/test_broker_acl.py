@@ -28,6 +28,7 @@ from tests.support.emulator import TEST_KEY
 from tests.support.mosquitto import Received, Subscriber
 from tests.support.ports import free_port
 from tests.support.processes import agent_process
+from tests.support.toml_text import toml_text
 from tests.support.waits import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -105,16 +106,7 @@ def agent_toml(emulator_url: str, broker: AclBroker, workdir: Path) -> str:
         },
         "outbox": {"path": str(workdir / "outbox.sqlite")},
     }
-    lines = [f"device_id = {json.dumps(cfg.pop('device_id'))}"]
-    for section, values in cfg.items():
-        assert isinstance(values, dict)
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items() if not isinstance(v, dict)]
-        for name, table in values.items():
-            if isinstance(table, dict):
-                lines.append(f"[{section}.{name}]")
-                lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
+    return toml_text(cfg)
 
 
 def topics_of(msgs: List[Received]) -> List[str]:

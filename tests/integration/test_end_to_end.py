@@ -37,6 +37,7 @@ from hume_emulator.emulator import Emulator
 from tests.support.emulator import TEST_KEY, espeak_wav
 from tests.support.mosquitto import Broker, Received, Subscriber
 from tests.support.processes import agent_process
+from tests.support.toml_text import toml_text
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -62,22 +63,6 @@ def agent_config(
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return data
-
-
-def to_toml(data: Dict[str, Any]) -> str:
-    lines: List[str] = []
-    for key, value in data.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {json.dumps(value)}")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            lines.append(f"[{key}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in value.items() if not isinstance(v, dict)]
-            for name, table in value.items():
-                if isinstance(table, dict):
-                    lines.append(f"[{key}.{name}]")
-                    lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
 
 
 def validator() -> jsonschema.Draft202012Validator:
@@ -126,7 +111,7 @@ async def test_agent_process_publishes_valid_summaries_and_writes_no_media(
 ) -> None:
     sub: Subscriber = subscriber(mosquitto, [PREFIX + "#"])
     cfg_path = tmp_path / "config.toml"
-    cfg_path.write_text(to_toml(agent_config(emulator, mosquitto, tmp_path)), encoding="utf-8")
+    cfg_path.write_text(toml_text(agent_config(emulator, mosquitto, tmp_path)), encoding="utf-8")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     trace = tmp_path / "strace.txt"

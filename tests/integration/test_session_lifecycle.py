@@ -31,9 +31,10 @@ from agent.service import SESSION_STATE_PREFIX, run_agent
 from agent.session import SessionEvent
 from agent.summary import Summarizer
 from hume_emulator.emulator import Emulator
-from tests.integration.test_end_to_end import agent_config, sequenced, to_toml, validator
+from tests.integration.test_end_to_end import agent_config, sequenced, validator
 from tests.support.mosquitto import Broker, Received, Subscriber
 from tests.support.processes import agent_process
+from tests.support.toml_text import toml_text
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -97,7 +98,7 @@ async def test_sigkill_mid_visit_is_ended_as_interrupted_and_sigterm_as_shutdown
     (tmp_path / "run").mkdir()
     cfg_path = tmp_path / "config.toml"
     cfg = agent_config(emulator, mosquitto, tmp_path, session={"mode": "command"})
-    cfg_path.write_text(to_toml(cfg), encoding="utf-8")
+    cfg_path.write_text(toml_text(cfg), encoding="utf-8")
     sub: Subscriber = subscriber(mosquitto, [PREFIX + "#"])
     procs = []
     try:
