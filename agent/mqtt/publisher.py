@@ -314,13 +314,16 @@ class Publisher:
             )
         self._problem = None
         self._drain.connected()
-        link.direct(f"{self.base}/status", b"online", retain=True)
         topics = [f"{self.base}/cmd/#", self.announcer.status_topic]
         if self.cfg.protocol == "5":
             opts = SubscribeOptions(qos=1, noLocal=True)
             link.client.subscribe([(t, opts) for t in topics])
         else:
             link.client.subscribe([(t, 1) for t in topics])
+        # "online" after the SUBSCRIBE: a broker handles one client's packets in order, so whoever sees
+        # "online" and sends a command at once reaches a subscribed agent (before, that first command was
+        # sometimes dropped by the broker: test_bad_commands' first example, under load).
+        link.direct(f"{self.base}/status", b"online", retain=True)
         for topic, payload in self._states.items():  # after the SUBSCRIBE: commands come first
             link.direct(f"{self.base}/{topic}", payload, retain=True)
         self.announcer.announce(link, with_state=False)

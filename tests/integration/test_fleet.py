@@ -162,7 +162,10 @@ def test_fleet_lists_three_agents_flags_the_odd_config_and_shows_a_killed_one_of
         while _rows(json.loads(_readline(watcher, FLEET_TIMEOUT_S)))["kiosk-b"]["state"] != "offline":
             assert time.monotonic() < deadline, "--watch never showed kiosk-b offline"
         watcher.send_signal(signal.SIGINT)
-        assert watcher.wait(10) == 0
+        # Read what it still prints: with a full pipe its exit would block flushing stdout (it printed every
+        # 0.2 s while the steps above took seconds).
+        _, err = watcher.communicate(timeout=10)
+        assert watcher.returncode == 0, err
     finally:
         if watcher.poll() is None:
             watcher.kill()

@@ -17,6 +17,7 @@ from agent.mqtt.commands import Command
 from agent.mqtt.discovery import config_topic
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
+from tests.support.meter import PUBLISH, SUBSCRIBE, InflightMeter
 from tests.support.mosquitto import Broker, Subscriber, make_certs, mqtt_config
 from tests.support.tasks import running
 from tests.support.waits import eventually
@@ -134,6 +135,22 @@ async def test_commands_are_validated_and_answered(
         assert len(sub.on(DISCOVERY)) == configs + 2
         assert len(sub.on("/summary/face")) == 1
         assert not sub.on(f"{BASE}/session")
+    outbox.close()
+
+
+async def test_online_is_announced_only_after_the_command_subscription(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    """A dashboard that sees "online" and sends a command at once must reach a subscribed agent: the
+    broker handles one client's packets in order, so the SUBSCRIBE has to leave before that PUBLISH."""
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
+    with InflightMeter(mosquitto.host, mosquitto.port) as meter:
+        pub = Publisher(mqtt_config(meter.host, meter.port), "kiosk1", outbox)
+        online = (PUBLISH, f"{BASE}/status".encode())
+        async with running(pub):
+            await eventually(lambda: online in meter.upstream, TIMEOUT_S, what="status online")
+        kinds = [kind for kind, _ in meter.upstream]
+        assert SUBSCRIBE in kinds[: meter.upstream.index(online)], meter.upstream
     outbox.close()
 
 

@@ -13,7 +13,7 @@ from typing import Dict, List, Set, Tuple
 
 from tests.support.proxy import Proxy
 
-PUBLISH, PUBACK = 3, 4
+PUBLISH, PUBACK, SUBSCRIBE = 3, 4, 8
 
 
 class _Frames:
@@ -51,6 +51,8 @@ class InflightMeter(Proxy):
         self.inflight: Set[int] = set()
         self.max_inflight = 0
         self.publishes = 0
+        self.upstream: List[Tuple[int, bytes]] = []
+        """Every client-to-broker packet in order: (packet type, topic of a PUBLISH, else b"")."""
         self._frames: Dict[int, _Frames] = {}
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -71,6 +73,9 @@ class InflightMeter(Proxy):
             return
 
     def _count(self, upstream: bool, kind: int, flags: int, body: bytes) -> None:
+        if upstream:
+            topic_len = int.from_bytes(body[:2], "big") if kind == PUBLISH else 0
+            self.upstream.append((kind, body[2 : 2 + topic_len]))
         if upstream and kind == PUBLISH and (flags >> 1) & 3 == 1:
             topic_len = int.from_bytes(body[:2], "big")
             self.inflight.add(int.from_bytes(body[2 + topic_len : 4 + topic_len], "big"))
