@@ -80,7 +80,11 @@ class Proxy:
         self._call(self._close_all())
 
     def stop(self) -> None:
-        """Close the listener and every connection, end their tasks, then the loop and its thread."""
+        """Close the listener and every connection, end their tasks, then the loop and its thread.
+
+        A cut, not a drain: bytes a client wrote that are not forwarded yet are lost. A test that checks
+        what a client sends as it stops (``stopped``, a DISCONNECT) checks it before the proxy stops.
+        """
         if self._thread.is_alive():
             self._call(self._shutdown())
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -132,6 +136,8 @@ class Proxy:
         self._connections.add(task)
         try:
             await self._relay(reader, writer)
+        except asyncio.CancelledError:
+            pass  # stop() ended it; asyncio's stream callback would log a cancelled connection as an error
         finally:
             self._connections.discard(task)
 
