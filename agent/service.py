@@ -472,6 +472,7 @@ async def run_agent(
     notifier.stopping()
     _LOGGER.info("stopping")
     await owner.cancel([n for n in owner.names if n not in ("mqtt",)])
+    await _close_devices(agent)
     agent.end_session()
     agent.stop_parts()
     if gpio is not None:
@@ -481,6 +482,14 @@ async def run_agent(
     outbox.close()
     _LOGGER.info("stopped (exit %d)", code)
     return code
+
+
+async def _close_devices(agent: Agent) -> None:
+    """Wait for the camera's and the microphone's threads to end before the process does (see
+    :meth:`FrameSource.close`); one that does not is named, and the process exits without it."""
+    for name, device in (("camera", agent.camera), ("microphone", agent.microphone)):
+        if device is not None and not await device.close():
+            _LOGGER.warning("the %s's thread was still busy at exit (%s)", name, device.describe())
 
 
 def _round1(value: Optional[float]) -> Optional[float]:

@@ -23,14 +23,15 @@ from typing import Any, AsyncGenerator, Callable, Dict, Optional, Tuple, TypeVar
 
 import numpy as np
 
-from agent.capture.device import Recovery
+from agent.capture.device import CLOSE_TIMEOUT_S, Recovery
 from agent.media.frames import Frame
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-_Job = Tuple[Callable[[], Any], Optional["asyncio.Future[Any]"]]
+_Job = Tuple[Optional[Callable[[], Any]], Optional["asyncio.Future[Any]"]]
+"""A blocking call and the future awaiting its result; no call: the thread ends (:meth:`_Worker.stop`)."""
 
 
 class _Worker:
@@ -50,6 +51,8 @@ class _Worker:
     def _run(self) -> None:
         while True:
             fn, fut = self._jobs.get()
+            if fn is None:
+                return
             try:
                 outcome: Tuple[Callable[..., None], Any] = (_set_result, fn())
             except BaseException as exc:  # handed to the awaiting coroutine
@@ -66,6 +69,18 @@ class _Worker:
     def submit(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` after the calls already queued, without waiting (used to close on cancellation)."""
         self._put((fn, None))
+
+    async def stop(self, timeout_s: float) -> bool:
+        """End the thread after the calls already queued; False if it is still busy after ``timeout_s``."""
+        thread = self._thread
+        if thread is None:
+            return True
+        self._jobs.put((None, None))
+        await asyncio.to_thread(thread.join, timeout_s)
+        if thread.is_alive():
+            return False
+        self._thread = None  # a later call starts a new one
+        return True
 
 
 def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
@@ -108,6 +123,16 @@ class FrameSource(abc.ABC):
     def status(self) -> Dict[str, Any]:
         """Counters for the agent's status file."""
         return {"source": self.describe(), "frames": self.frames_read, **self.recovery.status()}
+
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        """Release the device and end its thread; False if the thread is still busy after ``timeout_s``.
+
+        A stopping agent waits for this: a process that exits while the thread is inside native code
+        (OpenCV, libcamera) can abort in the C++ runtime ("terminate called without an active exception",
+        exit -6) instead of exiting with its own code.
+        """
+        self._worker.submit(self._release)  # closing twice is harmless (see _close)
+        return await self._worker.stop(timeout_s)
 
     def _release(self) -> None:
         """Close, whatever the device thinks of it: a close that fails must not stop the recovery."""

@@ -11,6 +11,11 @@ from typing import Any, Dict, Optional
 
 from agent.backoff import Backoff
 
+CLOSE_TIMEOUT_S = 5.0
+"""How long a stopping agent waits for a device's thread (``close()``): one read (at most a frame period, or
+PyAudio's period) and a close; a camera still opening can take longer, and then the process exits without
+it."""
+
 
 class Recovery:
     """Loss and return of one device: logging once per outage, retry delays, and counters for status."""

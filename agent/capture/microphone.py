@@ -23,7 +23,7 @@ from typing import Any, AsyncGenerator, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from agent.capture.device import Recovery
+from agent.capture.device import CLOSE_TIMEOUT_S, Recovery
 from agent.media.audio import AudioChunk, AudioChunker, Resampler, to_mono
 
 _LOGGER = logging.getLogger(__name__)
@@ -50,6 +50,11 @@ class AudioSource(abc.ABC):
     def status(self) -> Dict[str, Any]:
         """Counters for the agent's status file."""
         return {"source": self.describe(), "chunks": self.chunks_sent, **self.recovery.status()}
+
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        """End the source's capture thread, if it has one (see :meth:`FrameSource.close`); False if it is
+        still busy after ``timeout_s``. Sources that run on the event loop have nothing to end."""
+        return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -107,6 +112,8 @@ class PyAudioMicrophone(AudioSource):
         self.opened_as: Optional[Tuple[str, int, int]] = None
         """(device name, rate, channels) of the open stream, for status and the on-device check."""
         self._max_chunks = max(1, int(max_queue_s * 1000 / chunk_ms))
+        self._capturing: Optional[Tuple[threading.Thread, threading.Event]] = None
+        """The capture thread of the running ``chunks()`` and its stop flag, for :meth:`close`."""
         super().__init__(chunk_ms, **retry)
 
     def describe(self) -> str:
@@ -241,7 +248,9 @@ class PyAudioMicrophone(AudioSource):
             except RuntimeError:  # the loop has closed under us
                 stop.set()
 
-        threading.Thread(target=self._capture, args=(deliver, stop), name="microphone", daemon=True).start()
+        thread = threading.Thread(target=self._capture, args=(deliver, stop), name="microphone", daemon=True)
+        self._capturing = (thread, stop)
+        thread.start()
         try:
             while True:
                 chunk = await pending.get()
@@ -249,3 +258,14 @@ class PyAudioMicrophone(AudioSource):
                 yield chunk
         finally:
             stop.set()
+
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        if self._capturing is None:
+            return True
+        thread, stop = self._capturing
+        stop.set()
+        await asyncio.to_thread(thread.join, timeout_s)
+        if thread.is_alive():
+            return False
+        self._capturing = None
+        return True

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import AsyncIterator, Callable, List
 
@@ -167,13 +168,49 @@ async def test_absent_then_failing_device_recovers_and_is_closed_each_time() -> 
         await collector.until("10 frames", lambda: len(collector.frames) >= 10)
     finally:
         await collector.stop()
-    # The final close runs on the device thread after cancellation.
-    assert await eventually(lambda: cam.closes >= 2, 10)
+    # The final close runs on the device thread after cancellation; close() waits for it and the thread.
+    assert await cam.close()
+    assert "flaky camera" not in device_threads()
     assert cam.opens == 5  # 3 absent, 1 until the failed read, 1 after
     assert cam.recovery.failures == 4
     assert cam.recovery.outages == 2
     assert cam.closes >= 2
     assert [f.captured_at for f in collector.frames[:5]] == [1.0, 2.0, 3.0, 4.0, 6.0]
+
+
+def device_threads() -> List[str]:
+    return [t.name.split(":", 1)[1] for t in threading.enumerate() if t.name.startswith("camera:")]
+
+
+class StuckCamera(FlakyCamera):
+    """A read that blocks until the test lets it go: a driver hanging inside native code."""
+
+    def __init__(self) -> None:
+        super().__init__(absent=0, fail_at=0)
+        self.reading, self.release = threading.Event(), threading.Event()
+
+    def describe(self) -> str:
+        return "stuck camera"
+
+    def _read(self) -> Frame:
+        self.reading.set()
+        self.release.wait()
+        return super()._read()
+
+
+async def test_close_waits_for_the_device_thread_and_says_when_it_is_stuck() -> None:
+    """A stopping agent waits for the camera's thread (a process exiting while it is inside OpenCV or
+    libcamera can abort in the C++ runtime), but not forever."""
+    cam = StuckCamera()
+    collector = Collector(cam)
+    assert await asyncio.to_thread(cam.reading.wait, 10)
+    await collector.stop()
+    assert not await cam.close(timeout_s=0.2)  # still inside _read
+    assert "stuck camera" in device_threads()
+    cam.release.set()
+    assert await cam.close()
+    assert "stuck camera" not in device_threads()
+    assert cam.closes >= 1
 
 
 async def test_synthetic_scene_plays_its_script() -> None:

@@ -77,6 +77,8 @@ async def test_espeak_speech_through_alsa_reaches_the_payload_intact(
         got = await _take(chunks, 0.5 + len(spoken) / RATE + 1.5, 500)
     finally:
         await chunks.aclose()
+    assert await mic.close()  # the capture thread has ended (and closed the stream)
+    assert "microphone" not in [t.name for t in threading.enumerate()]
     assert mic.opened_as == (DEVICE, RATE, 1)
     assert all(len(c.pcm16) == AUDIO_RATE for c in got)  # 500 ms of 16-bit mono each
     received = _payload_audio(got)
