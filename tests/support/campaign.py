@@ -12,7 +12,7 @@ import json
 import random
 import signal
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tests.support.accounting import Accounting
 from tests.support.processes import PREFIX, START_TIMEOUT_S, WATCHDOG_USEC
@@ -179,7 +179,7 @@ class Campaign:
                 proxy.cut()  # a frozen stream lost bytes: the test cannot resume it
             proxy.resume()
         elif kind == "hume_bad_replies":
-            fault = self.rng.choice(
+            fault: Dict[str, Any] = self.rng.choice(
                 [{"error_code": "E0101"}, {"warning_code": "W0103"}, {"silent": True}, {"close_after": 1},
                  {"delay_ms": 2500.0}, {"refuse_for_s": 2.0}, {"error_code": "E0300"}]
             )  # fmt: skip

@@ -36,7 +36,7 @@ def astronaut_bgr() -> np.ndarray:
     """scikit-image's astronaut (512 x 512, one frontal face at about x=177 y=67 w=93) in OpenCV's BGR."""
     import skimage.data
 
-    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)  # type: ignore[no-untyped-call]
 
 
 def encode_image(image: np.ndarray, ext: str = ".jpg") -> bytes:
@@ -49,7 +49,7 @@ def mjpeg_avi(tmp_path: Path, frames: Sequence[np.ndarray], fps: float = 10.0) -
     """A Motion-JPEG AVI of ``frames`` (OpenCV writes only to files: a test fixture in tmp_path)."""
     height, width = frames[0].shape[:2]
     path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
     for frame in frames:
         writer.write(frame)
     writer.release()
@@ -76,9 +76,10 @@ def wav_bytes(samples: np.ndarray, rate: int = 16000, width: int = 2) -> bytes:
 def voice(ms: float, rate: int = 16000, pitch_hz: float = 150.0, amplitude: float = 0.3) -> np.ndarray:
     """A voiced-sounding int16 signal (a harmonic tone with a slow wobble): the VAD calls it speech."""
     t = np.arange(round(ms * rate / 1000.0)) / rate
-    wave_ = sum(np.sin(2 * np.pi * pitch_hz * k * t) / k for k in range(1, 6))
+    wave_: np.ndarray = np.sum([np.sin(2 * np.pi * pitch_hz * k * t) / k for k in range(1, 6)], axis=0)
     envelope = 0.8 + 0.2 * np.sin(2 * np.pi * 3 * t)
-    return (amplitude * 32767 * 0.5 * wave_ * envelope).astype(np.int16)
+    out: np.ndarray = (amplitude * 32767 * 0.5 * wave_ * envelope).astype(np.int16)
+    return out
 
 
 def silence(ms: float, rate: int = 16000) -> np.ndarray:

@@ -165,7 +165,7 @@ class Subscriber:
         )
         if username:
             self.client.username_pw_set(username, password)
-        self.client.reconnect_delay_set(0.05, 0.5)
+        self.client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]  # stub says int; it sleeps floats
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self.subscribed.set()

@@ -183,7 +183,7 @@ class Rig:
         self.settle(settle_s)
         self.agent.snapshot()
         code = self.agent.terminate()
-        if code not in (0, None):
+        if code is not None and code != 0:
             self.agent.unexpected_exits.append(code)
         last = outbox_counter(self.outbox_path)
         # The clean stop ends the open session: let its last messages arrive.
