@@ -399,7 +399,7 @@ class SpeechSource(_PacedSource):
             # is collected after the loop has closed ("Event loop is closed" at exit).
             if proc.returncode is None:
                 proc.kill()
-            await proc.wait()
+            await proc.communicate()  # reaped, and its pipes read to their end: the transport closes now
             raise
         if proc.returncode != 0:
             raise OSError(f"espeak-ng exited {proc.returncode}: {err.decode(errors='replace').strip()}")
