@@ -23,7 +23,7 @@ from typing import Any, AsyncGenerator, Callable, Dict, Optional, Tuple, TypeVar
 
 import numpy as np
 
-from agent.capture.device import CLOSE_TIMEOUT_S, Recovery
+from agent.capture.device import CLOSE_TIMEOUT_S, Recovery, join_thread
 from agent.media.frames import Frame
 
 _LOGGER = logging.getLogger(__name__)
@@ -76,8 +76,7 @@ class _Worker:
         if thread is None:
             return True
         self._jobs.put((None, None))
-        await asyncio.to_thread(thread.join, timeout_s)
-        if thread.is_alive():
+        if not await join_thread(thread, timeout_s):
             return False
         self._thread = None  # a later call starts a new one
         return True

@@ -6,7 +6,9 @@ running, say so once in the journal (not once per retry), and pick the device up
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from typing import Any, Dict, Optional
 
 from agent.backoff import Backoff
@@ -15,6 +17,12 @@ CLOSE_TIMEOUT_S = 5.0
 """How long a stopping agent waits for a device's thread (``close()``): one read (at most a frame period, or
 PyAudio's period) and a close; a camera still opening can take longer, and then the process exits without
 it."""
+
+
+async def join_thread(thread: threading.Thread, timeout_s: float) -> bool:
+    """Wait (off the event loop) until ``thread`` ends; False if it is still running after ``timeout_s``."""
+    await asyncio.to_thread(thread.join, timeout_s)
+    return not thread.is_alive()
 
 
 class Recovery:

@@ -23,7 +23,7 @@ from typing import Any, AsyncGenerator, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from agent.capture.device import CLOSE_TIMEOUT_S, Recovery
+from agent.capture.device import CLOSE_TIMEOUT_S, Recovery, join_thread
 from agent.media.audio import AudioChunk, AudioChunker, Resampler, to_mono
 
 _LOGGER = logging.getLogger(__name__)
@@ -264,8 +264,7 @@ class PyAudioMicrophone(AudioSource):
             return True
         thread, stop = self._capturing
         stop.set()
-        await asyncio.to_thread(thread.join, timeout_s)
-        if thread.is_alive():
+        if not await join_thread(thread, timeout_s):
             return False
         self._capturing = None
         return True
