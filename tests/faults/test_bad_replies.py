@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from agent.config import HumeConfig, HumeV0Config
 from agent.hume.types import Observation
 from agent.hume.v0.client import V0Backend
+from tests.support.ports import serve_ws
 from tests.support.waits import wait_until
 
 T = TypeVar("T")
@@ -86,13 +87,7 @@ class ReplyServer:
         self.url = ""
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/v0/stream/models", self._ws)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, port = await serve_ws("/v0/stream/models", self._ws)
         self.url = f"ws://127.0.0.1:{port}/v0/stream/models"
 
     async def stop(self) -> None:

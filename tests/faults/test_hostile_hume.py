@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from agent.hume.v0.protocol import PATH
 from agent.untrusted import MAX_DISTINCT_KEYS
 from tests.support.mosquitto import Broker, Subscriber
-from tests.support.ports import free_port
+from tests.support.ports import free_port, serve_ws
 from tests.support.processes import agent_process
 from tests.support.waits import eventually
 
@@ -85,11 +85,7 @@ class HostileHume:
         return ws
 
     async def __aenter__(self) -> HostileHume:
-        app = web.Application()
-        app.router.add_get(PATH, self.handler)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, _ = await serve_ws(PATH, self.handler, self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

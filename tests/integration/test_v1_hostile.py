@@ -22,6 +22,7 @@ from agent.hume.v1 import client as v1client
 from agent.hume.v1 import wire as v1wire
 from agent.hume.v1.client import V1Backend
 from tests.support.emulator import astronaut_bgr, encode_image
+from tests.support.ports import serve_ws
 from tests.support.waits import eventually
 
 JPEG = encode_image(astronaut_bgr())
@@ -80,13 +81,7 @@ class Hostile:
         return ws
 
     async def __aenter__(self) -> str:
-        app = web.Application()
-        app.router.add_get("/v1/expression/video/realtime", self.handler)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = self.runner.addresses[0][1]
+        self.runner, port = await serve_ws("/v1/expression/video/realtime", self.handler)
         return f"ws://127.0.0.1:{port}"
 
     async def __aexit__(self, *exc: object) -> None:

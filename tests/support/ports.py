@@ -13,6 +13,9 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+from typing import Awaitable, Callable, Tuple
+
+from aiohttp import web
 
 FIRST_PORT = 20000
 BLOCK_PORTS = 1500
@@ -45,3 +48,16 @@ def free_port(host: str = "127.0.0.1") -> int:
                 continue  # in use, or still in TIME_WAIT: the next one
             return port
     raise RuntimeError(f"no free port in {first}-{first + BLOCK_PORTS - 1} on {host}")
+
+
+async def serve_ws(
+    path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]], port: int = 0
+) -> Tuple[web.AppRunner, int]:
+    """A stand-in server answering ``path`` with ``handler`` on loopback (``port`` 0: any free one); its
+    runner (``cleanup()`` stops it) and the port it listens on."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, int(runner.addresses[0][1])
