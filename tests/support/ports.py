@@ -17,7 +17,9 @@ from typing import Awaitable, Callable, Tuple
 
 from aiohttp import web
 
-FIRST_PORT = 20000
+FIRST_PORT = int(os.environ.get("HUME_EDGE_TEST_PORT_BASE", "20000"))
+"""Where the blocks start; ``HUME_EDGE_TEST_PORT_BASE`` moves them, so two suites run at once on one machine
+(two checkouts, say) never probe the same ports: give each its own base, ``BLOCK_PORTS`` x workers apart."""
 BLOCK_PORTS = 1500
 """Ports per worker: one worker takes about 600 in a whole run; eight workers fit below 32768."""
 MAX_WORKERS = 8
