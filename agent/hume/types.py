@@ -25,6 +25,23 @@ AUDIO_MODELS: Tuple[str, ...] = ("prosody", "burst")
 NO_FACES = "W0103"
 """``Observation.warning_code`` of a frame with no face in it (v0's code; v1 results map onto it)."""
 
+UNIDENTIFIED_FACE = "unknown"
+"""What Hume v0 calls every face when identify_faces is off (left as it is: it names no one)."""
+
+
+def scoped_face_id(raw: Optional[str], scope: str) -> Optional[str]:
+    """Hume's per-connection face id made unique across connections: ``face_0`` -> ``face_0@3fa2c1``.
+
+    Both APIs number faces per connection (v0 ``"face_0"``, v1 the integer ``0``) and reuse the numbers
+    for other people on the next one, and the agent opens a new connection for every visitor; ``scope``
+    (a few random hex digits per connection) keeps two visitors from ever sharing an id downstream. A bare
+    number (v1) gets v0's ``face_`` prefix, so both backends publish the same shape.
+    """
+    if raw is None or raw == UNIDENTIFIED_FACE:
+        return raw
+    name = f"face_{raw}" if raw.isdigit() else raw
+    return f"{name}@{scope}"
+
 
 @dataclasses.dataclass(frozen=True)
 class Score:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import AsyncIterator, Callable, List
 
@@ -98,7 +99,9 @@ async def test_visitor_boundary_closes_the_sessions_and_the_next_visitor_gets_ne
         got += await observations(backend, 1)
     assert {o.model for o in got} == {"prosody", "face"}
     faces = [o for o in got if o.model == "face"]
-    assert all(m.face_id == "0" for o in faces for m in o.measurements)
+    ids = {(o.session_id, m.face_id) for o in faces for m in o.measurements}
+    assert all(re.fullmatch(r"face_0@[0-9a-f]{6}", str(i)) for _, i in ids), ids
+    assert len({i for _, i in ids}) == len({s for s, _ in ids}) == 2, "one face id per visit, never shared"
     assert "error_rate_limited" not in dict(backend.status().counters)
 
 

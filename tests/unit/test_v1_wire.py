@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 from typing import Deque, Dict, List
 
 import pytest
@@ -117,7 +118,8 @@ def test_video_replies_pair_with_frames_by_order_and_errors_consume_frames() -> 
     wire.on_message(p.ErrorMessage("rate_limited", "too fast", True), 4.0)
     assert [o.captured_at for o in emitted] == [200.0, 202.0]
     with_face, empty = emitted
-    assert [m.face_id for m in with_face.measurements] == ["0"]  # the unmeasured face is not a measurement
+    # the unmeasured face is not a measurement; the id is qualified by this connection, as v0's are
+    assert [m.face_id for m in with_face.measurements] == [f"face_0@{wire.face_scope}"]
     assert with_face.warning_code is None
     assert empty.measurements == ()
     assert empty.warning_code == "W0103"
@@ -142,3 +144,21 @@ def test_video_sends_held_frames_oldest_first_within_the_lag_and_drops_older_one
     assert sent == [101.0, 102.0, 103.0, 104.0, 105.0, 106.0, 107.0]  # 100 is more than 6 s behind
     assert stats["video_frames_stale"] == 1
     assert now == pytest.approx(2.0, abs=0.01)  # at the API's rate: one every 1/3 s
+
+
+def test_face_ids_are_qualified_per_connection_like_v0s() -> None:
+    """Hume numbers faces per connection and a visitor gets connections of their own: two visitors' face
+    0 must not share an id (the README promises ``face_0@3fa2c1``; v1 published a bare ``"0"``)."""
+    ids = []
+    for _visit in range(2):
+        emitted: List[Observation] = []
+        queue: Deque[OutgoingMedia] = collections.deque([OutgoingMedia("frame", b"f", 200.0, "visit")])
+        wire = VideoWire(queue, emitted.append, {}, now=0.0, fps=3.0)
+        _, media = wire.next_send(0.0)
+        assert media is not None
+        wire.sent(media, 0.0)
+        wire.on_message(p.VideoResult(0, (face(0),)), 1.0)
+        [obs] = emitted
+        ids += [m.face_id for m in obs.measurements]
+    assert len(set(ids)) == 2, ids
+    assert all(re.fullmatch(r"face_0@[0-9a-f]{6}", str(i)) for i in ids), ids

@@ -21,7 +21,7 @@ import collections
 from typing import Deque, Dict, List, Optional, Tuple
 
 from agent.config import HumeConfig
-from agent.hume.types import Measurement, Observation, OutgoingMedia
+from agent.hume.types import Measurement, Observation, OutgoingMedia, scoped_face_id
 from agent.hume.v0.protocol import (
     AUDIO_MAX_MS,
     TEXT_MAX_CHARS,
@@ -261,17 +261,6 @@ def max_audio_payload_ms(cfg: HumeConfig) -> float:
 # Replies
 
 
-UNIDENTIFIED_FACE = "unknown"
-"""What Hume calls every face when identify_faces is off."""
-
-
-def _face_id(raw: Optional[str], scope: str) -> Optional[str]:
-    """Hume's per-connection face id made unique across connections: ``face_0`` -> ``face_0@3fa2c1``."""
-    if raw is None or raw == UNIDENTIFIED_FACE:
-        return raw
-    return f"{raw}@{scope}"
-
-
 def _measurement(model: str, p: Prediction, face_scope: str) -> Measurement:
     begin = end = None
     if p.time is not None:
@@ -280,7 +269,7 @@ def _measurement(model: str, p: Prediction, face_scope: str) -> Measurement:
         begin = p.face_time
     return Measurement(
         emotions=p.emotions,
-        face_id=_face_id(p.face_id, face_scope) if model == "face" else None,
+        face_id=scoped_face_id(p.face_id, face_scope) if model == "face" else None,
         begin_s=begin,
         end_s=end,
         text=p.text,

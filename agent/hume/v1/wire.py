@@ -10,9 +10,18 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import secrets
 from typing import Callable, Deque, Dict, Optional, Tuple
 
-from agent.hume.types import NO_FACES, Measurement, Observation, OutgoingMedia, Score, Scores
+from agent.hume.types import (
+    NO_FACES,
+    Measurement,
+    Observation,
+    OutgoingMedia,
+    Score,
+    Scores,
+    scoped_face_id,
+)
 from agent.hume.v1 import protocol as p
 from agent.hume.v1.pacing import TokenBucket
 from agent.media.audio import BYTES_PER_MS
@@ -211,6 +220,9 @@ class VideoWire(_Wire):
         self._bucket = TokenBucket(fps, 1.0, now, initial=1.0)
         self._max_lag_s = max_lag_s
         self._fifo: Deque[Tuple[OutgoingMedia, float]] = collections.deque()
+        self.face_scope = secrets.token_hex(3)
+        """Qualifies this connection's face ids (``face_0@3fa2c1``): Hume numbers faces per connection, and
+        a visitor gets a connection of their own (:func:`agent.hume.types.scoped_face_id`)."""
 
     def next_send(self, now: float) -> Tuple[float, Optional[OutgoingMedia]]:
         if not self.queue:
@@ -255,7 +267,11 @@ class VideoWire(_Wire):
                 model=VIDEO_MODEL,
                 captured_at=media.captured_at,
                 measurements=tuple(
-                    Measurement(emotions=_scores(f.expressions), face_id=str(f.face_id)) for f in measured
+                    Measurement(
+                        emotions=_scores(f.expressions),
+                        face_id=scoped_face_id(str(f.face_id), self.face_scope),
+                    )
+                    for f in measured
                 ),
                 warning_code=None if measured else NO_FACES,
                 latency_s=max(0.0, now - sent_at),
