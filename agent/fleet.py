@@ -16,8 +16,10 @@ Every byte from the broker is untrusted: anyone with publish rights under the pr
 payload over :data:`MAX_PAYLOAD_BYTES` is not parsed; bad JSON, wrong types, unknown status words and
 topics outside the pattern are counted (``ignored``) and change nothing; text is stripped of control
 characters (no terminal escapes reach the screen) and clipped; at most :data:`MAX_KIOSKS` kiosks are
-tracked. With MQTT 5 the client also announces a Maximum Packet Size, so the broker drops oversized
-messages instead of sending them.
+tracked. ``--expect`` names the kiosks the admin runs (ids or ``kiosk-*`` patterns): any other kiosk is
+marked unexpected and has no vote in the config majority, since three fakes published by one hostile
+account would otherwise outvote the real kiosk and flag it ``*differs``. With MQTT 5 the client also
+announces a Maximum Packet Size, so the broker drops oversized messages instead of sending them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import collections
 import dataclasses
 import datetime
+import fnmatch
 import json
 import os
 import re
@@ -33,7 +36,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -138,11 +141,16 @@ class KioskRow:
     config_differs: bool
     """Its config fingerprint is not the one most kiosks run."""
     health: HealthView
+    expected: bool = True
+    """It matches ``--expect`` (always true without it). An unexpected one is shown and marked, and neither
+    votes in the config majority nor is judged by it: any account that may write under the prefix can
+    publish a kiosk there."""
 
     def to_json(self) -> Dict[str, object]:
         return {
             "device": self.device,
             "state": self.state,
+            "expected": self.expected,
             "config_differs": self.config_differs,
             **dataclasses.asdict(self.health),
         }
@@ -179,6 +187,7 @@ class FleetReport:
             "counts": {state: counts.get(state, 0) for state in (*STATES, "unknown")},
             "majority_fingerprint": self.majority_fingerprint,
             "config_differs": [k.device for k in self.kiosks if k.config_differs],
+            "unexpected": [k.device for k in self.kiosks if not k.expected],
             "ignored": dataclasses.asdict(self.ignored),
         }
 
@@ -192,9 +201,11 @@ class _Kiosk:
 class FleetFold:
     """Folds ``status`` and ``health`` messages (retained or live) into per-kiosk state. No I/O."""
 
-    def __init__(self, prefix: str, max_kiosks: int = MAX_KIOSKS) -> None:
+    def __init__(self, prefix: str, max_kiosks: int = MAX_KIOSKS, expect: Sequence[str] = ()) -> None:
         self.prefix = prefix
         self.max_kiosks = max_kiosks
+        self.expect = tuple(expect)
+        """Device ids or shell-style patterns (``kiosk-*``) of the kiosks the admin runs; empty: all."""
         self._kiosks: Dict[str, _Kiosk] = {}
         self._ignored: Dict[str, int] = {f.name: 0 for f in dataclasses.fields(Ignored)}
 
@@ -249,12 +260,16 @@ class FleetFold:
         else:
             self._kiosks[device] = kiosk
 
+    def expected(self, device: str) -> bool:
+        """Whether ``device`` matches ``--expect`` (case-sensitive, as MQTT topics are)."""
+        return not self.expect or any(fnmatch.fnmatchcase(device, p) for p in self.expect)
+
     def report(self) -> FleetReport:
-        """The fleet now, with kiosks whose config differs from the majority flagged."""
+        """The fleet now, with kiosks whose config differs from the majority, and unexpected ones, flagged."""
         fingerprints = collections.Counter(
             k.health.config_fingerprint
-            for k in self._kiosks.values()
-            if k.health is not None and k.health.config_fingerprint
+            for device, k in self._kiosks.items()
+            if k.health is not None and k.health.config_fingerprint and self.expected(device)
         ).most_common(2)
         majority = None
         if fingerprints and (len(fingerprints) == 1 or fingerprints[0][1] > fingerprints[1][1]):
@@ -264,12 +279,14 @@ class FleetFold:
             kiosk = self._kiosks[device]
             health = kiosk.health or HealthView()
             fp = health.config_fingerprint
+            expected = self.expected(device)
             rows.append(
                 KioskRow(
                     device=device,
                     state=kiosk.state or "unknown",
-                    config_differs=majority is not None and fp is not None and fp != majority,
+                    config_differs=expected and majority is not None and fp is not None and fp != majority,
                     health=health,
+                    expected=expected,
                 )
             )
         return FleetReport(tuple(rows), majority, Ignored(**self._ignored))
@@ -307,7 +324,7 @@ def render_table(report: FleetReport, now: float) -> List[str]:
         config = _opt(h.config_fingerprint) + (" *differs" if k.config_differs else "")
         rows.append(
             (
-                k.device,
+                k.device + ("" if k.expected else " *unexpected"),
                 k.state,
                 _opt(h.version),
                 config,
@@ -343,6 +360,9 @@ def summary_line(report: FleetReport) -> str:
         )
     elif len({k.health.config_fingerprint for k in report.kiosks if k.health.config_fingerprint}) > 1:
         parts.append("config: no majority")
+    unexpected = [k.device for k in report.kiosks if not k.expected]
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (not in --expect): {', '.join(unexpected)}")
     if report.ignored.total:
         ignored = ", ".join(f"{n} {name}" for name, n in dataclasses.asdict(report.ignored).items() if n)
         parts.append(f"ignored {ignored}")
@@ -471,9 +491,11 @@ def collect(
     wait_s: float = DEFAULT_WAIT_S,
     quiet_s: float = QUIET_S,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    expect: Sequence[str] = (),
 ) -> FleetReport:
     """Connect, subscribe, read the retained state of the fleet, disconnect; raise FleetError if not."""
-    session = _Session(cfg, FleetFold(cfg.topic_prefix), clock)
+    session = _Session(cfg, FleetFold(cfg.topic_prefix, expect=expect), clock)
     try:
         session.connect()
         _settle(session, wait_s, quiet_s)
@@ -518,6 +540,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="broker host (overrides the config)")
     parser.add_argument("--port", type=int, help="broker port (overrides the config)")
     parser.add_argument("--prefix", help="topic prefix (overrides mqtt.topic_prefix)")
+    parser.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="a device id or shell-style pattern of the kiosks you run (repeatable: --expect 'kiosk-*' "
+        "--expect lobby); every other kiosk on the broker is marked *unexpected and has no vote in the "
+        "config majority (any account that may publish under the prefix can pose as a kiosk)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document (a line per refresh)")
     parser.add_argument("--watch", action="store_true", help="keep the subscription and refresh until Ctrl-C")
     parser.add_argument(
@@ -569,6 +600,12 @@ def run_from_args(args: argparse.Namespace, out: Optional[TextIO] = None) -> int
     ]
     if args.port is not None and not 1 <= args.port <= 65535:
         problems.append(f"--port = {args.port}: must be between 1 and 65535")
+    problems += [
+        f"--expect {p!r}: must be a device id or a pattern such as 'kiosk-*', with no '/' or control "
+        "characters"
+        for p in args.expect
+        if not p or "/" in p or clean_text(p) != p
+    ]
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return EX_CONFIG
@@ -579,21 +616,29 @@ def run_from_args(args: argparse.Namespace, out: Optional[TextIO] = None) -> int
         return EX_CONFIG
     if not args.watch:
         try:
-            report = collect(cfg, args.wait_s)
+            report = collect(cfg, args.wait_s, expect=args.expect)
         except FleetError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BROKER
         _emit(report, args.json, stream, clear=False)
         return EXIT_OK
-    return watch(cfg, args.wait_s, args.interval_s, args.json, stream)
+    return watch(cfg, args.wait_s, args.interval_s, args.json, stream, expect=args.expect)
 
 
-def watch(cfg: MqttConfig, wait_s: float, interval_s: float, as_json: bool, out: TextIO) -> int:
+def watch(
+    cfg: MqttConfig,
+    wait_s: float,
+    interval_s: float,
+    as_json: bool,
+    out: TextIO,
+    *,
+    expect: Sequence[str] = (),
+) -> int:
     """Collect, print, then keep folding live messages and print again every ``interval_s`` until Ctrl-C.
 
     A lost connection is said once on stderr and retried every interval; the last report stays on screen.
     """
-    session = _Session(cfg, FleetFold(cfg.topic_prefix), time.monotonic)
+    session = _Session(cfg, FleetFold(cfg.topic_prefix, expect=expect), time.monotonic)
     clear = not as_json and out.isatty()
     try:
         session.connect()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any, Dict, Optional
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import fleet
+from agent.errors import EX_CONFIG
 
 TS = "2026-11-24T21:40:52.123Z"
 
@@ -159,6 +162,46 @@ def test_table_has_a_line_per_kiosk_and_a_summary() -> None:
     assert len(lines) == 5
     assert "f2 *differs" in lines[3]
     assert lines[4].startswith("3 kiosk(s): 2 online, 0 stopped, 1 offline")
+
+
+def test_kiosks_outside_expect_are_marked_and_do_not_outvote_the_real_one() -> None:
+    """Three fakes with one config, published by a hostile account, against one real kiosk (issue #31)."""
+    messages = [
+        ("hume-edge/kiosk-lobby/status", b"online"),
+        ("hume-edge/kiosk-lobby/health", health(fp="real")),
+    ]
+    for fake in ("dashboard", "fleet", "kiosk-lobby-ui"):
+        messages += [(f"hume-edge/{fake}/status", b"online"), (f"hume-edge/{fake}/health", health(fp="fake"))]
+    fold = fleet.FleetFold("hume-edge")
+    for topic, payload in messages:
+        fold.receive(topic, payload)
+    assert [k.device for k in fold.report().kiosks if k.config_differs] == ["kiosk-lobby"]  # no --expect
+
+    fold.expect = ("kiosk-*",)  # a pattern: the UI account's fake still passes as a kiosk
+    report = fold.report()
+    assert [k.device for k in report.kiosks if not k.expected] == ["dashboard", "fleet"]
+    fold.expect = ("kiosk-lobby",)
+    report = fold.report()
+    assert report.majority_fingerprint == "real"
+    assert [k.device for k in report.kiosks if k.config_differs] == []
+    assert report.to_json()["unexpected"] == ["dashboard", "fleet", "kiosk-lobby-ui"]
+    lines = fleet.render_table(report, now=0.0)
+    assert [ln.split()[:2] for ln in lines[1:5]] == [
+        ["dashboard", "*unexpected"],
+        ["fleet", "*unexpected"],
+        ["kiosk-lobby", "online"],
+        ["kiosk-lobby-ui", "*unexpected"],
+    ]
+    assert "3 unexpected (not in --expect): dashboard, fleet, kiosk-lobby-ui" in lines[-1]
+
+
+def test_expect_refuses_what_cannot_be_a_device_id(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    fleet.add_arguments(parser)
+    for bad in ("", "site/kiosk-*", "k\x1b[2J"):
+        args = parser.parse_args(["--expect", "kiosk-*", "--expect", bad])
+        assert fleet.run_from_args(args) == EX_CONFIG
+        assert f"--expect {bad!r}: must be a device id or a pattern" in capsys.readouterr().err
 
 
 @settings(max_examples=300, deadline=None)
