@@ -366,9 +366,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api",
         choices=("v0", "v1", "both"),
-        default="v0",
-        help="which API version to serve: v0 /v0/stream/models, v1 /v1/expression/{audio,video}/realtime "
-        "(default: %(default)s)",
+        default="both",
+        help="which API versions to serve on the port: v0 /v0/stream/models, v1 "
+        "/v1/expression/{audio,video}/realtime, or both (default: both, so an agent of either "
+        "hume.backend finds its endpoint; v0 or v1 narrows it)",
     )
     parser.add_argument(
         "--fault",
@@ -426,7 +427,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_forever(emulator: Emulator, api: str = "v0") -> None:
+async def _serve_forever(emulator: Emulator, api: str = "both") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,7 +8,8 @@ import re
 import signal
 import subprocess
 import sys
-from typing import Any, AsyncIterator, Dict, List
+from pathlib import Path
+from typing import Any, AsyncIterator, Dict, List, Optional
 
 import aiohttp
 import pytest
@@ -225,9 +226,13 @@ CLI = (
 )
 
 
-def start_cli(*args: str, prelude: str = "") -> subprocess.Popen:  # type: ignore[type-arg]
+HUME_EDGE = Path(sys.executable).with_name("hume-edge")
+
+
+def start_cli(*args: str, prelude: str = "", command: Optional[List[str]] = None) -> subprocess.Popen:  # type: ignore[type-arg]
+    """The emulator's flags in a child process: its CLI module by default, or ``command`` (the real one)."""
     return subprocess.Popen(
-        [sys.executable, "-c", prelude + CLI, *args],
+        [*(command or [sys.executable, "-c", prelude + CLI]), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -308,3 +313,30 @@ def test_a_non_loopback_bind_is_warned_about() -> None:
         warning = bind_warning(host)
         assert warning is not None
         assert "no authentication" in warning
+
+
+async def test_hume_edge_emulator_without_api_serves_both(http: aiohttp.ClientSession) -> None:
+    """``hume-edge emulator`` as a user starts it, no ``--api``: an agent of either backend finds its way.
+
+    ``hume-edge run`` defaults to v1 while the emulator once defaulted to v0: the agent got HTTP 404 and
+    waited 300 s (issue #30).
+    """
+    proc = start_cli("--port", "0", "--api-key", TEST_KEY, command=[str(HUME_EDGE), "emulator"])
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), TIMEOUT_S)
+        match = re.search(r"listening on ws://(127\.0\.0\.1:\d+)/v0/stream/models and ws://\1/v1/", line)
+        assert match, line
+        netloc = match.group(1)
+        async with http.ws_connect(f"ws://{netloc}/v1/expression/video/realtime", headers=HEADERS) as ws:
+            first = json.loads(await ws.receive_str(timeout=TIMEOUT_S))  # the v1 server speaks first
+        assert isinstance(first, dict), first
+        assert first.get("type"), first
+        async with http.ws_connect(f"ws://{netloc}/v0/stream/models", headers=HEADERS) as ws:
+            reply = await roundtrip(ws, {**TEXT_REQUEST, "payload_id": "v0"})
+        assert reply["payload_id"] == "v0", reply
+        assert "language" in reply, reply
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(asyncio.to_thread(proc.wait), TIMEOUT_S)
+    assert code == 0
