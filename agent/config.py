@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import stat
 import sys
 import typing
 from pathlib import Path
@@ -166,7 +167,10 @@ class CameraConfig:
         "frame source: picamera2 / opencv = a real camera; synthetic = a scripted face (demo, tests)",
         choices=("synthetic", "opencv", "picamera2", "none"),
     )
-    device: str = setting("0", "opencv: camera index (e.g. 0) or a video file path (looped)")
+    device: str = setting(
+        "0",
+        "opencv: camera index (e.g. 0), a camera's device node (/dev/video0), or a video file path (looped)",
+    )
     width: int = setting(640, "frame width sent to Hume", unit="px", min=64, max=3000)
     height: int = setting(480, "frame height sent to Hume", unit="px", min=64, max=3000)
     fps: float = setting(
@@ -642,6 +646,27 @@ def redact_url(url: str) -> str:
 
 
 TEST_CAMERA_SOURCES = ("synthetic",)
+
+
+def is_camera_device(device: str) -> bool:
+    """Whether an OpenCV ``camera.device`` names a camera (an index, or a device node) rather than a file.
+
+    A node under ``/dev/`` (``/dev/video0``, ``/dev/v4l/by-id/...``) is a camera, also while it is unplugged
+    (absent); a regular file there (``/dev/shm/clip.mp4``) is a file. Refusing ``/dev/video0`` as "a video
+    file" pushed operators to ``hume.allow_test_sources = true``, which switches the test-media guard off.
+    """
+    text = device.strip()
+    if text.isdigit():
+        return True
+    path = os.path.normpath(text)
+    if not path.startswith("/dev/"):
+        return False
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:  # absent (unplugged) or unreadable: a device path all the same
+        return True
+
+
 TEST_MICROPHONE_SOURCES = ("speech", "wav")
 
 
@@ -680,7 +705,7 @@ def run_problems(cfg: Config) -> List[str]:
         tests = []
         if cfg.camera.source in TEST_CAMERA_SOURCES:
             tests.append(f"camera.source = {cfg.camera.source!r}")
-        elif cfg.camera.source == "opencv" and not cfg.camera.device.strip().isdigit():
+        elif cfg.camera.source == "opencv" and not is_camera_device(cfg.camera.device):
             tests.append(f"camera.device = {cfg.camera.device!r} (a video file)")
         if cfg.microphone.source in TEST_MICROPHONE_SOURCES:
             tests.append(f"microphone.source = {cfg.microphone.source!r}")

@@ -24,6 +24,7 @@ from typing import Any, AsyncGenerator, Callable, Dict, Optional, Tuple, TypeVar
 import numpy as np
 
 from agent.capture.device import CLOSE_TIMEOUT_S, Recovery, join_thread
+from agent.config import is_camera_device
 from agent.media.frames import Frame
 
 _LOGGER = logging.getLogger(__name__)
@@ -257,11 +258,11 @@ class Picamera2Camera(FrameSource):
 
 
 class OpenCVCamera(FrameSource):
-    """A V4L2 camera by index, or a video file (looped, played at its own speed)."""
+    """A V4L2 camera by index or device node (``/dev/video0``), or a video file (looped, at its own speed)."""
 
     def __init__(self, device: str, width: int, height: int, fps: float, **retry: float) -> None:
         self.device = device
-        self.is_file = not device.isdigit()
+        self.is_file = not is_camera_device(device)
         self.size = (width, height)
         self._cap: Any = None
         self._skip = 0
@@ -275,7 +276,7 @@ class OpenCVCamera(FrameSource):
 
         if self.is_file and not os.path.isfile(self.device):
             raise FileNotFoundError(f"no such video file: {self.device}")
-        cap = cv2.VideoCapture(self.device if self.is_file else int(self.device))
+        cap = cv2.VideoCapture(int(self.device) if self.device.strip().isdigit() else self.device.strip())
         if not cap.isOpened():
             cap.release()
             raise OSError(f"OpenCV cannot open {self.describe()}")

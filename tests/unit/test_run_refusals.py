@@ -94,3 +94,29 @@ def test_loopback_emulator_and_allow_key_accept_test_media(tmp_path: Path) -> No
             [HUME_EDGE, "check-config", str(cfg)], check=False, capture_output=True, text=True, env=env
         )
         assert proc.returncode == 0, proc.stderr
+
+
+def test_a_cameras_device_node_is_a_camera_and_a_file_under_dev_is_not(tmp_path: Path) -> None:
+    """``camera.device = "/dev/video0"`` (how Linux names a camera, plugged in or not) passes check-config
+    against Hume's live API; a regular file under /dev/ is still test media (issue #30)."""
+    env = dict(os.environ, HUME_API_KEY="k")
+    shm = Path("/dev/shm")
+    clip = shm / f"hume-edge-test-{os.getpid()}.mp4" if shm.is_dir() else None
+    try:
+        cases = [("/dev/video0", 0), ("/dev/v4l/by-id/usb-Cam-video-index0", 0), ("0", 0)]
+        if clip is not None:
+            clip.write_bytes(b"not a camera")
+            cases.append((str(clip), EX_CONFIG))
+        cases.append(("/dev/../tmp/clip.mp4", EX_CONFIG))
+        for device, code in cases:
+            cfg = tmp_path / "c.toml"
+            cfg.write_text(f'[camera]\nsource = "opencv"\ndevice = "{device}"\n', encoding="utf-8")
+            proc = subprocess.run(
+                [HUME_EDGE, "check-config", str(cfg)], check=False, capture_output=True, text=True, env=env
+            )
+            assert proc.returncode == code, (device, proc.stderr)
+            if code:
+                assert f"camera.device = {device!r} (a video file)" in proc.stderr
+    finally:
+        if clip is not None:
+            clip.unlink(missing_ok=True)
