@@ -12,21 +12,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
-from tests.support.install import ROOT, make_prefix, run, snapshot_checkout
+from tests.support.install import NEEDS_ROOT, ROOT, make_prefix, run, snapshot_checkout
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: useradd --root chroots into the prefix"),
-    pytest.mark.skipif(
-        not (shutil.which("useradd") and shutil.which("systemctl")), reason="needs useradd and systemctl"
-    ),
+    *NEEDS_ROOT,
 ]
 
 PLAYBOOK = ROOT / "deploy/ansible/site.yml"

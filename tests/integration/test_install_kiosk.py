@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from agent import config as config_mod
-from tests.support.install import make_prefix, run, snapshot_checkout, wheelhouse
+from tests.support.install import NEEDS_ROOT, make_prefix, run, snapshot_checkout, wheelhouse
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, *NEEDS_ROOT]
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Callable, Dict
 
 import pytest
 
-from tests.support.install import make_prefix, run, snapshot_checkout
+from tests.support.install import NEEDS_ROOT, make_prefix, run, snapshot_checkout
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: useradd --root chroots into the prefix"),
-    pytest.mark.skipif(
-        not (shutil.which("useradd") and shutil.which("systemctl")), reason="needs useradd and systemctl"
-    ),
+    *NEEDS_ROOT,
 ]
 
 OPT = "opt/hume-edge"

@@ -14,17 +14,14 @@ from typing import Dict
 
 import pytest
 
-from tests.support.install import make_prefix, snapshot_checkout
+from tests.support.install import NEEDS_ROOT, make_prefix, snapshot_checkout
 from tests.support.install import run as _run
 from tests.support.install import tree as _tree
 
 VENV_PYTHON = "opt/hume-edge/venv/bin/python"
 
 pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: useradd --root chroots into the prefix"),
-    pytest.mark.skipif(
-        not (shutil.which("useradd") and shutil.which("systemctl")), reason="needs useradd and systemctl"
-    ),
+    *NEEDS_ROOT,
 ]
 
 

@@ -25,6 +25,18 @@ CHECKOUT_PARTS = ("agent", "hume_emulator", "config", "systemd", "scripts")
 CHECKOUT_FILES = ("pyproject.toml", "README.md")
 INSTALL_TIMEOUT_S = 600
 
+NEEDS_ROOT = [
+    pytest.mark.skipif(
+        os.geteuid() != 0,
+        reason="needs root, as a kiosk install does: scripts/install refuses anyone else, and useradd --root "
+        "chroots into the prefix (run the suite as root, or sudo scripts/test, to include it)",
+    ),
+    pytest.mark.skipif(
+        not (shutil.which("useradd") and shutil.which("systemctl")), reason="needs useradd and systemctl"
+    ),
+]
+"""The marks of a test that runs scripts/install, scripts/uninstall or the Ansible role."""
+
 
 def snapshot_checkout(dest: Path) -> Path:
     """A copy of the parts of this checkout the installer reads, at ``dest``."""
