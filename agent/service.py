@@ -116,6 +116,10 @@ class Agent:
         self.on_privacy_change: List[Callable[[], None]] = []
         """Called whenever the notice, the pause or the gate may have changed (the page, the LED)."""
         self._media_was_allowed = False
+        self._queued_since_withdraw = False
+        """Media went to the backend since its queues were last dropped (:meth:`_withdraw`)."""
+        self.withdrawals = 0
+        """Times media stopped being allowed with media queued: a frame encoded across one is dropped."""
         self.page: Optional[Any] = None
         """The on-screen page (``agent.notice_page.NoticePage``) when ``privacy.page`` is on."""
         publisher.on_delivered = self._notice_delivered
@@ -232,12 +236,27 @@ class Agent:
         )
         if msg is not None:
             self.notice.queued(self.publisher.enqueue(msg))
-        allowed = self.notice.media_allowed(self.publisher.connected)
+        allowed = self.notice.media_allowed(self.publisher.connected) and not self.pause.paused
+        if not allowed and self._queued_since_withdraw:
+            self._withdraw()
         if msg is not None or allowed != self._media_was_allowed:
             self._media_was_allowed = allowed
             for callback in self.on_privacy_change:
                 callback()
         self.publish_parts()
+
+    def _withdraw(self) -> None:
+        """Media may no longer leave: drop what the backend and the silence gate's pre-roll hold.
+
+        Whatever was captured before this moment stays here, however long Hume was unreachable: a pause
+        pressed while the link was in backoff once sent 4.8 s of audio and 3 frames afterwards (#31).
+        """
+        self._queued_since_withdraw = False
+        self.withdrawals += 1
+        self.audio_gate.reset()
+        dropped = self.backend.withdraw()
+        if dropped:
+            _LOGGER.info("media may no longer leave: dropped %d queued items captured before", dropped)
 
     def publish_parts(self) -> None:
         """Retained ``status/camera``, ``status/microphone``, ``status/hume`` (only what changed is sent)."""
@@ -272,17 +291,23 @@ class Agent:
             if self.pause.paused:
                 self.dropped_paused += 1
                 continue
+            withdrawals = self.withdrawals
             if self.presence is not None:
                 present = await asyncio.to_thread(self.presence.present, frame)
                 self._apply(self.sessions.observe(self._mono(), presence=present))
-            if self._streaming:
-                await self._send_frame(frame)
+            if self._streaming and withdrawals == self.withdrawals:
+                await self._send_frame(frame, withdrawals)
 
-    async def _send_frame(self, frame: Frame) -> None:
+    async def _send_frame(self, frame: Frame, withdrawals: int) -> None:
         encoded = await asyncio.to_thread(self.pipeline.process, frame)
-        if encoded is not None:
-            self.counters["frames_sent"] += 1
-            self.backend.send_frame(encoded.jpeg, encoded.captured_at, self.sessions.session_id)
+        if encoded is None:
+            return
+        if self.withdrawals != withdrawals or self.pause.paused:
+            self.dropped_paused += 1  # paused (or the notice withdrawn) while it was being encoded
+            return
+        self.counters["frames_sent"] += 1
+        self._queued_since_withdraw = True
+        self.backend.send_frame(encoded.jpeg, encoded.captured_at, self.sessions.session_id)
 
     async def microphone_loop(self, microphone: AudioSource) -> None:
         async for chunk in microphone.chunks():
@@ -296,6 +321,7 @@ class Agent:
                 continue
             for piece in self.audio_gate.admit(chunk):  # silence is not paid for (agent.audio_gate)
                 self.counters["audio_sent"] += 1
+                self._queued_since_withdraw = True
                 self.backend.send_audio(piece.pcm16, piece.captured_at, self.sessions.session_id)
 
     async def results_loop(self) -> None:
@@ -310,6 +336,7 @@ class Agent:
             if cmd.name == "session":
                 self._apply(self.sessions.command(self._mono(), cmd.action))
             elif cmd.name == "text" and self._streaming:
+                self._queued_since_withdraw = True
                 self.backend.send_text(cmd.text, self._wall(), self.sessions.session_id)
             elif cmd.name == "privacy":
                 self.privacy(cmd.action, "mqtt")

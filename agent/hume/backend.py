@@ -47,6 +47,16 @@ class Backend(abc.ABC):
         """A visitor arrived or left: no context (audio window, face ids) may cross this point."""
 
     @abc.abstractmethod
+    def withdraw(self) -> int:
+        """Media stopped being allowed (a pause, the notice withdrawn): drop everything queued, now.
+
+        Nothing captured before this moment may leave afterwards (a pause pressed while the link was in
+        backoff sent 4.8 s of audio and 3 frames once Hume was back, issue #31); a v1 session that is open
+        is closed, and none opens until new media arrives. Returns how many queued items were dropped
+        (counted in :meth:`status` too). A payload already on the wire cannot be recalled.
+        """
+
+    @abc.abstractmethod
     async def receive(self) -> Observation:
         """Wait for the next normalized result."""
 

@@ -34,6 +34,9 @@ class Recorder(Backend):
     def mark_boundary(self) -> None:
         self.inner.mark_boundary()
 
+    def withdraw(self) -> int:
+        return self.inner.withdraw()
+
     async def receive(self) -> Observation:
         obs = await self.inner.receive()
         self.results.append(obs)

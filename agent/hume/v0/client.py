@@ -85,6 +85,8 @@ class V0Backend(Backend):
             lambda: asyncio.Queue(OBSERVATIONS_MAX)
         )
         self._dropped_results = 0
+        self._buffers = buffers
+        self._withdrawn = 0
 
     def __repr__(self) -> str:
         return f"V0Backend(url={self._cfg.v0.url!r}, sockets={sorted(self._links)})"
@@ -121,6 +123,13 @@ class V0Backend(Backend):
         for link in self._links.values():
             link.wake()  # the video socket is replaced now when face ids are on (see the module docs)
 
+    def withdraw(self) -> int:
+        """Drop every buffered frame, audio chunk and text; a new epoch, so the next payload resets."""
+        dropped = sum(buffer.clear() for buffer in self._buffers.values())
+        self._withdrawn += dropped
+        self.mark_boundary()
+        return dropped
+
     async def receive(self) -> Observation:
         return await self._result_queue().get()
 
@@ -139,5 +148,11 @@ class V0Backend(Backend):
             "v0",
             tuple((name, link.status()) for name, link in self._links.items()),
             {name: link.last_error_at for name, link in self._links.items()},
-            counters({"boundaries": self._epoch, "dropped_results": self._dropped_results}),
+            counters(
+                {
+                    "boundaries": self._epoch,
+                    "dropped_results": self._dropped_results,
+                    "media_withdrawn": self._withdrawn,
+                }
+            ),
         )

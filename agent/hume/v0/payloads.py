@@ -102,6 +102,11 @@ class FrameSlot:
         item, self._item = self._item, None
         return item
 
+    def clear(self) -> int:
+        """Drop the waiting frame (media no longer allowed); 1 if there was one, else 0."""
+        dropped, self._item = int(self._item is not None), None
+        return dropped
+
     def stats(self) -> Dict[str, float]:
         return {"dropped_frames": self.dropped, "queued_frames": int(self._item is not None)}
 
@@ -149,6 +154,13 @@ class AudioBuffer:
         duration = len(data) / BYTES_PER_S
         return epoch, OutgoingMedia("audio", data, first.captured_at, first.session_id, duration)
 
+    def clear(self) -> int:
+        """Drop all queued audio (media no longer allowed); the number of chunks dropped."""
+        dropped = len(self._chunks)
+        self._chunks.clear()
+        self.queued_bytes = 0
+        return dropped
+
     def _cut(self, n: int) -> None:
         """Remove ``n`` bytes from the head; a partly cut chunk starts later by what was cut."""
         while n > 0:
@@ -194,6 +206,12 @@ class TextBuffer:
 
     def take(self) -> Optional[Queued]:
         return self._items.popleft() if self._items else None
+
+    def clear(self) -> int:
+        """Drop every queued text (media no longer allowed); how many."""
+        dropped = len(self._items)
+        self._items.clear()
+        return dropped
 
     def stats(self) -> Dict[str, float]:
         return {"dropped_texts": self.dropped, "queued_texts": len(self._items)}

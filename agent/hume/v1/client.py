@@ -253,6 +253,22 @@ class V1Backend(Backend):
         if self._visits and not self._visits[-1].ended:
             self._end_visit(self._visits[-1])
 
+    def withdraw(self) -> int:
+        """Every visit's queued audio and video dropped and the visits ended: an open session sends
+        ``session.close`` at once, and none opens until media captured after this moment arrives."""
+        dropped = 0
+        for visit in self._visits:
+            dropped += len(visit.audio) + len(visit.video)
+            visit.audio.clear()
+            visit.video.clear()
+            visit.ended = True
+        for wire in self._wires.values():
+            wire.withdrawn = True
+        if dropped:
+            self._count("media_withdrawn", dropped)
+        self._wake_all()
+        return dropped
+
     async def receive(self) -> Observation:
         ready = self._event("results")
         while not self._results:

@@ -77,6 +77,8 @@ class _Wire:
         self.session_id: Optional[str] = None
         self.close_code = p.CLOSE_ABNORMAL
         """How the WebSocket closed; set by the client once it has."""
+        self.withdrawn = False
+        """Media stopped being allowed during this session: nothing sent is ever sent again."""
 
     def count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
@@ -155,7 +157,7 @@ class AudioWire(_Wire):
         self.count("audio_frames_sent")
 
     def on_error(self, msg: p.ErrorMessage, now: float) -> None:
-        if msg.code == p.Codes.RATE_LIMITED and self._timeline:
+        if msg.code == p.Codes.RATE_LIMITED and self._timeline and not self.withdrawn:
             # Errors name no frame. Frames go out every 100 ms and the error for one normally
             # arrives before the next is sent, so it answers the latest: take it off the timeline
             # and send it again first, which keeps the accepted stream continuous.
