@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from agent.errors import EX_CONFIG, ConfigError
 
-QUIET_COMMANDS = ("check-config", "status")
+QUIET_COMMANDS = ("check-config", "status", "broker-acl")
 """Commands that only print: they skip logging's set-up (part of their cold start, benchmarked)."""
 
 EPILOG = """\
@@ -20,6 +20,7 @@ commands:
   demo           everything on this machine: private broker, emulator, agent, live view
   status         what the running agent is doing (links, session, queue depth, last error)
   fleet          every kiosk on the broker, one line each: state, version, config, queue, last error
+  broker-acl     a mosquitto ACL granting each kiosk, kiosk UI, dashboard and fleet account its own topics
 
 examples:
   hume-edge check-config /etc/hume-edge/config.toml
@@ -27,6 +28,7 @@ examples:
   hume-edge emulator --port 8765 --api-key test-key
   hume-edge demo --seconds 60
   hume-edge fleet --config /etc/hume-edge/config.toml --json
+  hume-edge broker-acl kiosk-lobby kiosk-hall > /etc/mosquitto/hume-edge.acl
 exit codes: 0 ok, 1 failure, 69 Hume refused the API key at start-up, 78 config error
 """
 
@@ -112,6 +114,12 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
     from agent import fleet
 
     return fleet.run_from_args(args)
+
+
+def _cmd_broker_acl(args: argparse.Namespace) -> int:
+    from agent import broker_acl
+
+    return broker_acl.run_from_args(args)
 
 
 def wanted(command: Optional[str], name: str) -> bool:
@@ -233,6 +241,19 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         from agent import fleet
 
         fleet.add_arguments(p)
+
+    p = add(
+        "broker-acl",
+        _cmd_broker_acl,
+        "Print a mosquitto ACL (acl_file) for these kiosks: each kiosk's agent, its UI account "
+        "(KIOSK-ui), 'dashboard' and 'fleet' get their own topics, by name, and no other account gets "
+        "anything. Names must match ^[A-Za-z0-9._-]+$; anything else is refused (exit 78).",
+        "hume-edge broker-acl kiosk-lobby kiosk-hall > /etc/mosquitto/hume-edge.acl",
+    )
+    if wanted(command, "broker-acl"):
+        from agent import broker_acl
+
+        broker_acl.add_arguments(p)
     parser.set_defaults(_handlers=handlers)
     return parser
 

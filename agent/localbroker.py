@@ -45,11 +45,14 @@ class LocalBroker:
         port: Optional[int] = None,
         host: str = "127.0.0.1",
         extra_config: str = "",
+        whole_config: Optional[str] = None,
     ) -> None:
         self.workdir = workdir
         self.host = host
         self.port = port or free_port(host)
         self.extra_config = extra_config
+        self.whole_config = whole_config
+        """Written instead of the generated config (a shipped conf under test, with its own listeners)."""
         self.log: List[str] = []
         self._proc: Optional[subprocess.Popen[str]] = None
 
@@ -59,6 +62,9 @@ class LocalBroker:
 
     def _write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.whole_config is not None:
+            self.config_path.write_text(self.whole_config, encoding="utf-8")
+            return
         lines = [
             f"listener {self.port} {self.host}",
             "persistence false",
@@ -124,6 +130,11 @@ class LocalBroker:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The running broker's process id (its sockets are in ``/proc/PID/fd``), or None."""
+        return self._proc.pid if self.running and self._proc is not None else None
 
     @property
     def running(self) -> bool:

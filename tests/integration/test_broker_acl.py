@@ -1,89 +1,80 @@
-"""The shipped broker access rules (config/mosquitto/), enforced by a real mosquitto against the real agent.
+"""The shipped broker config (config/mosquitto/): the conf, the ACL and the example accounts, as shipped.
 
-The broker runs the settings of ``config/mosquitto/hume-edge.conf`` (its listeners and file paths replaced by
-private ones), the ACL ``config/mosquitto/hume-edge.acl`` as shipped, and the accounts of
-``config/mosquitto/passwords.example`` hashed by ``mosquitto_passwd -U`` plus one account the ACL never
-names ("intruder"). The agent is ``hume-edge run`` as a process, logged in as its device id.
+mosquitto runs ``hume-edge.conf`` with only its ports and file paths changed (``ShippedBroker.changes()``
+proves it and the test prints the changes), the ACL ``hume-edge.acl`` byte for byte from the repository,
+and ``passwords.example`` hashed by ``mosquitto_passwd -U`` as the README says, plus hostile accounts
+added with ``mosquitto_passwd -b``: "intruder" (named nowhere) and names that escaped the old ``pattern``
+lines (``kiosk-lobby/cmd``, ``kiosk-lobby/+``, ``+``).
 
-What a hostile account (the intruder, or a read-only dashboard turning hostile) must not do: publish a
-command the agent obeys, read ``cmd/text``, take over the agent's client id, or change the agent's retained
-``status`` and discovery. What the kiosk's own UI account must still do: start a session and feed
-``cmd/text`` to Hume's language model.
+What must hold: the conf starts on the mosquitto a kiosk or fleet server runs (Debian 12's 2.0.11 here;
+the version is read and printed) and nothing plaintext listens on a wildcard address; no account but a
+kiosk's own agent can publish anything a fake kiosk needs under that kiosk's tree or Home Assistant
+discovery (each publication's MQTT 5 PUBACK says which); and against the real agent, a hostile account
+cannot command it, read ``cmd/text``, take over its client id or change its retained state, while the
+kiosk's own UI account still can start a session and feed ``cmd/text`` to Hume.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import shutil
 import signal
-import subprocess
+import ssl
+import threading
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.broker_acl import ACCOUNT_NAME
+from agent.mqtt.discovery import config_topic
 from tests.support.emulator import TEST_KEY
-from tests.support.mosquitto import Received, Subscriber
-from tests.support.ports import free_port
+from tests.support.mosquitto import Received, Subscriber, make_certs
 from tests.support.processes import agent_process
+from tests.support.shipped_broker import ShippedBroker, example_accounts, listening, mosquitto_version
 from tests.support.toml_text import toml_text
 from tests.support.waits import eventually
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto-clients is not installed"),
+]
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "config" / "mosquitto"
-DEVICE = "kiosk-lobby"  # the device the shipped ACL's example UI block names
+DEVICE = "kiosk-lobby"  # the first of the two example kiosks the shipped ACL names
+OTHER = "kiosk-hall"
 PREFIX = f"hume-edge/{DEVICE}/"
 WAIT_S = 20.0
+HOSTILE = {"intruder": "intruder-pw", f"{DEVICE}/cmd": "slash-pw", f"{DEVICE}/+": "plus-pw", "+": "plus-pw"}
 
 
 def accounts() -> Dict[str, str]:
-    """user -> password from the shipped example password file."""
-    out: Dict[str, str] = {}
-    for line in (SHIPPED / "passwords.example").read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            user, _, password = line.partition(":")
-            out[user] = password
-    return out
+    """user -> password of the shipped example accounts."""
+    return example_accounts()
 
 
-def shipped_settings() -> List[str]:
-    """The shipped broker settings, minus what names this machine's paths and ports."""
-    local = ("listener", "certfile", "keyfile", "cafile", "password_file", "acl_file")
-    lines = (SHIPPED / "hume-edge.conf").read_text(encoding="utf-8").splitlines()
-    return [ln for ln in lines if ln.strip() and not ln.startswith("#") and not ln.startswith(local)]
-
-
-class AclBroker:
-    """mosquitto with the shipped settings and ACL on a free loopback port."""
+class AclBroker(ShippedBroker):
+    """The shipped conf, ACL and accounts (plus :data:`HOSTILE`), TLS certificates made for the test."""
 
     def __init__(self, workdir: Path) -> None:
-        from agent.localbroker import LocalBroker
-
-        workdir.mkdir(parents=True, exist_ok=True)
-        pwfile = workdir / "passwd"
-        users = dict(accounts(), intruder="intruder-pw")
-        pwfile.write_text("".join(f"{u}:{p}\n" for u, p in users.items()), encoding="utf-8")
-        subprocess.run(["mosquitto_passwd", "-U", str(pwfile)], check=True, capture_output=True, timeout=30)
-        extra = [*shipped_settings(), f"password_file {pwfile}", f"acl_file {SHIPPED / 'hume-edge.acl'}"]
-        self.broker = LocalBroker(workdir, port=free_port(), extra_config="\n".join(extra))
-        self.host = self.broker.host
-        self.port = self.broker.port
+        super().__init__(workdir, make_certs(workdir / "certs"), HOSTILE)
 
 
 @pytest.fixture
 def acl_broker(tmp_path: Path) -> Iterator[AclBroker]:
     b = AclBroker(tmp_path / "broker")
-    b.broker.start()
+    b.start()
     yield b
-    b.broker.stop()
+    b.stop()
 
 
 def client(broker: AclBroker, user: str, topics: List[str], **options: Any) -> Subscriber:
-    password = options.pop("password", accounts().get(user, "intruder-pw"))
+    password = options.pop("password", broker.accounts[user])
     sub = Subscriber(broker.host, broker.port, topics, username=user, password=password, **options)
     assert sub.connected.wait(10), f"{user} could not log in"
     return sub
@@ -113,7 +104,6 @@ def topics_of(msgs: List[Received]) -> List[str]:
     return [m.topic for m in msgs]
 
 
-@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto-clients is not installed")
 async def test_only_the_kiosks_own_accounts_can_command_it(
     emulator: Any, acl_broker: AclBroker, tmp_path: Path
 ) -> None:
@@ -193,3 +183,126 @@ async def test_only_the_kiosks_own_accounts_can_command_it(
             except asyncio.TimeoutError:
                 os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
+
+
+def test_the_shipped_conf_starts_and_nothing_plaintext_listens_on_a_wildcard_address(tmp_path: Path) -> None:
+    """Debian 12's mosquitto 2.0.11 opened its implicit default listener (plaintext 1883, every interface)
+    because a listener option came before the first ``listener`` line, and refused to start when the
+    loopback listener wanted the same port (issue #30)."""
+    version = mosquitto_version()
+    broker = AclBroker(tmp_path / "broker")
+    changes = broker.changes()
+    print(f"mosquitto {version}; hume-edge.conf as shipped but for:")
+    for old, new in changes:
+        print(f"  {old}  ->  {new}")
+    assert tuple(int(x) for x in version.split(".")[:2]) >= (2, 0), version
+    broker.start()
+    try:
+        sockets = listening(broker.pid)
+        print(f"listening: {sorted(sockets)}")
+        wildcard = {(a, p) for a, p in sockets if ipaddress.ip_address(a).is_unspecified}
+        assert {p for _, p in wildcard} <= {broker.tls_port}, f"plaintext on a wildcard address: {sockets}"
+        assert {(a, p) for a, p in sockets if p == broker.port} == {("127.0.0.1", broker.port)}, sockets
+        assert {p for _, p in sockets} == {broker.port, broker.tls_port}, sockets
+
+        # The TLS listener speaks TLS, with the shipped accounts; the loopback one refuses anonymous logins.
+        def login(port: int, user: str = "", password: str = "", tls: bool = False) -> Any:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5)
+            if user:
+                c.username_pw_set(user, password)
+            if tls:
+                c.tls_set(ca_certs=str(broker.certs.ca))
+            try:
+                c.connect(broker.host, port, keepalive=10)
+            except (OSError, ssl.SSLError) as exc:
+                return exc
+            done = threading.Event()
+            result: List[Any] = []
+            c.on_connect = lambda *a: (result.append(a[3]), done.set())
+            c.on_disconnect = lambda *a: done.set()
+            c.loop_start()
+            done.wait(10)
+            c.loop_stop()
+            c.disconnect()
+            return result[0] if result else "no CONNACK"
+
+        assert str(login(broker.tls_port, "dashboard", broker.accounts["dashboard"], tls=True)) == "Success"
+        assert str(login(broker.tls_port, "dashboard", broker.accounts["dashboard"])) != "Success"
+        assert str(login(broker.port, "fleet", broker.accounts["fleet"])) == "Success"
+        assert str(login(broker.port)) == "Not authorized"
+    finally:
+        broker.stop()
+
+
+class Writer:
+    """One account's MQTT 5 session: ``publish`` returns the broker's PUBACK reason for that message."""
+
+    def __init__(self, broker: AclBroker, user: str) -> None:
+        self.acks: Dict[int, str] = {}
+        self._cond = threading.Condition()
+        self.connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"w-{user}", protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(user, broker.accounts[user])
+        self.client.on_connect = lambda c, u, f, reason, p: not reason.is_failure and self.connected.set()
+        self.client.on_publish = self._on_publish
+        self.client.connect(broker.host, broker.port, keepalive=10)
+        self.client.loop_start()
+        assert self.connected.wait(10), f"{user} could not log in"
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self._cond:
+            self.acks[mid] = str(reason)
+            self._cond.notify_all()
+
+    def publish(self, topic: str) -> str:
+        info = self.client.publish(topic, b'{"fake": true}', qos=1, retain=True)
+        with self._cond:
+            assert self._cond.wait_for(lambda: info.mid in self.acks, 10), f"no PUBACK for {topic}"
+            return self.acks[info.mid]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+FAKE_KIOSK_WRITES = (
+    "status", "health", "summary/face", "session", "aggregate", "notice", "cmd/result",
+    "cmd/session", "cmd/privacy", "cmd/text",
+)  # fmt: skip
+"""Everything a fake kiosk publishes, and the commands another account could send to a device."""
+UI_MAY = {"cmd/session", "cmd/privacy", "cmd/text"}
+
+
+def test_no_account_can_write_as_another_kiosk(acl_broker: AclBroker) -> None:
+    """Every account kind of the shipped ACL, and names with '/' and '+', tries every write a fake kiosk needs
+    under the example kiosk, the other kiosk and a kiosk named after itself: only a kiosk's own agent may
+    write its tree and discovery, and its own UI account its commands (issue #31: with the old ``pattern``
+    lines, dashboard, fleet and the UI account each published a whole fake kiosk, and ``kiosk-lobby/cmd``
+    paused kiosk-lobby)."""
+    kiosks = {DEVICE, OTHER}
+    allowed: List[Tuple[str, str]] = []
+    tried = 0
+    for user in acl_broker.accounts:
+        writer = Writer(acl_broker, user)
+        own = user if ACCOUNT_NAME.match(user) else "fake-kiosk"
+        try:
+            for device in sorted(kiosks | {own}):
+                topics = [f"hume-edge/{device}/{t}" for t in FAKE_KIOSK_WRITES]
+                topics.append(config_topic("homeassistant", device))
+                for topic in topics:
+                    tried += 1
+                    reason = writer.publish(topic)
+                    assert reason in ("Success", "No matching subscribers", "Not authorized"), reason
+                    if reason != "Not authorized":
+                        allowed.append((user, topic))
+        finally:
+            writer.close()
+    expected = []
+    for user in acl_broker.accounts:
+        if user in kiosks:
+            expected += [(user, f"hume-edge/{user}/{t}") for t in FAKE_KIOSK_WRITES]
+            expected.append((user, config_topic("homeassistant", user)))
+        elif user.endswith("-ui") and user[: -len("-ui")] in kiosks:
+            expected += [(user, f"hume-edge/{user[:-3]}/{t}") for t in FAKE_KIOSK_WRITES if t in UI_MAY]
+    print(f"{len(acl_broker.accounts)} accounts tried {tried} writes; {len(allowed)} allowed")
+    assert sorted(allowed) == sorted(expected)

@@ -12,7 +12,7 @@ import pytest
 from agent import cli
 from agent.errors import EX_CONFIG
 
-COMMANDS = ("run", "check-config", "emulator", "demo", "status", "fleet")
+COMMANDS = ("run", "check-config", "emulator", "demo", "status", "fleet", "broker-acl")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
