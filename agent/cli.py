@@ -99,25 +99,25 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from agent import demo
+    from agent.dev import demo
 
     return demo.run_from_args(args)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from agent import status
+    from agent.ops import status
 
     return status.show(args)
 
 
 def _cmd_fleet(args: argparse.Namespace) -> int:
-    from agent import fleet
+    from agent.ops import fleet
 
     return fleet.run_from_args(args)
 
 
 def _cmd_broker_acl(args: argparse.Namespace) -> int:
-    from agent import broker_acl
+    from agent.mqtt import broker_acl
 
     return broker_acl.run_from_args(args)
 
@@ -213,7 +213,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "hume-edge demo --seconds 60",
     )
     if wanted(command, "demo"):
-        from agent import demo
+        from agent.dev import demo
 
         demo.add_arguments(p)
 
@@ -224,7 +224,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "hume-edge status",
     )
     if wanted(command, "status"):
-        from agent import status
+        from agent.ops import status
 
         status.add_arguments(p)
 
@@ -238,7 +238,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "hume-edge fleet --config /etc/hume-edge/config.toml --watch",
     )
     if wanted(command, "fleet"):
-        from agent import fleet
+        from agent.ops import fleet
 
         fleet.add_arguments(p)
 
@@ -251,7 +251,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "hume-edge broker-acl kiosk-lobby kiosk-hall > /etc/mosquitto/hume-edge.acl",
     )
     if wanted(command, "broker-acl"):
-        from agent import broker_acl
+        from agent.mqtt import broker_acl
 
         broker_acl.add_arguments(p)
     parser.set_defaults(_handlers=handlers)
@@ -269,7 +269,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command in QUIET_COMMANDS:  # they print; nothing to log, nothing to set up
         handler0: Callable[[argparse.Namespace], int] = args._handlers[args.command]
         return handler0(args)
-    from agent import logs
+    from agent.ops import logs
 
     level = args.log_level
     if level is None and args.command == "run":

@@ -5,7 +5,7 @@ This is the only module that knows every part. It owns all tasks (a 3.9-safe sta
 event loop itself (so a stuck loop gets the unit restarted), and writes the status snapshot that
 ``hume-edge status`` reads.
 
-Privacy (``agent.privacy``, docs/privacy.md): while paused, frames and audio are dropped as they arrive,
+Privacy (``agent.privacy.state``, docs/privacy.md): while paused, frames and audio are dropped as they arrive,
 before the presence check, voice activity or encoding; media of a visit leaves only once the notice gate
 allows it (the retained ``notice`` acknowledged by the broker, or durably queued while it is down); the
 per-part status (``status/camera``, ``status/microphone``, ``status/hume``) follows every tick.
@@ -25,23 +25,12 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from agent import config as config_mod
-from agent import identity, logs, parts
-from agent import status as status_mod
 from agent.aio import TaskOwner
-from agent.audio_gate import AudioGate
 from agent.capture.camera import FrameSource
 from agent.capture.factory import open_camera, open_microphone
 from agent.capture.microphone import AudioSource
 from agent.config import Config
 from agent.errors import EX_CONFIG, EX_UNAVAILABLE, AgentError, ConfigError, HumeAuthError, HumeQuotaError
-from agent.health import (
-    CameraHealth,
-    MicrophoneHealth,
-    PrivacyHealth,
-    ServiceHealth,
-    SessionHealth,
-    SummaryHealth,
-)
 from agent.hume.backend import Backend
 from agent.hume.types import Observation
 from agent.media.audio import voice_activity
@@ -51,11 +40,22 @@ from agent.messages import OutMessage
 from agent.mqtt.guard import exposure_warnings
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from agent.presence import PresenceDetector
-from agent.privacy import NoticeGate, PauseControl, PauseEvent
-from agent.sdnotify import Notifier
-from agent.session import SessionEvent, SessionTracker
-from agent.summary import Summarizer
+from agent.ops import identity, logs, parts
+from agent.ops import status as status_mod
+from agent.ops.health import (
+    CameraHealth,
+    MicrophoneHealth,
+    PrivacyHealth,
+    ServiceHealth,
+    SessionHealth,
+    SummaryHealth,
+)
+from agent.ops.sdnotify import Notifier
+from agent.privacy.state import NoticeGate, PauseControl, PauseEvent
+from agent.visit.audio_gate import AudioGate
+from agent.visit.presence import PresenceDetector
+from agent.visit.session import SessionEvent, SessionTracker
+from agent.visit.summary import Summarizer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Agent:
         self.withdrawals = 0
         """Times media stopped being allowed with media queued: a frame encoded across one is dropped."""
         self.page: Optional[Any] = None
-        """The on-screen page (``agent.notice_page.NoticePage``) when ``privacy.page`` is on."""
+        """The on-screen page (``agent.privacy.notice_page.NoticePage``) when ``privacy.page`` is on."""
         publisher.on_delivered = self._notice_delivered
 
     # -- session events -------------------------------------------------------------------------
@@ -264,7 +264,7 @@ class Agent:
             self.publisher.set_state(parts.topic(part), state.encode())
 
     def part_states(self) -> Dict[str, str]:
-        """Each part's word (``agent.parts``): a pause disables capture, a lost device is offline."""
+        """Each part's word (``agent.ops.parts``): a pause disables capture, a lost device is offline."""
         paused = self.pause.paused
         return {
             "camera": parts.capture_state(
@@ -319,7 +319,7 @@ class Agent:
             if not self._streaming:
                 self.audio_gate.reset()
                 continue
-            for piece in self.audio_gate.admit(chunk):  # silence is not paid for (agent.audio_gate)
+            for piece in self.audio_gate.admit(chunk):  # silence is not paid for (agent.visit.audio_gate)
                 self.counters["audio_sent"] += 1
                 self._queued_since_withdraw = True
                 self.backend.send_audio(piece.pcm16, piece.captured_at, self.sessions.session_id)
@@ -444,7 +444,7 @@ async def run_agent(
     agent: Optional[Agent] = None
     gpio = None
     if cfg.privacy.gpio_button_pin >= 0 or cfg.privacy.gpio_led_pin >= 0:
-        from agent.gpio import GpioControls
+        from agent.privacy.gpio import GpioControls
 
         try:
             gpio = GpioControls(cfg.privacy, lambda: agent.privacy("toggle", "button") if agent else None)
@@ -538,7 +538,7 @@ def _log_context(cfg: Config) -> None:
 
 def _notice_page(cfg: Config, agent: Agent) -> Any:
     """The on-screen page (``privacy.page``); aiohttp.web is imported only here, when it is on."""
-    from agent.notice_page import NoticePage, PageState
+    from agent.privacy.notice_page import NoticePage, PageState
 
     def state() -> PageState:
         left = agent.pause.remaining_s(time.monotonic())

@@ -6,7 +6,7 @@ published twice for Home Assistant's sake:
 
 * per summarised model: ``sensor`` top expression (state = its name, at most 255 characters, the full top list
   as JSON attributes) and ``sensor`` its score, both from ``summary/<model>``; the face summary lists faces,
-  the others have ``top`` (``agent/summary.py``), and the templates read either;
+  the others have ``top`` (``agent/visit/summary.py``), and the templates read either;
 * ``binary_sensor`` session active, from the retained ``session`` message (``event`` start / end);
 * ``sensor`` queue depth, from the retained ``health`` message (``outbox.depth``).
 
@@ -45,7 +45,7 @@ import re
 from typing import Any, Dict, Sequence
 
 from agent.hume.types import HUME_MODELS
-from agent.identity import agent_version
+from agent.ops.identity import agent_version
 
 HOMEPAGE = "https://github.com/hume-edge/hume-edge-agent"
 HA_STATE_MAX_CHARS = 255

@@ -47,7 +47,7 @@ _SENT, _OVERSIZE, _DOWN = "sent", "oversize", "down"
 """What happened to one row offered to the link."""
 DELIVERY_TOPICS = ("notice",)
 """Rows on these topics are reported to ``Drain.on_delivered`` when the broker acknowledges them (the
-privacy notice: no visitor's media leaves before the broker has it; see ``agent.privacy``)."""
+privacy notice: no visitor's media leaves before the broker has it; see ``agent.privacy.state``)."""
 
 
 class Drain:

@@ -23,8 +23,8 @@ import time
 from typing import Callable, Counter, Dict, List, Optional
 
 from agent.config import CommandsConfig, MqttConfig, is_loopback
-from agent.health import CommandHealth
 from agent.mqtt.limits import TokenBucket
+from agent.ops.health import CommandHealth
 
 
 class CommandGuard:

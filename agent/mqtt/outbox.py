@@ -50,10 +50,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from agent.config import OutboxConfig
-from agent.health import OutboxHealth
 from agent.messages import utc_iso
 from agent.mqtt import outbox_file
 from agent.mqtt.acks import Acks
+from agent.ops.health import OutboxHealth
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ One job per module, wired here:
 * ``agent.mqtt.drain``: the durable outbox onto the link, a row deleted only on its PUBACK;
 * ``agent.mqtt.intake``: ``cmd/…`` into :class:`~agent.mqtt.commands.Command` values, each answered;
 * ``agent.mqtt.announce``: Home Assistant discovery, and current state when HA restarts;
-* ``agent.health``: the typed agent-wide snapshot this module publishes as retained ``health``.
+* ``agent.ops.health``: the typed agent-wide snapshot this module publishes as retained ``health``.
 
 Reconnecting is ours, not paho's: a capped, jittered backoff (``agent.backoff``), and a fresh client each
 time. Status, health, discovery and command replies are published directly, not through the outbox: they
@@ -28,7 +28,6 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.aio import OnFirstUse, cancel_and_wait, spawn
 from agent.backoff import Backoff
 from agent.config import CommandsConfig, HumeConfig, MqttConfig
-from agent.health import Health, MqttHealth, ProcessHealth, ServiceHealth
 from agent.messages import OutMessage
 from agent.mqtt.announce import Announcer
 from agent.mqtt.bridge import Bridge
@@ -39,6 +38,7 @@ from agent.mqtt.intake import CommandIntake
 from agent.mqtt.limits import TokenBucket
 from agent.mqtt.link import Link, Refusal
 from agent.mqtt.outbox import Outbox
+from agent.ops.health import Health, MqttHealth, ProcessHealth, ServiceHealth
 
 _LOGGER = logging.getLogger(__name__)
 

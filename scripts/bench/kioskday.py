@@ -61,8 +61,8 @@ from agent import service  # noqa: E402
 from agent.capture.camera import FrameSource  # noqa: E402
 from agent.capture.microphone import AudioSource  # noqa: E402
 from agent.capture.synthetic import SceneStep, SpeechSource, SyntheticCamera  # noqa: E402
+from agent.dev.localbroker import LocalBroker  # noqa: E402
 from agent.hume.backend import Backend  # noqa: E402
-from agent.localbroker import LocalBroker  # noqa: E402
 from agent.media.audio import AUDIO_RATE, AudioChunk  # noqa: E402
 from agent.media.frames import Frame  # noqa: E402
 from agent.media.video import FramePipeline  # noqa: E402

@@ -34,13 +34,13 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent import config as config_mod  # noqa: E402
+from agent.dev.localbroker import LocalBroker  # noqa: E402
 from agent.hume.types import Observation  # noqa: E402
 from agent.hume.v0.client import V0Backend  # noqa: E402
-from agent.localbroker import LocalBroker  # noqa: E402
 from agent.messages import OutMessage  # noqa: E402
 from agent.mqtt.publisher import Publisher  # noqa: E402
 from agent.service import run_agent  # noqa: E402
-from agent.summary import Summarizer  # noqa: E402
+from agent.visit.summary import Summarizer  # noqa: E402
 
 DEVICE = "bench-latency"
 GOAL_MS = 20.0

@@ -8,7 +8,7 @@ of a visitor talking in chunks of the default ``microphone.chunk_ms``: the agent
 
 * ours: the agent's ``FramePipeline`` (rate limit, static skip, resize to the default 640x480 box, JPEG)
   on a worker thread as the service runs it, ``voice_activity`` and the silence gate
-  (``agent.audio_gate``) on each chunk, and the v0 client (``V0Backend``, default models) with its
+  (``agent.visit.audio_gate``) on each chunk, and the v0 client (``V0Backend``, default models) with its
   results consumed.
 * baseline: the pattern of Hume's streaming examples with the official SDK 0.13: each camera frame in full
   as PNG, written to a temp file and sent with ``send_file`` (``Config(face=StreamFace())``), one frame in
@@ -43,12 +43,12 @@ from hume import AsyncHumeClient  # noqa: E402
 from hume.expression_measurement.stream import Config, StreamFace, StreamModelPredictions  # noqa: E402
 
 from agent import config as config_mod  # noqa: E402
-from agent.audio_gate import AudioGate  # noqa: E402
 from agent.capture.synthetic import SpeechSource, SyntheticCamera  # noqa: E402
 from agent.hume.v0.client import V0Backend  # noqa: E402
 from agent.media.audio import AudioChunk, voice_activity, wav_bytes  # noqa: E402
 from agent.media.frames import Frame  # noqa: E402
 from agent.media.video import FramePipeline  # noqa: E402
+from agent.visit.audio_gate import AudioGate  # noqa: E402
 
 CAMERA_SIZE = (1280, 720)
 DISTINCT_FRAMES = 16

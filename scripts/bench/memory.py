@@ -41,7 +41,7 @@ import _mqtt  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from agent.localbroker import LocalBroker  # noqa: E402
+from agent.dev.localbroker import LocalBroker  # noqa: E402
 from tests.support.toml_text import toml_text  # noqa: E402
 
 DEVICE = "bench-memory"

@@ -17,7 +17,7 @@ _common.ensure_venv()
 
 import _mqtt  # noqa: E402
 
-from agent.localbroker import LocalBroker  # noqa: E402
+from agent.dev.localbroker import LocalBroker  # noqa: E402
 
 
 def main() -> None:

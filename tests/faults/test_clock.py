@@ -13,8 +13,8 @@ from hypothesis import given, settings
 
 from agent.config import SummaryConfig
 from agent.hume.types import Measurement, Observation, Score
-from agent.session import SessionEvent
-from agent.summary import Summarizer
+from agent.visit.session import SessionEvent
+from agent.visit.summary import Summarizer
 
 T0 = 1_790_000_000.0
 WINDOW_S = 5.0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.localbroker import mosquitto_executable
+from agent.dev.localbroker import mosquitto_executable
 
 BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench"
 HEADLINE = "| bench | metric | ours | baseline | ratio | goal | result |"

@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.broker_acl import ACCOUNT_NAME
+from agent.mqtt.broker_acl import ACCOUNT_NAME
 from agent.mqtt.discovery import config_topic
 from tests.support.emulator import TEST_KEY
 from tests.support.mosquitto import Received, Subscriber, make_certs

@@ -23,7 +23,7 @@ from agent.capture.synthetic import SyntheticCamera
 from agent.config import CameraConfig
 from agent.media.frames import Frame
 from agent.media.video import FramePipeline
-from agent.presence import PresenceDetector
+from agent.visit.presence import PresenceDetector
 from tests.support.waits import eventually
 
 W, H, STRIDE = 640, 480, 704

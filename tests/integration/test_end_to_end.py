@@ -32,7 +32,7 @@ from agent.errors import EX_UNAVAILABLE
 from agent.hume.v0.protocol import EXPRESSIONS, PublishMessage
 from agent.media.audio import AudioChunk, Resampler, decode_wav
 from agent.service import run_agent
-from agent.summary import SCHEMA_PATH
+from agent.visit.summary import SCHEMA_PATH
 from hume_emulator.emulator import Emulator
 from tests.support.emulator import TEST_KEY, espeak_wav
 from tests.support.mosquitto import Broker, Received, Subscriber

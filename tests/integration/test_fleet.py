@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
-from agent import identity
+from agent.ops import identity
 from tests.support.mosquitto import Broker, Subscriber, make_certs
 
 EXE = Path(sys.executable).with_name("hume-edge")

@@ -11,12 +11,12 @@ from typing import Callable, List
 import pytest
 
 from agent.config import OutboxConfig
-from agent.health import ServiceHealth
 from agent.messages import OutMessage
 from agent.mqtt.commands import Command
 from agent.mqtt.discovery import config_topic
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
+from agent.ops.health import ServiceHealth
 from tests.support.meter import PUBLISH, SUBSCRIBE, InflightMeter
 from tests.support.mosquitto import Broker, Subscriber, make_certs, mqtt_config
 from tests.support.tasks import running

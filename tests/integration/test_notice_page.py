@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from agent.hume.v0.protocol import EXPRESSIONS
-from agent.notice_page import MAX_STREAMS, NoticePage, PageState
+from agent.privacy.notice_page import MAX_STREAMS, NoticePage, PageState
 from tests.support.chromium import chromium, needs_chromium
 from tests.support.tasks import running
 

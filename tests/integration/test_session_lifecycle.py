@@ -28,8 +28,8 @@ from agent import config as config_mod
 from agent.hume.types import HUME_MODELS
 from agent.mqtt.outbox import Outbox
 from agent.service import SESSION_STATE_PREFIX, run_agent
-from agent.session import SessionEvent
-from agent.summary import Summarizer
+from agent.visit.session import SessionEvent
+from agent.visit.summary import Summarizer
 from hume_emulator.emulator import Emulator
 from tests.integration.test_end_to_end import agent_config, sequenced, validator
 from tests.support.mosquitto import Broker, Received, Subscriber

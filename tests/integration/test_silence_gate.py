@@ -18,12 +18,12 @@ import pytest
 
 from agent import config as config_mod
 from agent import service
-from agent.audio_gate import FRAME_MS
 from agent.capture.microphone import AudioSource
 from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.config import Config
 from agent.hume.backend import Backend
 from agent.media.audio import AUDIO_RATE, AudioChunk, Resampler, decode_wav, voiced_frames
+from agent.visit.audio_gate import FRAME_MS
 from hume_emulator.emulator import Emulator
 from hume_emulator.v1.emulator import EmulatorV1
 from tests.support.emulator import TEST_KEY, espeak_wav

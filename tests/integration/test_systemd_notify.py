@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-from agent import status
+from agent.ops import status
 
 TIMEOUT_S = 30.0
 STOP_BOUND_S = 20.0  # the unit's TimeoutStopSec
@@ -132,8 +132,8 @@ async def _sees_the_lifecycle(listener: NotifyListener, proc: asyncio.subprocess
 STAND_IN = textwrap.dedent(
     """
     import asyncio, signal
-    from agent import logs, status
-    from agent.sdnotify import Notifier
+    from agent.ops import logs, status
+    from agent.ops.sdnotify import Notifier
 
     async def main() -> int:
         logs.configure("info")

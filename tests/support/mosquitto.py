@@ -11,7 +11,7 @@ Fixtures:
 Helpers for tests of the agent's publisher: :func:`mqtt_config` (fast reconnects, pointed at a broker) and
 :func:`running` (runs ``Publisher.run()`` as a task and cancels it, bounded, on exit).
 
-The broker itself is :class:`agent.localbroker.LocalBroker` (the demo uses it too), which handles the
+The broker itself is :class:`agent.dev.localbroker.LocalBroker` (the demo uses it too), which handles the
 pitfalls of test-bench.md (port picked in Python, ``user root``, readiness on `` running``, stderr drained).
 """
 
@@ -30,7 +30,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import MqttConfig
-from agent.localbroker import LocalBroker
+from agent.dev.localbroker import LocalBroker
 from tests.support.ports import free_port
 from tests.support.waits import eventually
 

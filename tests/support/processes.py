@@ -21,8 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from agent import status as status_mod
-from agent.localbroker import LocalBroker
+from agent.dev.localbroker import LocalBroker
+from agent.ops import status as status_mod
 from tests.support.ports import free_port
 from tests.support.waits import wait_until
 

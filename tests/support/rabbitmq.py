@@ -7,7 +7,7 @@ Starting takes ~6.5 s from a fresh directory and ~3.5 s on a restart (the direct
 module shares one node (:func:`rabbitmq` fixture, module scope).
 
 It speaks MQTT 3.1.1 only: an MQTT 5 CONNECT gets no CONNACK. ``host`` / ``port`` make it usable wherever
-a mosquitto :class:`~agent.localbroker.LocalBroker` is (the ``subscriber`` fixture).
+a mosquitto :class:`~agent.dev.localbroker.LocalBroker` is (the ``subscriber`` fixture).
 """
 
 from __future__ import annotations

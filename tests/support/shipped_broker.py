@@ -22,7 +22,7 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 
-from agent.localbroker import LocalBroker, mosquitto_executable
+from agent.dev.localbroker import LocalBroker, mosquitto_executable
 from tests.support.mosquitto import Certs
 from tests.support.ports import free_port
 

@@ -8,9 +8,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.audio_gate import AudioGate
 from agent.config import MicrophoneConfig
 from agent.media.audio import AUDIO_RATE, AudioChunk
+from agent.visit.audio_gate import AudioGate
 
 RATE_MS = AUDIO_RATE // 1000
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import broker_acl
 from agent.errors import EX_CONFIG
+from agent.mqtt import broker_acl
 
 ROOT = Path(__file__).resolve().parents[2]
 HUME_EDGE = str(Path(sys.executable).parent / "hume-edge")

@@ -28,7 +28,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent.config import MqttConfig, OutboxConfig, SummaryConfig
 from agent.hume.types import HUME_MODELS, Measurement, Observation, Score
-from agent.identity import agent_version
 from agent.mqtt.discovery import (
     HA_STATE_MAX_CHARS,
     config_topic,
@@ -37,8 +36,9 @@ from agent.mqtt.discovery import (
 )
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
-from agent.session import END, START, SessionEvent
-from agent.summary import Summarizer
+from agent.ops.identity import agent_version
+from agent.visit.session import END, START, SessionEvent
+from agent.visit.summary import Summarizer
 
 T0 = 1_790_000_000.0
 BASE = "hume-edge/kiosk-1"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import fleet
 from agent.errors import EX_CONFIG
+from agent.ops import fleet
 
 TS = "2026-11-24T21:40:52.123Z"
 

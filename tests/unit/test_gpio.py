@@ -9,7 +9,7 @@ import pytest
 
 from agent.config import PrivacyConfig
 from agent.errors import AgentError
-from agent.gpio import GpioControls
+from agent.privacy.gpio import GpioControls
 
 gpiozero = pytest.importorskip("gpiozero")
 from gpiozero.pins.mock import MockFactory  # noqa: E402

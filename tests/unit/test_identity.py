@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from agent import config, identity
+from agent import config
+from agent.ops import identity
 
 
 def _cfg(toml_data: dict) -> config.Config:  # type: ignore[type-arg]

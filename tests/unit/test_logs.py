@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from agent import logs
+from agent.ops import logs
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import pytest
 
 from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.media.frames import Frame
-from agent.presence import PresenceDetector
+from agent.visit.presence import PresenceDetector
 
 SCENE = [SceneStep(1.0, None), SceneStep(1.0, "a"), SceneStep(1.0, None), SceneStep(1.0, "b")]
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from agent import cli, config, parts
+from agent import cli, config
 from agent.config import SummaryConfig
 from agent.errors import EX_CONFIG, ConfigError
 from agent.hume.types import Measurement, Observation, Score
-from agent.privacy import NOTICE_SCHEMA, NoticeGate, PauseControl
-from agent.session import START, SessionEvent
-from agent.summary import SCHEMA_PATH, Summarizer
+from agent.ops import parts
+from agent.privacy.state import NOTICE_SCHEMA, NoticeGate, PauseControl
+from agent.visit.session import START, SessionEvent
+from agent.visit.summary import SCHEMA_PATH, Summarizer
 
 T0 = 1_790_000_000.0
 

@@ -19,17 +19,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import config, identity
+from agent import config
 from agent.config import MqttConfig, OutboxConfig, SessionConfig, SummaryConfig
-from agent.health import ServiceHealth
 from agent.hume.types import MODELS, Measurement, Observation, Score
 from agent.hume.v0.protocol import EXPRESSIONS, TOXICITY_CATEGORIES
 from agent.messages import OutMessage
 from agent.mqtt.commands import CommandError, parse_command
 from agent.mqtt.outbox import Outbox, utc_iso
 from agent.mqtt.publisher import Publisher
-from agent.session import SessionEvent, SessionTracker
-from agent.summary import SCHEMA_PATH, Summarizer
+from agent.ops import identity
+from agent.ops.health import ServiceHealth
+from agent.visit.session import SessionEvent, SessionTracker
+from agent.visit.summary import SCHEMA_PATH, Summarizer
 
 SCHEMA: Dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 ROOT = jsonschema.Draft202012Validator(SCHEMA)

@@ -13,7 +13,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import pytest
 
-from agent.sdnotify import Notifier
+from agent.ops.sdnotify import Notifier
 
 
 @pytest.fixture
@@ -90,14 +90,14 @@ def test_watchdog_without_notify_socket_is_off() -> None:
 
 def test_send_failure_never_raises_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     n = Notifier.from_env({"NOTIFY_SOCKET": f"@hume-edge-nobody-{uuid.uuid4().hex}"})
-    with caplog.at_level(logging.WARNING, logger="agent.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="agent.ops.sdnotify"):
         for _ in range(5):
             n.watchdog()
     assert len([r for r in caplog.records if "cannot notify" in r.getMessage()]) == 1
 
 
 def test_relative_socket_name_is_refused_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="agent.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="agent.ops.sdnotify"):
         n = Notifier.from_env({"NOTIFY_SOCKET": "vsock:2:1234"})
     assert not n.enabled
     assert "vsock:2:1234" in caplog.text

@@ -8,7 +8,7 @@ from typing import Callable, List, Tuple
 import pytest
 
 from agent.config import SessionConfig
-from agent.session import END, START, Reason, SessionEvent, SessionTracker
+from agent.visit.session import END, START, Reason, SessionEvent, SessionTracker
 
 
 def ids() -> Callable[[], str]:

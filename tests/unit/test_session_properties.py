@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import SessionConfig
-from agent.session import END, START, Reason, SessionEvent, SessionTracker
+from agent.visit.session import END, START, Reason, SessionEvent, SessionTracker
 
 START_REASONS = {Reason.PRESENCE, Reason.ALWAYS, Reason.COMMAND}
 END_REASONS = {Reason.ABSENCE, Reason.MAX_DURATION, Reason.COMMAND}

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import status
+from agent.ops import status
 from tests.support.waits import eventually
 
 SNAPSHOT: Dict[str, Any] = {
@@ -216,7 +216,7 @@ def test_status_command_never_opens_the_outbox(tmp_path: Path) -> None:
     status.write(path, SNAPSHOT)
     code = (
         "import argparse, sys, pathlib\n"
-        "from agent import status\n"
+        "from agent.ops import status\n"
         f"rc = status.show(argparse.Namespace(path=pathlib.Path({str(path)!r}), json=False))\n"
         "assert 'sqlite3' not in sys.modules, 'sqlite3 imported'\n"
         "sys.exit(rc)\n"

@@ -8,8 +8,8 @@ import pytest
 
 from agent.config import SummaryConfig
 from agent.hume.types import Measurement, Observation, Score
-from agent.session import END, START, SessionEvent
-from agent.summary import (
+from agent.visit.session import END, START, SessionEvent
+from agent.visit.summary import (
     MAX_FACES_LISTED,
     OutMessage,
     Summarizer,

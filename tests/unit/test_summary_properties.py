@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from agent.config import SummaryConfig
 from agent.hume.types import Measurement, Observation, Score
 from agent.hume.v0.protocol import EXPRESSIONS
-from agent.session import START, SessionEvent
-from agent.summary import DECIMALS, Summarizer, sentiment_summary, top_k
+from agent.visit.session import START, SessionEvent
+from agent.visit.summary import DECIMALS, Summarizer, sentiment_summary, top_k
 
 T0 = 1_790_000_000.0
 EPS = 0.5 * 10**-DECIMALS + 1e-12  # rounding to DECIMALS moves a value by at most this

@@ -6,7 +6,7 @@ look never touches the agent's sockets or its outbox database, cannot block the 
 privileges when the file is world-readable. Under systemd the file lives in ``RuntimeDirectory=``
 (``/run/hume-edge``, tmpfs: no SD-card wear, gone after a stop or reboot).
 
-The file is the agent-wide health snapshot (``agent.health.Health.to_json()``, the same body as the
+The file is the agent-wide health snapshot (``agent.ops.health.Health.to_json()``, the same body as the
 retained ``health`` topic) plus what only the file needs; the reader tolerates any field missing, since it
 may read a file an older or newer agent wrote::
 
@@ -15,7 +15,7 @@ may read a file an older or newer agent wrote::
      "hume": {"state": "connected", ...}, "mqtt": {"state": "connected", "queue_depth": 3, ...},
         (or "links": {"hume": {...}, "mqtt": {...}})
      "session": {"id": "…", "active": true} | null,
-     "identity": {"version": "0.1.0", "config_fingerprint": "3fa2c1e09b7d", ...} (agent.identity),
+     "identity": {"version": "0.1.0", "config_fingerprint": "3fa2c1e09b7d", ...} (agent.ops.identity),
      "last_error": {"at": …, "level": "warning", "logger": "…", "message": "…"} | null, ...}
 """
 

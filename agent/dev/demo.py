@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import config as config_mod
 from agent.aio import Timers
-from agent.localbroker import LocalBroker
+from agent.dev.localbroker import LocalBroker
 from agent.service import run_agent
 from hume_emulator.emulator import Emulator, EmulatorSettings
 

@@ -64,7 +64,7 @@ class Reason:
     INTERRUPTED = "interrupted"
     """End, decided at the next start: the agent died with the session open (SIGKILL, power cut, watchdog).
 
-    The restarted agent finds the session's durable checkpoint (``agent/summary.py``) and ends it, so
+    The restarted agent finds the session's durable checkpoint (``agent/visit/summary.py``) and ends it, so
     the retained ``session`` message never stays ``start`` for a visit nobody is measuring.
     """
 

@@ -44,9 +44,9 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 from agent.config import SummaryConfig
 from agent.hume.types import HUME_MODELS, MODELS, Observation, Scores
 from agent.messages import OutMessage, utc_iso
-from agent.session import END, START, Reason, SessionEvent
+from agent.visit.session import END, START, Reason, SessionEvent
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "messages.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "messages.schema.json"
 SUMMARY_SCHEMA = "hume-edge/summary/1"
 SESSION_SCHEMA = "hume-edge/session/1"
 AGGREGATE_SCHEMA = "hume-edge/aggregate/1"

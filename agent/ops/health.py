@@ -1,14 +1,14 @@
 """The agent-wide health snapshot: one typed value, three readers.
 
-The retained ``health`` topic, the status file ``hume-edge status`` reads (``agent.status``) and systemd's
+The retained ``health`` topic, the status file ``hume-edge status`` reads (``agent.ops.status``) and systemd's
 ``STATUS=`` line all show the same :class:`Health`, so they cannot disagree. Every part is a frozen
 dataclass filled by the module that knows it (the service: session, capture, summaries, the Hume link;
 ``agent.mqtt``: the MQTT link and the outbox; this module: the process figures), and :meth:`Health.to_json`
 is the one place the wire shape is decided. The shape is the one the health topic had when it was a
 dictionary (``agent/schema/messages.schema.json``, definition ``health``), so dashboards keep working.
 
-This module imports only leaves (``agent.messages``, ``agent.hume.types``, ``agent.identity``): every layer
-may report into it.
+This module imports only leaves (``agent.messages``, ``agent.hume.types``, ``agent.ops.identity``): every
+layer may report into it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import time
 from typing import Dict, Mapping, Optional
 
 from agent.hume.types import BackendStatus
-from agent.identity import Identity
 from agent.messages import utc_iso
+from agent.ops.identity import Identity
 
 JsonMapping = Mapping[str, object]
 """A JSON-ready mapping (the parts still reported untyped by their owner)."""
@@ -70,7 +70,7 @@ class SessionHealth:
 
 @dataclasses.dataclass(frozen=True)
 class CameraHealth:
-    """``state``: a word of ``agent.parts`` (``online``, ``offline``, ``disabled``)."""
+    """``state``: a word of ``agent.ops.parts`` (``online``, ``offline``, ``disabled``)."""
 
     state: str = "disabled"
     frames: int = 0
@@ -81,7 +81,7 @@ class CameraHealth:
 
 @dataclasses.dataclass(frozen=True)
 class MicrophoneHealth:
-    """``state``: a word of ``agent.parts`` (``online``, ``offline``, ``disabled``)."""
+    """``state``: a word of ``agent.ops.parts`` (``online``, ``offline``, ``disabled``)."""
 
     state: str = "disabled"
     chunks: int = 0
@@ -89,7 +89,7 @@ class MicrophoneHealth:
     """Pieces handed to Hume (the silence gate may cut a chunk into several, or send none of it)."""
     audio_sent_ms: int = 0
     audio_skipped_ms: int = 0
-    """Audio the silence gate kept back (``agent.audio_gate``): not paid for."""
+    """Audio the silence gate kept back (``agent.visit.audio_gate``): not paid for."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +168,7 @@ class OutboxHealth:
 
 @dataclasses.dataclass(frozen=True)
 class PrivacyHealth:
-    """The privacy pause and the notice (``agent.privacy``): what a deployer audits."""
+    """The privacy pause and the notice (``agent.privacy.state``): what a deployer audits."""
 
     deployment_context: str = ""
     paused: bool = False
@@ -196,9 +196,9 @@ class ServiceHealth:
     summaries: SummaryHealth = SummaryHealth()
     hume: Optional[HumeHealth] = None
     last_error: Optional[JsonMapping] = None
-    """The latest warning or error logged (``agent.logs.last_problem``)."""
+    """The latest warning or error logged (``agent.ops.logs.last_problem``)."""
     identity: Optional[Identity] = None
-    """What runs: version, Python, OS, config fingerprint, backend, models, start (``agent.identity``)."""
+    """What runs: version, Python, OS, config fingerprint, backend, models, start (``agent.ops.identity``)."""
     privacy: Optional[PrivacyHealth] = None
 
 
