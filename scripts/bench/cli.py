@@ -49,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hume-edge-bench-") as tmp:
         env = dict(os.environ, HUME_API_KEY="bench", RUNTIME_DIRECTORY=tmp)
         # Bytecode caching on, as on a kiosk (pip compiles the package at install). With
-        # PYTHONDONTWRITEBYTECODE=1 (set on this machine) every start compiled agent/config.py again:
+        # PYTHONDONTWRITEBYTECODE=1 (set on this machine) every start compiled agent/config again:
         # about a third of check-config's CPU was the compiler, not the agent.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         bare = median_cpu([py, "-c", "pass"], runs, env)

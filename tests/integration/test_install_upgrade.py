@@ -103,7 +103,7 @@ def test_a_build_that_refuses_the_config_is_refused_with_the_problem(
 ) -> None:
     before = _link(installed, "venv")
     stricter = _variant(
-        tmp_path, "agent/config.py",
+        tmp_path, "agent/config/schema.py",
         'port: int = setting(1883, "broker port", min=1, max=65535)',
         'port: int = setting(883, "broker port", min=1, max=1000)',
     )  # fmt: skip

@@ -1,0 +1,104 @@
+"""Typed, frozen configuration loaded from TOML, validated with every problem reported at once.
+
+The map, in the order a config file meets it:
+
+* ``schema``: the sections as frozen dataclasses; each field's documentation, unit and range in one place
+  (:func:`setting`), read by validation, ``check-config`` and the example-file test;
+* ``loading``: TOML in, each value checked against its field, unknown and moved keys named, secrets from
+  the file, the environment or systemd credentials (``load``, ``from_dict``, ``load_for_run``);
+* ``policy``: the rules across fields, and why ``run`` would refuse a valid config (``run_problems``, the
+  one answer ``run`` and ``check-config`` share); URL secrets masked;
+* ``render``: the effective config as TOML for ``hume-edge check-config``, secrets masked.
+
+Every public name is importable from ``agent.config`` itself (``from agent.config import Config, load``).
+"""
+
+from __future__ import annotations
+
+from agent.config.loading import (
+    MOVED_KEYS,
+    from_dict,
+    load,
+    load_for_run,
+)
+from agent.config.policy import (
+    TEST_CAMERA_SOURCES,
+    TEST_MICROPHONE_SOURCES,
+    URL_SECRET_PARAMS,
+    check_runnable,
+    cross_checks,
+    is_camera_device,
+    is_loopback,
+    redact_url,
+    run_problems,
+    url_host,
+    url_secrets,
+)
+from agent.config.render import (
+    iter_settings,
+    render,
+)
+from agent.config.schema import (
+    API_KEY_CREDENTIAL,
+    API_KEY_ENV,
+    COMMAND_NAMES,
+    DEFAULT_NOTICE_TEXT,
+    DEPLOYMENT_CONTEXTS,
+    MASK,
+    MQTT_PASSWORD_CREDENTIAL,
+    PROHIBITED_CONTEXTS,
+    CameraConfig,
+    CommandsConfig,
+    Config,
+    HumeConfig,
+    HumeV0Config,
+    HumeV1Config,
+    MicrophoneConfig,
+    MqttConfig,
+    OutboxConfig,
+    PrivacyConfig,
+    SessionConfig,
+    SummaryConfig,
+    setting,
+)
+
+__all__ = [
+    "API_KEY_CREDENTIAL",
+    "API_KEY_ENV",
+    "COMMAND_NAMES",
+    "DEFAULT_NOTICE_TEXT",
+    "DEPLOYMENT_CONTEXTS",
+    "MASK",
+    "MOVED_KEYS",
+    "MQTT_PASSWORD_CREDENTIAL",
+    "PROHIBITED_CONTEXTS",
+    "TEST_CAMERA_SOURCES",
+    "TEST_MICROPHONE_SOURCES",
+    "URL_SECRET_PARAMS",
+    "CameraConfig",
+    "CommandsConfig",
+    "Config",
+    "HumeConfig",
+    "HumeV0Config",
+    "HumeV1Config",
+    "MicrophoneConfig",
+    "MqttConfig",
+    "OutboxConfig",
+    "PrivacyConfig",
+    "SessionConfig",
+    "SummaryConfig",
+    "check_runnable",
+    "cross_checks",
+    "from_dict",
+    "is_camera_device",
+    "is_loopback",
+    "iter_settings",
+    "load",
+    "load_for_run",
+    "redact_url",
+    "render",
+    "run_problems",
+    "setting",
+    "url_host",
+    "url_secrets",
+]
