@@ -78,7 +78,13 @@ def _check_scalar(path: str, value: Any, tp: Any, meta: Mapping[str, Any], probl
     lo, hi = meta.get("min"), meta.get("max")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         unit = f" {meta['unit']}" if meta.get("unit") else ""
-        problems.append(f"{path} = {shown}: must be between {lo:g} and {hi:g}{unit}")
+        # A field may have only one bound (hume.reply_timeout_s: min 1, no max).
+        bound = (
+            f"between {lo:g} and {hi:g}" if lo is not None and hi is not None
+            else f"at least {lo:g}" if lo is not None
+            else f"at most {hi:g}"
+        )  # fmt: skip
+        problems.append(f"{path} = {shown}: must be {bound}{unit}")
         return None
     return value
 

@@ -61,6 +61,13 @@ def test_three_problems_reported_together(tmp_path: Path) -> None:
     assert any("hume.models[1] = 'smell': must be one of" in p for p in problems)
 
 
+def test_a_field_with_only_a_minimum_names_it(tmp_path: Path) -> None:
+    """hume.reply_timeout_s has a minimum and no maximum: the message formatted None and crashed."""
+    with pytest.raises(ConfigError) as err:
+        config.load(write(tmp_path, "[hume]\nreply_timeout_s = 0.5\n"), environ={})
+    assert err.value.problems == ["hume.reply_timeout_s = 0.5: must be at least 1 s"]
+
+
 def test_wrong_table_type_and_bool_for_int(tmp_path: Path) -> None:
     p = write(tmp_path, "mqtt = 3\n[summary]\ntop_k = true\n")
     with pytest.raises(ConfigError) as err:
