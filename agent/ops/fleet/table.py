@@ -1,0 +1,83 @@
+"""The fleet report as a terminal table: one line per kiosk under a header, then a summary line."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+from typing import List, Optional, Tuple
+
+from agent.ops.fleet.fold import STATES, FleetReport
+
+
+def _ago(iso: Optional[str], now: float) -> str:
+    if iso is None:
+        return "-"
+    stamp = datetime.datetime.strptime(iso.replace("+00:00", "Z")[:19], "%Y-%m-%dT%H:%M:%S")
+    seconds = max(0.0, now - stamp.replace(tzinfo=datetime.timezone.utc).timestamp())
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.0f} d ago"
+
+
+def _opt(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def render_table(report: FleetReport, now: float) -> List[str]:
+    """One line per kiosk under a header, then a summary line."""
+    header = ("DEVICE", "STATE", "VERSION", "CONFIG", "SESSION", "QUEUE", "DROPS", "LAST SEEN", "LAST ERROR")
+    rows: List[Tuple[str, ...]] = []
+    for k in report.kiosks:
+        h = k.health
+        session = "-" if h.session_active is None else "active" if h.session_active else "idle"
+        config = _opt(h.config_fingerprint) + (" *differs" if k.config_differs else "")
+        rows.append(
+            (
+                k.device + ("" if k.expected else " *unexpected"),
+                k.state,
+                _opt(h.version),
+                config,
+                session,
+                _opt(h.queue_depth),
+                _opt(h.dropped),
+                _ago(h.ts, now),
+                _opt(h.last_error),
+            )
+        )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(r[:-1], widths)), r[-1]]).rstrip()
+        for r in [header, *rows]
+    ]
+    lines.append(summary_line(report))
+    return lines
+
+
+def summary_line(report: FleetReport) -> str:
+    counts = collections.Counter(k.state for k in report.kiosks)
+    parts = [f"{len(report.kiosks)} kiosk(s): " + ", ".join(f"{counts[s]} {s}" for s in STATES)]
+    if counts["unknown"]:
+        parts[0] += f", {counts['unknown']} unknown"
+    versions = collections.Counter(k.health.version for k in report.kiosks if k.health.version)
+    if versions:
+        parts.append("versions " + ", ".join(f"{v} x{n}" for v, n in sorted(versions.items())))
+    differs = [k.device for k in report.kiosks if k.config_differs]
+    if report.majority_fingerprint:
+        parts.append(
+            f"config {report.majority_fingerprint} on most"
+            + (f"; differs on {', '.join(differs)}" if differs else "")
+        )
+    elif len({k.health.config_fingerprint for k in report.kiosks if k.health.config_fingerprint}) > 1:
+        parts.append("config: no majority")
+    unexpected = [k.device for k in report.kiosks if not k.expected]
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (not in --expect): {', '.join(unexpected)}")
+    if report.ignored.total:
+        ignored = ", ".join(f"{n} {name}" for name, n in dataclasses.asdict(report.ignored).items() if n)
+        parts.append(f"ignored {ignored}")
+    return "; ".join(parts)
