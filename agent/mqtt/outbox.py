@@ -8,9 +8,11 @@ them; this queue is the durable part. The life of a row::
                 └──────── requeue_inflight() ◄───────┘   (at start-up and on every reconnect)
 
 * A message is committed before :meth:`Outbox.put` returns, and its ``seq`` is taken from a counter in the
-  same database and the same transaction, so ``seq`` is monotonic per device across restarts and crashes.
-  A brand-new database (first start, or after a corrupt one was quarantined) seeds the counter with the
-  wall clock in epoch milliseconds, so ``seq`` keeps growing for consumers even then.
+  same database and the same transaction, so ``seq`` is strictly increasing per device across restarts,
+  crashes and power cuts, in both fsync modes, and never reused (``agent.mqtt.seq_counter``: a durable
+  reservation; numbers may skip after a reboot). A brand-new database (first start, or after a corrupt one
+  was quarantined) seeds the counter with the wall clock in epoch milliseconds, never below what the
+  quarantined one had reserved, so ``seq`` keeps growing for consumers even then.
 * ``ts`` is the capture time in UTC ISO-8601 with milliseconds (``2026-11-24T21:40:52.123Z``). A payload
   that already carries ``ts`` keeps it; otherwise the time of :meth:`put` is stamped.
 * Rows are only ever deleted after their PUBACK (:meth:`settle`) or by the bounds below. In-flight marks
@@ -24,14 +26,19 @@ them; this queue is the durable part. The life of a row::
   reported by :meth:`stats`, which the publisher puts into the retained ``health`` message.
 * ``state`` is a small key -> text table written in the same transaction as the messages it goes with
   (``put_many(..., state=...)``): the service keeps each open session's checkpoint there, so "this session
-  is open, and this much of it was published" is durable exactly when its messages are.
+  is open, and this much of it was published" is durable exactly when its messages are. A commit that adds
+  or deletes a ``state`` key is fsynced whatever the mode (a key marks something open: a session's start
+  and end must not vanish in a power cut, or a consumer who saw the start never sees an end); rewriting an
+  existing key rides on the mode.
 * A damaged file is moved aside and a fresh one started (``agent.mqtt.outbox_file``).
 
 fsync policy: ``synchronous = "full"`` (the default) fsyncs the WAL at every put's commit, so a summary
 survives a power cut once ``put`` returned; the agent commits a few times a second at most, far below what
 even an SD card sustains (~1,200 random 4 KB writes/s on a Pi 4 A2 card). ``"normal"`` may lose the last
 commits on a power cut (never on a SIGKILL) and writes about half the bytes (``scripts/bench/flash.py``:
-1.7 vs 3.3 KB a message), for worn or very slow cards.
+1.7 vs 3.3 KB a message), for worn or very slow cards; even then three kinds of commit are fsynced: a
+``seq`` reservation (one per 1,000 messages), and a session's start and end (their ``state`` keys), so no
+``seq`` is reused and every session a consumer saw start gets an end.
 
 Threading: one connection, used from the event loop thread only (the publisher hands paho's callbacks over
 to the loop first). A lock guards it anyway so ``stats()`` from another thread is safe.
@@ -53,6 +60,7 @@ from agent.config import OutboxConfig
 from agent.messages import utc_iso
 from agent.mqtt import outbox_file
 from agent.mqtt.acks import Acks
+from agent.mqtt.seq_counter import SeqCounter, boot_id, salvage_reserved
 from agent.ops.health import OutboxHealth
 
 _LOGGER = logging.getLogger(__name__)
@@ -76,10 +84,19 @@ class Row:
 class Outbox:
     """The SQLite queue; see the module docstring for its guarantees."""
 
-    def __init__(self, path: Path, cfg: OutboxConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        cfg: OutboxConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        boot: Callable[[], str] = boot_id,
+    ) -> None:
         self.path = Path(path)
         self.cfg = cfg
         self._clock = clock
+        self._boot = boot
+        self._seqs: SeqCounter
         self._lock = threading.Lock()
         self.quarantined: Optional[Path] = None
         self._warned: Set[str] = set()
@@ -88,16 +105,17 @@ class Outbox:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
             self.quarantined = outbox_file.quarantine(self.path, exc)
-            self._db = self._open()
+            self._db = self._open(floor=salvage_reserved(self.quarantined))
         self._count, self._bytes = self._db.execute(
             "SELECT count(*), coalesce(sum(size), 0) FROM messages"
         ).fetchone()
         self._acks = Acks()
 
-    def _open(self) -> sqlite3.Connection:
-        return outbox_file.open_db(
-            self.path, self.cfg.synchronous, lambda: int(self._clock() * 1000), DROP_REASONS
-        )
+    def _open(self, floor: int = 0) -> sqlite3.Connection:
+        def start(db: sqlite3.Connection) -> None:
+            self._seqs = SeqCounter(db, seed=max(int(self._clock() * 1000), floor), boot=self._boot())
+
+        return outbox_file.open_db(self.path, self.cfg.synchronous, start, DROP_REASONS)
 
     # ----------------------------------------------------------------------------------------------
     # Writing
@@ -119,14 +137,14 @@ class Outbox:
         """
         now = self._clock()
         seqs: List[int] = []
-        with self._lock, outbox_file.transaction(self._db):
+        with self._lock, outbox_file.transaction(self._db, durable=self._must_sync(len(items), state)):
             self._delete_acked()  # rides on this commit: no transaction of its own
             for key, value in (state or {}).items():
                 if value is None:
                     self._db.execute("DELETE FROM state WHERE key = ?", (key,))
                 else:
                     self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
-            seq = int(self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
+            seq = self._seqs.next_seq(self._db)
             for topic, payload, retain in items:
                 body = dict(payload)
                 body["seq"] = seq
@@ -143,9 +161,21 @@ class Outbox:
                 self._bytes += size
                 seqs.append(seq)
                 seq += 1
-            self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq,))
+            self._seqs.advance(self._db, seq)
             self._enforce_bounds(now)
+        self._seqs.committed()
         return seqs
+
+    def _must_sync(self, count: int, state: Optional[Mapping[str, Optional[str]]]) -> bool:
+        """Whether a put of ``count`` messages with ``state`` must be fsynced whatever the mode: it needs a
+        ``seq`` reservation (``agent.mqtt.seq_counter``), or adds or deletes a ``state`` key."""
+        if self._seqs.must_reserve(self._db, count):
+            return True
+        for key, value in (state or {}).items():
+            found = self._db.execute("SELECT 1 FROM state WHERE key = ?", (key,)).fetchone()
+            if (value is None) == (found is not None):
+                return True
+        return False
 
     def _enforce_bounds(self, now: float) -> None:
         """Drop oldest-first past the age, row and byte bounds; the caller holds the transaction."""
@@ -238,7 +268,7 @@ class Outbox:
     def next_seq(self) -> int:
         """The ``seq`` the next message will get: every row queued so far has a smaller one."""
         with self._lock:
-            return int(self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
+            return self._seqs.next_seq(self._db)
 
     def last_id(self) -> int:
         """The id of the newest row queued so far (0 when none ever was): a mark between backlog and live."""

@@ -28,7 +28,7 @@ import datetime
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 _LOGGER = logging.getLogger("agent.mqtt.outbox")
 
@@ -50,25 +50,42 @@ WAL_CHECKPOINT_PAGES = 1000
 PAGE_BYTES = 2048
 """Page size of new files (an existing file keeps its own: WAL mode cannot change it)."""
 WAL_LIMIT_BYTES = 1024 * 1024
+SYNC_FULL = 2
+"""``PRAGMA synchronous`` level FULL (0 OFF, 1 NORMAL, 3 EXTRA)."""
 KEEP_QUARANTINED = 3
 """Quarantined (corrupt) outbox files kept for a post-mortem; older ones are deleted."""
 
 
 @contextlib.contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
+def transaction(db: sqlite3.Connection, *, durable: bool = False) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` .. ``COMMIT`` (``ROLLBACK`` on any error).
+
+    ``durable``: the commit is fsynced whatever ``synchronous`` says (SQLite refuses to change it inside a
+    transaction, so it is raised around it); in WAL mode that also makes every earlier commit durable.
+    """
+    level = int(db.execute("PRAGMA synchronous").fetchone()[0]) if durable else SYNC_FULL
+    if level < SYNC_FULL:
+        db.execute(f"PRAGMA synchronous={SYNC_FULL}")
     try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        if level < SYNC_FULL:
+            db.execute(f"PRAGMA synchronous={level}")
 
 
 def open_db(
-    path: Path, synchronous: str, seq_seed: Callable[[], int], drop_reasons: Sequence[str]
+    path: Path, synchronous: str, start: Callable[[sqlite3.Connection], Any], drop_reasons: Sequence[str]
 ) -> sqlite3.Connection:
-    """Open (or create) the outbox at ``path``; raises ``sqlite3.DatabaseError`` for a damaged file."""
+    """Open (or create) the outbox at ``path``; raises ``sqlite3.DatabaseError`` for a damaged file.
+
+    ``start`` runs inside the opening transaction (the ``seq`` counter: ``agent.mqtt.seq_counter``).
+    """
     db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     try:
         db.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a no-op on an existing file
@@ -81,7 +98,7 @@ def open_db(
             raise sqlite3.DatabaseError(f"quick_check: {check}")
         db.executescript(SCHEMA)
         with transaction(db):
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', ?)", (seq_seed(),))
+            start(db)
             for reason in drop_reasons:
                 db.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", (f"dropped_{reason}",))
     except sqlite3.DatabaseError:
