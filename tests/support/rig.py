@@ -38,7 +38,11 @@ from tests.support.waits import wait_until
 
 
 def agent_config(rig: Rig) -> str:
-    outbox = rig.disk.path / "outbox.sqlite"
+    return config_text(rig.disk.path / "outbox.sqlite", rig.hume_proxy.port, rig.mqtt_proxy.port)
+
+
+def config_text(outbox: Path, hume_port: int, mqtt_port: int, *, synchronous: str = "full") -> str:
+    """The campaigns' agent config: v0 through the Hume proxy, synthetic media, a session always open."""
     return (
         "\n".join(
             [
@@ -49,7 +53,7 @@ def agent_config(rig: Rig) -> str:
                 "reply_timeout_s = 3.0",
                 "fatal_retry_s = 1.0",  # an injected E0300 (quota) would otherwise stop summaries for 5 min
                 "[hume.v0]",
-                f'url = "ws://127.0.0.1:{rig.hume_proxy.port}/v0/stream/models"',
+                f'url = "ws://127.0.0.1:{hume_port}/v0/stream/models"',
                 "backoff_initial_s = 0.1",
                 "backoff_max_s = 1.0",
                 "[camera]",
@@ -62,13 +66,14 @@ def agent_config(rig: Rig) -> str:
                 "window_s = 0.5",
                 "[mqtt]",
                 'host = "127.0.0.1"',
-                f"port = {rig.mqtt_proxy.port}",
+                f"port = {mqtt_port}",
                 "keepalive_s = 5",
                 "health_interval_s = 2.0",
                 "reconnect_min_s = 0.1",
                 "reconnect_max_s = 1.0",
                 "[outbox]",
                 f'path = "{outbox}"',
+                f'synchronous = "{synchronous}"',
                 # The fuzz checks that every command gets one clear reply; the rate limits that would
                 # turn a fuzz into unanswered refusals have their own test (test_command_guard).
                 "[commands]",
