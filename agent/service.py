@@ -97,9 +97,9 @@ class Agent:
             cfg.summary, cfg.effective_device_id, per_face=cfg.privacy.per_face_detail
         )
         self.pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
-        self.presence = (
+        self.presence = (  # starts and ends visits in presence mode; finds the faces camera.crop keeps
             PresenceDetector(min_face_px=cfg.hume.min_face_size, sent_width=cfg.camera.width)
-            if cfg.session.mode == "presence"
+            if cfg.session.mode == "presence" or cfg.camera.crop == "faces"
             else None
         )
         self.audio_gate = AudioGate(cfg.microphone, spill_hangover=cfg.hume.backend == "v1")
@@ -299,7 +299,8 @@ class Agent:
                 await self._send_frame(frame, withdrawals)
 
     async def _send_frame(self, frame: Frame, withdrawals: int) -> None:
-        encoded = await asyncio.to_thread(self.pipeline.process, frame)
+        faces = self.presence.last_faces if self.presence is not None else ()
+        encoded = await asyncio.to_thread(self.pipeline.process, frame, faces)
         if encoded is None:
             return
         if self.withdrawals != withdrawals or self.pause.paused:

@@ -146,6 +146,12 @@ class CameraConfig:
         2.0, "frames per second sent at most (capped by hume.fps_pred)", unit="1/s", min=0.1, max=30
     )
     jpeg_quality: int = setting(80, "JPEG quality", min=10, max=100)
+    crop: str = setting(
+        "faces",
+        "faces = send only the region around the faces the on-device detector found (the whole frame "
+        "when it found none); frame = always the whole frame",
+        choices=("faces", "frame"),
+    )
     static_threshold: float = setting(
         2.0,
         "skip a frame whose mean abs. difference to the last sent one, in each 1/48 of the picture, "

@@ -24,11 +24,11 @@ releases the GIL inside the detector, so callers may run :meth:`PresenceDetector
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Tuple
 
 import numpy as np
 
-from agent.media.frames import Frame
+from agent.media.frames import Box, Frame, frame_size
 from agent.media.video import grey
 
 
@@ -54,6 +54,8 @@ class PresenceDetector:
         self._last = False
         self.checks = 0
         """Frames actually examined (the rest reused the previous answer)."""
+        self.last_faces: Tuple[Box, ...] = ()
+        """The faces of the last examined frame, in that frame's pixels (``camera.crop`` sends only them)."""
 
     def _detector(self) -> Any:
         if self._cascade is None:
@@ -87,6 +89,10 @@ class PresenceDetector:
     def present(self, frame: Frame) -> bool:
         """Whether a face is in view; examines every ``every_n``-th frame and repeats the answer between."""
         if self._calls % self.every_n == 0:
-            self._last = len(self.faces(frame)) > 0
+            boxes = self.faces(frame)
+            width = frame_size(frame)[0]
+            scale = width / min(self.width, width)  # thumbnail pixels -> frame pixels
+            self.last_faces = tuple(Box(*(round(float(v) * scale) for v in box)) for box in boxes)
+            self._last = bool(self.last_faces)
         self._calls += 1
         return self._last

@@ -6,10 +6,12 @@ so rendering costs neither side) every 1 / fps seconds at the agent's default fp
 of a visitor talking in chunks of the default ``microphone.chunk_ms``: the agent's synthetic speaker
 (espeak-ng; each line followed by 2 s of a quiet room at -60 dBFS).
 
-* ours: the agent's ``FramePipeline`` (rate limit, static skip, resize to the default 640x480 box, JPEG)
-  on a worker thread as the service runs it, ``voice_activity`` and the silence gate
+* ours: the agent's presence check (``PresenceDetector``: every 2nd frame, as in the default presence
+  mode; it also finds the faces ``camera.crop`` keeps) and ``FramePipeline`` (rate limit, static skip,
+  crop to the faces (``camera.crop = "faces"``, the default), resize to the default 640x480 box, JPEG)
+  on a worker thread as the service runs them, ``voice_activity`` and the silence gate
   (``agent.visit.audio_gate``) on each chunk, and the v0 client (``V0Backend``, default models) with its
-  results consumed.
+  results consumed. ``ours-frame`` is the same with ``camera.crop = "frame"`` (the whole frame).
 * baseline: the pattern of Hume's streaming examples with the official SDK 0.13: each camera frame in full
   as PNG, written to a temp file and sent with ``send_file`` (``Config(face=StreamFace())``), one frame in
   flight (the newest camera frame goes when the reply came); audio written as WAV temp files and sent with
@@ -49,12 +51,15 @@ from agent.media.audio import AudioChunk, voice_activity, wav_bytes  # noqa: E40
 from agent.media.frames import Frame  # noqa: E402
 from agent.media.video import FramePipeline  # noqa: E402
 from agent.visit.audio_gate import AudioGate  # noqa: E402
+from agent.visit.presence import PresenceDetector  # noqa: E402
 
 CAMERA_SIZE = (1280, 720)
 DISTINCT_FRAMES = 16
 NOISE_RMS = 33.0
 """A quiet room between the sentences: about -60 dBFS, a USB microphone's noise floor."""
 DRAIN_S = 3.0
+ROLES = ("ours", "ours-frame", "baseline")
+"""The agent at its defaults (faces only on the wire), the agent sending whole frames, Hume's pattern."""
 
 
 def defaults() -> config_mod.Config:
@@ -105,17 +110,20 @@ class Media:
 # The two sides (each in its own process)
 
 
-async def run_ours(url: str, media: Media) -> Dict[str, Any]:
+async def run_ours(url: str, media: Media, crop: str) -> Dict[str, Any]:
     cfg = config_mod.from_dict(
-        {"hume": {"backend": "v0", "api_key": _common.API_KEY, "v0": {"url": url}}}, environ={}
+        {"hume": {"backend": "v0", "api_key": _common.API_KEY, "v0": {"url": url}}, "camera": {"crop": crop}},
+        environ={},
     )
     pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
+    presence = PresenceDetector(min_face_px=cfg.hume.min_face_size, sent_width=cfg.camera.width)
     backend = V0Backend(cfg.hume)
     gate = AudioGate(cfg.microphone, spill_hangover=False)  # as the service runs it on v0
     found = {"face_hits": 0, "observations": 0}
 
     async def on_frame(frame: Frame) -> None:
-        encoded = await asyncio.to_thread(pipeline.process, frame)
+        await asyncio.to_thread(presence.present, frame)
+        encoded = await asyncio.to_thread(pipeline.process, frame, presence.last_faces)
         if encoded is not None:
             backend.send_frame(encoded.jpeg, encoded.captured_at, "bench")
 
@@ -207,8 +215,10 @@ async def run_baseline(base_url: str, media: Media) -> Dict[str, Any]:
 
 def child(role: str, target: str, seconds: float) -> None:
     media = Media(seconds)
-    runner = run_ours if role == "ours" else run_baseline
-    result = asyncio.run(runner(target, media))
+    if role == "baseline":
+        result = asyncio.run(run_baseline(target, media))
+    else:
+        result = asyncio.run(run_ours(target, media, crop="frame" if role == "ours-frame" else "faces"))
     result.update(media.counts, media_s=seconds)
     print(json.dumps(result), flush=True)
 
@@ -219,7 +229,7 @@ def child(role: str, target: str, seconds: float) -> None:
 
 def run_side(role: str, host: _common.EmulatorHost, seconds: float) -> Dict[str, Any]:
     host.ask("reset")
-    target = host.url if role == "ours" else host.base_url
+    target = host.base_url if role == "baseline" else host.url
     out = subprocess.run(
         [sys.executable, __file__, "--role", role, "--target", target, "--seconds", str(seconds)],
         check=True,
@@ -234,7 +244,7 @@ def run_side(role: str, host: _common.EmulatorHost, seconds: float) -> Dict[str,
 
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--role", choices=("ours", "baseline"), help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)
     p.add_argument("--target", help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=20.0, help="media seconds per side (default: 20)")
     args = p.parse_args()
@@ -243,7 +253,7 @@ def main() -> None:
         return
     seconds = 3.0 if args.quick else args.seconds
     with _common.EmulatorHost() as host:
-        sides = {role: run_side(role, host, seconds) for role in ("ours", "baseline")}
+        sides = {role: run_side(role, host, seconds) for role in ROLES}
     report(args, sides)
 
 
@@ -284,7 +294,7 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
         "face found / sent", "MB up / min", "MB down / min", "base64 video MB / min", "base64 audio MB / min",
         "images / min", "USD / visitor-min",
     ]  # fmt: skip
-    ours, base = per["ours"], per["baseline"]
+    ours, whole, base = per["ours"], per["ours-frame"], per["baseline"]
     cpu_ratio = ours["cpu"] / base["cpu"]
     wire_ratio = ours["wire"] / base["wire"]
     found = {role: (r["face_hits"], r["face_requests"]) for role, r in sides.items()}
@@ -326,6 +336,12 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
             "<= 0.10x baseline", wire_ratio <= 0.10,
         ),
         _common.row(
+            "2 wire", "bytes per visitor-minute, camera.crop = frame",
+            (f"{whole['wire'] / 1e6:.3f} MB", f"{base['wire'] / 1e6:.2f} MB",
+             f"{whole['wire'] / base['wire']:.3f}x"),
+            "(no goal)", None,
+        ),
+        _common.row(
             "2 wire", "base64 video (face) payload bytes",
             (f"{ours['video'] / 1e6:.3f} MB", f"{base['video'] / 1e6:.2f} MB",
              f"{ours['video'] / base['video']:.3f}x"),
@@ -335,6 +351,11 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
             "2 wire", "face found in sent frames",
             (f"{found['ours'][0]}/{found['ours'][1]}", f"{found['baseline'][0]}/{found['baseline'][1]}", ""),
             "every sent frame", found["ours"][0] == found["ours"][1] > 0,
+        ),
+        _common.row(
+            "2 wire", "face found in sent frames, camera.crop = frame",
+            (f"{found['ours-frame'][0]}/{found['ours-frame'][1]}", "", ""),
+            "(no goal)", None,
         ),
         _common.row(
             "2 wire", "API cost per visitor-minute",
