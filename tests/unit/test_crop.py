@@ -32,14 +32,19 @@ def test_several_faces_are_all_kept_in_one_region() -> None:
     region = crop_region(1280, 720, [Box(100, 100, 80, 80), Box(900, 300, 120, 120)])
     assert region is not None
     assert (region.x, region.y) == (60, 60)
-    assert region.x + region.w >= 1080 - 3 and region.y + region.h >= 480 - 3
+    assert region.x + region.w >= 1080 - 3
+    assert region.y + region.h >= 480 - 3
 
 
 def test_a_face_at_the_edge_is_clipped_to_the_frame_with_even_corners_and_sides_of_4() -> None:
     region = crop_region(641, 479, [Box(-10, 401, 91, 77)])
     assert region is not None
-    assert region.x == 0 and region.y % 2 == 0 and region.w % 4 == 0 and region.h % 4 == 0
-    assert region.x + region.w <= 641 and region.y + region.h <= 479
+    assert region.x == 0
+    assert region.y % 2 == 0
+    assert region.w % 4 == 0
+    assert region.h % 4 == 0
+    assert region.x + region.w <= 641
+    assert region.y + region.h <= 479
 
 
 def test_a_box_outside_the_frame_sends_the_whole_frame() -> None:
@@ -72,19 +77,22 @@ def test_crops_keep_the_face_findable_at_the_same_scale_and_cost_fewer_bytes(fmt
     for frame in _scene_frames(fmt):
         detector.present(frame)
         cropped, full = crop.process(frame, detector.last_faces), whole.process(frame, detector.last_faces)
-        assert cropped is not None and full is not None
+        assert cropped is not None
+        assert full is not None
         assert (full.width, full.height) == (640, 360)  # crop = "frame" ignores the faces
         if not detector.last_faces:  # nobody there: the whole frame, as before
             assert (cropped.width, cropped.height) == (640, 360)
             continue
         with_face += 1
-        assert cropped.width < full.width and cropped.height < full.height
+        assert cropped.width < full.width
+        assert cropped.height < full.height
         faces = detect_faces(_decoded(cropped.jpeg), CFG.hume.min_face_size)
         assert faces, f"no face in the crop of t={frame.captured_at}"
         in_full = detect_faces(_decoded(full.jpeg), CFG.hume.min_face_size)
         assert abs(faces[0].w - in_full[0].w) <= 0.15 * in_full[0].w  # same scale: the face keeps its pixels
         crop_bytes, whole_bytes = crop_bytes + len(cropped.jpeg), whole_bytes + len(full.jpeg)
-    assert with_face >= 5 and crop.counters["cropped"] == with_face
+    assert with_face >= 5
+    assert crop.counters["cropped"] == with_face
     assert crop_bytes < 0.8 * whole_bytes
 
 
@@ -94,4 +102,6 @@ def test_the_detector_reports_faces_in_frame_pixels() -> None:
     assert detector.present(frame)
     (box,) = detector.last_faces
     truth = detect_faces(frame.image, 60)
-    assert truth and abs(box.x - truth[0].x) < 0.2 * truth[0].w and abs(box.w - truth[0].w) < 0.3 * truth[0].w
+    assert truth
+    assert abs(box.x - truth[0].x) < 0.2 * truth[0].w
+    assert abs(box.w - truth[0].w) < 0.3 * truth[0].w
