@@ -1,8 +1,10 @@
-"""The agent against a clustered broker: RabbitMQ's MQTT plugin (MQTT 3.1.1 only), one node per module.
+"""The agent against a clustered broker: RabbitMQ's MQTT plugin, one node per module, version-aware.
 
 What differs from mosquitto, and what the agent does about it (README "A clustered broker: RabbitMQ"):
-``mqtt.protocol = "3.1.1"`` (an MQTT 5 CONNECT gets no CONNACK), so no Receive Maximum, Maximum Packet Size,
-message expiry or will delay; retained messages reach exact-topic subscribers only.
+before 3.13 (Debian 12's 3.10) ``mqtt.protocol = "3.1.1"`` (an MQTT 5 CONNECT gets no CONNACK), so no
+Receive Maximum, Maximum Packet Size, message expiry or will delay; from 3.13 on (Debian 13's 4.x) MQTT 5
+is accepted, and the summaries and the last will are tested over both protocols. Retained messages reach
+exact-topic subscribers only.
 """
 
 from __future__ import annotations
@@ -33,21 +35,33 @@ def seqs(sub: Subscriber) -> List[int]:
     return [int(m.json()["seq"]) for m in sub.messages if m.topic.startswith(f"{BASE}/summary/")]
 
 
-def publisher(host: str, port: int, outbox: Outbox) -> Publisher:
-    return Publisher(mqtt_config(host, port, protocol="3.1.1", reconnect_max_s=1.0), "kiosk1", outbox)
+PROTOCOLS = ("3.1.1", "5")
 
 
+def publisher(host: str, port: int, outbox: Outbox, protocol: str = "3.1.1") -> Publisher:
+    return Publisher(mqtt_config(host, port, protocol=protocol, reconnect_max_s=1.0), "kiosk1", outbox)
+
+
+def needs_mqtt5(rabbitmq: RabbitMQ, protocol: str) -> None:
+    """Skip an MQTT 5 case on a RabbitMQ that refuses it (what it does instead is the refusal test's)."""
+    if protocol == "5" and not rabbitmq.speaks_mqtt5:
+        version = ".".join(map(str, rabbitmq.version))
+        pytest.skip(f"RabbitMQ {version} refuses MQTT 5 (before 3.13): test_mqtt_5_by_version covers it")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_summaries_arrive_at_qos_1_in_order(
-    tmp_path: Path, rabbitmq: RabbitMQ, subscriber: Callable[..., Subscriber]
+    tmp_path: Path, rabbitmq: RabbitMQ, subscriber: Callable[..., Subscriber], protocol: str
 ) -> None:
+    needs_mqtt5(rabbitmq, protocol)
     sub = subscriber(rabbitmq, [f"{BASE}/summary/#"])
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
-    pub = publisher(rabbitmq.host, rabbitmq.port, outbox)
+    pub = publisher(rabbitmq.host, rabbitmq.port, outbox, protocol)
     async with running(pub):
         sent = [pub.enqueue(OutMessage(f"summary/{MODELS[i % 3]}", {"i": i})) for i in range(300)]
         assert await sub.until(lambda ms: len(ms) >= len(sent), TIMEOUT_S)
         assert await eventually(lambda: outbox.stats()["depth"] == 0, TIMEOUT_S)  # every PUBACK came
-        assert pub.status().protocol == "3.1.1"
+        assert pub.status().protocol == protocol
     assert sorted(seqs(sub)) == sent
     for model in MODELS:
         got = [int(m.json()["seq"]) for m in sub.on(f"/summary/{model}")]
@@ -92,16 +106,19 @@ async def test_a_rabbitmq_restart_while_producing_loses_nothing(
     outbox.close()
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_the_last_will_says_offline_when_the_link_drops(
-    tmp_path: Path, rabbitmq: RabbitMQ, subscriber: Callable[..., Subscriber]
+    tmp_path: Path, rabbitmq: RabbitMQ, subscriber: Callable[..., Subscriber], protocol: str
 ) -> None:
+    needs_mqtt5(rabbitmq, protocol)
     # Exact topic: RabbitMQ hands retained messages only to exact-topic subscribers, not to + or #.
     sub = subscriber(rabbitmq, [f"{BASE}/status"])
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
     with Proxy(rabbitmq.host, rabbitmq.port) as proxy:
-        pub = publisher(proxy.host, proxy.port, outbox)
+        pub = publisher(proxy.host, proxy.port, outbox, protocol)
         async with running(pub):
             assert await sub.until(lambda ms: [m.payload for m in ms][-1:] == [b"online"], TIMEOUT_S)
+            assert pub.status().protocol == protocol
             proxy.cut()  # the TCP connection ends without DISCONNECT, as when a kiosk loses power
             assert await sub.until(lambda ms: b"offline" in [m.payload for m in ms], TIMEOUT_S)
             assert await sub.until(lambda ms: [m.payload for m in ms][-1:] == [b"online"], TIMEOUT_S)
@@ -115,13 +132,20 @@ async def test_the_last_will_says_offline_when_the_link_drops(
     outbox.close()
 
 
-async def test_mqtt_5_against_it_is_refused_with_the_fix_in_the_log(
-    tmp_path: Path, rabbitmq: RabbitMQ
-) -> None:
+async def test_mqtt_5_by_version(tmp_path: Path, rabbitmq: RabbitMQ) -> None:
+    """Before 3.13 an MQTT 5 CONNECT gets no CONNACK and the agent's error names the fix; from 3.13 on (4.x on
+    Debian 13) it is accepted, with no problem reported."""
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
     pub = Publisher(mqtt_config(rabbitmq.host, rabbitmq.port, protocol="5"), "kiosk1", outbox)
+    verdict = "accepted" if rabbitmq.speaks_mqtt5 else "refused"
+    print(f"RabbitMQ {'.'.join(map(str, rabbitmq.version))}: MQTT 5 {verdict}")
     async with running(pub):
-        assert await eventually(lambda: pub.status().problem is not None, TIMEOUT_S)
-        assert pub.status().connects == 0
-    assert 'set mqtt.protocol = "3.1.1"' in (pub.status().problem or "")
+        if rabbitmq.speaks_mqtt5:
+            assert await eventually(lambda: pub.status().connects >= 1, TIMEOUT_S), pub.status().problem
+            assert (pub.status().protocol, pub.status().problem) == ("5", None)
+        else:
+            assert await eventually(lambda: pub.status().problem is not None, TIMEOUT_S)
+            assert pub.status().connects == 0
+    if not rabbitmq.speaks_mqtt5:
+        assert 'set mqtt.protocol = "3.1.1"' in (pub.status().problem or "")
     outbox.close()

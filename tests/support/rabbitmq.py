@@ -6,13 +6,17 @@ found works: the launcher ``/usr/lib/rabbitmq/bin/rabbitmq-server`` run directly
 Starting takes ~6.5 s from a fresh directory and ~3.5 s on a restart (the directory is kept), so a test
 module shares one node (:func:`rabbitmq` fixture, module scope).
 
-It speaks MQTT 3.1.1 only: an MQTT 5 CONNECT gets no CONNACK. ``host`` / ``port`` make it usable wherever
-a mosquitto :class:`~agent.dev.localbroker.LocalBroker` is (the ``subscriber`` fixture).
+Before 3.13 (Debian 12's 3.10) its MQTT plugin speaks 3.1.1 only: an MQTT 5 CONNECT gets no CONNACK. From
+3.13 on (Debian 13's 4.x) it speaks MQTT 5 too: :attr:`RabbitMQ.version` (read from the node's own banner)
+and :attr:`RabbitMQ.speaks_mqtt5` let a test assert what the installed version does. ``host`` / ``port``
+make it usable wherever a mosquitto :class:`~agent.dev.localbroker.LocalBroker` is (the ``subscriber``
+fixture).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,7 +24,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -29,6 +33,8 @@ from tests.support.ports import free_port
 LAUNCHER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
+MQTT5_SINCE = (3, 13)
+"""The first RabbitMQ whose MQTT plugin accepts an MQTT 5 CONNECT (its 3.13 release notes)."""
 READY_LINE = "completed with"
 """The launcher's stdout once every plugin (MQTT included) has started: ``Starting broker... completed with
 N plugins.``"""
@@ -143,6 +149,19 @@ class RabbitMQ:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def version(self) -> Tuple[int, ...]:
+        """``(3, 10, 8)``: from the banner the node printed at start (``RabbitMQ 3.10.8``)."""
+        for line in self.log_lines:
+            match = re.search(r"\bRabbitMQ (\d+)\.(\d+)\.(\d+)", line)
+            if match:
+                return tuple(int(part) for part in match.groups())
+        raise RuntimeError("RabbitMQ printed no version banner:\n" + "\n".join(self.log_lines[-20:]))
+
+    @property
+    def speaks_mqtt5(self) -> bool:
+        return self.version >= MQTT5_SINCE
 
 
 def available() -> bool:
