@@ -434,6 +434,7 @@ async def run_agent(
     except ConfigError as exc:
         _LOGGER.error("%s", exc)
         return EX_CONFIG
+    raise_open_files_limit()
     notifier = Notifier.from_env()
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -510,6 +511,27 @@ async def run_agent(
     outbox.close()
     _LOGGER.info("stopped (exit %d)", code)
     return code
+
+
+OPEN_FILES_SOFT = 4096
+"""The soft RLIMIT_NOFILE the agent raises itself to at start (at most the hard limit): the unit's
+``LimitNOFILE=``. Linux's default soft limit is 1024, which ~1,010 idle connections once used up (#31)."""
+
+
+def raise_open_files_limit(want: int = OPEN_FILES_SOFT) -> int:
+    """Raise the soft descriptor limit to ``want`` (capped by the hard limit); never lower it. Returns it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            _LOGGER.warning("cannot raise the open-files limit from %d to %d: %s", soft, target, exc)
+            return soft
+        return target
+    return soft
 
 
 async def _close_devices(agent: Agent) -> None:

@@ -38,6 +38,8 @@ INTERVAL_S = 5.0
 STALE_FACTOR = 3.0
 """A snapshot older than this many write intervals means the agent is stuck (or was killed)."""
 
+FILE_MODE = 0o640
+"""The snapshot's mode: the service's user and group (``hume-edge``) read it, nobody else."""
 EXIT_RUNNING, EXIT_STALE, EXIT_NOT_RUNNING = 0, 1, 3
 """``hume-edge status`` exit codes; 3 is "program is not running", as for ``systemctl status``."""
 
@@ -62,7 +64,10 @@ def write(path: Path, snapshot: Mapping[str, Any]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, sort_keys=True, default=str)
-        os.chmod(tmp, 0o644)  # operators read it without sudo; it holds no secret
+        # Owner and the service's group (hume-edge) only: it says whether someone is in front of the kiosk
+        # right now, which is not every local account's business (#31). Operators read it as members of
+        # the group, or with sudo.
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -82,15 +87,42 @@ def read(path: Path) -> Optional[Dict[str, Any]]:
 
 async def run(path: Path, snapshot: Callable[[], Mapping[str, Any]], interval_s: float = INTERVAL_S) -> None:
     """Write ``snapshot()`` (a ``Health.to_json()``) every ``interval_s`` until cancelled, then a last one
-    with ``state: stopped``."""
-    import asyncio  # only the agent writes; hume-edge status never needs the event loop
+    with ``state: stopped``.
 
+    A write that fails (EMFILE when something used up the descriptors, ENOSPC, a read-only runtime
+    directory) is logged, once per kind of failure every 10 minutes, and tried again at the next interval:
+    the snapshot is a convenience, and losing it must never stop the agent (an EMFILE here once ended it
+    with exit 1 every 10 s, #31).
+    """
+    import asyncio  # only the agent writes; hume-edge status never needs the event loop
+    import logging
+
+    from agent.throttle import LogThrottle
+
+    failures = LogThrottle(logging.getLogger(__name__))
+    failing: Optional[str] = None
     started_at = time.time()
     last: Mapping[str, Any] = {}
     try:
         while True:
             last = snapshot()
-            write(path, {"started_at": started_at, "interval_s": interval_s, "state": "running", **last})
+            try:
+                write(path, {"started_at": started_at, "interval_s": interval_s, "state": "running", **last})
+            except OSError as exc:
+                failing = f"errno {exc.errno}"
+                failures.log(
+                    logging.WARNING,
+                    failing,
+                    "cannot write the status file %s (%s); trying again every %g s",
+                    path,
+                    exc.strerror or exc,
+                    interval_s,
+                )
+            else:
+                if failing is not None:
+                    logging.getLogger(__name__).info("status file %s written again", path)
+                    failures.clear(failing)
+                    failing = None
             await asyncio.sleep(interval_s)
     finally:
         # A fresh look at the end: what stopped the agent (a refused key, say) is then in the last file.

@@ -14,31 +14,54 @@ at it.
 Who may talk to it: it binds loopback only (the constructor refuses anything else, as check-config does);
 requests whose ``Host`` is not a loopback name are refused (a DNS-rebinding page in the kiosk browser cannot
 reach it under another name); ``POST /pause`` needs the header ``X-Hume-Edge: pause``, which a cross-origin
-page cannot send without a CORS preflight this server never grants. At most :data:`MAX_STREAMS` live
-streams at once, so a misbehaving client cannot grow memory without bound.
+page cannot send without a CORS preflight this server never grants.
+
+Why it cannot take the agent down (issue #31: ~1,010 idle connections used up the unit's 1024 descriptors,
+the status writer failed with EMFILE and the agent exited; 300 unfinished headers were still open 100 s
+later; 8 held ``/events`` streams locked the kiosk's own browser out): at most :data:`MAX_CONNECTIONS`
+connections are open at once, and a new one closes the oldest that has no request in progress (so a flood
+churns itself, and the kiosk browser's fresh connection gets in); a connection with no request in progress
+(headers still trickling in, or idle after a response) is closed after :data:`IDLE_TIMEOUT_S`; at most
+:data:`MAX_STREAMS` live streams, the newest winning (the oldest is ended; a browser reconnects by itself);
+a stream's slot is freed the moment its client is gone (aiohttp's handler cancellation), not at the next
+keepalive. A failure to listen (the port taken) is logged, rate-limited, and retried: the page never stops
+the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import itertools
 import json
 import logging
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from agent.aio import wait_event
+from agent.backoff import Backoff
 from agent.config import is_loopback
+from agent.throttle import LogThrottle
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_STREAMS = 8
-"""Live /events streams at once (a kiosk needs one; a reloading browser briefly two)."""
+"""Live /events streams at once (a kiosk needs one; a reloading browser briefly two); the newest wins."""
+MAX_CONNECTIONS = 32
+"""Open connections at once. Chromium opens at most 6 per host; the rest is room for a reload and a test."""
+IDLE_TIMEOUT_S = 5.0
+"""A connection with no request in progress is closed after this long: the headers of its first request
+must be complete within it (a browser sends them in one packet), and a kept-alive one is not kept longer."""
+SWEEP_S = 1.0
+"""How often idle connections are looked for (so one lives at most ``IDLE_TIMEOUT_S`` + this)."""
 KEEPALIVE_S = 15.0
-"""An SSE comment this often, so a browser that went away is noticed and its stream closed."""
+"""An SSE comment this often, so a proxy or browser between does not time the stream out."""
 PAUSE_HEADER = "X-Hume-Edge"
+LISTEN_RETRY_S = (1.0, 60.0)
+"""Listening failed (the port taken, out of descriptors): first and largest delay before trying again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +128,57 @@ _SECURITY_HEADERS = {
 }
 
 
+class _RequestErrors(logging.Filter):
+    """aiohttp's own report of a request it could not handle, replaced by one line at INFO, rate-limited.
+
+    A malformed request (``Content-Length: abc``, a NUL in the method) made aiohttp log an ERROR with a
+    traceback quoting the raw bytes: any local process could flood the journal that way and make the
+    traceback the ``last_error`` of the published health (#31). Refusing it with 400 is aiohttp's job and
+    is not a problem of the agent's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.throttle = LogThrottle(_LOGGER)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        kind = type(exc).__name__ if exc is not None else "error"
+        self.throttle.log(logging.INFO, kind, "notice page: refused a request it could not read (%s)", kind)
+        return False
+
+
+_HTTP_LOGGER = logging.getLogger(__name__ + ".http")
+"""What aiohttp's request handlers log to: everything goes through :class:`_RequestErrors`."""
+_HTTP_LOGGER.addFilter(_RequestErrors())
+
+
+class _Connection(web.RequestHandler):
+    """aiohttp's protocol for one connection, telling the page when it opens and closes."""
+
+    def __init__(self, page: NoticePage, manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self.page = page
+        self.busy = 0
+        """Requests being handled on this connection now."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.page._opened(self, transport)
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.page._lost(self)
+        super().connection_lost(exc)
+
+
+class _Stream:
+    """One live /events response: woken on every change, or told to end (a newer stream took its slot)."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.evicted = False
+
+
 class NoticePage:
     """The page's server: ``await run()`` serves until cancelled; :meth:`changed` pushes the new state."""
 
@@ -117,18 +191,34 @@ class NoticePage:
         self.port = port
         self._state = state
         self._on_pause = on_pause
-        self._changed: Optional[asyncio.Event] = None
-        self._streams = 0
+        self._streams: collections.OrderedDict[int, _Stream] = collections.OrderedDict()
+        self._stream_ids = itertools.count()
+        self._transports: Dict[_Connection, asyncio.BaseTransport] = {}
+        self._idle: collections.OrderedDict[_Connection, float] = collections.OrderedDict()
+        """Open connections with no request in progress, oldest first, with since when (loop time)."""
         self._closing = False
+        self._sweeper: Optional[asyncio.TimerHandle] = None
+        self._log = LogThrottle(_LOGGER)
+        self.evicted = 0
+        """Connections closed to make room, or for idling too long (for tests and the curious)."""
         self.bound: List[str] = []
         """``host:port`` actually listened on (filled once :meth:`run` has bound)."""
         self.ready: Optional[asyncio.Event] = None
 
+    @property
+    def connections(self) -> int:
+        """Connections open now (at most :data:`MAX_CONNECTIONS`)."""
+        return len(self._transports)
+
+    @property
+    def streams(self) -> int:
+        """Live /events streams now (at most :data:`MAX_STREAMS`)."""
+        return len(self._streams)
+
     def changed(self) -> None:
         """Wake every live stream: the state may differ now (it sends only when it does)."""
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = asyncio.Event()
+        for stream in self._streams.values():
+            stream.wake.set()
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
@@ -139,35 +229,120 @@ class NoticePage:
         return app
 
     async def run(self) -> None:
-        self._changed = asyncio.Event()
+        """Serve until cancelled; a failure to listen is logged (rate-limited) and retried, never raised."""
         self.ready = self.ready or asyncio.Event()
-        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+        backoff = Backoff(*LISTEN_RETRY_S)
+        while True:
+            try:
+                await self._serve()
+            except OSError as exc:
+                delay = backoff.next_delay()
+                self._log.log(
+                    logging.ERROR,
+                    f"listen {exc.errno}",
+                    "notice page: cannot listen on %s:%d (%s); retrying in %.0f s",
+                    self.host,
+                    self.port,
+                    exc.strerror or exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _serve(self) -> None:
+        # handler_cancellation: a client that goes away cancels its handler at once, so a stream's slot is
+        # free then, not at its next keepalive write (15 s later).
+        options: Dict[str, Any] = {
+            "keepalive_timeout": IDLE_TIMEOUT_S,
+            "access_log": None,
+            "logger": _HTTP_LOGGER,
+        }
+        runner = web.AppRunner(self.app(), handle_signals=False, handler_cancellation=True, **options)
         await runner.setup()
+        server: Optional[asyncio.AbstractServer] = None
+        self._closing = False
         try:
-            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-            await site.start()
-            self.bound = [f"{a[0]}:{a[1]}" for a in runner.addresses if isinstance(a, tuple)]
+            manager = runner.server
+            assert manager is not None
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(
+                lambda: _Connection(self, manager, loop=loop, **options),
+                self.host,
+                self.port,
+                reuse_address=True,
+            )
+            self.bound = [_host_port(sock.getsockname()) for sock in server.sockets]
             _LOGGER.info("notice page on http://%s/", self.bound[0] if self.bound else self.host)
-            self.ready.set()
+            self._sweeper = loop.call_later(SWEEP_S, self._sweep)
+            if self.ready is not None:
+                self.ready.set()
             await asyncio.Event().wait()
         finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                self._sweeper = None
             # Live streams end themselves when woken with _closing set; cleanup would otherwise wait for
             # each one's next keepalive.
             self._closing = True
             self.changed()
+            if server is not None:
+                server.close()
             await runner.cleanup()
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def _opened(self, conn: _Connection, transport: asyncio.BaseTransport) -> None:
+        if len(self._transports) >= MAX_CONNECTIONS:
+            oldest = next(iter(self._idle), None)
+            if oldest is None:  # every connection is busy (live streams): no room for this one
+                self.evicted += 1
+                transport.close()
+                return
+            self._close(oldest)
+        self._transports[conn] = transport
+        self._idle[conn] = asyncio.get_running_loop().time()
+
+    def _lost(self, conn: _Connection) -> None:
+        self._transports.pop(conn, None)
+        self._idle.pop(conn, None)
+
+    def _close(self, conn: _Connection) -> None:
+        transport = self._transports.pop(conn, None)
+        self._idle.pop(conn, None)
+        if transport is not None:
+            self.evicted += 1
+            transport.close()
+
+    def _sweep(self) -> None:
+        """Close the connections idle for :data:`IDLE_TIMEOUT_S` (no request in progress)."""
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - IDLE_TIMEOUT_S
+        for conn, since in list(self._idle.items()):
+            if since > cutoff:
+                break
+            self._close(conn)
+        self._sweeper = loop.call_later(SWEEP_S, self._sweep)
 
     # -- handlers -------------------------------------------------------------------------------
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        host = (request.host or "").rsplit(":", 1)[0].strip("[]")
-        if not is_loopback(host):
-            raise web.HTTPForbidden(text="this page answers only to a loopback host name\n")
-        response = await handler(request)
-        if not response.prepared:
-            response.headers.update(_SECURITY_HEADERS)
-        return response
+        conn = request.protocol if isinstance(request.protocol, _Connection) else None
+        if conn is not None:
+            conn.busy += 1
+            self._idle.pop(conn, None)
+        try:
+            host = (request.host or "").rsplit(":", 1)[0].strip("[]")
+            if not is_loopback(host):
+                raise web.HTTPForbidden(text="this page answers only to a loopback host name\n")
+            response = await handler(request)
+            if not response.prepared:
+                response.headers.update(_SECURITY_HEADERS)
+            return response
+        finally:
+            if conn is not None:
+                conn.busy -= 1
+                if not conn.busy and conn in self._transports:
+                    self._idle[conn] = asyncio.get_running_loop().time()
 
     async def _index(self, request: web.Request) -> web.Response:
         return web.Response(text=_HTML, content_type="text/html")
@@ -182,23 +357,32 @@ class NoticePage:
         return web.json_response({"ok": True, "paused": True})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        if self._streams >= MAX_STREAMS:
-            raise web.HTTPServiceUnavailable(text=f"at most {MAX_STREAMS} live streams\n")
+        while len(self._streams) >= MAX_STREAMS:  # the newest wins: the kiosk browser reconnecting
+            _, oldest = self._streams.popitem(last=False)
+            oldest.evicted = True
+            oldest.wake.set()
+        stream = _Stream()
+        key = next(self._stream_ids)
+        self._streams[key] = stream
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **_SECURITY_HEADERS})
-        self._streams += 1
         try:
             await response.prepare(request)
             last = ""
-            while not self._closing:
-                changed = self._changed or asyncio.Event()
+            while not self._closing and not stream.evicted:
+                stream.wake.clear()
                 current = self._state().to_json()
                 if current != last:
                     await response.write(f"data: {current}\n\n".encode())
                     last = current
-                if not await wait_event(changed, KEEPALIVE_S) and not self._closing:
+                if not await wait_event(stream.wake, KEEPALIVE_S) and not self._closing:
                     await response.write(b": keepalive\n\n")
             return response
         except ConnectionResetError:  # the browser went away (a reload, the kiosk turned off)
             return response
         finally:
-            self._streams -= 1
+            self._streams.pop(key, None)
+
+
+def _host_port(address: Any) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

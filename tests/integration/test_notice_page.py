@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
+import logging
 from typing import AsyncIterator, List
 
 import aiohttp
 import pytest
 
 from agent.hume.v0.protocol import EXPRESSIONS
+from agent.ops import logs
 from agent.privacy.notice_page import MAX_STREAMS, NoticePage, PageState
 from tests.support.chromium import chromium, needs_chromium
 from tests.support.tasks import running
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,7 +103,9 @@ async def test_binds_loopback_and_no_route_exposes_measurement_data() -> None:
             assert word not in text.lower()
 
 
-async def test_streams_are_bounded() -> None:
+async def test_streams_are_bounded_the_newest_wins_and_a_gone_client_frees_its_slot_at_once() -> None:
+    """Eight held streams once locked the kiosk's browser out (503), and a slot freed 15 s after its client
+    was gone (#31): now the newest stream ends the oldest, and a closed client's slot is free at once."""
     kiosk = Kiosk()
     async with serving(kiosk) as page, aiohttp.ClientSession() as http:
         base = f"http://{page.bound[0]}/events"
@@ -107,11 +113,46 @@ async def test_streams_are_bounded() -> None:
         try:
             for resp in open_streams:
                 await asyncio.wait_for(resp.content.readline(), 5)
-            async with http.get(base) as extra:
-                assert extra.status == 503
+            assert page.streams == MAX_STREAMS
+            async with http.get(base) as newest:
+                assert newest.status == 200
+                assert (await asyncio.wait_for(newest.content.readline(), 5)).startswith(b"data: ")
+                assert page.streams == MAX_STREAMS
+                # The oldest stream was ended to make room: its client reads the end of it.
+                assert await asyncio.wait_for(open_streams[0].content.read(), 5) == b"\n"
+            for resp in open_streams:
+                resp.close()
+            assert await eventually(lambda: page.streams == 0, 2.0), f"{page.streams} slots still held"
         finally:
             for resp in open_streams:
                 resp.close()
+
+
+async def test_a_malformed_request_is_refused_without_a_traceback_in_last_error() -> None:
+    """aiohttp logged an ERROR with a traceback quoting the raw request: it became the published health's
+    ``last_error`` (#31). Now it is one INFO line, rate-limited."""
+    kiosk = Kiosk()
+    root = logging.getLogger()
+    level = root.level
+    logs.configure("debug", io.StringIO())
+    try:
+        async with serving(kiosk) as page:
+            host, port = page.bound[0].rsplit(":", 1)
+            for junk in (
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
+                b"\x00 x\r\n\r\n",
+            ):
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(junk)
+                assert (await asyncio.wait_for(reader.read(12), 5)).startswith(b"HTTP/1.")
+                writer.close()
+        assert logs.last_problem() is None, logs.last_problem()
+    finally:
+        handler, logs._handler = logs._handler, None  # as before: no agent handler in the test process
+        if handler is not None:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
 
 
 @needs_chromium

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -51,7 +52,7 @@ def test_write_then_read_round_trips_and_stamps_pid_and_time(tmp_path: Path) -> 
     assert data["pid"] == os.getpid()
     assert abs(data["written_at"] - time.time()) < 3600
     assert {k: data[k] for k in SNAPSHOT} == SNAPSHOT
-    assert path.stat().st_mode & 0o777 == 0o644
+    assert path.stat().st_mode & 0o777 == 0o640  # says whether someone is present: the service's group only
     assert [p.name for p in path.parent.iterdir()] == ["status.json"]  # no temp file left behind
 
 
@@ -208,6 +209,35 @@ async def test_run_writes_periodically_and_a_final_stopped_snapshot(tmp_path: Pa
     assert final is not None
     assert final["state"] == "stopped"
     assert final["queue_depth"] == len(calls)
+
+
+async def test_a_failing_write_is_logged_once_and_retried_and_never_ends_the_writer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """EMFILE, ENOSPC, a directory gone: the writer says so once and tries again (it once ended the agent)."""
+    caplog.set_level(logging.INFO, logger="agent.status")
+    blocker = tmp_path / "run"
+    blocker.write_text("a file where the runtime directory should be")
+    path = blocker / "status.json"
+    calls = []
+
+    def snapshot() -> Dict[str, Any]:
+        calls.append(1)
+        return {"queue_depth": len(calls)}
+
+    task = asyncio.ensure_future(status.run(path, snapshot, interval_s=0.01))
+    try:
+        assert await eventually(lambda: len(calls) >= 20, 10)
+        assert not task.done(), "a failing write ended the status writer"
+        failures = [r for r in caplog.records if "cannot write the status file" in r.getMessage()]
+        assert len(failures) == 1, "one line for a failure that recurs, not one per interval"
+        blocker.unlink()  # the cause goes away: the next interval writes
+        assert await eventually(lambda: status.read(path) is not None, 10)
+        assert any("written again" in r.getMessage() for r in caplog.records)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 2.0)
 
 
 def test_status_command_never_opens_the_outbox(tmp_path: Path) -> None:
