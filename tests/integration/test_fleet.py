@@ -270,12 +270,14 @@ def test_the_shipped_acls_fleet_account_reads_every_kiosk(tmp_path: Path) -> Non
         config = tmp_path / "fleet.toml"
         config.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "fleet"\n')
         proc = subprocess.run(
-            [str(EXE), "fleet", "--config", str(config), "--json"],
+            [str(EXE), "fleet", "--config", str(config), "--json", "--expect", "kiosk-hall"],
             capture_output=True, text=True, timeout=FLEET_TIMEOUT_S, check=False,
             env={**os.environ, "CREDENTIALS_DIRECTORY": str(creds)},
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        rows = _rows(json.loads(proc.stdout))
+        report = json.loads(proc.stdout)
+        rows = _rows(report)
         assert (rows[DEVICE]["state"], rows[DEVICE]["version"]) == ("online", "1.2.3")
+        assert (rows[DEVICE]["expected"], report["unexpected"]) == (False, [DEVICE])  # not in --expect
     finally:
         broker.broker.stop()
