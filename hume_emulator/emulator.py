@@ -8,7 +8,9 @@ Behaviour, and the choices made where Hume's documentation is silent:
 - Auth: header ``X-Hume-Api-Key`` or query ``?apikey=``; a missing or unknown key refuses the upgrade with
   HTTP 401 and the body the SDK reports ("Websocket initialized with invalid credentials.").
 - Handshakes: at most ``handshake_rate_per_s`` upgrade attempts per second (Hume: 50 HTTP requests/s),
-  beyond that HTTP 429.
+  beyond that HTTP 429; and the organisation's request limit (:mod:`hume_emulator.orglimit`, shared with
+  the v1 endpoints on the same port): an accepted upgrade counts, over the limit HTTP 429 with
+  ``Retry-After`` (v0 documents no in-session rate-limit error, so v0 always answers at the handshake).
 - Strictly one JSON reply per JSON request, in order. Every reply echoes ``payload_id``; errors are
   top-level ``{"error", "code"}``, "nothing detected" warnings nest under the model key.
 - Every error keeps the connection open (Hume's own examples keep sending after an error reply; close codes
@@ -55,6 +57,14 @@ from hume_emulator import detectors
 from hume_emulator.control import bind_warning, json_only_controls
 from hume_emulator.faults import Faults
 from hume_emulator.models import ERROR_TEXT, Session, warning_reply
+from hume_emulator.orglimit import (
+    ANSWERS,
+    DEFAULT_REQUESTS_PER_MIN,
+    DEFAULT_WINDOW_S,
+    OrgLimit,
+    OrgLimitSettings,
+    parse_org_mapping,
+)
 from hume_emulator.v1.emulator import EmulatorV1Settings
 from hume_emulator.v1.emulator import add_routes as add_v1_routes
 from hume_emulator.v1.emulator import make_app as make_v1_app
@@ -93,6 +103,8 @@ class EmulatorSettings:
     """Upgrade attempts allowed per second (0 = unlimited)."""
     max_message_bytes: int = 16 * 1024 * 1024
     """Largest request frame accepted (a 3000 x 3000 PNG in base64 fits); larger closes with 1009."""
+    org_limit: OrgLimitSettings = dataclasses.field(default_factory=OrgLimitSettings)
+    """The organisation's request limit, counted on session opens (v0 and v1 together)."""
 
     def __post_init__(self) -> None:
         if not self.api_keys or not all(isinstance(k, str) and k for k in self.api_keys):
@@ -122,6 +134,7 @@ class _Server:
         self.requests: List[Tuple[int, PublishMessage]] = []
         self.sockets: Set[web.WebSocketResponse] = set()
         self._handshakes: Deque[float] = collections.deque()
+        self.org_limit = OrgLimit(settings.org_limit)
 
     def _refusal(self, request: web.Request) -> Optional[web.Response]:
         if self.faults.refusing():
@@ -136,8 +149,12 @@ class _Server:
             return web.Response(status=429, text="Too many requests: at most 50 handshakes per second.")
         self._handshakes.append(now)
         key = request.headers.get(API_KEY_HEADER) or request.query.get(API_KEY_QUERY)
-        if key not in self.settings.api_keys:
+        if key is None or key not in self.settings.api_keys:
             return web.Response(status=401, text=AUTH_FAILED_BODY)
+        wait_s = self.org_limit.admit(key)
+        if wait_s is not None:
+            headers = self.org_limit.retry_after_header(wait_s)
+            return web.Response(status=429, text=self.org_limit.refusal_text(key), headers=headers)
         return None
 
     async def models(self, request: web.Request) -> web.StreamResponse:
@@ -229,7 +246,12 @@ class _Server:
         return web.json_response(self.faults.to_obj())
 
     async def stats(self, request: web.Request) -> web.Response:
-        body = dict(dataclasses.asdict(self.counters), open=len(self.sockets), faults=self.faults.to_obj())
+        body = dict(
+            dataclasses.asdict(self.counters),
+            open=len(self.sockets),
+            faults=self.faults.to_obj(),
+            org_limit=self.org_limit.stats(),
+        )
         return web.json_response(body)
 
     async def close_all(self, app: web.Application) -> None:
@@ -267,7 +289,10 @@ def make_app(settings: EmulatorSettings, faults: Faults) -> web.Application:
 
 def _v1_settings(settings: EmulatorSettings) -> EmulatorV1Settings:
     return EmulatorV1Settings(
-        api_keys=settings.api_keys, seed=settings.seed, idle_timeout_s=settings.idle_timeout_s
+        api_keys=settings.api_keys,
+        seed=settings.seed,
+        idle_timeout_s=settings.idle_timeout_s,
+        org_limit=settings.org_limit,
     )
 
 
@@ -289,8 +314,13 @@ class Emulator:
         self._runner: Optional[web.AppRunner] = None
 
     def serve_v1_too(self) -> None:
-        """Also serve the v1 realtime emulator (same keys, seed and idle timeout) on this port."""
-        add_v1_routes(self.app, _v1_settings(self.settings))
+        """Also serve the v1 realtime emulator (same keys, seed, idle timeout and organisation budget)."""
+        add_v1_routes(self.app, _v1_settings(self.settings), org_limit=self.org_limit)
+
+    @property
+    def org_limit(self) -> OrgLimit:
+        """The organisation request limit (its counters and judged handshakes)."""
+        return self.app[SERVER_KEY].org_limit
 
     @property
     def url(self) -> str:
@@ -372,6 +402,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "hume.backend finds its endpoint; v0 or v1 narrows it)",
     )
     parser.add_argument(
+        "--org-requests-per-min",
+        type=int,
+        default=DEFAULT_REQUESTS_PER_MIN,
+        metavar="N",
+        help="session opens each organisation may make per window, all its keys together; beyond it "
+        "HTTP 429 with Retry-After (Hume: 600 a minute; 0 = unlimited; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--org-window-s",
+        type=float,
+        default=DEFAULT_WINDOW_S,
+        metavar="S",
+        help="the limit's sliding window (default: %(default)s; tests scale it down)",
+    )
+    parser.add_argument(
+        "--org",
+        action="append",
+        default=[],
+        metavar="KEY=ORG",
+        help="put API key KEY in organisation ORG, repeatable (unmapped keys share one organisation)",
+    )
+    parser.add_argument(
+        "--org-limit-answer",
+        choices=ANSWERS,
+        default="handshake",
+        help="how v1 refuses over the limit: HTTP 429 at the handshake, or accept and send the realtime "
+        "rate_limited error, then close 1013 (Hume documents neither; v0 always answers 429) "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -388,6 +448,12 @@ def settings_from_args(args: argparse.Namespace) -> Tuple[EmulatorSettings, Faul
         latency_ms=args.latency_ms,
         seed=args.seed,
         idle_timeout_s=args.idle_timeout_s,
+        org_limit=OrgLimitSettings(
+            requests=args.org_requests_per_min,
+            window_s=args.org_window_s,
+            orgs=parse_org_mapping(args.org),
+            answer=args.org_limit_answer,
+        ),
     )
     changes: Dict[str, Any] = {}
     for spec in args.fault:

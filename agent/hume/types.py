@@ -107,6 +107,7 @@ STATE_SEVERITY: Tuple[str, ...] = (
     "auth_failed",
     "quota_exhausted",
     "disabled",
+    "rate_limited",
     "backoff",
     "connecting",
     "closing",
@@ -116,10 +117,12 @@ STATE_SEVERITY: Tuple[str, ...] = (
 """Link states, most severe first; a backend's state is the most severe of its links'.
 
 ``auth_failed`` (key refused), ``quota_exhausted`` (v0 E0300), ``disabled`` (v1: the server rejected our
-session config; that modality stays off until restart), ``backoff`` (waiting to reconnect), ``connecting``,
+session config; that modality stays off until restart), ``rate_limited`` (the organisation's request limit
+refused a session: HTTP 429 or v1's ``rate_limited`` before a session; waiting for the budget, media held),
+``backoff`` (waiting to reconnect), ``connecting``,
 ``closing`` (v1: ending a visit's session), ``open``, ``idle`` (nothing to send, no socket)."""
 
-FAILURE_STATES = frozenset({"auth_failed", "quota_exhausted", "disabled", "backoff"})
+FAILURE_STATES = frozenset({"auth_failed", "quota_exhausted", "disabled", "rate_limited", "backoff"})
 """States in which media of that link is not reaching Hume."""
 
 
@@ -146,7 +149,11 @@ class LinkStatus:
     latency_p50_s: Optional[float] = None
     latency_max_s: Optional[float] = None
     counters: Tuple[Tuple[str, float], ...] = ()
-    """Backend-specific counters (drops, timeouts, warning / error codes seen), name-sorted."""
+    """Backend-specific counters (drops, timeouts, warning / error codes seen, ``rate_limited`` refusals,
+    ``unknown_types`` / ``unknown_fields`` / ``unknown_close_codes`` of protocol drift), name-sorted."""
+    unknown: Tuple[Tuple[str, int], ...] = ()
+    """Protocol drift by name (``type:...``, ``field:...``, ``close_code:...``; at most 32, then ``other``),
+    with counts (:mod:`agent.hume.drift`); empty while the server speaks the contract we know."""
 
     def to_json(self) -> Dict[str, Json]:
         out: Dict[str, Json] = {
@@ -159,6 +166,8 @@ class LinkStatus:
             "latency_max_s": self.latency_max_s,
         }
         out.update(self.counters)
+        if self.unknown:
+            out["unknown"] = {name: count for name, count in self.unknown}
         return out
 
 

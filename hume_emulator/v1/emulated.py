@@ -82,6 +82,14 @@ class FaultsV1:
     """The next N media frames that pass the other checks are answered ``rate_limited`` anyway."""
     refuse_status: int = 0
     """Answer every handshake with this HTTP status (e.g. 503) instead of upgrading; 0 = off."""
+    drift_field: int = 0
+    """Non-zero: every server message carries a field the published contract does not have
+    (``emulated_drift``), as a newer server would: what ``hume-edge probe`` must list."""
+    drift_message: int = 0
+    """Non-zero: right after ``session.created`` the server sends a message of a type the contract does not
+    have (``emulated.drift``)."""
+    drift_close_code: int = 0
+    """Non-zero: sessions end with this WebSocket close code instead of the usual one."""
 
     def take_failure(self) -> bool:
         return self._take("fail_measurements")

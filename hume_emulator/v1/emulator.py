@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 from agent.aio import spawn
 from agent.hume.v1 import protocol as p
 from hume_emulator.control import json_only_controls
+from hume_emulator.orglimit import OrgLimit, OrgLimitSettings
 from hume_emulator.v1 import emulated
 from hume_emulator.v1.emulated import FaultsV1
 
@@ -39,6 +40,8 @@ class EmulatorV1Settings:
     audio_burst_ms: float = 2000.0
     """Audio allowance ahead of real time before ``rate_limited`` (Hume does not publish its burst)."""
     video_burst_frames: float = 2.0
+    org_limit: OrgLimitSettings = dataclasses.field(default_factory=OrgLimitSettings)
+    """The organisation's request limit (Hume: 600 per minute, all keys of an organisation together)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,34 +66,57 @@ class SessionRecord:
     produced: Dict[str, int]
 
 
+DRIFT_FIELD = "emulated_drift"
+"""The field :attr:`FaultsV1.drift_field` adds to every server message (no client knows it)."""
+DRIFT_TYPE = "emulated.drift"
+"""The message type :attr:`FaultsV1.drift_message` sends after ``session.created``."""
+CLOSE_TRY_AGAIN_LATER = 1013
+"""How a v1 session refused by the organisation limit ends (``--org-limit-answer error``): the SDK's
+reconnect policy retries after 1013, and the ``rate_limited`` error before it says why."""
+
+
 class _Connection:
-    def __init__(self, number: int, ws: web.WebSocketResponse, session: emulated._Session) -> None:
+    def __init__(
+        self, number: int, ws: web.WebSocketResponse, session: emulated._Session, faults: FaultsV1
+    ) -> None:
         self.number = number
         self.ws = ws
         self.session = session
+        self.faults = faults
         self._lock = asyncio.Lock()
 
     async def send_pending(self) -> None:
-        """Send what the session produced, in order."""
+        """Send what the session produced, in order (with the protocol drift the faults ask for)."""
         async with self._lock:
             while self.session.outbox:
                 msg = self.session.outbox.pop(0)
+                if self.faults.drift_field:
+                    msg = {**msg, DRIFT_FIELD: self.faults.drift_field}
                 if not self.ws.closed:
                     await self.ws.send_str(json.dumps(msg))
+                if self.faults.drift_message and msg.get("type") == "session.created" and not self.ws.closed:
+                    await self.ws.send_str(json.dumps({"type": DRIFT_TYPE, "note": "not in the contract"}))
 
     async def flush(self) -> None:
         """Send what the session produced; close the socket once the session has ended."""
         await self.send_pending()
         if self.session.close_code is not None and not self.ws.closed:
-            await self.ws.close(code=self.session.close_code)
+            await self.ws.close(code=self.faults.drift_close_code or self.session.close_code)
 
 
 class EmulatorState:
     """Everything the endpoints share: settings, faults, the live connections and the logs."""
 
-    def __init__(self, settings: EmulatorV1Settings, faults: Optional[FaultsV1] = None) -> None:
+    def __init__(
+        self,
+        settings: EmulatorV1Settings,
+        faults: Optional[FaultsV1] = None,
+        org_limit: Optional[OrgLimit] = None,
+    ) -> None:
+        """``org_limit``: shared with a v0 emulator on the same port (one organisation, one budget)."""
         self.settings = settings
         self.faults = faults or FaultsV1()
+        self.org_limit = org_limit or OrgLimit(settings.org_limit)
         self.requests: Deque[ClientEvent] = collections.deque(maxlen=LOG_KEPT)
         self.sessions: Deque[SessionRecord] = collections.deque(maxlen=LOG_KEPT)
         self.connections = 0
@@ -114,32 +140,48 @@ class EmulatorState:
             "connections": self.connections,
             "live": len(self.live),
             "sessions": [dataclasses.asdict(s) for s in self.sessions],
+            "org_limit": self.org_limit.stats(),
         }
 
 
-def _refusal(state: EmulatorState, request: web.Request) -> Optional[web.Response]:
+def _refusal(state: EmulatorState, request: web.Request) -> Tuple[Optional[web.Response], Optional[str]]:
+    """(a refusal, or None to upgrade; the organisation limit's reason when the session must instead be
+    ended with the realtime ``rate_limited`` error)."""
     key = request.headers.get(p.API_KEY_HEADER)
     auth = request.headers.get("Authorization")
     bearer = auth[len("Bearer ") :] if auth and auth.startswith("Bearer ") else None
     if (key is None) == (auth is None) or (auth is not None and bearer is None):
-        return web.json_response(
-            {"message": f"send exactly one credential: {p.API_KEY_HEADER} or Authorization: Bearer"},
-            status=401,
-        )
-    if (key if key is not None else bearer) not in state.settings.api_keys:
-        return web.json_response({"message": "invalid API key", "request_id": "emulated"}, status=401)
+        message = f"send exactly one credential: {p.API_KEY_HEADER} or Authorization: Bearer"
+        return web.json_response({"message": message}, status=401), None
+    credential = key if key is not None else bearer
+    if credential not in state.settings.api_keys:
+        return web.json_response({"message": "invalid API key", "request_id": "emulated"}, status=401), None
     if state.faults.refuse_status:
-        return web.json_response({"message": "induced refusal"}, status=state.faults.refuse_status)
-    return None
+        return web.json_response({"message": "induced refusal"}, status=state.faults.refuse_status), None
+    assert credential is not None
+    wait_s = state.org_limit.admit(credential)
+    if wait_s is None:
+        return None, None
+    text = state.org_limit.refusal_text(credential)
+    if state.org_limit.settings.answer == "error":
+        return None, text
+    headers = state.org_limit.retry_after_header(wait_s)
+    return web.json_response({"message": text, "request_id": "emulated"}, status=429, headers=headers), None
 
 
 async def _serve(state: EmulatorState, request: web.Request, endpoint: str) -> web.StreamResponse:
-    refusal = _refusal(state, request)
+    refusal, limited = _refusal(state, request)
     if refusal is not None:
         return refusal
     limit = p.AUDIO_MESSAGE_MAX_BYTES if endpoint == "audio" else p.VIDEO_MESSAGE_MAX_BYTES
     ws = web.WebSocketResponse(max_msg_size=4 * limit)
     await ws.prepare(request)
+    if limited is not None:
+        # No session is created (no run, nothing billed): the error says why, 1013 says "try again later".
+        error = {"type": "error", "code": p.Codes.RATE_LIMITED, "message": limited, "retryable": True}
+        await ws.send_str(json.dumps(error))
+        await ws.close(code=CLOSE_TRY_AGAIN_LATER)
+        return ws
     state.connections += 1
     number = state.connections
     s, now = state.settings, time.monotonic()
@@ -148,7 +190,7 @@ async def _serve(state: EmulatorState, request: web.Request, endpoint: str) -> w
         if endpoint == "audio"
         else emulated.VideoSession(s.seed, state.faults, now, s.video_burst_frames)
     )
-    conn = state.live[number] = _Connection(number, ws, session)
+    conn = state.live[number] = _Connection(number, ws, session, state.faults)
     try:
         await conn.flush()
         while session.close_code is None and not ws.closed:
@@ -195,10 +237,13 @@ STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("hume_v1_emulator", EmulatorSt
 
 
 def add_routes(
-    app: web.Application, settings: EmulatorV1Settings, faults: Optional[FaultsV1] = None
+    app: web.Application,
+    settings: EmulatorV1Settings,
+    faults: Optional[FaultsV1] = None,
+    org_limit: Optional[OrgLimit] = None,
 ) -> EmulatorState:
     """Serve both v1 realtime endpoints (and ``/_emulator/v1/...`` controls) on ``app``."""
-    state = EmulatorState(settings, faults)
+    state = EmulatorState(settings, faults, org_limit)
     app[STATE_KEY] = state
 
     async def audio(request: web.Request) -> web.StreamResponse:

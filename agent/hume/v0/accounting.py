@@ -9,6 +9,7 @@ import collections
 import statistics
 from typing import Deque, Dict, Generic, List, Mapping, Optional, Tuple, TypeVar
 
+from agent.hume.drift import Drift
 from agent.hume.types import LinkStatus, counters
 from agent.untrusted import BoundedCounter
 
@@ -69,7 +70,8 @@ class InFlight(Generic[T]):
 class LinkStats:
     """Counters of one socket, reported in health. Codes are counted separately so a dashboard sees why."""
 
-    def __init__(self) -> None:
+    def __init__(self, link: str = "v0") -> None:
+        """``link``: how log lines name this socket (``v0 video``)."""
         self.connect_attempts = 0
         self.reconnects = 0
         self.sent = 0
@@ -77,8 +79,10 @@ class LinkStats:
         self.unmatched = 0
         self.timeouts = 0
         self.lost = 0
+        self.rate_limited = 0
         self.warnings = BoundedCounter()
         self.errors = BoundedCounter()
+        self.drift = Drift(link)
         self._latencies: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
 
     def latency(self, seconds: float) -> None:
@@ -95,6 +99,8 @@ class LinkStats:
             "unmatched": self.unmatched,
             "timeouts": self.timeouts,
             "lost": self.lost,
+            "rate_limited": self.rate_limited,
+            **self.drift.counters(),
             **{f"warning_{code}": n for code, n in self.warnings.items()},
             **{f"error_{code}": n for code, n in self.errors.items()},
             **buffered,
@@ -108,4 +114,5 @@ class LinkStats:
             latency_p50_s=round(statistics.median(lat), 4) if lat else None,
             latency_max_s=round(max(lat), 4) if lat else None,
             counters=counters(extra),
+            unknown=self.drift.kinds(),
         )

@@ -6,6 +6,7 @@ States, as ``status()`` reports them and the log announces them (with the reason
                        │                    │──nothing to send for reconnect_after_s──▶ idle
                        │                    └──close, drop, no reply, bad reply──▶ backoff ──▶ connecting
                        ├──refused, unreachable──▶ backoff (capped exponential delay with jitter)
+                       ├──HTTP 429──▶ rate_limited (Retry-After + full jitter, agent.backoff)
                        └──HTTP 401/403──▶ auth_failed (retry every fatal_retry_s)
     open ──E0300 reply──▶ quota_exhausted (retry every fatal_retry_s)
 
@@ -27,7 +28,7 @@ from typing import Callable, Dict, Optional, Protocol, Tuple, Union
 import aiohttp
 
 from agent.aio import cancel_and_wait, spawn, wait_get
-from agent.backoff import Backoff
+from agent.backoff import Backoff, rate_limit_backoff, rate_limited_delay, retry_after_s
 from agent.config import MASK, HumeConfig
 from agent.errors import HumeAuthError
 from agent.hume.types import LinkStatus, Observation, OutgoingMedia
@@ -36,10 +37,13 @@ from agent.hume.v0.payloads import PayloadBuilder, Queued, observations, warning
 from agent.hume.v0.protocol import (
     API_KEY_HEADER,
     FATAL_CODES,
+    KNOWN_CLOSE_CODES,
     ErrorMessage,
     ProtocolViolation,
     Reply,
-    parse_reply,
+    decode_reply,
+    parse_reply_obj,
+    unknown_reply_fields,
 )
 from agent.untrusted import clip, code_key
 
@@ -82,6 +86,14 @@ class _Broken(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _RateLimited(_Broken):
+    """HTTP 429: the organisation's request limit (or Hume's handshake rate), not a dead server."""
+
+    def __init__(self, reason: str, retry_after: Optional[float]) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class _Fatal(Exception):
@@ -150,6 +162,9 @@ class Connector:
                     f"Hume refused the API key (HTTP {exc.status}) at {self.url}: check hume.api_key, "
                     "$HUME_API_KEY or the hume_api_key credential"
                 ) from None
+            if exc.status == 429:
+                retry_after = retry_after_s(exc.headers.get("Retry-After")) if exc.headers else None
+                raise _RateLimited("upgrade refused with HTTP 429 (request limit)", retry_after) from None
             raise _Broken(f"upgrade refused with HTTP {exc.status}") from None
         except asyncio.TimeoutError:
             raise _Broken(f"no upgrade within {CONNECT_TIMEOUT_S:g} s") from None
@@ -183,8 +198,9 @@ class Link:
         # identify_faces a new visitor gets a new socket.
         self._socket_per_epoch = name == "video" and cfg.v0.identify_faces
         self._backoff = Backoff(cfg.v0.backoff_initial_s, cfg.v0.backoff_max_s)
+        self._rate_backoff = rate_limit_backoff()
         self._inflight: InFlight[OutgoingMedia] = InFlight()
-        self.stats = LinkStats()
+        self.stats = LinkStats(f"v0 {name}")
         self.state = "idle"
         self.last_error: Optional[str] = None
         self.last_error_at = 0.0
@@ -237,9 +253,15 @@ class Link:
                     raise
                 await self._pause("auth_failed", str(exc), self._cfg.fatal_retry_s)
                 continue
+            except _RateLimited as exc:
+                self.stats.rate_limited += 1
+                delay = rate_limited_delay(self._rate_backoff, exc.retry_after)
+                await self._pause("rate_limited", exc.reason, delay)
+                continue
             except _Broken as exc:
                 await self._pause("backoff", exc.reason, self._backoff.next_delay())
                 continue
+            self._rate_backoff.reset()
             self._opens += 1
             self.stats.reconnects = self._opens - 1
             # Hume's face ids ("face_0", ...) name a face within one connection only; a new connection
@@ -265,7 +287,8 @@ class Link:
             await self._next_event(-1, None)
 
     async def _pause(self, state: str, reason: str, delay_s: float) -> None:
-        self._fail(state, f"{reason}; retry in {delay_s:.1f} s" if state == "backoff" else reason)
+        waits = state in ("backoff", "rate_limited")
+        self._fail(state, f"{reason}; retry in {delay_s:.1f} s" if waits else reason)
         await asyncio.sleep(delay_s)
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> str:
@@ -389,7 +412,9 @@ class Link:
         try:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
-                    self._events.put_nowait((conn, parse_reply(msg.data)))
+                    obj = decode_reply(msg.data)
+                    self.stats.drift.saw_all("field", unknown_reply_fields(obj))
+                    self._events.put_nowait((conn, parse_reply_obj(obj)))
                 elif msg.type == aiohttp.WSMsgType.ERROR:
                     break
             if ws.exception() is not None:  # aiohttp closes by itself, e.g. when a ping goes unanswered
@@ -398,6 +423,8 @@ class Link:
                 reason = "connection lost: no close handshake"
             else:
                 reason = f"closed by the server (code {ws.close_code})"
+                if ws.close_code not in KNOWN_CLOSE_CODES:
+                    self.stats.drift.saw("close_code", ws.close_code)
         except ProtocolViolation as exc:
             reason = f"unreadable reply: {self._connector.redact(exc.message)}"
         except Exception as exc:  # the writer must hear about any end of the socket, or it waits in vain
@@ -424,7 +451,7 @@ class Link:
         last = self._announced.get(key)
         level = logging.DEBUG
         if key != self._failing and (last is None or now - last >= REPEAT_LOG_S):
-            level = logging.WARNING if state == "backoff" else logging.ERROR
+            level = logging.WARNING if state in ("backoff", "rate_limited") else logging.ERROR
             if len(self._announced) >= ANNOUNCED_MAX:
                 self._announced.clear()
             self._announced[key] = now

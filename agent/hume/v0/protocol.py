@@ -515,12 +515,55 @@ def reply_to_json(reply: Reply) -> str:
     return json.dumps(reply.to_obj(), separators=(",", ":"))
 
 
-def parse_reply(text: str) -> Reply:
-    """Parse a server reply; raise :class:`ProtocolViolation` if it breaks the contract."""
+def decode_reply(text: str) -> Any:
+    """A server reply's JSON value; :class:`ProtocolViolation` if it is not JSON."""
     try:
-        obj = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError):
         raise ProtocolViolation(Codes.INVALID_JSON, "reply is not valid JSON") from None
+
+
+def parse_reply(text: str) -> Reply:
+    """Parse a server reply; raise :class:`ProtocolViolation` if it breaks the contract."""
+    return parse_reply_obj(decode_reply(text))
+
+
+KNOWN_CLOSE_CODES = frozenset({1000, 1001, 1006, 1009, 1011})
+"""v0 documents no close codes: these are the ones seen (idle 1000, shutdown 1001, dropped 1006, too big
+1009, server error 1011); any other is protocol drift (:mod:`agent.hume.drift`)."""
+_REPLY_FIELDS = frozenset({"payload_id", "job_details", "error", "code", "warning", *MODELS})
+_MODEL_FIELDS = frozenset({"predictions", "warning", "code"})
+_PREDICTION_FIELDS: Dict[str, frozenset] = {  # type: ignore[type-arg]
+    "face": frozenset({"frame", "time", "bbox", "prob", "face_id", "emotions", "facs", "descriptions"}),
+    "prosody": frozenset({"time", "emotions"}),
+    "burst": frozenset({"time", "emotions"}),
+    "language": frozenset({"text", "position", "emotions", "sentiment", "toxicity"}),
+    "facemesh": frozenset({"emotions"}),
+}
+
+
+def unknown_reply_fields(obj: Any) -> List[str]:
+    """Fields of a reply that the published schema does not have (dotted paths; each model's first
+    prediction is checked)."""
+    if not isinstance(obj, dict):
+        return []
+    out = [key for key in obj if key not in _REPLY_FIELDS]
+    for model, fields in _PREDICTION_FIELDS.items():
+        body = obj.get(model)
+        if not isinstance(body, dict):
+            continue
+        out.extend(f"{model}.{key}" for key in body if key not in _MODEL_FIELDS)
+        preds = body.get("predictions")
+        if isinstance(preds, list) and preds and isinstance(preds[0], dict):
+            out.extend(f"{model}.predictions[].{key}" for key in preds[0] if key not in fields)
+    details = obj.get("job_details")
+    if isinstance(details, dict):
+        out.extend(f"job_details.{key}" for key in details if key != "job_id")
+    return out
+
+
+def parse_reply_obj(obj: Any) -> Reply:
+    """:func:`parse_reply` of a decoded JSON value."""
     if not isinstance(obj, dict):
         raise ProtocolViolation(Codes.INVALID_STRUCTURE, "reply is not a JSON object")
     payload_id = _opt(obj, "payload_id", str, "")

@@ -19,6 +19,14 @@ Design (why it looks like this):
   :class:`agent.backoff.Backoff`. A 401 is never retried quickly (and fails ``run`` on the first
   connect); a ``config_invalid`` disables the modality until restart, since the same config would
   fail again. Unlike the SDK, a daemon never gives up after 30 attempts.
+- **The organisation's request limit** (Hume: 600 requests a minute for all keys of an organisation) is
+  neither a refused key nor a dead server: an HTTP 429 at the handshake, or a ``rate_limited`` error
+  before any ``session.created``, puts the endpoint in ``rate_limited`` and waits what ``Retry-After``
+  asks plus a full-jitter draw (:func:`agent.backoff.rate_limit_backoff`: 1 s up to a ceiling doubling
+  from 8 s to 60 s). The visit's media stays held meanwhile (audio up to ``hume.queue_seconds``, video
+  its freshest frames), so a visitor who arrives while limited is measured once a session opens.
+- **Protocol drift**: every message type, field and close code this client does not know is counted per
+  endpoint and logged once (:class:`agent.hume.drift.Drift`), and shows in health.
 - v1 has no text model: :meth:`send_text` counts and drops.
 """
 
@@ -36,10 +44,11 @@ from typing import Deque, Dict, List, Optional, Tuple
 import aiohttp
 
 from agent.aio import OnFirstUse, cancel_and_wait, spawn, wait_event
-from agent.backoff import Backoff
+from agent.backoff import Backoff, rate_limit_backoff, rate_limited_delay, retry_after_s
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError, HumeProtocolError
 from agent.hume.backend import Backend
+from agent.hume.drift import Drift
 from agent.hume.types import (
     AUDIO_MODELS,
     BackendStatus,
@@ -60,7 +69,8 @@ DELAY_GROWTH = 1.3
 MAX_DELAY_S = 10.0
 MIN_UPTIME_S = 5.0
 """The official SDK's reconnect schedule (``reconnect/_policy.py``), shared with Hume's Node SDK."""
-RETRYABLE_STATUSES = frozenset({408, 429})
+RETRYABLE_STATUSES = frozenset({408})
+RATE_LIMITED_STATUS = 429
 RESULTS_MAX = 1000
 VIDEO_HELD = 3
 """Frames of a qualified visit kept at most while the socket is busy (the newest win)."""
@@ -93,9 +103,11 @@ class _Silent(Exception):
 class _Refused(Exception):
     """The handshake was answered with an HTTP status instead of an upgrade."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, retry_after: Optional[float] = None) -> None:
         super().__init__(f"v1 handshake refused with HTTP {status}")
         self.status = status
+        self.retry_after = retry_after
+        """``Retry-After`` in seconds (clamped) when the server sent one."""
 
 
 @dataclasses.dataclass
@@ -166,6 +178,8 @@ class V1Backend(Backend):
             e: Backoff(rng.uniform(*first_delay_range_s), MAX_DELAY_S, DELAY_GROWTH, rng)
             for e in self._endpoints
         }
+        self._rate_backoff = {e: rate_limit_backoff(rng) for e in self._endpoints}
+        self._drift = {e: Drift(f"v1 {e}", _LOGGER) for e in self._endpoints}
 
     # ------------------------------------------------------------------------------------------
     # Backend interface: never blocks, never fails
@@ -295,6 +309,7 @@ class V1Backend(Backend):
         lat = sorted(self._latencies[endpoint])
         unit = "audio_frames" if endpoint == "audio" else "video_frames"
         error = self._last_error.get(endpoint)
+        drift = self._drift[endpoint]
         return LinkStatus(
             state=self._state[endpoint],
             last_error=None if error is None else error[1],
@@ -303,6 +318,10 @@ class V1Backend(Backend):
             replies=self._stats.get(f"{endpoint}_results", 0),
             latency_p50_s=round(lat[len(lat) // 2], 4) if lat else None,
             latency_max_s=round(lat[-1], 4) if lat else None,
+            counters=counters(
+                {"rate_limited": float(self._stats.get(f"{endpoint}_rate_limited", 0)), **drift.counters()}
+            ),
+            unknown=drift.kinds(),
         )
 
     def _announce(self, endpoint: str, kind: str, text: str) -> None:
@@ -392,6 +411,9 @@ class V1Backend(Backend):
                 await self._pause(endpoint, delay)
                 continue
             except _Refused as exc:
+                if exc.status == RATE_LIMITED_STATUS:
+                    await self._rate_limited(endpoint, str(exc), exc.retry_after)
+                    continue
                 if exc.status == 401:
                     if not self._connected_once:
                         self._state[endpoint] = "auth_failed"
@@ -415,6 +437,11 @@ class V1Backend(Backend):
                 self._failed(endpoint, reason)
                 await self._pause(endpoint, delay)
                 continue
+            if wire.session_id is None and wire.last_error == p.Codes.RATE_LIMITED:
+                # Refused before any session was created: the organisation's limit, answered in-band.
+                await self._rate_limited(endpoint, "v1 session refused: rate_limited before session.created")
+                continue
+            self._rate_backoff[endpoint].reset()
             if time.monotonic() - opened >= MIN_UPTIME_S:
                 backoff.reset()
             if wire.closed_reason == p.Reasons.CLIENT_REQUEST:
@@ -458,6 +485,18 @@ class V1Backend(Backend):
                 visit.queue(endpoint).clear()
                 return
 
+    async def _rate_limited(self, endpoint: str, reason: str, retry_after: Optional[float] = None) -> None:
+        """Wait for the organisation's budget: ``Retry-After`` (if any) plus a full-jitter draw."""
+        delay = rate_limited_delay(self._rate_backoff[endpoint], retry_after)
+        self._count(f"{endpoint}_rate_limited")
+        self._announce(
+            endpoint,
+            "rate_limited",
+            f"{reason} (the organisation's request limit); media held, retrying in {delay:.1f} s",
+        )
+        self._failed(endpoint, f"{reason} (organisation request limit)")
+        await self._pause(endpoint, delay, "rate_limited")
+
     async def _pause(self, endpoint: str, delay: float, state: str = "backoff") -> None:
         self._state[endpoint] = state
         await asyncio.sleep(delay)
@@ -482,7 +521,8 @@ class V1Backend(Backend):
         except asyncio.TimeoutError:
             raise _Silent(self.cfg.v1.connect_timeout_s) from None
         except aiohttp.WSServerHandshakeError as exc:
-            raise _Refused(exc.status) from None
+            retry_after = retry_after_s(exc.headers.get("Retry-After")) if exc.headers else None
+            raise _Refused(exc.status, retry_after) from None
         self._connected_once = True
         if self._last_error.pop(endpoint, None) is not None:
             _LOGGER.info("v1 %s: connected again", endpoint)
@@ -511,6 +551,8 @@ class V1Backend(Backend):
             finally:
                 await cancel_and_wait([sender])
         wire.close_code = ws.close_code if ws.close_code is not None else p.CLOSE_ABNORMAL
+        if wire.close_code not in p.KNOWN_CLOSE_CODES:
+            self._drift[endpoint].saw("close_code", wire.close_code)
         return wire
 
     async def _receive_loop(
@@ -526,9 +568,12 @@ class V1Backend(Backend):
             try:
                 obj = loads(msg.data, max_bytes=MESSAGE_MAX_BYTES, what="v1 server message")
                 parsed = p.parse_server_obj(obj, wire.endpoint)
+                drift = self._drift[wire.endpoint]
                 if parsed is None:
                     self._count("messages_unknown")
+                    drift.saw("type", p.unknown_type(obj, wire.endpoint))
                     continue
+                drift.saw_all("field", p.unknown_fields(obj, wire.endpoint))
                 if isinstance(parsed, p.SessionUpdated):
                     updated.set()
                 wire.on_message(parsed, time.monotonic())

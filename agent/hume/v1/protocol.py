@@ -305,6 +305,83 @@ def parse_server_obj(obj: Any, endpoint: str) -> Optional[ServerMessage]:
     return None
 
 
+# --------------------------------------------------------------------------------------------------
+# What this client knows of the contract: anything else a server sends is protocol drift (agent.hume.drift)
+
+KNOWN_CLOSE_CODES = frozenset({1000, 1001, 1006, 1008, 1011, 1012, 1013})
+"""Close codes the SDK's reconnect policy names (plus 1000 and 1006): others are drift."""
+_SCORE = frozenset({"name", "probability"})
+_NESTED: Dict[str, frozenset] = {  # type: ignore[type-arg]
+    "audio": frozenset(AUDIO_FORMAT),
+    "image": frozenset(IMAGE_FORMAT),
+    "face": frozenset({"threshold", "min_size"}),
+    "received": frozenset({"audio_duration_ms", "frames"}),
+    "produced": frozenset({"utterances", "measurements"}),
+    "faces": frozenset({"face_id", "bbox", "confidence", "expressions", "descriptions"}),
+    "expressions": _SCORE,
+    "voice_attributes": _SCORE,
+    "descriptions": _SCORE,
+}
+"""Fields of the objects (or of the items of the lists) under these keys."""
+_CONFIG = {"audio": ("audio", "measurement_timer_ms"), "video": ("image", "face")}
+KNOWN_FIELDS: Dict[str, Dict[str, frozenset]] = {  # type: ignore[type-arg]
+    endpoint: {
+        "session.created": frozenset({"type", "session_id", *_CONFIG[endpoint]}),
+        "session.updated": frozenset({"type", *_CONFIG[endpoint]}),
+        "error": frozenset({"type", "code", "message", "retryable"}),
+        "session.closed": frozenset({"type", "session_id", "reason", "received", "produced"}),
+        **(
+            {
+                "utterance.start": frozenset({"type", "utterance_id", "audio_start_ms"}),
+                "utterance.end": frozenset({"type", "utterance_id", "audio_start_ms", "audio_end_ms"}),
+                "measurement.result": frozenset(
+                    {
+                        "type",
+                        "measurement_id",
+                        "utterance_id",
+                        "audio_start_ms",
+                        "audio_end_ms",
+                        "trigger",
+                        "expressions",
+                        "voice_attributes",
+                    }
+                ),
+            }
+            if endpoint == "audio"
+            else {"measurement.result": frozenset({"type", "frame_id", "faces"})}
+        ),
+    }
+    for endpoint in ("audio", "video")
+}
+"""Per endpoint, the contract's message types (hume-v1-realtime-facts.md section 3.2) and their fields."""
+
+
+def unknown_type(obj: Mapping[str, Any], endpoint: str) -> Optional[str]:
+    """The ``type`` of a server message when this client does not know it for ``endpoint``, else None."""
+    kind = obj.get("type")
+    return None if kind in KNOWN_FIELDS[endpoint] else str(kind)
+
+
+def unknown_fields(obj: Mapping[str, Any], endpoint: str) -> List[str]:
+    """Fields of a server message of a known type that the contract does not have, as dotted paths
+    (``measurement.result.faces[].age``); nested objects and the first item of each list are checked."""
+    known = KNOWN_FIELDS[endpoint].get(str(obj.get("type")))
+    if known is None:
+        return []
+    out = [f"{obj['type']}.{key}" for key in obj if key not in known]
+    for key, fields in _NESTED.items():
+        value = obj.get(key)
+        item = value[0] if isinstance(value, list) and value else value
+        if isinstance(item, dict):
+            where = f"{obj['type']}.{key}{'[]' if isinstance(value, list) else ''}"
+            out.extend(f"{where}.{k}" for k in item if k not in fields)
+            for inner in ("expressions", "descriptions"):  # a face's scores
+                scores = item.get(inner) if key == "faces" else None
+                if isinstance(scores, list) and scores and isinstance(scores[0], dict):
+                    out.extend(f"{where}.{inner}[].{k}" for k in scores[0] if k not in _SCORE)
+    return out
+
+
 def scores_json(scores: Scores) -> List[Dict[str, Any]]:
     """Scores as the wire writes them."""
     return [{"name": s.name, "probability": s.probability} for s in scores]
