@@ -113,7 +113,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_fleet(args: argparse.Namespace) -> int:
     from agent.ops import fleet
 
-    return fleet.run_from_args(args)
+    if getattr(args, "metrics_listen", None) is None:
+        return fleet.run_from_args(args)
+    from agent.ops import fleet_metrics  # prometheus_client only with --metrics-listen
+
+    return fleet.run_from_args(args, serve=fleet_metrics.serve)
 
 
 def _cmd_broker_acl(args: argparse.Namespace) -> int:

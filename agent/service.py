@@ -56,6 +56,7 @@ from agent.visit.audio_gate import AudioGate
 from agent.visit.presence import PresenceDetector
 from agent.visit.session import SessionEvent, SessionTracker
 from agent.visit.summary import Summarizer
+from agent.visit.tally import Tally
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class Agent:
         )
         self.audio_gate = AudioGate(cfg.microphone, spill_hangover=cfg.hume.backend == "v1")
         self.counters: Dict[str, int] = {"frames": 0, "frames_sent": 0, "audio_chunks": 0, "audio_sent": 0}
+        self.tally = Tally(cfg.hume.models)
+        """Visits ended by reason and summaries by model, from what is queued (health, metrics)."""
         self.identity = identity.collect(cfg, started_at=wall())
         self._checkpointed: Set[str] = set()
         """Sessions whose checkpoint is in the outbox's ``state`` table (deleted when they end)."""
@@ -157,6 +160,7 @@ class Agent:
         state.update({SESSION_STATE_PREFIX + sid: None for sid in self._checkpointed - set(current)})
         if self.publisher.enqueue_many(batch, state=state)[0] >= 0:
             self._checkpointed = set(current)
+            self.tally.observe(batch, self._wall())
 
     def recover_interrupted(self, checkpoints: Mapping[str, str]) -> int:
         """End the sessions a previous run left open (reason ``interrupted``); returns how many.
@@ -181,6 +185,7 @@ class Agent:
                 sid,
             )
             self.publisher.enqueue_many(msgs, state={key: None})
+            self.tally.observe(msgs, wall)
         return len(checkpoints)
 
     @property
@@ -367,7 +372,9 @@ class Agent:
         states = self.part_states()
         return ServiceHealth(
             device_id=self.cfg.effective_device_id,
-            session=SessionHealth(active=self.sessions.active, id=self.sessions.session_id),
+            session=SessionHealth(
+                active=self.sessions.active, id=self.sessions.session_id, ended=dict(self.tally.ended)
+            ),
             camera=CameraHealth(
                 state=states["camera"],
                 frames=counters["frames"],
@@ -381,7 +388,11 @@ class Agent:
                 audio_sent_ms=self.audio_gate.passed_ms,
                 audio_skipped_ms=self.audio_gate.skipped_ms,
             ),
-            summaries=SummaryHealth(**self.summaries.stats()),
+            summaries=SummaryHealth(
+                **self.summaries.stats(),
+                published=dict(self.tally.published),
+                last_at=self.tally.last_summary_iso,
+            ),
             hume=self.backend.status(),
             last_error=logs.last_problem(),
             privacy=PrivacyHealth(
@@ -485,6 +496,18 @@ async def run_agent(
             status_mod.default_path(), lambda: publisher.health_snapshot().to_json(), STATUS_EVERY_S
         ),
     )
+    if cfg.metrics.textfile_dir or cfg.metrics.listen:
+        from agent.ops import metrics_run  # prometheus_client is imported only when metrics are on
+
+        owner.start(
+            "metrics",
+            metrics_run.run(
+                cfg.metrics,
+                cfg.effective_device_id,
+                lambda: publisher.health_snapshot().to_json(),
+                cfg.mqtt.health_interval_s,
+            ),
+        )
     if agent.camera is not None:
         owner.start("camera", agent.camera_loop(agent.camera))
     if agent.microphone is not None:

@@ -53,6 +53,7 @@ from agent.config.schema import (
     HumeConfig,
     HumeV0Config,
     HumeV1Config,
+    MetricsConfig,
     MicrophoneConfig,
     MqttConfig,
     OutboxConfig,
@@ -60,6 +61,7 @@ from agent.config.schema import (
     SessionConfig,
     SummaryConfig,
     setting,
+    split_listen,
 )
 
 __all__ = [
@@ -81,6 +83,7 @@ __all__ = [
     "HumeConfig",
     "HumeV0Config",
     "HumeV1Config",
+    "MetricsConfig",
     "MicrophoneConfig",
     "MqttConfig",
     "OutboxConfig",
@@ -99,6 +102,7 @@ __all__ = [
     "render",
     "run_problems",
     "setting",
+    "split_listen",
     "url_host",
     "url_secrets",
 ]

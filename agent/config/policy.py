@@ -13,7 +13,7 @@ import stat
 from typing import List
 from urllib.parse import urlsplit
 
-from agent.config.schema import MASK, PROHIBITED_CONTEXTS, Config, PrivacyConfig
+from agent.config.schema import MASK, PROHIBITED_CONTEXTS, Config, MetricsConfig, PrivacyConfig, split_listen
 from agent.errors import ConfigError
 
 
@@ -41,6 +41,21 @@ def cross_checks(cfg: Config, problems: List[str]) -> None:
     if len(set(cfg.hume.models)) != len(cfg.hume.models):
         problems.append(f"hume.models = {list(cfg.hume.models)!r}: lists a model twice")
     _privacy_checks(cfg.privacy, problems)
+    _metrics_checks(cfg.metrics, problems)
+
+
+def _metrics_checks(cfg: MetricsConfig, problems: List[str]) -> None:
+    if cfg.listen:
+        try:
+            host, _ = split_listen(cfg.listen)
+        except ValueError as exc:
+            problems.append(f"metrics.listen = {exc}")
+            return
+        if not cfg.allow_remote and not is_loopback(host):
+            problems.append(
+                f"metrics.listen = {cfg.listen!r}: not a loopback address; anyone on that network could "
+                "read the kiosk's figures: use 127.0.0.1, or set metrics.allow_remote = true"
+            )
 
 
 def is_loopback(host: str) -> bool:

@@ -410,6 +410,28 @@ class CommandsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics (docs/monitoring.md); both off by default, and no port is opened unless asked."""
+
+    textfile_dir: str = setting(
+        "",
+        "write hume_edge.prom here every mqtt.health_interval_s, for node_exporter's textfile collector "
+        "(e.g. /var/lib/prometheus/node-exporter); empty = off",
+    )
+    listen: str = setting("", "serve GET /metrics on HOST:PORT, e.g. 127.0.0.1:9852; empty = off")
+    allow_remote: bool = setting(False, "let listen use an address that is not loopback")
+
+
+def split_listen(text: str) -> Tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port); ValueError naming what is allowed."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: expected HOST:PORT with a port between 1 and 65535, e.g. 127.0.0.1:9852")
+    return host, int(port)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """The whole agent configuration."""
 
@@ -424,6 +446,7 @@ class Config:
     commands: CommandsConfig = dataclasses.field(default_factory=CommandsConfig)
     outbox: OutboxConfig = dataclasses.field(default_factory=OutboxConfig)
     privacy: PrivacyConfig = dataclasses.field(default_factory=PrivacyConfig)
+    metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
 
     @property
     def effective_device_id(self) -> str:

@@ -371,7 +371,17 @@ class Outbox:
             synchronous=self.cfg.synchronous,
             path=str(self.path),
             quarantined=str(self.quarantined) if self.quarantined else None,
+            oldest_age_s=self._oldest_age_s(),
         )
+
+    def _oldest_age_s(self) -> float:
+        """Seconds the oldest queued row has waited (an acknowledged row waits at most ``ACK_FLUSH_S``
+        more for its deletion); 0 when nothing is queued."""
+        if not self.depth:
+            return 0.0
+        with self._lock:
+            row = self._db.execute("SELECT created FROM messages ORDER BY id LIMIT 1").fetchone()
+        return 0.0 if row is None else round(max(0.0, self._clock() - float(row[0])), 1)
 
     def stats(self) -> Dict[str, Any]:
         """:meth:`health` as JSON-ready data."""

@@ -66,6 +66,8 @@ class SessionHealth:
 
     active: bool = False
     id: Optional[str] = None
+    ended: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Visits ended since the agent started, by reason (``agent.visit.session.END_REASONS``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +101,10 @@ class SummaryHealth:
     open_sessions: int = 0
     dropped_late: int = 0
     dropped_idle: int = 0
+    published: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Summaries queued since the agent started, by model (``agent.visit.tally``)."""
+    last_at: Optional[str] = None
+    """When the latest summary was queued (UTC ISO-8601); None before the first."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +170,8 @@ class OutboxHealth:
     synchronous: str
     path: str
     quarantined: Optional[str]
+    oldest_age_s: float = 0.0
+    """How long the oldest queued message has waited (0 when none): a broker outage's length, as felt."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, Optional, Sequence, TextIO
 
 from agent import config as config_mod
 from agent.config import Config, MqttConfig
@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document (a line per refresh)")
     parser.add_argument("--watch", action="store_true", help="keep the subscription and refresh until Ctrl-C")
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="keep the subscription and serve every kiosk's Prometheus metrics at http://HOST:PORT/metrics "
+        "(a device label each; docs/monitoring.md); prints no table unless --watch is also given",
+    )
     parser.add_argument(
         "--interval-s", type=float, default=2.0, metavar="S", help="refresh period with --watch (default 2)"
     )
@@ -84,7 +90,13 @@ def _emit(report: FleetReport, as_json: bool, out: TextIO, clear: bool, separate
     out.flush()
 
 
-def run_from_args(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+Serve = Callable[[MqttConfig, argparse.Namespace, TextIO], int]
+"""``--metrics-listen``'s server (``agent.ops.fleet_metrics.serve``), handed in by the command line."""
+
+
+def run_from_args(
+    args: argparse.Namespace, out: Optional[TextIO] = None, serve: Optional[Serve] = None
+) -> int:
     """``hume-edge fleet``: exit 0 with the report, 1 if the broker could not be read, 78 bad config."""
     stream = sys.stdout if out is None else out
     problems = [
@@ -100,6 +112,12 @@ def run_from_args(args: argparse.Namespace, out: Optional[TextIO] = None) -> int
         for p in args.expect
         if not p or "/" in p or clean_text(p) != p
     ]
+    listen = getattr(args, "metrics_listen", None)
+    if listen is not None:
+        try:
+            config_mod.split_listen(listen)
+        except ValueError as exc:
+            problems.append(f"--metrics-listen {exc}")
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return EX_CONFIG
@@ -108,6 +126,8 @@ def run_from_args(args: argparse.Namespace, out: Optional[TextIO] = None) -> int
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EX_CONFIG
+    if listen is not None and serve is not None:
+        return serve(cfg, args, stream)
     if not args.watch:
         try:
             report = collect(cfg, args.wait_s, expect=args.expect)
@@ -127,17 +147,22 @@ def watch(
     out: TextIO,
     *,
     expect: Sequence[str] = (),
+    fold: Optional[FleetFold] = None,
+    emit: bool = True,
 ) -> int:
     """Collect, print, then keep folding live messages and print again every ``interval_s`` until Ctrl-C.
 
     A lost connection is said once on stderr and retried every interval; the last report stays on screen.
+    ``fold`` replaces the plain fold (the metrics exporter's keeps samples too); ``emit=False`` prints no
+    report.
     """
-    session = FleetSession(cfg, FleetFold(cfg.topic_prefix, expect=expect), time.monotonic)
+    session = FleetSession(cfg, fold or FleetFold(cfg.topic_prefix, expect=expect), time.monotonic)
     clear = not as_json and out.isatty()
     try:
         session.connect()
         settle(session, wait_s, QUIET_S)
-        _emit(session.fold.report(), as_json, out, clear)
+        if emit:
+            _emit(session.fold.report(), as_json, out, clear)
         said_lost = False
         while True:
             next_at = session.clock() + interval_s
@@ -155,7 +180,8 @@ def watch(
                         time.sleep(min(interval_s, max(0.0, next_at - session.clock())))
             if session.connected:
                 said_lost = False
-            _emit(session.fold.report(), as_json, out, clear, separate=True)
+            if emit:
+                _emit(session.fold.report(), as_json, out, clear, separate=True)
     except FleetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BROKER
