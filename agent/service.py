@@ -19,6 +19,7 @@ start.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import time
@@ -93,14 +94,22 @@ class Agent:
         self.notifier = notifier
         self._mono = monotonic
         self._wall = wall
-        self.sessions = SessionTracker(cfg.session)
+        # A kiosk with neither camera nor microphone cannot tell absence (and streams only cmd/text, which
+        # commands bring): there a commanded session is held as before.
+        sensing = camera is not None or microphone is not None
+        self.sessions = SessionTracker(
+            cfg.session if sensing else dataclasses.replace(cfg.session, hold_commanded=True)
+        )
         self.summaries = Summarizer(
             cfg.summary, cfg.effective_device_id, per_face=cfg.privacy.per_face_detail
         )
         self.pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
-        self.presence = (  # starts and ends visits in presence mode; finds the faces camera.crop keeps
+        # Starts and ends visits in presence mode; ends commanded ones nobody attends in command mode (unless
+        # session.hold_commanded); finds the faces camera.crop keeps.
+        absence_ends_commanded = cfg.session.mode == "command" and not cfg.session.hold_commanded
+        self.presence = (
             PresenceDetector(min_face_px=cfg.hume.min_face_size, sent_width=cfg.camera.width)
-            if cfg.session.mode == "presence" or cfg.camera.crop == "faces"
+            if cfg.session.mode == "presence" or absence_ends_commanded or cfg.camera.crop == "faces"
             else None
         )
         self.audio_gate = AudioGate(cfg.microphone, spill_hangover=cfg.hume.backend == "v1")

@@ -207,7 +207,7 @@ class SessionConfig:
     mode: str = setting(
         "presence",
         "presence = local detection starts/ends visits; always = one endless session; "
-        "command = only MQTT cmd/session",
+        "command = only MQTT cmd/session starts them",
         choices=("presence", "always", "command"),
     )
     debounce_s: float = setting(
@@ -216,6 +216,11 @@ class SessionConfig:
     grace_s: float = setting(5.0, "absence must hold this long to end a session", unit="s", min=0, max=600)
     max_session_s: float = setting(900.0, "a session is cut after this long", unit="s", min=10, max=86400)
     stream_when_idle: bool = setting(False, "also stream to Hume while no visitor is present (costs credits)")
+    hold_commanded: bool = setting(
+        False,
+        "a cmd/session start holds its session until end or max_session_s even with nobody present "
+        "(costs credits); false = it ends after grace_s of absence like any other",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

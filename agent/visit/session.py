@@ -12,13 +12,17 @@ there. :class:`SessionTracker` turns noisy evidence into clean IDLE -> ACTIVE ->
   ``end`` command, each of which immediately rolls over into a fresh session (a new id, a clean context).
 * **command** mode: only MQTT ``cmd/session`` start / end (a PIR sensor, the kiosk's UI) move the machine.
 
-Commands in every mode: ``start`` forces a session (a no-op if one is active) and *holds* it: a held
-session is not ended by absence, only by ``end`` or ``max_session_s``, so a sensor or UI that says "a
-visitor is here" is believed even when the camera misses them. Repeated ``start`` commands (a PIR sensor
-re-triggering) do not cut the session. ``end`` ends the active session; in presence mode, visual
-presence must then drop before presence can start another one, so the visitor who was just dismissed
-does not immediately restart a session by still standing there. To force a new visitor, send ``end``
-then ``start``.
+Commands in every mode: ``start`` forces a session (a no-op if one is active). Such a session still
+ends once nobody has been present (no visual or voice evidence) for ``grace_s``, counted from the command
+(a repeated ``start``, a PIR sensor re-triggering, counts it again from then): on a broker anyone can publish
+to, one forged ``start`` once streamed for ``max_session_s`` (900 s, 120 paid payloads a minute) with nobody
+there. ``session.hold_commanded = true`` restores the hold: a commanded session is then ended only by
+``end`` or ``max_session_s``, for a sensor or UI that is believed even when the camera misses the visitor.
+Repeated ``start`` commands do not cut the session. ``end`` ends the active session; in presence mode,
+visual presence must then drop before presence can start another one, so the visitor who was just
+dismissed does not immediately restart a session by still standing there. To force a new visitor, send
+``end`` then ``start``. In command mode absence ends sessions the same way (the service runs the presence
+check there too, unless ``hold_commanded``).
 
 ``max_session_s`` bounds a session (and a detector stuck at "present"): the session ends with reason
 ``max_duration``. In presence mode a new session may start if presence continues, after a fresh
@@ -106,7 +110,7 @@ class SessionTracker:
         self._id: Optional[str] = None
         self._started_at = 0.0
         self._held = False
-        """Started or confirmed by a ``start`` command: absence does not end it."""
+        """Started or confirmed by a ``start`` command with ``hold_commanded``: absence does not end it."""
         self._presence = False
         self._face = False
         """Hume saw a face; only about the current session, cleared at its end."""
@@ -168,7 +172,8 @@ class SessionTracker:
         if action == START:
             if self._id is None:
                 events.append(self._start(now, Reason.COMMAND))
-            self._held = True
+            self._held = self._cfg.hold_commanded
+            self._last_evidence = now  # the grace counts from the command: nobody seen since, it ends
             self._blocked = False
         else:
             if self._id is not None:
@@ -216,7 +221,7 @@ class SessionTracker:
             if now - self._started_at >= self._cfg.max_session_s:
                 events.append(self._end(now, Reason.MAX_DURATION))
             elif (
-                self._cfg.mode == "presence"
+                self._cfg.mode != "always"
                 and not self._held
                 and not evidence
                 and now - self._last_evidence >= self._cfg.grace_s

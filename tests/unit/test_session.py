@@ -118,8 +118,30 @@ def test_timers_due_before_an_input_fire_first() -> None:
     assert kinds(t.tick(23.0)) == [(START, "s2", 23.0, Reason.PRESENCE)]
 
 
+def test_a_commanded_session_nobody_attends_ends_after_grace() -> None:
+    """One forged ``start`` on an open broker streamed 900 s with nobody present (#31): now grace_s."""
+    for mode in ("presence", "command"):
+        t = tracker(mode=mode)
+        assert kinds(t.command(0.0, "start")) == [(START, "s1", 0.0, Reason.COMMAND)]
+        assert t.tick(4.0) == []
+        assert t.command(4.0, "start") == []  # a re-triggering sensor counts the grace again from now
+        assert t.tick(8.5) == []
+        assert kinds(t.tick(9.0)) == [(END, "s1", 9.0, Reason.ABSENCE)], mode
+
+
+def test_a_commanded_session_someone_attends_lasts() -> None:
+    t = tracker(mode="command")
+    t.command(0.0, "start")
+    t.observe(3.0, presence=True)
+    assert t.tick(50.0) == []
+    t.observe(60.0, presence=False, voice=True)  # looked away, still talking
+    assert t.tick(64.0) == []
+    t.observe(64.0, voice=False)
+    assert kinds(t.tick(69.0)) == [(END, "s1", 69.0, Reason.ABSENCE)]
+
+
 def test_command_start_forces_and_holds_a_session() -> None:
-    t = tracker()
+    t = tracker(hold_commanded=True)
     assert kinds(t.command(0.0, "start")) == [(START, "s1", 0.0, Reason.COMMAND)]
     assert t.tick(50.0) == []  # nobody seen, yet held
     assert t.command(60.0, "start") == []  # a re-triggering sensor does not cut the visit
@@ -127,7 +149,7 @@ def test_command_start_forces_and_holds_a_session() -> None:
 
 
 def test_command_start_holds_a_presence_session() -> None:
-    t = tracker()
+    t = tracker(hold_commanded=True)
     t.observe(0.0, presence=True)
     t.tick(1.0)
     assert t.command(2.0, "start") == []
@@ -162,16 +184,17 @@ def test_command_start_after_end_overrides_the_block() -> None:
     assert kinds(events) == [(END, "s1", 2.0, Reason.COMMAND), (START, "s2", 2.0, Reason.COMMAND)]
 
 
-def test_command_mode_ignores_presence() -> None:
-    t = tracker(mode="command")
+def test_command_mode_never_starts_on_presence() -> None:
+    t = tracker(mode="command", hold_commanded=True)
     t.observe(0.0, presence=True)
     assert t.tick(10.0) == []
     assert not t.should_stream
     assert kinds(t.command(10.0, "start")) == [(START, "s1", 10.0, Reason.COMMAND)]
     assert t.should_stream
     t.observe(11.0, presence=False, voice=False)
-    assert t.tick(50.0) == []
+    assert t.tick(50.0) == []  # held
     assert kinds(t.command(50.0, "end")) == [(END, "s1", 50.0, Reason.COMMAND)]
+    t.observe(51.0, presence=True)
     assert t.tick(60.0) == []
 
 
