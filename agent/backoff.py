@@ -65,11 +65,12 @@ RETRY_AFTER_MAX_S = 60.0
 a kiosk for hours."""
 
 
-def rate_limit_backoff(rng: Optional[random.Random] = None) -> Backoff:
+def rate_limit_backoff(rng: Optional[random.Random] = None, max_s: float = RATE_LIMIT_MAX_S) -> Backoff:
     """Full jitter between :data:`RATE_LIMIT_FLOOR_S` and a ceiling doubling from
-    :data:`RATE_LIMIT_FIRST_CEILING_S` to :data:`RATE_LIMIT_MAX_S`: a fleet refused together (after a
-    shared outage) spreads its retries over the window instead of returning as one wave."""
-    return Backoff(RATE_LIMIT_FIRST_CEILING_S, RATE_LIMIT_MAX_S, 2.0, rng, floor_s=RATE_LIMIT_FLOOR_S)
+    :data:`RATE_LIMIT_FIRST_CEILING_S` to ``max_s`` (``hume.rate_limit_max_s``): a fleet refused together
+    (after a shared outage) spreads its retries over the window instead of returning as one wave."""
+    first = min(RATE_LIMIT_FIRST_CEILING_S, max_s)
+    return Backoff(first, max(first, max_s), 2.0, rng, floor_s=min(RATE_LIMIT_FLOOR_S, first))
 
 
 def retry_after_s(value: Optional[str]) -> Optional[float]:
@@ -87,6 +88,7 @@ def retry_after_s(value: Optional[str]) -> Optional[float]:
 
 
 def rate_limited_delay(backoff: Backoff, retry_after: Optional[float]) -> float:
-    """How long to wait after a refusal by the organisation limit: what the server asked for, plus the
-    jittered draw (so a fleet told the same ``Retry-After`` does not return at the same instant)."""
-    return (retry_after or 0.0) + backoff.next_delay()
+    """How long to wait after a refusal by the organisation limit: what the server asked for (at most the
+    backoff's cap), plus the jittered draw (so a fleet told the same ``Retry-After`` does not return at
+    the same instant). At most twice the cap."""
+    return min(retry_after or 0.0, backoff.max_s) + backoff.next_delay()

@@ -33,6 +33,9 @@ ANSWERS = ("handshake", "error")
 EVENTS_KEPT = 200_000
 """Opens and refusals remembered for benchmarks and ``/_emulator/.../stats`` (oldest dropped)."""
 RETRY_AFTER_HEADER = "Retry-After"
+STATS_EVENTS = 1000
+"""The latest judged handshakes in ``stats()`` (time on this host's monotonic clock, organisation,
+admitted): enough for a test to count opens per window."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,4 +136,5 @@ class OrgLimit:
             "answer": s.answer,
             "admitted": dict(self.admitted),
             "refused": dict(self.refused),
+            "events": [[e.at, e.org, e.admitted] for e in list(self.events)[-STATS_EVENTS:]],
         }

@@ -106,6 +106,14 @@ class HumeConfig:
     fatal_retry_s: float = setting(
         300.0, "retry delay after a refused key or exhausted account", unit="s", min=1, max=86400
     )
+    rate_limit_max_s: float = setting(
+        60.0,
+        "longest jittered wait after the organisation's request limit refused a session, on top of the "
+        "server's Retry-After (Hume's limit is per minute)",
+        unit="s",
+        min=2,
+        max=600,
+    )
     queue_seconds: float = setting(
         10.0,
         "media buffered while the link is down or busy; oldest dropped past it",

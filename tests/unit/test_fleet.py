@@ -228,3 +228,21 @@ def test_any_bytes_never_crash_the_fold_or_the_renderers(messages: list) -> None
     report = fold.report()
     json.dumps(report.to_json())
     fleet.render_table(report, now=0.0)
+
+
+def test_the_hume_column_shows_each_kiosks_link_state_and_the_summary_counts_them() -> None:
+    limited = {"state": "rate_limited", "ok": False, "last_error": "video: ... organisation request limit"}
+    report = fold_of(
+        ("hume-edge/k1/status", b"online"),
+        ("hume-edge/k1/health", health(hume=limited)),
+        ("hume-edge/k2/status", b"online"),
+        ("hume-edge/k2/health", health(hume={"state": "open", "ok": True})),
+        ("hume-edge/k3/status", b"online"),
+        ("hume-edge/k3/health", health(hume={"state": ["not", "text"]})),
+    ).report()
+    assert [k.health.hume_state for k in report.kiosks] == ["rate_limited", "open", None]
+    lines = fleet.render_table(report, now=0.0)
+    assert lines[0].split()[5] == "HUME"
+    assert lines[1].split()[5] == "rate_limited"
+    assert "hume 1 open, 1 rate_limited" in lines[-1]
+    assert report.to_json()["kiosks"][0]["hume_state"] == "rate_limited"  # type: ignore[index]

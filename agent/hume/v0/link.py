@@ -198,7 +198,7 @@ class Link:
         # identify_faces a new visitor gets a new socket.
         self._socket_per_epoch = name == "video" and cfg.v0.identify_faces
         self._backoff = Backoff(cfg.v0.backoff_initial_s, cfg.v0.backoff_max_s)
-        self._rate_backoff = rate_limit_backoff()
+        self._rate_backoff = rate_limit_backoff(max_s=cfg.rate_limit_max_s)
         self._inflight: InFlight[OutgoingMedia] = InFlight()
         self.stats = LinkStats(f"v0 {name}")
         self.state = "idle"

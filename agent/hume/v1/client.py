@@ -178,7 +178,7 @@ class V1Backend(Backend):
             e: Backoff(rng.uniform(*first_delay_range_s), MAX_DELAY_S, DELAY_GROWTH, rng)
             for e in self._endpoints
         }
-        self._rate_backoff = {e: rate_limit_backoff(rng) for e in self._endpoints}
+        self._rate_backoff = {e: rate_limit_backoff(rng, cfg.rate_limit_max_s) for e in self._endpoints}
         self._drift = {e: Drift(f"v1 {e}", _LOGGER) for e in self._endpoints}
 
     # ------------------------------------------------------------------------------------------

@@ -30,7 +30,9 @@ def _opt(value: object) -> str:
 
 def render_table(report: FleetReport, now: float) -> List[str]:
     """One line per kiosk under a header, then a summary line."""
-    header = ("DEVICE", "STATE", "VERSION", "CONFIG", "SESSION", "QUEUE", "DROPS", "LAST SEEN", "LAST ERROR")
+    header = (
+        "DEVICE", "STATE", "VERSION", "CONFIG", "SESSION", "HUME", "QUEUE", "DROPS", "LAST SEEN", "LAST ERROR"
+    )  # fmt: skip
     rows: List[Tuple[str, ...]] = []
     for k in report.kiosks:
         h = k.health
@@ -43,6 +45,7 @@ def render_table(report: FleetReport, now: float) -> List[str]:
                 _opt(h.version),
                 config,
                 session,
+                _opt(h.hume_state),
                 _opt(h.queue_depth),
                 _opt(h.dropped),
                 _ago(h.ts, now),
@@ -74,6 +77,9 @@ def summary_line(report: FleetReport) -> str:
         )
     elif len({k.health.config_fingerprint for k in report.kiosks if k.health.config_fingerprint}) > 1:
         parts.append("config: no majority")
+    hume = collections.Counter(k.health.hume_state for k in report.kiosks if k.health.hume_state)
+    if hume:
+        parts.append("hume " + ", ".join(f"{n} {state}" for state, n in sorted(hume.items())))
     unexpected = [k.device for k in report.kiosks if not k.expected]
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected (not in --expect): {', '.join(unexpected)}")

@@ -52,6 +52,8 @@ class HealthView:
     queue_depth: Optional[int] = None
     dropped: Optional[int] = None
     last_error: Optional[str] = None
+    hume_state: Optional[str] = None
+    """The Hume link's headline state (``open``, ``idle``, ``rate_limited``, ``backoff``, ...)."""
 
 
 def parse_health(payload: bytes) -> HealthView:
@@ -80,4 +82,5 @@ def parse_health(payload: bytes) -> HealthView:
         queue_depth=depth if depth is not None else _int(_get(body, "mqtt", "queue_depth")),
         dropped=dropped if dropped is not None else _int(_get(body, "mqtt", "dropped")),
         last_error=clean_text(message),
+        hume_state=clean_text(_get(body, "hume", "state"), 24),
     )
