@@ -24,12 +24,27 @@ releases the GIL inside the detector, so callers may run :meth:`PresenceDetector
 
 from __future__ import annotations
 
+import os
 from typing import Any, Tuple
 
 import numpy as np
 
 from agent.media.frames import Box, Frame, frame_size
 from agent.media.video import grey
+
+DISTRO_CASCADES = ("/usr/share/opencv4/haarcascades", "/usr/share/opencv/haarcascades")
+"""Where Debian's and Raspberry Pi OS's OpenCV keep the cascades (package opencv-data): their cv2 has no
+``cv2.data``, which only the PyPI wheels add."""
+
+
+def haar_cascade(cv2: Any, name: str) -> str:
+    """The path of one of OpenCV's bundled cascades: the wheel's own, else the distribution's."""
+    wheel_dir = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    for folder in ([wheel_dir] if wheel_dir else []) + list(DISTRO_CASCADES):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    return os.path.join(wheel_dir or DISTRO_CASCADES[0], name)  # CascadeClassifier then says it is empty
 
 
 class PresenceDetector:
@@ -61,10 +76,13 @@ class PresenceDetector:
         if self._cascade is None:
             import cv2  # noqa: PLC0415 - the "vision" extra, loaded only when used
 
-            path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+            path = haar_cascade(cv2, "haarcascade_frontalface_default.xml")
             cascade = cv2.CascadeClassifier(path)
             if cascade.empty():
-                raise RuntimeError(f"cannot load OpenCV's face cascade {path} (OpenCV 5 ships none: use 4.x)")
+                raise RuntimeError(
+                    f"cannot load OpenCV's face cascade {path} (OpenCV 5 ships none: use 4.x; Debian's "
+                    "python3-opencv keeps them in the opencv-data package)"
+                )
             self._cascade = cascade
         return self._cascade
 
