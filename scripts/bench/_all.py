@@ -18,7 +18,16 @@ import _common
 
 _common.ensure_venv()
 
-SCRIPTS = ("media.py", "outbox.py", "latency.py", "memory.py", "kioskday.py", "flash.py", "cli.py")
+SCRIPTS = (
+    "media.py",
+    "outbox.py",
+    "latency.py",
+    "memory.py",
+    "kioskday.py",
+    "flash.py",
+    "cli.py",
+    "metrics.py",
+)
 
 
 def cpu_model() -> str:
