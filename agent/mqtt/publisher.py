@@ -76,7 +76,8 @@ class Publisher:
         self.device_id = device_id
         self.outbox = outbox
         self.models = models
-        self._service_health = health
+        self.service_health = health
+        """The service's part of the snapshot; the service registers its own when it is composed."""
         self.base = f"{cfg.topic_prefix}/{device_id}"
         self.client_id = cfg.client_id or f"hume-edge-{device_id}"
         self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
@@ -182,7 +183,7 @@ class Publisher:
     def health_snapshot(self) -> Health:
         """The agent-wide snapshot: the service's part, this link's, the outbox's and the process's."""
         try:
-            service = self._service_health() or ServiceHealth(device_id=self.device_id)
+            service = self.service_health() or ServiceHealth(device_id=self.device_id)
         except Exception:  # a reporting bug must not take the link down; say it once
             if not self._health_failed:
                 _LOGGER.exception("the health callback failed; publishing the MQTT part only")

@@ -191,6 +191,9 @@ class PrivacyHealth:
     """Frames and audio chunks dropped unprocessed while paused."""
     dropped_unannounced: int = 0
     """Frames and chunks of a visit dropped while its notice waited for the broker's acknowledgement."""
+    dropped: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)
+    """Everything held back during a visit, by reason (``paused``, ``unannounced``, ``withdrawn``), then by
+    kind (``frame``, ``audio``, ``text``): ``agent.visit.gate``."""
 
 
 @dataclasses.dataclass(frozen=True)

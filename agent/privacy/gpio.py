@@ -31,7 +31,7 @@ BOUNCE_S = 0.05
 class GpioControls:
     """The button and the LED; construct on the event loop, :meth:`close` at shutdown."""
 
-    def __init__(self, cfg: PrivacyConfig, on_press: Callable[[], None]) -> None:
+    def __init__(self, cfg: PrivacyConfig, on_press: Optional[Callable[[], None]] = None) -> None:
         if importlib.util.find_spec("gpiozero") is None:
             raise AgentError(
                 "privacy.gpio_button_pin / gpio_led_pin need the Python module 'gpiozero': "
@@ -40,6 +40,8 @@ class GpioControls:
         import gpiozero  # noqa: PLC0415 - optional extra, imported only when a pin is configured
 
         loop = asyncio.get_running_loop()
+        self.on_press = on_press
+        """Called on the loop at each press; the service sets it once the agent is composed."""
         self.presses = 0
         self._button: Optional[Any] = None
         self._led: Optional[Any] = None
@@ -47,7 +49,7 @@ class GpioControls:
 
         def pressed() -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed while gpiozero's thread ran
-                loop.call_soon_threadsafe(self._press, on_press)
+                loop.call_soon_threadsafe(self._press)
 
         try:
             if cfg.gpio_button_pin >= 0:
@@ -66,9 +68,10 @@ class GpioControls:
             "GPIO: pause button on pin %s, capture LED on pin %s", cfg.gpio_button_pin, cfg.gpio_led_pin
         )
 
-    def _press(self, on_press: Callable[[], None]) -> None:
+    def _press(self) -> None:
         self.presses += 1
-        on_press()
+        if self.on_press is not None:
+            self.on_press()
 
     def capturing(self, on: bool) -> None:
         """Light the LED while media may be sent; off otherwise."""

@@ -288,13 +288,11 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
         environ={},
     )
     made: List[Recorder] = []
-    real = service.make_backend
 
     def recording(c: config_mod.Config) -> Backend:
-        made.append(Recorder(real(c)))
+        made.append(Recorder(service.make_backend(c)))
         return made[-1]
 
-    service.make_backend = recording  # type: ignore[assignment]
     static: List[float] = []  # capture times of frames skipped as near-identical to the last one sent
     is_static = FramePipeline._is_static
 
@@ -320,7 +318,7 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
         stop.set()
 
     tasks = [asyncio.ensure_future(sample()), asyncio.ensure_future(stopper())]
-    code = await service.run_agent(cfg, stop, sources=(camera, microphone))
+    code = await service.run_agent(cfg, stop, sources=(camera, microphone), make_backend=recording)
     for task in tasks:
         task.cancel()
     wall0 = time.time() - (time.monotonic() - args.t0)

@@ -27,10 +27,11 @@ import pytest
 
 from agent import config as config_mod
 from agent.capture.synthetic import SceneStep, SyntheticCamera
+from agent.hub import Agent
 from agent.hume.v0.protocol import PublishMessage
 from agent.media.audio import Resampler, decode_wav
 from agent.media.frames import Frame
-from agent.service import Agent, run_agent
+from agent.service import run_agent
 from hume_emulator.emulator import SERVER_KEY, Emulator
 from tests.integration.test_end_to_end import PREFIX, SceneVoice, agent_config, validator
 from tests.support.chromium import chromium, needs_chromium
@@ -171,11 +172,16 @@ async def wait_paused(sub: Subscriber, agent: Agent, emulator: Emulator) -> None
     assert privacy.paused
     assert not privacy.notice_active
     at_pause = len(emulator.requests)
-    dropped = agent.dropped_paused
-    assert await eventually(lambda: agent.dropped_paused >= dropped + 3, 20)  # media kept coming, dropped
+    dropped = privacy.dropped_paused
+
+    def dropped_paused() -> int:
+        privacy = agent.health().privacy
+        return privacy.dropped_paused if privacy is not None else 0
+
+    assert await eventually(lambda: dropped_paused() >= dropped + 3, 20)  # media kept coming, dropped
     settled = len(emulator.requests)
     assert settled - at_pause <= 2, "more than the payloads already in flight (one per socket) landed"
-    assert await eventually(lambda: agent.dropped_paused >= dropped + 6, 20)
+    assert await eventually(lambda: dropped_paused() >= dropped + 6, 20)
     assert len(emulator.requests) == settled, "the emulator received payloads while paused"
 
 
@@ -218,18 +224,14 @@ async def test_pause_from_mqtt_the_page_and_a_gpio_button(
         },
     )
     agents: List[Agent] = []
-    original_init = Agent.__init__
-
-    def capture_agent(self: Agent, *args: Any, **kwargs: Any) -> None:
-        original_init(self, *args, **kwargs)
-        agents.append(self)
-
-    monkeypatch.setattr(Agent, "__init__", capture_agent)
     sends_while_paused: List[str] = []
     stop = asyncio.Event()
     task = asyncio.ensure_future(
         run_agent(
-            config_mod.from_dict(data, environ={}), stop, sources=(camera, SceneVoice(camera, speech()))
+            config_mod.from_dict(data, environ={}),
+            stop,
+            sources=(camera, SceneVoice(camera, speech())),
+            on_agent=agents.append,
         )
     )
     try:
@@ -242,7 +244,7 @@ async def test_pause_from_mqtt_the_page_and_a_gpio_button(
             real = getattr(owner, name)
 
             def guarded(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
-                if agent.pause.paused and "face" not in kwargs:  # face=: Hume's reply to earlier media
+                if agent.desk.paused and "face" not in kwargs:  # face=: Hume's reply to earlier media
                     sends_while_paused.append(_name)
                 return _real(*args, **kwargs)
 
@@ -281,7 +283,7 @@ async def test_pause_from_mqtt_the_page_and_a_gpio_button(
         gpiozero.Device.pin_factory = previous_factory
     assert code == 0
     assert sends_while_paused == [], "media was processed or sent while paused"
-    assert agent.pause.pauses == 3
+    assert agent.desk.pause.pauses == 3
     results = [m.json() for m in sub.on("cmd/result")]
     assert [(r["ok"], r.get("action")) for r in results] == [(True, "pause"), (True, "resume")]
 

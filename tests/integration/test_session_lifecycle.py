@@ -27,7 +27,8 @@ import pytest
 from agent import config as config_mod
 from agent.hume.types import HUME_MODELS
 from agent.mqtt.outbox import Outbox
-from agent.service import SESSION_STATE_PREFIX, run_agent
+from agent.service import run_agent
+from agent.visit.recorder import SESSION_STATE_PREFIX
 from agent.visit.session import SessionEvent
 from agent.visit.summary import Summarizer
 from hume_emulator.emulator import Emulator

@@ -113,17 +113,17 @@ async def run_visit(
 ) -> Tuple[Recorder, ScriptVoice]:
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp))
     made: List[Recorder] = []
-    real = service.make_backend
 
     def recording(c: Config) -> Backend:
-        made.append(Recorder(real(c)))
+        made.append(Recorder(service.make_backend(c)))
         return made[0]
 
-    monkeypatch.setattr(service, "make_backend", recording)
     voice = ScriptVoice(script())
     stop = asyncio.Event()
     task = asyncio.ensure_future(
-        service.run_agent(cfg, stop, sources=(SyntheticCamera(640, 480, 2.0, scene=SCENE), voice))
+        service.run_agent(
+            cfg, stop, sources=(SyntheticCamera(640, 480, 2.0, scene=SCENE), voice), make_backend=recording
+        )
     )
     try:
         await eventually(

@@ -1,0 +1,98 @@
+"""The privacy desk (agent.privacy.desk): pause commands, each visit's notice queued, listeners told."""
+
+from __future__ import annotations
+
+from typing import List
+
+from agent.config import PrivacyConfig
+from agent.messages import OutMessage
+from agent.privacy.desk import PrivacyDesk
+
+
+class Outbox:
+    """The desk's ``enqueue``: a seq per message, or -1 when the disk is full."""
+
+    def __init__(self) -> None:
+        self.messages: List[OutMessage] = []
+        self.full = False
+
+    def enqueue(self, msg: OutMessage) -> int:
+        if self.full:
+            return -1
+        self.messages.append(msg)
+        return len(self.messages)
+
+
+def desk(outbox: Outbox, max_pause_s: float = 60.0) -> PrivacyDesk:
+    return PrivacyDesk(PrivacyConfig(max_pause_s=max_pause_s), "kiosk1", outbox.enqueue, wall=lambda: 1e9)
+
+
+def test_start_withdraws_a_notice_a_crash_left_active() -> None:
+    outbox = Outbox()
+    d = desk(outbox)
+    d.start()
+    assert [(m.topic, m.payload["active"], m.retain) for m in outbox.messages] == [("notice", False, True)]
+
+
+def test_media_leaves_only_once_the_visits_notice_is_acknowledged_and_listeners_hear_each_change() -> None:
+    outbox = Outbox()
+    d = desk(outbox)
+    told: List[bool] = []
+    d.listeners.append(lambda: told.append(d.media_allowed))
+    assert not d.sync(True, "s1", broker_connected=True)  # queued, no PUBACK yet
+    assert outbox.messages[-1].payload["active"] is True
+    assert outbox.messages[-1].payload["session"] == "s1"
+    assert not d.announced(True)
+    d.delivered(len(outbox.messages))
+    assert d.announced(True)
+    assert d.sync(True, "s1", broker_connected=True)
+    assert not d.sync(False, None, broker_connected=True)  # the visit ended: withdrawn
+    assert outbox.messages[-1].payload["active"] is False
+    assert told == [False, True, False]
+
+
+def test_while_the_broker_is_down_a_durably_queued_notice_lets_media_leave() -> None:
+    outbox = Outbox()
+    d = desk(outbox)
+    assert d.sync(True, "s1", broker_connected=False)
+
+
+def test_a_notice_the_outbox_cannot_store_lets_nothing_leave() -> None:
+    outbox = Outbox()
+    outbox.full = True
+    d = desk(outbox)
+    assert not d.sync(True, "s1", broker_connected=False)
+
+
+def test_a_pause_withdraws_the_notice_and_ends_by_itself() -> None:
+    outbox = Outbox()
+    d = desk(outbox, max_pause_s=10.0)
+    d.sync(True, "s1", broker_connected=False)
+    assert d.command(0.0, "pause", "mqtt")
+    assert not d.command(1.0, "pause", "page")  # already paused: restarts the maximum, no change
+    assert d.paused
+    assert not d.media_allowed
+    assert not d.sync(True, "s1", broker_connected=False)
+    assert outbox.messages[-1].payload["active"] is False
+    assert not d.tick(5.0)
+    assert d.tick(11.5)  # 10 s after the second press
+    assert not d.paused
+    assert d.sync(True, "s1", broker_connected=False)
+    assert d.command(20.0, "toggle", "button")
+    assert d.paused
+    assert d.command(21.0, "toggle", "button")
+    assert not d.paused
+
+
+def test_health_reports_the_pause_the_notice_and_the_gates_drops() -> None:
+    outbox = Outbox()
+    d = desk(outbox)
+    d.command(0.0, "pause", "mqtt")
+    drops = {"paused": {"frame": 2, "audio": 1, "text": 0}}
+    h = d.health(4.0, drops, paused=3, unannounced=0)
+    assert h.paused
+    assert h.pauses == 1
+    assert h.pause_left_s == 56.0
+    assert h.dropped_paused == 3
+    assert h.dropped == drops
+    assert h.deployment_context == PrivacyConfig().deployment_context
