@@ -120,6 +120,12 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
     return fleet.run_from_args(args, serve=fleet_metrics.serve)
 
 
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from agent.hume import probe
+
+    return probe.run_from_args(args)
+
+
 def _cmd_broker_acl(args: argparse.Namespace) -> int:
     from agent.mqtt import broker_acl
 
@@ -245,6 +251,22 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         from agent.ops import fleet
 
         fleet.add_arguments(p)
+
+    p = add(
+        "probe",
+        _cmd_probe,
+        "Check the real Hume link before a fleet goes live (billed: refuses without --yes and prints the "
+        "cost ceiling first): opens the configured backend's sessions with the kiosk's key, sends a few "
+        "seconds of the face and speech this package ships, and prints latency, labels, message types and "
+        "fields; anything our client does not know (type, field, close code, header) is listed as a "
+        "protocol difference. Exit 0 ok, 3 protocol differences, 1 link failed, 69 key refused, 78 bad "
+        "config, 2 not run.",
+        "hume-edge probe --config /etc/hume-edge/config.toml --yes --transcript probe.json",
+    )
+    if wanted(command, "probe"):
+        from agent.hume import probe
+
+        probe.add_arguments(p)
 
     p = add(
         "broker-acl",

@@ -24,19 +24,11 @@ VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 EMULATOR_HOST = Path(__file__).resolve().with_name("_emuhost.py")
 API_KEY = "test-key"
 
-IMAGE_USD = 0.00204
-"""Hume price per image, the newer ("reconciled from hume.ai/pricing, May 2026") rate set of
-shared/reference/hume-api-facts.md section 8 (the older set is exactly a third of it)."""
-AUDIO_USD_PER_MIN = 0.0639
-"""Hume price per minute of audio only, same rate set, metered per second."""
-V1_MIN_BILLED_S = 10.0
-"""v1 bills every session that took media at least this long (hume-v1-realtime-facts.md section 9)."""
-V1_FRAME_BILLED_S = 1 / 3
-"""v1 bills each video frame that passes the send-rate check as a third of a second."""
-
 
 def v1_billed_s(endpoint: str, received: Dict[str, int]) -> float:
     """Media-seconds Hume bills for one v1 session, from its ``session.closed`` ``received`` totals."""
+    from agent.hume.pricing import V1_FRAME_BILLED_S, V1_MIN_BILLED_S  # noqa: PLC0415 - after ensure_venv
+
     media_s = (
         received.get("audio_duration_ms", 0) / 1000
         if endpoint == "audio"

@@ -62,6 +62,7 @@ from agent.capture.camera import FrameSource  # noqa: E402
 from agent.capture.microphone import AudioSource  # noqa: E402
 from agent.capture.synthetic import SceneStep, SpeechSource, SyntheticCamera  # noqa: E402
 from agent.dev.localbroker import LocalBroker  # noqa: E402
+from agent.hume import pricing  # noqa: E402
 from agent.hume.backend import Backend  # noqa: E402
 from agent.media.audio import AUDIO_RATE, AudioChunk  # noqa: E402
 from agent.media.frames import Frame  # noqa: E402
@@ -80,8 +81,6 @@ NOISE_RMS = 33.0
 """The quiet room: about -60 dBFS, a USB microphone's noise floor."""
 SIDES = ("agent-v1", "agent-v0", "agent-v1-nogate", "naive-v1", "naive-v0")
 QUICK_SIDES = ("agent-v1", "agent-v0", "naive-v1", "naive-v0")
-V1_VIDEO_USD_PER_MIN = 0.045
-"""See the module doc: the older table's video-only $0.015/min x 3."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -443,10 +442,10 @@ def billed(stats: Dict[str, Any], v1: bool) -> Dict[str, float]:
 
 
 def usd(bill: Dict[str, float], v1: bool) -> float:
-    audio = bill["audio_s"] / 60 * _common.AUDIO_USD_PER_MIN
+    audio = bill["audio_s"] / 60 * pricing.AUDIO_USD_PER_MIN
     if v1:
-        return audio + bill["video_s"] / 60 * V1_VIDEO_USD_PER_MIN
-    return audio + bill["images"] * _common.IMAGE_USD
+        return audio + bill["video_s"] / 60 * pricing.V1_VIDEO_USD_PER_MIN
+    return audio + bill["images"] * pricing.IMAGE_USD
 
 
 def diff(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
@@ -646,9 +645,10 @@ def report(args: argparse.Namespace, run: Run) -> None:
             + "; glance seconds measured (paid): "
             + ", ".join(f"{r} {per[r]['glance_measured']:g} s" for r in sides if "visits" in per[r])
             + ".",
-            f"Prices: hume-api-facts.md section 8, newer set (May 2026): v0 ${_common.IMAGE_USD}/image, "
-            f"audio ${_common.AUDIO_USD_PER_MIN}/min; v1 (unpublished) audio "
-            f"${_common.AUDIO_USD_PER_MIN}/min, video ${V1_VIDEO_USD_PER_MIN}/min (older video-only x3).",
+            f"Prices: hume-api-facts.md section 8, newer set (May 2026): v0 ${pricing.IMAGE_USD}/image, "
+            f"audio ${pricing.AUDIO_USD_PER_MIN}/min; v1 (unpublished) audio "
+            f"${pricing.AUDIO_USD_PER_MIN}/min, video ${pricing.V1_VIDEO_USD_PER_MIN}/min "
+            "(older video-only x3).",
         ]
     )
     at10 = {role: per[role]["days"][0.10] for role in sides}

@@ -46,6 +46,7 @@ from hume.expression_measurement.stream import Config, StreamFace, StreamModelPr
 
 from agent import config as config_mod  # noqa: E402
 from agent.capture.synthetic import SpeechSource, SyntheticCamera  # noqa: E402
+from agent.hume import pricing  # noqa: E402
 from agent.hume.v0.client import V0Backend  # noqa: E402
 from agent.media.audio import AudioChunk, voice_activity, wav_bytes  # noqa: E402
 from agent.media.frames import Frame  # noqa: E402
@@ -269,7 +270,7 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
         audio = (r["data_all"] - r["data_video"]) / media_min
         images = r["face_requests"] / media_min
         audio_min = r["v0_audio_s"] / 60 / media_min  # seconds of audio the emulator received
-        usd = images * _common.IMAGE_USD + audio_min * _common.AUDIO_USD_PER_MIN
+        usd = images * pricing.IMAGE_USD + audio_min * pricing.AUDIO_USD_PER_MIN
         per[role] = {"cpu": cpu_per_s, "wire": wire, "video": video, "usd": usd}
         rows.append(
             [
@@ -314,7 +315,7 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
             "(WAV, 16 kHz 16-bit); ours sends only what its silence gate passes. Audio cost: the seconds "
             "the emulator received.",
             f"Cost: Hume's newer rate set (hume-api-facts.md section 8, 'reconciled, May 2026'): "
-            f"${_common.IMAGE_USD}/image for each frame sent, ${_common.AUDIO_USD_PER_MIN}/min of audio "
+            f"${pricing.IMAGE_USD}/image for each frame sent, ${pricing.AUDIO_USD_PER_MIN}/min of audio "
             "(older set: one third of each). Billing is per image, not per byte: the same frame rate "
             "costs the same.",
         ]

@@ -1,0 +1,28 @@
+"""What Hume bills, as far as it is published: the one place the agent and the benchmarks price media.
+
+Source: shared/reference/hume-api-facts.md section 8 (v0, the newer "reconciled from hume.ai/pricing, May
+2026" rate set, exactly three times the older one) and hume-v1-realtime-facts.md section 9 (v1 bills
+media-seconds: audio as streamed, 1/3 s per frame that passes the send-rate check, at least 10 s per
+session that took media). v1's prices are not published: its media-seconds are priced at the same table's
+per-minute rates (audio only; video at the older video-only rate x3, as that table lists none).
+"""
+
+from __future__ import annotations
+
+IMAGE_USD = 0.00204
+"""v0: per image (each frame sent to the face model)."""
+AUDIO_USD_PER_MIN = 0.0639
+"""Per minute of audio only, metered per second (v0; assumed for v1)."""
+V1_VIDEO_USD_PER_MIN = 0.045
+"""v1 video, per billed minute (unpublished: the older table's video-only $0.015/min x 3)."""
+V1_MIN_BILLED_S = 10.0
+"""v1 bills every session that took media at least this long."""
+V1_FRAME_BILLED_S = 1 / 3
+"""v1 bills each video frame that passes the send-rate check as a third of a second."""
+
+
+def v1_session_usd(endpoint: str, media_s: float) -> float:
+    """The most one v1 session of ``endpoint`` ("audio" or "video") costs for ``media_s`` billed seconds."""
+    billed_s = max(V1_MIN_BILLED_S, media_s)
+    rate = AUDIO_USD_PER_MIN if endpoint == "audio" else V1_VIDEO_USD_PER_MIN
+    return billed_s / 60 * rate
