@@ -115,12 +115,21 @@ async def test_the_last_will_says_offline_when_the_link_drops(
     sub = subscriber(rabbitmq, [f"{BASE}/status"])
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
     with Proxy(rabbitmq.host, rabbitmq.port) as proxy:
-        pub = publisher(proxy.host, proxy.port, outbox, protocol)
+        # MQTT 5: the will waits mqtt.will_delay_s (1 s here) and is dropped if the agent is back by then.
+        pub = Publisher(
+            mqtt_config(proxy.host, proxy.port, protocol=protocol, reconnect_max_s=1.0, will_delay_s=1),
+            "kiosk1",
+            outbox,
+        )
         async with running(pub):
             assert await sub.until(lambda ms: [m.payload for m in ms][-1:] == [b"online"], TIMEOUT_S)
             assert pub.status().protocol == protocol
-            proxy.cut()  # the TCP connection ends without DISCONNECT, as when a kiosk loses power
+            # The kiosk loses power: the TCP connection ends without DISCONNECT, and it stays away (its
+            # reconnects pass nothing) until the broker has published the will.
+            proxy.blackhole()
+            proxy.cut()
             assert await sub.until(lambda ms: b"offline" in [m.payload for m in ms], TIMEOUT_S)
+            proxy.resume()
             assert await sub.until(lambda ms: [m.payload for m in ms][-1:] == [b"online"], TIMEOUT_S)
         # Inside the proxy's block: "stopped" and the DISCONNECT must pass through it before it closes, or
         # the broker sees a dropped link and rightly publishes the will (seen under load).
