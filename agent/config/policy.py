@@ -9,12 +9,14 @@ helpers mask a secret wherever a URL is shown.
 from __future__ import annotations
 
 import os
+import re
 import stat
-from typing import List
-from urllib.parse import urlsplit
+from typing import List, Optional
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from agent.config.schema import MASK, PROHIBITED_CONTEXTS, Config, MetricsConfig, PrivacyConfig, split_listen
 from agent.errors import ConfigError
+from agent.untrusted import clip
 
 
 def cross_checks(cfg: Config, problems: List[str]) -> None:
@@ -42,6 +44,45 @@ def cross_checks(cfg: Config, problems: List[str]) -> None:
         problems.append(f"hume.models = {list(cfg.hume.models)!r}: lists a model twice")
     _privacy_checks(cfg.privacy, problems)
     _metrics_checks(cfg.metrics, problems)
+    _topic_checks(cfg, problems)
+
+
+def topic_problem(value: str, *, levels: bool) -> Optional[str]:
+    """Why ``value`` cannot be (part of) an MQTT topic name, or None. ``levels``: it may hold ``/``.
+
+    A device id of ``kiosk/+`` or ``lobby#`` made every topic of the kiosk a wildcard (the broker refuses
+    to publish on it, and run crash-looped); ``/`` in a device id shifts every topic a level and escapes a
+    per-device ACL; a control character or U+2028 in it reaches every log line and message (#31).
+    """
+    for char in value:
+        if char in "+#":
+            return f"contains the MQTT wildcard {char!r}"
+        if not char.isprintable() or char in "\u2028\u2029":
+            return f"contains the control or line-separator character U+{ord(char):04X}"
+    if not levels and "/" in value:
+        return "contains '/', the topic level separator"
+    if levels and (value.startswith("/") or value.endswith("/") or "//" in value):
+        return "has an empty topic level (a leading, trailing or doubled '/')"
+    if value.startswith("$"):
+        return "starts with '$', which brokers reserve for their own topics ($SYS)"
+    return None
+
+
+_LEVELS_ALLOWED = "topic levels of printable text without '+' or '#', separated by single '/'"
+
+
+def _topic_checks(cfg: Config, problems: List[str]) -> None:
+    checks = (
+        ("device_id", cfg.device_id, False, "one topic level: printable text without '/', '+' or '#'"),
+        ("mqtt.topic_prefix", cfg.mqtt.topic_prefix, True, _LEVELS_ALLOWED),
+        ("mqtt.discovery_prefix", cfg.mqtt.discovery_prefix, True, _LEVELS_ALLOWED),
+    )
+    for key, value, levels, allowed in checks:
+        if not value and key == "device_id":
+            continue  # empty: the host name, which can hold none of these
+        why = "is empty" if not value else topic_problem(value, levels=levels)
+        if why is not None:
+            problems.append(f"{key} = {clip(value, 80)!r}: {why}; allowed: {allowed}")
 
 
 def _metrics_checks(cfg: MetricsConfig, problems: List[str]) -> None:
@@ -99,30 +140,56 @@ def url_host(url: str) -> str:
 
 
 URL_SECRET_PARAMS = frozenset({"apikey", "api_key", "key", "token", "access_token", "password", "secret"})
-"""Query parameters that carry a secret; Hume's v0 accepted ``?apikey=``, so a copied URL may hold one."""
+"""Parameter names shown by name when found (Hume's v0 accepted ``?apikey=``, so a copied URL may hold one);
+any other parameter is named only by where it is, since a bare ``?s3cr3t`` is its own value."""
 
 
 def url_secrets(url: str) -> List[str]:
-    """Names of the query parameters of ``url`` that carry a secret (empty: none)."""
+    """Every place ``url`` could carry a secret, found by parsing it (empty: none).
+
+    A Hume URL needs a scheme, a host, a port and a path, nothing else, so each of these counts, whatever
+    its name: user info (``user:SECRET@host``), every query and fragment parameter (``&`` and ``;``
+    separated, names percent-decoded: ``?api%6Bey=``), and every ``;`` parameter of a path segment. A name
+    blocklist let ``?api%6Bey=``, ``user:SECRET@host``, ``;apikey=`` and ``#apikey=`` through (#31).
+    """
     try:
-        query = urlsplit(url).query
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port raises ValueError for a malformed one
     except ValueError:
-        return []
-    names = [part.split("=", 1)[0] for part in query.split("&") if part]
-    return [n for n in names if n.lower() in URL_SECRET_PARAMS]
+        return ["an unparseable URL (it is not printed)"]
+    found: List[str] = []
+    if "@" in parts.netloc:
+        found.append("user info (user:password@host)")
+    for segment in parts.path.split("/"):
+        for param in segment.split(";")[1:]:
+            found.append(f"a path parameter ({_param_name(param)})")
+    for where, text in (("query", parts.query), ("fragment", parts.fragment)):
+        for param in re.split(r"[&;]", text):
+            if param:
+                found.append(f"a {where} parameter ({_param_name(param)})")
+    return found
+
+
+def _param_name(param: str) -> str:
+    name = unquote_plus(param.split("=", 1)[0]).strip().lower()
+    return repr(name) if name in URL_SECRET_PARAMS else "unnamed here"
 
 
 def redact_url(url: str) -> str:
-    """``url`` with the values of its secret query parameters masked, for every place it is shown."""
+    """``url`` without whatever could carry a secret (:func:`url_secrets`), for every place it is shown."""
     if not url_secrets(url):
         return url
-    head, _, query = url.partition("?")
-    query, hash_, fragment = query.partition("#")
-    parts = []
-    for part in query.split("&"):
-        name, eq, _value = part.partition("=")
-        parts.append(f"{name}{eq}{MASK}" if eq and name.lower() in URL_SECRET_PARAMS else part)
-    return f"{head}?{'&'.join(parts)}{hash_}{fragment}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    path = re.sub(r";[^/]*", ";" + MASK, parts.path)
+    return urlunsplit(
+        (parts.scheme, netloc, path, MASK if parts.query else "", MASK if parts.fragment else "")
+    )
 
 
 TEST_CAMERA_SOURCES = ("synthetic",)
@@ -166,15 +233,23 @@ def run_problems(cfg: Config) -> List[str]:
             "hume.api_key: no Hume API key: set hume.api_key in the config, the HUME_API_KEY environment "
             "variable, or a systemd credential named hume_api_key"
         )
+    mqtt = cfg.mqtt
+    if not is_loopback(mqtt.host) and not mqtt.tls and not mqtt.allow_plaintext:
+        problems.append(
+            f"mqtt.host = {mqtt.host!r} is not on this machine and mqtt.tls = false: summaries, commands "
+            "and the broker password would travel in clear; set mqtt.tls = true (README: Securing the "
+            "broker), or mqtt.allow_plaintext = true for a broker on a network you trust"
+        )
     where = f"hume.{hume.backend}.url"
     host = url_host(hume.url)
     remote = not is_loopback(host)
     secrets = url_secrets(hume.url)
     if secrets:
         problems.append(
-            f"{where} = {redact_url(hume.url)!r}: carries a secret in its query ({', '.join(secrets)}), "
-            "which would be logged and printed with the URL; remove it: the key belongs in hume.api_key, "
-            "$HUME_API_KEY or the hume_api_key credential, and is sent as the X-Hume-Api-Key header"
+            f"{where} = {redact_url(hume.url)!r}: may carry a secret in {', '.join(secrets)}, which would "
+            "be logged and printed with the URL; a Hume URL takes only scheme, host, port and path: put "
+            "the key in hume.api_key, $HUME_API_KEY or the hume_api_key credential (it is sent as the "
+            "X-Hume-Api-Key header)"
         )
     if remote and hume.url.lower().startswith(("ws://", "http://")):
         problems.append(

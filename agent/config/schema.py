@@ -257,6 +257,10 @@ class MqttConfig:
     tls_ca: str = setting("", "CA bundle path; empty = system CAs")
     tls_cert: str = setting("", "client certificate path (PEM)")
     tls_key: str = setting("", "client key path (PEM)")
+    allow_plaintext: bool = setting(
+        False,
+        "allow a broker off this machine without TLS (summaries, commands and the password travel in clear)",
+    )
     keepalive_s: int = setting(30, "keepalive interval", unit="s", min=5, max=3600)
     topic_prefix: str = setting("hume-edge", "topics are {topic_prefix}/{device_id}/...")
     qos: int = setting(1, "QoS of summaries and events", choices=(1, 2))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Tuple
 
-from agent.untrusted import UntrustedInputError, loads
+from agent.untrusted import UntrustedInputError, clip, loads
 
 SESSION_ACTIONS = ("start", "end")
 PRIVACY_ACTIONS = ("pause", "resume")
@@ -50,7 +50,7 @@ def parse_command(name: str, payload: bytes) -> Command:
     """Validate the message received on ``cmd/<name>``; raise :class:`CommandError` if it is not valid."""
     if name not in COMMANDS:
         allowed = ", ".join(f"cmd/{c}" for c in COMMANDS)
-        raise CommandError(f"unknown command topic cmd/{name[:64]!s}: allowed are {allowed}")
+        raise CommandError(f"unknown command topic cmd/{clip(name, 64)}: allowed are {allowed}")
     limit = MAX_TEXT_PAYLOAD_BYTES if name == "text" else MAX_PAYLOAD_BYTES
     if len(payload) > limit:
         raise CommandError(f"cmd/{name}: payload of {len(payload)} bytes, at most {limit} allowed")

@@ -19,10 +19,13 @@ from agent.messages import utc_iso
 from agent.mqtt.commands import Command, CommandError, parse_command
 from agent.mqtt.guard import CommandGuard
 from agent.mqtt.link import Link
+from agent.throttle import LogThrottle
 from agent.untrusted import clip
 
 _LOGGER = logging.getLogger(__name__)
 
+REFUSAL_LOG_S = 60.0
+"""A kind of refusal (invalid, or over a command's budget) is logged at most this often; health counts all."""
 COMMAND_QUEUE_SIZE = 32
 """Commands the service has not consumed yet; more are refused with a reply, not queued without bound."""
 
@@ -34,6 +37,8 @@ class CommandIntake:
         self.prefix = f"{base}/cmd/"
         self._on_discovery = on_discovery
         self._guard = guard
+        self._refusals = LogThrottle(_LOGGER, REFUSAL_LOG_S)
+        """Anyone who can publish can be refused 1,000 times a second: one line a minute per kind."""
         self._queue: OnFirstUse[asyncio.Queue[Command]] = OnFirstUse(
             lambda: asyncio.Queue(COMMAND_QUEUE_SIZE)
         )
@@ -67,12 +72,12 @@ class CommandIntake:
             cmd = parse_command(name, payload)
         except CommandError as exc:
             self._guard.invalid()
-            _LOGGER.info("refused a command: %s", exc)
+            self._refusals.log(logging.INFO, "invalid", "refused a command: %s", exc)
             self._reply(link, {"ok": False, "error": str(exc)})
             return True
         why = self._guard.disabled(cmd.name) or self._guard.budget(cmd.name, cmd.action, len(cmd.text))
         if why is not None:
-            _LOGGER.info("refused a command: %s", why)
+            self._refusals.log(logging.INFO, f"refused {cmd.name}", "refused a command: %s", why)
             self._reply(link, {"ok": False, **cmd.describe(), "error": why})
             return True
         if cmd.name == "discovery":

@@ -43,6 +43,17 @@ def under_journald(stream: TextIO, environ: Optional[Dict[str, str]] = None) -> 
     return value == f"{st.st_dev}:{st.st_ino}"
 
 
+LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+"""Every character ``str.splitlines`` (and some log viewers) treats as a line break, except ``\\n``."""
+
+
+def escape_line_breaks(text: str) -> str:
+    """``text`` with every line break but ``\\n`` escaped (``\\u2028``): a record's lines are the ones the
+    agent wrote. U+2028 in a command topic once forged separate journal entries (#31); outside strings are
+    also clipped (:func:`agent.untrusted.clip`) where they are logged, this is the last line of defence."""
+    return text.translate(LINE_BREAKS)
+
+
 class JournalFormatter(logging.Formatter):
     """``<N>logger: message``, with the priority prefix repeated on every line of a multi-line record."""
 
@@ -52,7 +63,7 @@ class JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Prefix each line, so journald files a traceback's lines at the record's priority."""
         prefix = f"<{_PRIORITY.get(record.levelno, 6)}>"
-        return "\n".join(prefix + line for line in super().format(record).splitlines())
+        return "\n".join(prefix + line for line in escape_line_breaks(super().format(record)).split("\n"))
 
 
 class AgentHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -67,6 +78,9 @@ class AgentHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._repeats = 0
         self.last_problem: Optional[Dict[str, object]] = None
         """The latest warning or worse: ``{"at": unix time, "level": "error", "logger", "message"}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_line_breaks(super().format(record))
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write the record unless it repeats the previous one within the window (called under the lock)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, Dict
 
 import pytest
 
@@ -124,10 +125,50 @@ def test_secrets_in_urls_are_masked_wherever_a_url_is_shown() -> None:
     from agent.config import redact_url, url_secrets
 
     url = "wss://api.hume.ai/v0/stream/models?apikey=sk-123&x=1"
-    assert url_secrets(url) == ["apikey"]
-    assert redact_url(url) == "wss://api.hume.ai/v0/stream/models?apikey=********&x=1"
+    assert url_secrets(url) == ["a query parameter ('apikey')", "a query parameter (unnamed here)"]
+    assert redact_url(url) == "wss://api.hume.ai/v0/stream/models?********"
     assert redact_url("wss://api.cloud.hume.ai") == "wss://api.cloud.hume.ai"
     cfg = config.from_dict({"hume": {"backend": "v0", "v0": {"url": url}}}, environ={})
     rendered = config.render(cfg)
     assert "sk-123" not in rendered
-    assert "apikey=********" in rendered
+    assert "models?********" in rendered
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"device_id": "kiosk/+"}, "device_id = 'kiosk/+': contains the MQTT wildcard '+'"),
+        ({"device_id": "lobby#"}, "device_id = 'lobby#': contains the MQTT wildcard '#'"),
+        ({"device_id": "kiosk-lobby/cmd"}, "contains '/', the topic level separator"),
+        (
+            {"device_id": "a\u2028b"},
+            "device_id = 'a?b': contains the control or line-separator character U+2028",
+        ),
+        ({"device_id": "a\nb"}, "U+000A"),
+        (
+            {"mqtt": {"topic_prefix": "fleet/#"}},
+            "mqtt.topic_prefix = 'fleet/#': contains the MQTT wildcard '#'",
+        ),
+        ({"mqtt": {"topic_prefix": "fleet//a"}}, "has an empty topic level"),
+        ({"mqtt": {"topic_prefix": ""}}, "mqtt.topic_prefix = '': is empty"),
+        ({"mqtt": {"discovery_prefix": "$SYS"}}, "starts with '$'"),
+        ({"mqtt": {"discovery_prefix": "ha\x00"}}, "U+0000"),
+    ],
+)
+def test_device_id_and_topic_prefixes_name_the_key_and_what_is_allowed(
+    data: Dict[str, Any], words: str
+) -> None:
+    """Such a device id made every topic a wildcard or shifted it a level, and run crash-looped (#31)."""
+    with pytest.raises(ConfigError) as err:
+        config.from_dict(data, environ={})
+    assert words in str(err.value)
+    assert "allowed:" in str(err.value)
+
+
+def test_device_ids_and_prefixes_in_use_stay_valid() -> None:
+    for data in (
+        {"device_id": "kiosk-lobby_2.b"},
+        {"device_id": "Kiosk Café"},
+        {"mqtt": {"topic_prefix": "site/a/hume-edge", "discovery_prefix": "homeassistant"}},
+    ):
+        config.from_dict(data, environ={})

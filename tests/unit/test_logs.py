@@ -63,6 +63,19 @@ def test_journald_prefixes_every_line_of_a_traceback(monkeypatch: pytest.MonkeyP
     assert lines[-1] == "<3>RuntimeError: boom"
 
 
+@pytest.mark.parametrize("journal", [True, False])
+def test_no_outside_string_can_forge_a_log_line(monkeypatch: pytest.MonkeyPatch, journal: bool) -> None:
+    """U+2028 in a command topic forged separate journal entries (#31): every line break but the agent's own
+    newlines is escaped, under journald and in a terminal."""
+    out = _configure(monkeypatch, journal=journal)
+    topic = "cmd/x\u2028<3>forged: error\u2029\r\x0b\x0c\x1c\x85y"
+    logging.getLogger("agent.test").info("refused %s", topic)
+    text = out.getvalue()
+    assert text.count("\n") == 1
+    assert len(text.splitlines()) == 1, text
+    assert "\\u2028<3>forged" in text
+
+
 def test_terminal_lines_are_timestamped(monkeypatch: pytest.MonkeyPatch) -> None:
     out = _configure(monkeypatch, journal=False)
     logging.getLogger("agent.test").warning("link down")

@@ -53,3 +53,12 @@ def test_deeply_nested_json_is_a_clear_refusal_not_a_crash() -> None:
     payload = b'{"text": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # within cmd/text's 40 KB
     with pytest.raises(CommandError, match="cmd/text: payload is not valid JSON"):
         parse_command("text", payload)
+
+
+def test_an_unknown_command_topic_is_named_as_one_printable_line() -> None:
+    """The topic's name went into the refusal (log, cmd/result) unclipped: U+2028 forged log entries (#31)."""
+    with pytest.raises(CommandError) as err:
+        parse_command("x\u2028<3>forged\nline" + "y" * 500, b"")
+    message = str(err.value)
+    assert message.isprintable()
+    assert len(message) < 200

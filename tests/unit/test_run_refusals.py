@@ -45,7 +45,42 @@ CASES: Dict[str, tuple] = {  # name: (config text, words every refusal line must
     "a key in the url": (
         '[hume]\napi_key = "k"\nbackend = "v0"\n[hume.v0]\nurl = "wss://api.hume.ai/v0/stream/models?apikey=sk-123"\n'
         + REAL,
-        ["hume.v0.url = 'wss://api.hume.ai/v0/stream/models?apikey=********': carries a secret in its query"],
+        [
+            "hume.v0.url = 'wss://api.hume.ai/v0/stream/models?********': may carry a secret in a query "
+            "parameter ('apikey')",
+            "hume.api_key, $HUME_API_KEY or the hume_api_key credential",
+        ],
+    ),
+    # A name blocklist let these through, and printed them (#31): found by parsing now.
+    "a percent-encoded key name": (
+        KEY + '[hume.v1]\nurl = "wss://api.hume.ai/v1?api%6Bey=sk-123"\n' + REAL,
+        ["hume.v1.url = 'wss://api.hume.ai/v1?********': may carry a secret in a query parameter ('apikey')"],
+    ),
+    "a key in the user info": (
+        KEY + '[hume.v1]\nurl = "wss://user:sk-123@api.hume.ai"\n' + REAL,
+        ["hume.v1.url = 'wss://********@api.hume.ai': may carry a secret in user info"],
+    ),
+    "a key in a path parameter": (
+        KEY + '[hume.v1]\nurl = "wss://api.hume.ai/v1;apikey=sk-123"\n' + REAL,
+        ["hume.v1.url = 'wss://api.hume.ai/v1;********': may carry a secret in a path parameter ('apikey')"],
+    ),
+    "a key in the fragment": (
+        KEY + '[hume.v1]\nurl = "wss://api.hume.ai/v1#apikey=sk-123"\n' + REAL,
+        [
+            "hume.v1.url = 'wss://api.hume.ai/v1#********': "
+            "may carry a secret in a fragment parameter ('apikey')"
+        ],
+    ),
+    "a bare token as the query": (
+        KEY + '[hume.v1]\nurl = "wss://api.hume.ai/v1?sk-123"\n' + REAL,
+        [
+            "hume.v1.url = 'wss://api.hume.ai/v1?********': "
+            "may carry a secret in a query parameter (unnamed here)"
+        ],
+    ),
+    "a remote broker without TLS": (
+        KEY + REAL + '[mqtt]\nhost = "broker.example"\nusername = "kiosk-1"\npassword = "pw"\n',
+        ["mqtt.host = 'broker.example' is not on this machine and mqtt.tls = false", "mqtt.allow_plaintext"],
     ),
     "old flat v0 and v1 keys": (
         '[hume]\napi_key = "k"\nurl = "wss://x"\nv1_url = "wss://y"\nbackoff_max_s = 3\n' + REAL,
