@@ -35,6 +35,16 @@ from agent.ops.metrics_model import COUNTER, FAMILIES, GAUGE, Family, Sample, he
 FLEET_FAMILIES: Tuple[Family, ...] = (
     Family("hume_edge_fleet_kiosks", GAUGE, "Kiosks the fleet exporter sees, by state", ("state",)),
     Family(
+        "hume_edge_fleet_unexpected_kiosks",
+        GAUGE,
+        "Kiosks that match no --expect pattern (anyone who may publish under the prefix can add one)",
+    ),
+    Family(
+        "hume_edge_fleet_config_differs_kiosks",
+        GAUGE,
+        "Kiosks whose config fingerprint is not the one most kiosks run",
+    ),
+    Family(
         "hume_edge_fleet_ignored_messages_total",
         COUNTER,
         "Broker messages that changed nothing (too large, bad JSON, bad status or topic, too many kiosks)",
@@ -86,6 +96,10 @@ class MetricsFold(FleetFold):
         for row in report.kiosks:
             counts[row.state] = counts.get(row.state, 0) + 1
         own = [Sample("hume_edge_fleet_kiosks", (state,), float(n)) for state, n in counts.items()]
+        unexpected = sum(1 for row in report.kiosks if not row.expected)
+        differs = sum(1 for row in report.kiosks if row.config_differs)
+        own.append(Sample("hume_edge_fleet_unexpected_kiosks", (), float(unexpected)))
+        own.append(Sample("hume_edge_fleet_config_differs_kiosks", (), float(differs)))
         own += [
             Sample("hume_edge_fleet_ignored_messages_total", (reason,), float(n))
             for reason, n in vars(report.ignored).items()

@@ -90,6 +90,18 @@ FAMILIES: Tuple[Family, ...] = (
     _f("hume_replies_lost_total", COUNTER, "Payloads whose reply never came (timeout, socket lost)", "link"),
     _f("hume_errors_total", COUNTER, "Errors Hume answered with, by code (rate_limited, E0300, ...)", "code"),
     _f(
+        "hume_request_limited_total",
+        COUNTER,
+        "Session opens the organisation's request limit refused (HTTP 429, v1 rate_limited before a session)",
+        "link",
+    ),
+    _f(
+        "hume_protocol_drift_total",
+        COUNTER,
+        "Message types, fields and close codes from Hume this agent does not know",
+        "link",
+    ),
+    _f(
         "hume_billed_media_seconds_total",
         COUNTER,
         "Media-seconds Hume bills (v1: what its sessions took in, 10 s minimum each)",
@@ -299,6 +311,9 @@ def _hume(out: _Out, hume: Mapping[str, object]) -> None:
         out.add("hume_replies_total", _num(link.get("replies")), name)
         lost = [n for n in (_num(link.get("lost")), _num(link.get("timeouts"))) if n is not None]
         out.add("hume_replies_lost_total", sum(lost) if lost else None, name)
+        out.add("hume_request_limited_total", _num(link.get("rate_limited")), name)
+        drift = [_num(link.get(f"unknown_{kind}")) for kind in ("types", "fields", "close_codes")]
+        out.add("hume_protocol_drift_total", sum(n for n in drift if n is not None), name)  # named when seen
         count_errors(link)
     backend_counters = _obj(hume.get("counters"))
     count_errors(backend_counters)

@@ -287,3 +287,15 @@ def test_health_json_round_trip_keeps_the_new_fields() -> None:
     assert body["session"]["ended"]["absence"] == 2
     assert body["summaries"]["published"] == {"face": 7, "prosody": 0}
     assert body["outbox"]["oldest_age_s"] == 42.5
+
+
+def test_request_limit_refusals_and_protocol_drift_per_link() -> None:
+    audio = LinkStatus(
+        "rate_limited", counters=(("rate_limited", 2.0), ("unknown_fields", 2.0), ("unknown_types", 1.0))
+    )
+    hume = BackendStatus.of_links("v1", (("audio", audio), ("video", LinkStatus("open"))), {})
+    got = values(metrics_model.kiosk_samples("k", "online", health(hume=hume).to_json()))
+    assert got["hume_edge_hume_link_state{audio,rate_limited}"] == 1
+    assert got["hume_edge_hume_request_limited_total{audio}"] == 2
+    assert got["hume_edge_hume_protocol_drift_total{audio}"] == 3
+    assert got["hume_edge_hume_protocol_drift_total{video}"] == 0
