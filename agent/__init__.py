@@ -12,12 +12,15 @@ The map, in the order data flows through a kiosk (each package's docstring maps 
 
 Beside the flow:
 
-* ``privacy/``: the pause and the notice gate, the on-screen page, the GPIO button and LED;
-* ``ops/``: running it: health, status, systemd notify, logs, identity, per-part words, ``hume-edge fleet``;
+* ``privacy/``: the pause and the notice gate, the desk that runs them, the page, the GPIO button and LED;
+* ``ops/``: running it: health, status, systemd notify, logs, identity, per-part words, metrics,
+  ``hume-edge fleet``;
+* ``config/``: typed, frozen settings: schema, loading, the rules across fields, ``check-config``'s TOML;
 * ``dev/``: the demo and the private mosquitto it (and the tests) start.
 
-Modules of the package itself: ``cli`` (the ``hume-edge`` command), ``service`` (the hub: composes and
-supervises every part), ``config`` (typed, frozen settings), and the leaves every layer shares: ``errors``,
-``messages`` (what producers hand to MQTT), ``untrusted`` (reading hostile bytes), ``aio`` (named, owned
-tasks), ``backoff``, ``version``. The import layers are contracts in ``pyproject.toml`` (import-linter).
+Modules of the package itself: ``cli`` (the ``hume-edge`` command), ``service`` (composes and supervises
+every part), ``hub`` (the loops between the parts and the health they add up to), and the leaves every
+layer shares: ``errors``, ``messages`` (what producers hand to MQTT), ``untrusted`` (reading hostile
+bytes), ``aio`` (named, owned tasks), ``backoff``, ``throttle`` (rate-limited log lines), ``version``. The
+import layers are contracts in ``pyproject.toml`` (import-linter).
 """

@@ -39,12 +39,20 @@ import dataclasses
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, List, Mapping, Set, Tuple
 
 from agent.config import SummaryConfig
-from agent.hume.types import HUME_MODELS, MODELS, Observation, Scores
+from agent.hume.types import HUME_MODELS, MODELS, Observation
 from agent.messages import OutMessage, utc_iso
 from agent.visit.session import END, START, Reason, SessionEvent
+from agent.visit.stats import (
+    MAX_FACES_LISTED,
+    MAX_FACES_TRACKED,
+    ModelStats,
+    Range,
+    smooth,
+    top_k,
+)
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "messages.schema.json"
 SUMMARY_SCHEMA = "hume-edge/summary/1"
@@ -52,179 +60,6 @@ SESSION_SCHEMA = "hume-edge/session/1"
 AGGREGATE_SCHEMA = "hume-edge/aggregate/1"
 IDLE_SCHEMA = "hume-edge/idle/1"
 CHECKPOINT_VERSION = 1
-
-MAX_FACES_LISTED = 10
-"""Faces listed in one face summary (those with the most measurements); the rest are counted."""
-MAX_FACES_TRACKED = 64
-"""Face ids tracked per window and per session for smoothing, so a crowd cannot grow memory unbounded."""
-DECIMALS = 4
-"""Scores are rounded to this many decimals (before ranking, so the published order is the true one)."""
-SENTIMENT_LEVELS = range(1, 10)
-
-
-def top_k(means: Mapping[str, float], k: int) -> List[Dict[str, Any]]:
-    """The ``k`` best scores, rounded, by descending score, ties broken by name (deterministic)."""
-    rounded = sorted((-round(score, DECIMALS), name) for name, score in means.items())
-    return [{"name": name, "score": -neg} for neg, name in rounded[:k]]
-
-
-def sentiment_summary(means: Mapping[str, float]) -> Optional[Dict[str, Any]]:
-    """Expected level (sum of level x p / sum of p) and the distribution; None without usable levels."""
-    levels = {int(n): p for n, p in means.items() if n.isdigit() and int(n) in SENTIMENT_LEVELS}
-    total = sum(levels.values())
-    if total <= 0:
-        return None
-    expected = sum(level * p for level, p in levels.items()) / total
-    return {
-        "expected": min(9.0, max(1.0, round(expected, 3))),
-        "distribution": {str(level): round(p, DECIMALS) for level, p in sorted(levels.items())},
-    }
-
-
-def smooth(
-    previous: Optional[Mapping[str, float]], current: Mapping[str, float], alpha: float
-) -> Dict[str, float]:
-    """Exponential smoothing: ``alpha`` x previous + (1 - alpha) x current, per name in ``current``.
-
-    A convex combination, so scores stay within the bounds of their inputs; names absent from the
-    current window are dropped rather than decayed, so a summary lists only what was measured now.
-    """
-    if previous is None or alpha <= 0:
-        return dict(current)
-    return {name: alpha * previous.get(name, cur) + (1 - alpha) * cur for name, cur in current.items()}
-
-
-class _Means:
-    """Running sums and counts per name; each name's mean covers the measurements that had it."""
-
-    __slots__ = ("counts", "n", "sums")
-
-    def __init__(self) -> None:
-        self.sums: Dict[str, float] = {}
-        self.counts: Dict[str, int] = {}
-        self.n = 0
-
-    def add(self, scores: Scores) -> None:
-        self.n += 1
-        for s in scores:
-            self.sums[s.name] = self.sums.get(s.name, 0.0) + s.score
-            self.counts[s.name] = self.counts.get(s.name, 0) + 1
-
-    def means(self) -> Dict[str, float]:
-        # Hume's scores lie in [0, 1]; clamping keeps one odd reply from making a message invalid.
-        return {name: min(1.0, max(0.0, total / self.counts[name])) for name, total in self.sums.items()}
-
-    def dump(self) -> Dict[str, Any]:
-        # 7 decimals: a mean moves by < 1e-7, invisible at the 4 published decimals; 16 % fewer bytes.
-        return {"n": self.n, "sums": {k: round(v, 7) for k, v in self.sums.items()}, "counts": self.counts}
-
-    @classmethod
-    def load(cls, obj: Any) -> _Means:
-        means = cls()
-        means.n = int(obj["n"])
-        means.sums = {str(k): float(v) for k, v in obj["sums"].items()}
-        means.counts = {str(k): int(v) for k, v in obj["counts"].items()}
-        if set(means.sums) != set(means.counts) or any(c <= 0 for c in means.counts.values()):
-            raise ValueError("sums and counts do not match")
-        return means
-
-
-class _Range:
-    """Smallest and largest of the values seen (None until one is)."""
-
-    __slots__ = ("hi", "lo")
-
-    def __init__(self) -> None:
-        self.lo: Optional[float] = None
-        self.hi: Optional[float] = None
-
-    def add(self, value: Optional[float]) -> None:
-        if value is None:
-            return
-        self.lo = value if self.lo is None else min(self.lo, value)
-        self.hi = value if self.hi is None else max(self.hi, value)
-
-    def dump(self) -> List[Optional[float]]:
-        return [self.lo, self.hi]
-
-    @classmethod
-    def load(cls, obj: Any) -> _Range:
-        out = cls()
-        for value in obj:
-            out.add(None if value is None else float(value))
-        return out
-
-    def capture_range(self) -> Optional[Dict[str, str]]:
-        """As a ``captured`` field: the range's ends as UTC timestamps."""
-        if self.lo is None or self.hi is None:
-            return None
-        return {"first": utc_iso(self.lo), "last": utc_iso(self.hi)}
-
-
-class _ModelStats:
-    """What one model said during one window (per face id) or one whole session (faces merged)."""
-
-    def __init__(self, per_face: bool) -> None:
-        self.per_face = per_face
-        self.emotions: Dict[str, _Means] = {}
-        self.sentiment = _Means()
-        self.toxicity = _Means()
-        self.measurements = 0
-        self.warnings = 0
-        self.captured = _Range()
-        self.stream = _Range()
-
-    def add(self, obs: Observation) -> None:
-        self.captured.add(obs.captured_at)
-        if obs.warning_code is not None:
-            self.warnings += 1
-        for m in obs.measurements:
-            self.measurements += 1
-            self.stream.add(m.begin_s)
-            self.stream.add(m.end_s)
-            key = (m.face_id or "unknown") if self.per_face else ""
-            means = self.emotions.get(key)
-            if means is None and len(self.emotions) < MAX_FACES_TRACKED:
-                means = self.emotions[key] = _Means()
-            if means is not None:
-                means.add(m.emotions)
-            if m.sentiment:
-                self.sentiment.add(m.sentiment)
-            if m.toxicity:
-                self.toxicity.add(m.toxicity)
-
-    def dump(self) -> Dict[str, Any]:
-        """The session totals (faces merged) as JSON-ready values, for a checkpoint."""
-        means = self.emotions.get("")
-        return {
-            "measurements": self.measurements,
-            "warnings": self.warnings,
-            "emotions": means.dump() if means is not None else None,
-            "sentiment": self.sentiment.dump(),
-            "toxicity": self.toxicity.dump(),
-            "captured": self.captured.dump(),
-        }
-
-    @classmethod
-    def load(cls, obj: Any) -> _ModelStats:
-        stats = cls(per_face=False)
-        stats.measurements = int(obj["measurements"])
-        stats.warnings = int(obj["warnings"])
-        if obj["emotions"] is not None:
-            stats.emotions[""] = _Means.load(obj["emotions"])
-        stats.sentiment = _Means.load(obj["sentiment"])
-        stats.toxicity = _Means.load(obj["toxicity"])
-        stats.captured = _Range.load(obj["captured"])
-        return stats
-
-    def language_fields(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {}
-        sentiment = sentiment_summary(self.sentiment.means())
-        if sentiment is not None:
-            out["sentiment"] = sentiment
-        if self.toxicity.n:
-            out["toxicity"] = {name: round(p, DECIMALS) for name, p in sorted(self.toxicity.means().items())}
-        return out
 
 
 class _Session:
@@ -235,8 +70,8 @@ class _Session:
         self.start = start
         self.start_wall = wall
         self.window_open = wall
-        self.window: Dict[str, _ModelStats] = {}
-        self.totals: Dict[str, _ModelStats] = {}
+        self.window: Dict[str, ModelStats] = {}
+        self.totals: Dict[str, ModelStats] = {}
         self.smoothed: OrderedDict[Tuple[str, str], Dict[str, float]] = OrderedDict()
         self.published: Set[str] = set()
         """Models that published a summary in this session: each gets an ``idle`` message at its end."""
@@ -244,7 +79,7 @@ class _Session:
     def add(self, obs: Observation) -> None:
         for stats, per_face in ((self.window, self.per_face and obs.model == "face"), (self.totals, False)):
             if obs.model not in stats:
-                stats[obs.model] = _ModelStats(per_face)
+                stats[obs.model] = ModelStats(per_face)
             stats[obs.model].add(obs)
 
     def smoothed_top(self, model: str, key: str, means: Dict[str, float], cfg: SummaryConfig) -> List[Any]:
@@ -261,7 +96,7 @@ class _Ending:
     """What closing a session needs, whether it ended now or is recovered from a checkpoint."""
 
     session_id: str
-    totals: Mapping[str, _ModelStats]
+    totals: Mapping[str, ModelStats]
     started: float
     """Wall clock of the start."""
     ended: float
@@ -390,7 +225,7 @@ class Summarizer:
                 raise ValueError(f"version {doc['v']!r}, expected {CHECKPOINT_VERSION}")
             started = float(doc["started"])
             at = max(started, float(doc["at"]))
-            totals = {str(m): _ModelStats.load(v) for m, v in doc["totals"].items() if m in MODELS}
+            totals = {str(m): ModelStats.load(v) for m, v in doc["totals"].items() if m in MODELS}
             published = {str(m) for m in doc["published"] if m in MODELS}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"checkpoint of session {session_id} is unreadable: {exc!r}") from exc
@@ -422,7 +257,7 @@ class Summarizer:
         session.window_open = wall
         return out
 
-    def _summary(self, session: _Session, model: str, stats: _ModelStats, wall: float) -> OutMessage:
+    def _summary(self, session: _Session, model: str, stats: ModelStats, wall: float) -> OutMessage:
         assert stats.captured.hi is not None
         payload = self._head(SUMMARY_SCHEMA, session.start.session_id, stats.captured.hi)
         payload.update(
@@ -467,7 +302,7 @@ class Summarizer:
 
     def _aggregate(self, e: _Ending) -> OutMessage:
         models: Dict[str, Any] = {}
-        captured = _Range()
+        captured = Range()
         for model in MODELS:
             stats = e.totals.get(model)
             if stats is None:

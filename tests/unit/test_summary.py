@@ -8,16 +8,10 @@ import pytest
 
 from agent.config import SummaryConfig
 from agent.hume.types import Measurement, Observation, Score
+from agent.messages import OutMessage, utc_iso
 from agent.visit.session import END, START, SessionEvent
-from agent.visit.summary import (
-    MAX_FACES_LISTED,
-    OutMessage,
-    Summarizer,
-    sentiment_summary,
-    smooth,
-    top_k,
-    utc_iso,
-)
+from agent.visit.stats import MAX_FACES_LISTED, sentiment_summary, smooth, top_k
+from agent.visit.summary import Summarizer
 
 T0 = 1_790_000_000.0  # wall clock of the session start
 

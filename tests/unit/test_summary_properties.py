@@ -11,7 +11,8 @@ from agent.config import SummaryConfig
 from agent.hume.types import Measurement, Observation, Score
 from agent.hume.v0.protocol import EXPRESSIONS
 from agent.visit.session import START, SessionEvent
-from agent.visit.summary import DECIMALS, Summarizer, sentiment_summary, top_k
+from agent.visit.stats import DECIMALS, sentiment_summary, top_k
+from agent.visit.summary import Summarizer
 
 T0 = 1_790_000_000.0
 EPS = 0.5 * 10**-DECIMALS + 1e-12  # rounding to DECIMALS moves a value by at most this
