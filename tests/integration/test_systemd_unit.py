@@ -50,7 +50,11 @@ def local_unit(tmp_path: Path) -> Path:
     program = Path(sys.executable).parent / "hume-edge"
     assert program.exists(), f"{program} missing: install the project into the venv (scripts/setup)"
     unit = tmp_path / "hume-edge.service"
-    unit.write_text(UNIT.read_text().replace(INSTALLED_PROGRAM, str(program)))
+    shipped = UNIT.read_text()
+    assert INSTALLED_PROGRAM in shipped
+    unit.write_text(shipped.replace(INSTALLED_PROGRAM, str(program)))
+    # The program's path is the only change: undone, the copy is the shipped unit byte for byte.
+    assert unit.read_text().replace(str(program), INSTALLED_PROGRAM) == shipped
     return unit
 
 
