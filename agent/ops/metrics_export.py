@@ -20,18 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Set, Tuple
 
 from agent.aio import cancel_and_wait
+from agent.ops.replace import replace_file
 
 _LOGGER = logging.getLogger(__name__)
 
 TEXTFILE_NAME = "hume_edge.prom"
+TEXTFILE_MODE = 0o644
 MAX_CONNECTIONS = 8
 MAX_HEAD_BYTES = 4096
 HEAD_TIMEOUT_S = 5.0
@@ -41,19 +41,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def write_textfile(directory: Path, body: bytes, name: str = TEXTFILE_NAME) -> Path:
-    """Replace ``directory/name`` with ``body`` atomically (world-readable: node_exporter runs as its own
-    user); returns the path."""
+    """Replace ``directory/name`` with ``body`` atomically; returns the path. World-readable: node_exporter
+    runs as its own user, and serves the same figures on its port anyway (docs/monitoring.md). The
+    temporary file's name starts with a dot and does not end in ``.prom``: the collector skips it."""
     path = directory / name
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_file(path, body, TEXTFILE_MODE)
     return path
 
 

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO, Tuple
 
+from agent.ops.replace import replace_file
+
 FILE_NAME = "status.json"
 SYSTEM_PATH = Path("/run/hume-edge") / FILE_NAME
 """Where the systemd unit's agent writes (RuntimeDirectory=hume-edge)."""
@@ -56,23 +58,13 @@ def write(path: Path, snapshot: Mapping[str, Any]) -> None:
 
     No fsync: the file describes this boot's running process and is worthless after a power loss.
     """
-    import tempfile  # here, not at the top: hume-edge status only reads (its cold start is benchmarked)
-
     data = {"pid": os.getpid(), "written_at": time.time(), **snapshot}
+    body = json.dumps(data, sort_keys=True, default=str).encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, sort_keys=True, default=str)
-        # Owner and the service's group (hume-edge) only: it says whether someone is in front of the kiosk
-        # right now, which is not every local account's business (#31). Operators read it as members of
-        # the group, or with sudo.
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # Owner and the service's group (hume-edge) only: it says whether someone is in front of the kiosk
+    # right now, which is not every local account's business (#31). Operators read it as members of
+    # the group, or with sudo.
+    replace_file(path, body, FILE_MODE)
 
 
 def read(path: Path) -> Optional[Dict[str, Any]]:
