@@ -82,7 +82,9 @@ class VisitRecorder:
         """Queue messages together with the checkpoints of the open sessions, in one transaction.
 
         A checkpoint is rewritten only with messages, so a quiet visit costs no writes; at a session's end
-        its checkpoint is deleted with its end message.
+        its checkpoint is deleted with its end message. The outbox fsyncs a put that adds or deletes a
+        ``state`` key even with ``synchronous = "normal"``, so a power cut may roll a checkpoint back to an
+        earlier window but never loses a started session (tests/faults/test_power_loss.py).
         """
         batch = list(msgs)
         if not batch:
