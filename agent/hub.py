@@ -30,6 +30,7 @@ from agent.hume.types import Observation
 from agent.media.audio import voice_activity
 from agent.media.frames import Frame
 from agent.media.video import FramePipeline
+from agent.mqtt.commands import Command
 from agent.mqtt.publisher import Publisher
 from agent.ops import identity, logs, parts
 from agent.ops import status as status_mod
@@ -94,6 +95,7 @@ class Agent:
         )
         self.sessions = self.recorder.sessions
         self.desk = PrivacyDesk(cfg.privacy, cfg.effective_device_id, publisher.enqueue, wall=wall)
+        publisher.intake.vet = self._vet
         self.gate = MediaGate()
         self.pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
         # Starts and ends visits in presence mode; ends commanded ones nobody attends in command mode (unless
@@ -197,6 +199,9 @@ class Agent:
             withdrawals = self.gate.withdrawals
             if self.presence is not None:
                 present = await asyncio.to_thread(self.presence.present, frame)
+                if self.desk.paused:  # paused while the check ran: its verdict about the visitor is dropped
+                    self.gate.drop("paused", "frame")
+                    continue
                 self._apply(self.sessions.observe(self._mono(), presence=present))
             if withdrawals == self.gate.withdrawals and self._may_send("frame"):
                 await self._send_frame(frame, withdrawals)
@@ -236,6 +241,12 @@ class Agent:
             if obs.model == "face" and obs.session_id == self.sessions.session_id:
                 self._apply(self.sessions.observe(self._mono(), face=bool(obs.measurements)))
             self.recorder.add(obs)
+
+    def _vet(self, cmd: Command) -> Optional[str]:
+        """A valid command the hub would not carry out now (the intake refuses it, with this reason)."""
+        if cmd.name == "privacy" and cmd.action == "resume":
+            return self.desk.pause.resume_refusal("mqtt")
+        return None
 
     async def command_loop(self) -> None:
         async for cmd in self.publisher.commands():

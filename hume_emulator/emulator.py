@@ -33,10 +33,11 @@ import collections
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
-from typing import Any, Deque, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Deque, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from aiohttp import WSMsgType, web
 
@@ -83,6 +84,8 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8765
+API_KEYS_ENV = "HUME_EMULATOR_API_KEYS"
+"""Accepted keys from the environment (comma-separated), so none need be on the command line."""
 MAX_RECORDED_REQUESTS = 10000
 """``Emulator.requests`` keeps at most this many (oldest dropped), so a long run has bounded memory."""
 IDLE_CLOSE_CODE = 1000
@@ -383,7 +386,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         dest="api_keys",
         metavar="KEY",
-        help="accepted key, repeatable (default: test-key)",
+        help="accepted key, repeatable (default: test-key); visible in ps: prefer --api-key-file or "
+        f"${API_KEYS_ENV}",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help=f"accepted keys, one a line (also ${API_KEYS_ENV}: comma-separated); added to --api-key",
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every reply (default: 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the emulated models (default: 0)")
@@ -441,10 +450,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace) -> Tuple[EmulatorSettings, Faults]:
+def api_keys_from(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> Tuple[str, ...]:
+    """The accepted keys: ``--api-key`` flags, the ``--api-key-file`` lines and ``$HUME_EMULATOR_API_KEYS``
+    (comma-separated), in that order; ``test-key`` when none. A key on the command line shows in ``ps`` to
+    every local user (#31), so the file and the variable exist; the flag stays for tests and demos."""
+    env = os.environ if environ is None else environ
+    keys = list(args.api_keys or ())
+    path = getattr(args, "api_key_file", None)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                keys += [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+        except OSError as exc:
+            raise ValueError(f"--api-key-file {path}: {exc.strerror or exc}") from None
+    keys += [k.strip() for k in env.get(API_KEYS_ENV, "").split(",") if k.strip()]
+    return tuple(dict.fromkeys(keys)) or ("test-key",)
+
+
+def settings_from_args(
+    args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None
+) -> Tuple[EmulatorSettings, Faults]:
     """Settings and faults from parsed flags; ValueError naming the bad flag otherwise."""
     settings = EmulatorSettings(
-        api_keys=tuple(args.api_keys or ("test-key",)),
+        api_keys=api_keys_from(args, environ),
         latency_ms=args.latency_ms,
         seed=args.seed,
         idle_timeout_s=args.idle_timeout_s,

@@ -413,6 +413,13 @@ class CommandsConfig:
         min=0,
         max=1_000_000,
     )
+    privacy_per_hour: int = setting(
+        6,
+        "cmd/privacy pause or resume accepted at most this often (a pause holds for privacy.max_pause_s)",
+        unit="1/h",
+        min=0,
+        max=3600,
+    )
     discovery_per_minute: int = setting(
         6,
         "cmd/discovery and Home Assistant birth re-announcements at most this often",

@@ -6,6 +6,9 @@ the ACL that keeps them out); this is the agent's own line of defence for a brok
 * **Retained commands are ignored.** A retained ``cmd/session start`` would be replayed at every connect, so
   a restarted kiosk would start a paid session by itself. Commands act only when sent live.
 * **Only ``commands.allowed`` are obeyed** (a kiosk with a PIR sensor may allow ``session`` and nothing else).
+* **``cmd/privacy`` is rate-limited** (``commands.privacy_per_hour``, 6: with ``privacy.max_pause_s`` of
+  300 s an account can keep the kiosk paused at most half of every hour; pauses were unlimited, #31), and
+  it cannot end a pause a visitor pressed (``agent.privacy.state``).
 * **What costs money is rate-limited:** forced session starts per hour, ``cmd/text`` characters per minute
   (each message is a payload billed by Hume), Home Assistant re-announcements per minute (each re-sends the
   discovery config, the last summary per model and health).
@@ -35,6 +38,7 @@ class CommandGuard:
         self._clock = clock
         self._starts = TokenBucket(cfg.session_starts_per_hour / 3600.0, clock, cfg.session_starts_per_hour)
         self._text = TokenBucket(cfg.text_chars_per_minute / 60.0, clock, cfg.text_chars_per_minute)
+        self._privacy = TokenBucket(cfg.privacy_per_hour / 3600.0, clock, cfg.privacy_per_hour)
         self._announce = TokenBucket(cfg.discovery_per_minute / 60.0, clock, cfg.discovery_per_minute)
         self._replies = TokenBucket(cfg.replies_per_s, clock, max(1.0, 2 * cfg.replies_per_s))
         self.counts: Counter[str] = collections.Counter()
@@ -62,6 +66,8 @@ class CommandGuard:
             why = f"cmd/session start: at most {self.cfg.session_starts_per_hour} an hour; try again later"
         elif name == "text" and not self._text.try_take(chars):
             why = f"cmd/text: at most {self.cfg.text_chars_per_minute} characters a minute; try again later"
+        elif name == "privacy" and not self._privacy.try_take():
+            why = f"cmd/privacy: at most {self.cfg.privacy_per_hour} an hour; try again later"
         elif name == "discovery" and not self._announce.try_take():
             why = f"cmd/discovery: at most {self.cfg.discovery_per_minute} a minute; try again later"
         else:

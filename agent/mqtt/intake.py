@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, AsyncIterator, Callable, Dict
+from typing import Any, AsyncIterator, Callable, Dict, Optional
 
 from agent.aio import OnFirstUse
 from agent.messages import utc_iso
@@ -37,6 +37,9 @@ class CommandIntake:
         self.prefix = f"{base}/cmd/"
         self._on_discovery = on_discovery
         self._guard = guard
+        self.vet: Callable[[Command], Optional[str]] = lambda cmd: None
+        """Why the service would not carry out a valid command now (e.g. resuming a visitor's pause), or
+        None; asked before its budget is spent, so the reply says the truth."""
         self._refusals = LogThrottle(_LOGGER, REFUSAL_LOG_S)
         """Anyone who can publish can be refused 1,000 times a second: one line a minute per kind."""
         self._queue: OnFirstUse[asyncio.Queue[Command]] = OnFirstUse(
@@ -75,7 +78,11 @@ class CommandIntake:
             self._refusals.log(logging.INFO, "invalid", "refused a command: %s", exc)
             self._reply(link, {"ok": False, "error": str(exc)})
             return True
-        why = self._guard.disabled(cmd.name) or self._guard.budget(cmd.name, cmd.action, len(cmd.text))
+        why = (
+            self._guard.disabled(cmd.name)
+            or self.vet(cmd)
+            or self._guard.budget(cmd.name, cmd.action, len(cmd.text))
+        )
         if why is not None:
             self._refusals.log(logging.INFO, f"refused {cmd.name}", "refused a command: %s", why)
             self._reply(link, {"ok": False, **cmd.describe(), "error": why})

@@ -40,6 +40,8 @@ NOTICE_SCHEMA = "hume-edge/notice/1"
 PAUSE_SOURCES = ("mqtt", "page", "button")
 """Who may pause or resume: ``cmd/privacy``, the on-screen page, the GPIO button."""
 PAUSE_ACTIONS = ("pause", "resume")
+VISITOR_SOURCES = ("page", "button")
+"""The controls in front of the kiosk; ``mqtt`` is an operator or the kiosk UI's account."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +60,11 @@ class PauseControl:
 
     Pausing while paused restarts the maximum (the button pressed again means "not yet") and yields no
     event; resuming while running is a no-op. :meth:`toggle` is the physical button: one button, both ways.
+
+    **Who may end a visitor's pause.** A pause pressed by a visitor (the page or the GPIO button) ends by a
+    visitor's control (the button pressed again) or by ``max_pause_s``; ``cmd/privacy resume`` is refused
+    for it (:meth:`resume_refusal`), so the kiosk UI's broker account cannot silently undo it (#31). An
+    operator's pause (``cmd/privacy``) ends by any control.
     """
 
     def __init__(self, max_pause_s: float) -> None:
@@ -67,6 +74,8 @@ class PauseControl:
         self._until: Optional[float] = None
         self.pauses = 0
         """Pauses begun since start (for health)."""
+        self.source: Optional[str] = None
+        """Who paused (a visitor's press wins over an operator's while both hold it); None when running."""
 
     @property
     def paused(self) -> bool:
@@ -80,16 +89,28 @@ class PauseControl:
         _check_source(source)
         was = self.paused
         self._until = now + self.max_pause_s
+        if not was or source in VISITOR_SOURCES:
+            self.source = source
         if was:
             return []
         self.pauses += 1
         return [PauseEvent("paused", source, now)]
 
+    def resume_refusal(self, source: str) -> Optional[str]:
+        """Why ``source`` may not end the current pause (see the class docs), or None if it may."""
+        if self.paused and source not in VISITOR_SOURCES and self.source in VISITOR_SOURCES:
+            return (
+                f"a visitor paused measuring (on the {'page' if self.source == 'page' else 'button'}): "
+                f"only the kiosk's button or the maximum ({self.max_pause_s:g} s) ends that pause"
+            )
+        return None
+
     def resume(self, now: float, source: str) -> List[PauseEvent]:
         _check_source(source)
-        if not self.paused:
+        if not self.paused or self.resume_refusal(source) is not None:
             return []
         self._until = None
+        self.source = None
         return [PauseEvent("resumed", source, now)]
 
     def toggle(self, now: float, source: str) -> List[PauseEvent]:
@@ -107,6 +128,7 @@ class PauseControl:
         """End a pause whose maximum has passed."""
         if self._until is not None and now >= self._until:
             self._until = None
+            self.source = None
             return [PauseEvent("resumed", "max", now)]
         return []
 

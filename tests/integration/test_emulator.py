@@ -303,6 +303,22 @@ async def test_control_posts_a_web_form_could_send_are_refused(
     assert emulator.faults.error_code is None  # nothing changed
 
 
+@pytest.mark.parametrize("path", ["/_emulator/faults", "/_emulator/stats"])
+async def test_control_requests_under_another_host_name_are_refused(
+    emulator: Emulator, http: aiohttp.ClientSession, path: str
+) -> None:
+    """A DNS-rebinding page is same-origin under its own name and may send JSON (#31)."""
+    headers = {"Host": f"rebind.example:{emulator.port}"}
+    async with http.post(f"{emulator.base_url}{path}", json={"error_code": "E0300"}, headers=headers) as resp:
+        assert resp.status == 403
+    async with http.get(f"{emulator.base_url}{path}", headers=headers) as resp:
+        assert resp.status == 403
+    assert emulator.faults.error_code is None  # nothing changed
+    for host in (f"127.0.0.1:{emulator.port}", f"localhost:{emulator.port}", "localhost"):
+        async with http.get(f"{emulator.base_url}/_emulator/stats", headers={"Host": host}) as resp:
+            assert resp.status == 200, host
+
+
 def test_a_non_loopback_bind_is_warned_about() -> None:
     from hume_emulator.control import bind_warning
 

@@ -266,6 +266,13 @@ async def test_pause_from_mqtt_the_page_and_a_gpio_button(
             await browser.click("#pause")
             await wait_paused(sub, agent, emulator)
             await browser.wait_for("document.body.dataset.paused === 'true'")
+            # The kiosk UI's account cannot end a visitor's pause (#31): refused, with the reason.
+            sub.publish(PREFIX + "cmd/privacy", b"resume")
+            assert await sub.until(lambda ms: len(sub.on("cmd/result")) >= 3, 10)
+            refused = sub.on("cmd/result")[-1].json()
+            assert not refused["ok"]
+            assert "a visitor paused measuring (on the page)" in refused["error"], refused
+            assert agent.desk.paused
             await wait_measuring(sub, emulator)  # by the maximum: nobody resumed
             await browser.wait_for("document.body.dataset.paused === 'false'", timeout_s=5)
 
@@ -285,7 +292,11 @@ async def test_pause_from_mqtt_the_page_and_a_gpio_button(
     assert sends_while_paused == [], "media was processed or sent while paused"
     assert agent.desk.pause.pauses == 3
     results = [m.json() for m in sub.on("cmd/result")]
-    assert [(r["ok"], r.get("action")) for r in results] == [(True, "pause"), (True, "resume")]
+    assert [(r["ok"], r.get("action")) for r in results] == [
+        (True, "pause"),
+        (True, "resume"),
+        (False, "resume"),
+    ]
 
 
 class FailingCamera(SyntheticCamera):

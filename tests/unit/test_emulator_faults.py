@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
-from hume_emulator.emulator import EmulatorSettings, Faults, add_arguments, settings_from_args
+from hume_emulator.emulator import API_KEYS_ENV, EmulatorSettings, Faults, add_arguments, settings_from_args
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -23,6 +24,20 @@ def test_defaults() -> None:
     assert settings.idle_timeout_s == 60.0
     assert faults == Faults()
     assert not faults.refusing()
+
+
+def test_keys_from_a_file_and_the_environment_not_only_argv(tmp_path: Path) -> None:
+    """A key on the command line shows in ``ps`` to every local user (#31)."""
+    keys = tmp_path / "keys"
+    keys.write_text("# one a line\nfile-key-1\n\nfile-key-2\n", encoding="utf-8")
+    environ = {API_KEYS_ENV: "env-key-1, env-key-2"}
+    settings, _ = settings_from_args(parse("--api-key-file", str(keys)), environ)
+    assert settings.api_keys == ("file-key-1", "file-key-2", "env-key-1", "env-key-2")
+    settings, _ = settings_from_args(parse("--api-key", "argv-key"), environ)
+    assert settings.api_keys == ("argv-key", "env-key-1", "env-key-2")
+    assert settings_from_args(parse(), {})[0].api_keys == ("test-key",)
+    with pytest.raises(ValueError, match="--api-key-file"):
+        settings_from_args(parse("--api-key-file", str(tmp_path / "missing")), {})
 
 
 def test_every_flag() -> None:

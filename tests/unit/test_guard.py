@@ -43,6 +43,20 @@ def test_session_starts_are_limited_per_hour_and_ends_never() -> None:
     assert guard.snapshot().rate_limited == 3
 
 
+def test_privacy_commands_are_limited_per_hour() -> None:
+    """cmd/privacy was unlimited: any account could keep the kiosk paused forever (#31). 6 an hour by
+    default: with 300 s pauses, at most half of every hour."""
+    clock = Clock()
+    guard = CommandGuard(CommandsConfig(), clock)
+    results = [guard.budget("privacy", "pause") for _ in range(8)]
+    assert results[:6] == [None] * 6
+    assert results[6] is not None
+    assert "cmd/privacy: at most 6 an hour" in results[6]
+    clock.now += 600  # ten minutes give one back
+    assert guard.budget("privacy", "resume") is None
+    assert guard.budget("privacy", "resume") is not None
+
+
 def test_text_is_limited_by_characters() -> None:
     clock = Clock()
     guard = CommandGuard(CommandsConfig(text_chars_per_minute=20_000), clock)

@@ -37,6 +37,26 @@ def test_pause_resume_and_the_maximum() -> None:
     assert p.pauses == 2
 
 
+def test_a_visitors_pause_is_ended_by_a_visitors_button_or_the_maximum_not_by_mqtt() -> None:
+    """The kiosk UI's account could silently resume a visitor's pause (#31)."""
+    for source in ("page", "button"):
+        p = PauseControl(300.0)
+        p.pause(0.0, source)
+        assert p.resume_refusal("mqtt") is not None
+        assert "only the kiosk's button or the maximum (300 s)" in (p.resume_refusal("mqtt") or "")
+        assert p.command(1.0, "resume", "mqtt") == []
+        assert p.paused
+        p.pause(2.0, "mqtt")  # an operator pausing too does not take the visitor's pause over
+        assert p.command(3.0, "resume", "mqtt") == []
+        assert [e.kind for e in p.toggle(4.0, "button")] == ["resumed"]  # the button again ends it
+    p = PauseControl(300.0)
+    p.pause(0.0, "page")
+    assert [e.source for e in p.tick(300.0)] == ["max"]
+    p.pause(400.0, "mqtt")  # an operator's pause: any control ends it
+    assert p.resume_refusal("mqtt") is None
+    assert [e.kind for e in p.command(401.0, "resume", "mqtt")] == ["resumed"]
+
+
 def test_pause_refuses_unknown_actions_and_sources() -> None:
     p = PauseControl(60)
     with pytest.raises(ValueError, match="must be one of pause, resume"):
