@@ -34,18 +34,14 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from agent.mqtt.drain import REPLAY_MARK
 from tests.support.ledger_agent import LEDGER_ENV, LIFE_ENV, digest
-from tests.support.mosquitto import Subscriber
 from tests.support.powercut_fs import PowercutMount, Stats
 from tests.support.processes import (
     PREFIX,
     START_TIMEOUT_S,
     AgentProcess,
-    DurableBroker,
-    EmulatorProcess,
     NotifyRecorder,
 )
-from tests.support.proxy import Proxy
-from tests.support.rig import config_text
+from tests.support.rig import Parts, config_text
 from tests.support.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,42 +204,23 @@ class Report:
         ]
 
 
-class PowerLossCampaign:
+class PowerLossCampaign(Parts):
     """Everything on loopback, the outbox on the power-cut filesystem; :meth:`run` then :meth:`close`."""
 
     def __init__(
         self, workdir: Path, seed: int, synchronous: str, *, log: Callable[[str], None] = print
     ) -> None:
-        self.workdir = workdir
-        self.seed = seed
+        super().__init__(workdir, seed)
         self.rng = random.Random(seed)
         self.log = log
         self.report = Report(seed, synchronous)
         self.t0 = time.monotonic()
-        workdir.mkdir(parents=True, exist_ok=True)
-        self._closers: List[Callable[[], Any]] = []
         self._cut_lives: Set[int] = set()
         """Lives cut while opening the outbox: they may not get to queue anything."""
         try:
             self.fs = PowercutMount(workdir / "fs")
             self._closers.append(self.fs.close)
-            self.broker = DurableBroker(workdir / "mosquitto")
-            self.broker.start()
-            self._closers.append(self.broker.stop)
-            self.emulator = EmulatorProcess(workdir, seed)
-            self.emulator.start()
-            self._closers.append(self.emulator.terminate)
-            self.mqtt_proxy = Proxy("127.0.0.1", self.broker.port).start()
-            self.hume_proxy = Proxy("127.0.0.1", self.emulator.port).start()
-            self._closers += [self.mqtt_proxy.stop, self.hume_proxy.stop]
-            self.subscriber = Subscriber(
-                "127.0.0.1", self.broker.port, [PREFIX + "#"], client_id=f"power-{seed}", persistent=True
-            )
-            self._closers.append(self.subscriber.close)
-            if not self.subscriber.subscribed.wait(10):
-                raise RuntimeError("the campaign's subscriber could not subscribe")
-            self.notify = NotifyRecorder()
-            self._closers.append(self.notify.close)
+            self._start_parts(f"power-{seed}")
             config = workdir / "config.toml"
             outbox = self.fs.mountpoint / "outbox.sqlite"
             text = config_text(outbox, self.hume_proxy.port, self.mqtt_proxy.port, synchronous=synchronous)
@@ -354,12 +331,6 @@ class PowerLossCampaign:
         if acc.stamped == 0:
             problems.append("nothing was stamped at all")
         return self.report
-
-    def close(self) -> None:
-        for closer in reversed(self._closers):
-            with contextlib.suppress(Exception):
-                closer()
-        self._closers.clear()
 
 
 def sequenced(

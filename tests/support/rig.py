@@ -87,23 +87,18 @@ def config_text(outbox: Path, hume_port: int, mqtt_port: int, *, synchronous: st
     )
 
 
-class Rig:
-    """Every part of the campaign, started; :meth:`close` stops them all (bounded)."""
+class Parts:
+    """What every campaign's agent talks to, on loopback: a durable mosquitto, the emulator, a proxy in front
+    of each, the persistent subscriber and the notify socket; :meth:`close` stops whatever was started
+    (bounded), in reverse order. Shared by :class:`Rig` and ``tests.support.powerloss``."""
 
     def __init__(self, workdir: Path, seed: int) -> None:
         self.workdir = workdir
         self.seed = seed
         workdir.mkdir(parents=True, exist_ok=True)
         self._closers: List[Callable[[], Any]] = []
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
 
-    def _start(self) -> None:
-        self.disk = SmallDisk(self.workdir / "disk")
-        self._closers.append(self.disk.close)
+    def _start_parts(self, client_id: str) -> None:
         self.broker = DurableBroker(self.workdir / "mosquitto")
         self.broker.start()
         self._closers.append(self.broker.stop)
@@ -114,13 +109,36 @@ class Rig:
         self.hume_proxy = Proxy("127.0.0.1", self.emulator.port).start()
         self._closers += [self.mqtt_proxy.stop, self.hume_proxy.stop]
         self.subscriber = Subscriber(
-            "127.0.0.1", self.broker.port, [PREFIX + "#"], client_id=f"chaos-sub-{self.seed}", persistent=True
+            "127.0.0.1", self.broker.port, [PREFIX + "#"], client_id=client_id, persistent=True
         )
         self._closers.append(self.subscriber.close)
-        if not self.subscriber.connected.wait(10):
-            raise RuntimeError("the campaign's subscriber could not connect")
+        if not self.subscriber.subscribed.wait(10):
+            raise RuntimeError("the campaign's subscriber could not subscribe")
         self.notify = NotifyRecorder()
         self._closers.append(self.notify.close)
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                closer()
+        self._closers.clear()
+
+
+class Rig(Parts):
+    """Every part of the campaign, started; :meth:`close` stops them all (bounded)."""
+
+    def __init__(self, workdir: Path, seed: int) -> None:
+        super().__init__(workdir, seed)
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        self.disk = SmallDisk(self.workdir / "disk")
+        self._closers.append(self.disk.close)
+        self._start_parts(f"chaos-sub-{self.seed}")
         self.clock_file = self.workdir / "faketime"
         self.clock_offset_s = 0
         self.set_clock_offset(0)
@@ -204,12 +222,6 @@ class Rig:
             dropped=dropped,
             write_failures=self.agent.write_failures,
         )
-
-    def close(self) -> None:
-        for closer in reversed(self._closers):
-            with contextlib.suppress(Exception):
-                closer()
-        self._closers.clear()
 
 
 @contextlib.contextmanager
