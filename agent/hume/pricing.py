@@ -9,6 +9,8 @@ per-minute rates (audio only; video at the older video-only rate x3, as that tab
 
 from __future__ import annotations
 
+from typing import Mapping
+
 IMAGE_USD = 0.00204
 """v0: per image (each frame sent to the face model)."""
 AUDIO_USD_PER_MIN = 0.0639
@@ -19,6 +21,26 @@ V1_MIN_BILLED_S = 10.0
 """v1 bills every session that took media at least this long."""
 V1_FRAME_BILLED_S = 1 / 3
 """v1 bills each video frame that passes the send-rate check as a third of a second."""
+V1_BILLED_S_MAX = 86_400.0
+"""A server's ``received`` claim is capped at a day per session (a hostile one cannot run up a metric)."""
+
+
+def v1_billed_s(endpoint: str, received: Mapping[str, object]) -> float:
+    """Media-seconds Hume bills for one v1 session of ``endpoint`` from its ``session.closed``
+    ``received`` totals: audio by its accepted duration, video 1/3 s per accepted frame, at least
+    :data:`V1_MIN_BILLED_S` once any media was taken in. A value that is not a non-negative integer
+    counts as 0 (the server is outside input)."""
+
+    def count(key: str) -> int:
+        value = received.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            return 0
+        return value
+
+    media_s = (
+        count("audio_duration_ms") / 1000 if endpoint == "audio" else count("frames") * V1_FRAME_BILLED_S
+    )
+    return min(max(V1_MIN_BILLED_S, media_s), V1_BILLED_S_MAX) if media_s > 0 else 0.0
 
 
 def v1_session_usd(endpoint: str, media_s: float) -> float:

@@ -26,15 +26,11 @@ API_KEY = "test-key"
 
 
 def v1_billed_s(endpoint: str, received: Dict[str, int]) -> float:
-    """Media-seconds Hume bills for one v1 session, from its ``session.closed`` ``received`` totals."""
-    from agent.hume.pricing import V1_FRAME_BILLED_S, V1_MIN_BILLED_S  # noqa: PLC0415 - after ensure_venv
+    """Media-seconds Hume bills for one v1 session, from its ``session.closed`` ``received`` totals: the
+    agent's own rule (its ``hume_edge_hume_billed_media_seconds_total`` counts the same)."""
+    from agent.hume.pricing import v1_billed_s as billed  # noqa: PLC0415 - after ensure_venv
 
-    media_s = (
-        received.get("audio_duration_ms", 0) / 1000
-        if endpoint == "audio"
-        else received.get("frames", 0) * V1_FRAME_BILLED_S
-    )
-    return max(V1_MIN_BILLED_S, media_s) if media_s > 0 else 0.0
+    return billed(endpoint, received)
 
 
 def ensure_venv() -> None:

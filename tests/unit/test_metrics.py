@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from agent.config import from_dict, split_listen
 from agent.errors import ConfigError
+from agent.hume.pricing import V1_MIN_BILLED_S, v1_billed_s
 from agent.hume.types import BackendStatus, LinkStatus
-from agent.hume.v1.protocol import MIN_BILLED_MS, billed_ms
 from agent.messages import OutMessage
 from agent.mqtt import outbox as outbox_mod
 from agent.ops import metrics_export, metrics_model, metrics_text
@@ -42,6 +42,7 @@ from agent.ops.identity import Identity
 from agent.visit.session import END_REASONS
 from agent.visit.tally import Tally
 from tests.support.prometheus import PROMTOOL
+from tests.support.waits import eventually
 
 NOW = 1_796_689_860.0
 
@@ -144,7 +145,7 @@ hostile_json = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     body=st.fixed_dictionaries(
         {},
@@ -204,13 +205,13 @@ def test_tally_counts_ends_by_reason_and_summaries_by_model() -> None:
 
 
 def test_billed_seconds_follow_humes_rules() -> None:
-    assert billed_ms("audio", {"audio_duration_ms": 25_000, "frames": 250}) == 25_000
-    assert billed_ms("audio", {"audio_duration_ms": 3_000, "frames": 30}) == MIN_BILLED_MS
-    assert billed_ms("video", {"frames": 90}) == 30_000  # 1/3 s a frame
-    assert billed_ms("video", {"frames": 6}) == MIN_BILLED_MS
-    assert billed_ms("video", {"frames": 0}) == 0  # no media taken in: nothing billed
-    assert billed_ms("video", {"frames": "9", "x": True}) == 0
-    assert billed_ms("audio", {"audio_duration_ms": 10**15}) == 86_400_000
+    assert v1_billed_s("audio", {"audio_duration_ms": 25_000, "frames": 250}) == 25.0
+    assert v1_billed_s("audio", {"audio_duration_ms": 3_000, "frames": 30}) == V1_MIN_BILLED_S
+    assert v1_billed_s("video", {"frames": 90}) == 30.0  # 1/3 s a frame
+    assert v1_billed_s("video", {"frames": 6}) == V1_MIN_BILLED_S
+    assert v1_billed_s("video", {"frames": 0}) == 0  # no media taken in: nothing billed
+    assert v1_billed_s("video", {"frames": "9", "x": True}) == 0
+    assert v1_billed_s("audio", {"audio_duration_ms": 10**15}) == 86_400
 
 
 def test_metrics_listen_is_loopback_unless_allowed() -> None:
@@ -299,3 +300,34 @@ def test_request_limit_refusals_and_protocol_drift_per_link() -> None:
     assert got["hume_edge_hume_request_limited_total{audio}"] == 2
     assert got["hume_edge_hume_protocol_drift_total{audio}"] == 3
     assert got["hume_edge_hume_protocol_drift_total{video}"] == 0
+
+
+async def test_the_agents_task_writes_the_textfile_and_a_last_one_saying_stopped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agent.config import MetricsConfig
+    from agent.ops import metrics_run
+
+    missing = tmp_path / "not-yet"
+    cfg = MetricsConfig(textfile_dir=str(missing))
+    bodies: List[int] = []
+
+    def snapshot() -> Dict[str, object]:
+        bodies.append(1)
+        return health().to_json()
+
+    task = asyncio.ensure_future(metrics_run.run(cfg, "kiosk-1", snapshot, interval_s=0.01))
+    try:
+        assert await eventually(lambda: len(bodies) >= 5, 10)
+        failures = [r for r in caplog.records if "metrics: cannot write" in r.getMessage()]
+        assert len(failures) == 1  # a directory that is not there is said once, not every interval
+        missing.mkdir()
+        textfile = missing / "hume_edge.prom"
+        assert await eventually(textfile.exists, 10)
+        assert 'hume_edge_state{device="kiosk-1",state="online"} 1.0' in textfile.read_text()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert 'hume_edge_state{device="kiosk-1",state="stopped"} 1.0' in textfile.read_text()
+    assert promtool(textfile.read_bytes()) == ""

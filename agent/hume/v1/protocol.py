@@ -39,28 +39,6 @@ FACES_LISTED = 32
 FACE_SCORE_MIN = 0.1
 VOICE_ATTRIBUTE_MIN = 0.725
 VIDEO_FAILURES_ENDING = 5
-MIN_BILLED_MS = 10_000
-"""Hume bills every run (session) that took in media at least 10 s (EM/docs/billing)."""
-VIDEO_FRAME_BILLED_MS = 1000 / 3
-"""A video frame that passes the send-rate check is billed 1/3 s, faces or not."""
-BILLED_MS_MAX = 86_400_000
-"""A server's ``received`` claim is capped at a day per session (a hostile one cannot run up a metric)."""
-
-
-def billed_ms(endpoint: str, received: Mapping[str, object]) -> int:
-    """What Hume bills for one closed session, from its ``session.closed`` ``received`` counts: audio by
-    its accepted duration, video 1/3 s per accepted frame, at least :data:`MIN_BILLED_MS` once any media
-    was taken in. Values that are not non-negative integers count as 0."""
-
-    def count(key: str) -> int:
-        value = received.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            return 0
-        return min(value, BILLED_MS_MAX)
-
-    frames = count("frames")
-    took = round(frames * VIDEO_FRAME_BILLED_MS) if endpoint == "video" else count("audio_duration_ms")
-    return min(max(took, MIN_BILLED_MS), BILLED_MS_MAX) if took or frames else 0
 
 
 AUDIO_FORMAT: Dict[str, Any] = {

@@ -13,6 +13,7 @@ import logging
 import secrets
 from typing import Callable, Deque, Dict, Optional, Tuple
 
+from agent.hume.pricing import v1_billed_s
 from agent.hume.types import (
     NO_FACES,
     Measurement,
@@ -89,7 +90,7 @@ class _Wire:
             self.session_id = clip(msg.session_id, CODE_MAX_CHARS * 2)
         elif isinstance(msg, p.SessionClosed):
             self.closed_reason = clip(msg.reason, CODE_MAX_CHARS)
-            self.count(f"billed_{self.endpoint}_ms", p.billed_ms(self.endpoint, msg.received))
+            self.count(f"billed_{self.endpoint}_ms", round(v1_billed_s(self.endpoint, msg.received) * 1000))
             shown = clip(msg.session_id, 80)
             _LOGGER.info("v1 %s session %s closed: %s", self.endpoint, shown, self.closed_reason)
         elif isinstance(msg, p.ErrorMessage):
