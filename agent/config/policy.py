@@ -237,8 +237,8 @@ def run_problems(cfg: Config) -> List[str]:
     if not is_loopback(mqtt.host) and not mqtt.tls and not mqtt.allow_plaintext:
         problems.append(
             f"mqtt.host = {mqtt.host!r} is not on this machine and mqtt.tls = false: summaries, commands "
-            "and the broker password would travel in clear; set mqtt.tls = true (README: Securing the "
-            "broker), or mqtt.allow_plaintext = true for a broker on a network you trust"
+            "and the broker password would travel in clear; set mqtt.tls = true (docs/security.md), "
+            "or mqtt.allow_plaintext = true for a broker on a network you trust"
         )
     where = f"hume.{hume.backend}.url"
     host = url_host(hume.url)

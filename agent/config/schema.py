@@ -325,7 +325,7 @@ class OutboxConfig:
     max_age_s: float = setting(
         86400.0,
         "messages older than this are dropped (and MQTT 5 expiry); a day by default: data minimisation, "
-        "see README",
+        "see docs/privacy.md",
         unit="s",
         min=60,
         max=365 * 86400,

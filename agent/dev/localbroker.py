@@ -1,7 +1,7 @@
 """A private mosquitto on a free loopback port, for the demo (and the test suite).
 
 Never the system broker and never ``/etc/mosquitto``: the config is generated into a private directory.
-Pitfalls handled (shared/reference/test-bench.md): ``listener 0`` is not "any free port", so the port is
+Pitfalls handled (each met on a real mosquitto 2.0): ``listener 0`` is not "any free port", so the port is
 picked in Python; as root mosquitto drops to user ``mosquitto`` unless told ``user root``; readiness is the
 stderr line containing `` running``; stderr is drained so the broker never blocks on a full pipe.
 """

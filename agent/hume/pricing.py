@@ -1,7 +1,7 @@
 """What Hume bills, as far as it is published: the one place the agent and the benchmarks price media.
 
-Source: shared/reference/hume-api-facts.md section 8 (v0, the newer "reconciled from hume.ai/pricing, May
-2026" rate set, exactly three times the older one) and hume-v1-realtime-facts.md section 9 (v1 bills
+Source: Hume's published prices (hume.ai/pricing; v0: the newer rate set, reconciled in May 2026, exactly
+three times the older one) and Hume's v1 realtime documentation (v1 bills
 media-seconds: audio as streamed, 1/3 s per frame that passes the send-rate check, at least 10 s per
 session that took media). v1's prices are not published: its media-seconds are priced at the same table's
 per-minute rates (audio only; video at the older video-only rate x3, as that table lists none).

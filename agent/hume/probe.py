@@ -404,7 +404,7 @@ def cost_ceiling(cfg: HumeConfig, seconds: float) -> Tuple[float, str]:
         why = (
             f"v1: {int(audio) + int(video)} session(s), each billed at least {pricing.V1_MIN_BILLED_S:g} s; "
             f"audio ${pricing.AUDIO_USD_PER_MIN}/min, video ${pricing.V1_VIDEO_USD_PER_MIN}/min (v1 prices "
-            "are unpublished: Hume's v0 per-minute rates, hume-api-facts.md section 8)"
+            "are unpublished: Hume's v0 per-minute rates, agent/hume/pricing.py)"
         )
         return usd, why
     usd = (pricing.IMAGE_USD if video else 0.0) + (

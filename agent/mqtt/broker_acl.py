@@ -54,9 +54,8 @@ HEADER = """\
 # mosquitto ACL for hume-edge (acl_file), made by `hume-edge broker-acl {args}`.
 # Regenerate it when a kiosk is added or removed; do not add `pattern` lines: a pattern applies to every
 # account, and a user name with '/' in it escapes one. Every grant below names its account; an account
-# this file does not name can do nothing. Account names must match ^[A-Za-z0-9._-]+$ (README "Securing the
-# broker"). A denied publish is dropped by the broker (MQTT 5: PUBACK 0x87); a denied subscription never
-# delivers."""
+# this file does not name can do nothing. Account names must match ^[A-Za-z0-9._-]+$ (docs/security.md).
+# A denied publish is dropped by the broker (MQTT 5: PUBACK 0x87); a denied subscription never delivers."""
 
 
 def problems(kiosks: Sequence[str], prefix: str, discovery_prefix: str) -> List[str]:

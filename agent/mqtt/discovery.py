@@ -14,8 +14,7 @@ Availability is the retained ``status`` topic; only ``online`` counts as availab
 last will and ``stopped`` from a clean exit both mean unavailable).
 
 Home Assistant behaviour this relies on (HA 2026.11, recorded against a real instance; see
-``/work/shared/reference/test-bench.md`` and ``tests/unit/test_discovery.py``, which renders every template
-with Jinja2 as HA does):
+``tests/unit/test_discovery.py``, which renders every template with Jinja2 as HA does):
 
 * **Removal needs the platform alone.** A component left out of a new config stays alive with its last
   value; only ``{"p": "sensor"}`` removes it. So every model the agent can run (``HUME_MODELS``) is always
@@ -35,7 +34,8 @@ with Jinja2 as HA does):
   topics. A plain id keeps its topic (the shipped broker ACL grants ``homeassistant/device/%u/config``);
   agents before the ``hume_edge_`` prefix used the bare node as component key there, and those keys are
   listed as removal stubs, so an upgrade replaces the old entities instead of leaving them behind. For an
-  id with other characters the old topic may be another device's, so it is left alone (README).
+  id with other characters the old topic may be another device's, so it is left alone
+  (docs/home-assistant.md).
 """
 
 from __future__ import annotations

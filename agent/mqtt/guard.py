@@ -1,6 +1,6 @@
 """What the kiosk lets broker clients make it do, and how often: pure, clock passed in.
 
-A kiosk often shares its broker with accounts that must not control it (README "Securing the broker" ships
+A kiosk often shares its broker with accounts that must not control it (docs/security.md ships
 the ACL that keeps them out); this is the agent's own line of defence for a broker that is open anyway:
 
 * **Retained commands are ignored.** A retained ``cmd/session start`` would be replayed at every connect, so
@@ -113,11 +113,11 @@ def exposure_warnings(cfg: MqttConfig) -> List[str]:
     if not cfg.tls:
         out.append(
             f"{where} and mqtt.tls = false: summaries, commands and the broker password travel in clear; "
-            "set mqtt.tls = true (README: Securing the broker)"
+            "set mqtt.tls = true (docs/security.md)"
         )
     if not cfg.username:
         out.append(
             f"{where} and mqtt.username is empty: a broker that lets this kiosk in anonymously lets anyone "
-            "command it; give each kiosk its own account (README: Securing the broker)"
+            "command it; give each kiosk its own account (docs/security.md)"
         )
     return out

@@ -5,7 +5,7 @@ open session the :class:`Summarizer` averages each emotion's score over a window
 (per face id for the face model), publishes the ``top_k`` of them (optionally smoothed across windows),
 and at the session's end an aggregate over the whole visit. Language adds sentiment (the expected level
 1-9 and its distribution) and toxicity. Message shapes are fixed by ``agent/schema/messages.schema.json``
-(``SCHEMA_PATH``) and documented in the README; payloads carry no ``seq``: the outbox stamps it.
+(``SCHEMA_PATH``) and documented in docs/mqtt.md; payloads carry no ``seq``: the outbox stamps it.
 
 Observations are attributed by their ``session_id`` only, so a late reply can never land in the next
 visitor's summaries: it goes to its own session while that is still open (the service may keep a

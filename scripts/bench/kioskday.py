@@ -30,8 +30,8 @@ front of the kiosk) the day holds ``p * day / visitor-seconds per unit`` units, 
 kiosk. Agent sides: units x what one unit cost + empty seconds x the lead-in's rate (nothing is sent to
 an empty kiosk). Naive sides stream all day, so their bills scale with the hours (their bytes still
 follow the scene: an empty wall compresses better). 10 % is computed by the same formula, not
-interpolated. Prices: shared/reference/hume-api-facts.md section 8, the newer set ("reconciled from
-hume.ai/pricing, May 2026"); v1's own prices are not published, so its media-seconds are priced at the
+interpolated. Prices: ``agent/hume/pricing.py``, Hume's newer published set (reconciled from
+hume.ai/pricing, May 2026); v1's own prices are not published, so its media-seconds are priced at the
 same table's per-minute rates (audio only $0.0639/min; video $0.045/min, the older video-only rate x3,
 as the newer set is exactly 3x the older and lists no video-only rate).
 """
@@ -645,7 +645,7 @@ def report(args: argparse.Namespace, run: Run) -> None:
             + "; glance seconds measured (paid): "
             + ", ".join(f"{r} {per[r]['glance_measured']:g} s" for r in sides if "visits" in per[r])
             + ".",
-            f"Prices: hume-api-facts.md section 8, newer set (May 2026): v0 ${pricing.IMAGE_USD}/image, "
+            f"Prices: agent/hume/pricing.py, Hume's newer set (May 2026): v0 ${pricing.IMAGE_USD}/image, "
             f"audio ${pricing.AUDIO_USD_PER_MIN}/min; v1 (unpublished) audio "
             f"${pricing.AUDIO_USD_PER_MIN}/min, video ${pricing.V1_VIDEO_USD_PER_MIN}/min "
             "(older video-only x3).",

@@ -314,7 +314,7 @@ def report(args: Any, sides: Dict[str, Dict[str, Any]]) -> None:
             "are the payloads' data fields as the emulator decoded them: both sides hear the same audio "
             "(WAV, 16 kHz 16-bit); ours sends only what its silence gate passes. Audio cost: the seconds "
             "the emulator received.",
-            f"Cost: Hume's newer rate set (hume-api-facts.md section 8, 'reconciled, May 2026'): "
+            f"Cost: Hume's newer rate set (agent/hume/pricing.py, 'reconciled, May 2026'): "
             f"${pricing.IMAGE_USD}/image for each frame sent, ${pricing.AUDIO_USD_PER_MIN}/min of audio "
             "(older set: one third of each). Billing is per image, not per byte: the same frame rate "
             "costs the same.",

@@ -2,7 +2,7 @@
 
 mosquitto runs ``hume-edge.conf`` with only its ports and file paths changed (``ShippedBroker.changes()``
 proves it and the test prints the changes), the ACL ``hume-edge.acl`` byte for byte from the repository,
-and ``passwords.example`` hashed by ``mosquitto_passwd -U`` as the README says, plus hostile accounts
+and ``passwords.example`` hashed by ``mosquitto_passwd -U`` as docs/security.md says, plus hostile accounts
 added with ``mosquitto_passwd -b``: "intruder" (named nowhere) and names that escaped the old ``pattern``
 lines (``kiosk-lobby/cmd``, ``kiosk-lobby/+``, ``+``).
 

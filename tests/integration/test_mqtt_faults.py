@@ -26,7 +26,8 @@ DELIVERY_TIMEOUT_S = 60.0
 
 def by_topic_first_seen(messages: List[Received]) -> Dict[str, List[int]]:
     """Seqs per topic and class (live, replayed) in arrival order, each counted once (at-least-once may
-    repeat one, same seq). The README's order promise with ``mqtt.replay = live_first``: each class in order.
+    repeat one, same seq). docs/mqtt.md's order promise with ``mqtt.replay = live_first``: each class in
+    order.
     """
     seen: Set[int] = set()
     out: Dict[str, List[int]] = {}

@@ -1,6 +1,6 @@
 """The agent against a clustered broker: RabbitMQ's MQTT plugin, one node per module, version-aware.
 
-What differs from mosquitto, and what the agent does about it (README "A clustered broker: RabbitMQ"):
+What differs from mosquitto, and what the agent does about it (docs/mqtt.md, "A clustered broker: RabbitMQ"):
 before 3.13 (Debian 12's 3.10) ``mqtt.protocol = "3.1.1"`` (an MQTT 5 CONNECT gets no CONNACK), so no
 Receive Maximum, Maximum Packet Size, message expiry or will delay; from 3.13 on (Debian 13's 4.x) MQTT 5
 is accepted, and the summaries and the last will are tested over both protocols. Retained messages reach

@@ -1,6 +1,6 @@
 """A microphone for machines with no sound card: ALSA's ``file`` PCM fed with espeak-ng speech through a FIFO.
 
-How it works (see ../shared/reference/test-bench.md): ``ALSA_CONFIG_PATH`` points alsa-lib at a complete
+How it works: ``ALSA_CONFIG_PATH`` points alsa-lib at a complete
 config of our own, read when PortAudio initialises, so it is set in the environment before any
 ``PyAudio()``. ``pcm.fakemic`` is a ``file`` PCM over ``null`` whose ``infile`` is a FIFO this fixture
 writes in real time, so reads are paced like a real microphone. The FIFO is opened O_RDWR before PortAudio

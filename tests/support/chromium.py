@@ -1,7 +1,7 @@
 """Headless Chromium (Debian ``chromium``) driven over the DevTools protocol with aiohttp.
 
 No Selenium or Playwright: CDP over one WebSocket is all the tests need (navigate, wait on the DOM, click).
-Flags per test-bench.md and the machine notes: ``--no-sandbox`` (see FLAGS), ``--disable-dev-shm-usage`` for
+Flags: ``--no-sandbox`` (see FLAGS), ``--disable-dev-shm-usage`` for
 a small /dev/shm, and the background-networking flags, without which Chromium keeps dialling Google's hosts
 on a closed network. Waiting is on the DOM (a promise in the page that resolves when a condition holds),
 never a sleep.

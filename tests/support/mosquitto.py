@@ -12,7 +12,8 @@ Helpers for tests of the agent's publisher: :func:`mqtt_config` (fast reconnects
 :func:`running` (runs ``Publisher.run()`` as a task and cancels it, bounded, on exit).
 
 The broker itself is :class:`agent.dev.localbroker.LocalBroker` (the demo uses it too), which handles the
-pitfalls of test-bench.md (port picked in Python, ``user root``, readiness on `` running``, stderr drained).
+pitfalls of a private mosquitto (port picked in Python, ``user root``, readiness on `` running``, stderr
+drained).
 """
 
 from __future__ import annotations

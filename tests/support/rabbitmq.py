@@ -1,7 +1,7 @@
 """A private RabbitMQ node with its MQTT plugin: the clustered broker of the integration suite.
 
-Debian's ``rabbitmq-server`` (3.10.8, Erlang 25), started the way ``/work/shared/reference/test-bench.md``
-found works: the launcher ``/usr/lib/rabbitmq/bin/rabbitmq-server`` run directly (the ``/usr/sbin`` wrapper
+Debian's ``rabbitmq-server`` (3.10.8, Erlang 25), started the way that was
+found to work: the launcher ``/usr/lib/rabbitmq/bin/rabbitmq-server`` run directly (the ``/usr/sbin`` wrapper
 ``su``s to ``rabbitmq``), everything in a temp dir, its own ``epmd`` child, every port on loopback and free.
 Starting takes ~6.5 s from a fresh directory and ~3.5 s on a restart (the directory is kept), so a test
 module shares one node (:func:`rabbitmq` fixture, module scope).

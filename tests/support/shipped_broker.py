@@ -86,7 +86,7 @@ class ShippedBroker:
         self.workdir = workdir
         self.accounts = example_accounts()
         self.password_file = workdir / "hume-edge.passwd"
-        # The README's commands: cp passwords.example ... && mosquitto_passwd -U ...
+        # docs/security.md's commands: cp passwords.example ... && mosquitto_passwd -U ...
         shutil.copyfile(SHIPPED / "passwords.example", self.password_file)
         self._passwd("-U", str(self.password_file))
         # Accounts a test adds (a hostile login), the way an admin adds one: mosquitto_passwd -b.

@@ -9,7 +9,7 @@ in ``homeassistant/helpers/template.py``; the MQTT sensor in ``components/mqtt/s
   record those and require none);
 * variables ``value`` (the payload as text) and ``value_json`` (the parsed JSON, when it parses);
 * the result is stripped; an MQTT sensor whose rendered state is the string ``None`` becomes ``unknown``
-  (recorded against a real HA: test-bench.md), while ``0`` would be stored as a real reading; a sensor with
+  (recorded against a real HA 2026.11), while ``0`` would be stored as a real reading; a sensor with
   a ``state_class`` must otherwise render a number.
 
 Payloads are real ones: made by the Summarizer, the health module and the session messages.

@@ -148,7 +148,7 @@ def test_video_sends_held_frames_oldest_first_within_the_lag_and_drops_older_one
 
 def test_face_ids_are_qualified_per_connection_like_v0s() -> None:
     """Hume numbers faces per connection and a visitor gets connections of their own: two visitors' face
-    0 must not share an id (the README promises ``face_0@3fa2c1``; v1 published a bare ``"0"``)."""
+    0 must not share an id (docs/mqtt.md promises ``face_0@3fa2c1``; v1 published a bare ``"0"``)."""
     ids = []
     for _visit in range(2):
         emitted: List[Observation] = []

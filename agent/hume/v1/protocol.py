@@ -1,7 +1,8 @@
 """Typed messages, limits and ending rules of Hume's v1 realtime API, shared by the client and the emulator.
 
-Source: ``shared/reference/hume-v1-realtime-facts.md`` (Hume's docs and the official SDK
-``hume-expression-measurement`` 0.1.0). Parsing is lenient the way the SDK is (unknown fields ignored,
+Source: Hume's documentation of the v1 realtime endpoints and the official SDK
+``hume-expression-measurement`` 0.1.0 (``tests/integration/test_v1_sdk_fidelity.py`` holds the emulator
+to it). Parsing is lenient the way the SDK is (unknown fields ignored,
 unknown message types returned as ``None`` for the caller to skip) and strict about the fields it
 needs (a wrong type is a :class:`ValueError` naming the field). Label names are open-ended lowercase
 strings: nothing here knows a list of them.
@@ -354,7 +355,7 @@ KNOWN_FIELDS: Dict[str, Dict[str, frozenset]] = {  # type: ignore[type-arg]
     }
     for endpoint in ("audio", "video")
 }
-"""Per endpoint, the contract's message types (hume-v1-realtime-facts.md section 3.2) and their fields."""
+"""Per endpoint, the contract's message types (as Hume's v1 documentation lists them) and their fields."""
 
 
 def unknown_type(obj: Mapping[str, Any], endpoint: str) -> Optional[str]:
