@@ -19,7 +19,8 @@ commands:
   emulator       a local, protocol-faithful stand-in for Hume's streaming API (no credits spent)
   demo           everything on this machine: private broker, emulator, agent, live view
   status         what the running agent is doing (links, session, queue depth, last error)
-  fleet          every kiosk on the broker, one line each: state, version, config, queue, last error
+  fleet          every kiosk on the broker, one line each: state, version, config, queue, last error;
+                 or served to Prometheus (--metrics-listen HOST:PORT)
   broker-acl     a mosquitto ACL granting each kiosk, kiosk UI, dashboard and fleet account its own topics
 
 examples:
@@ -244,8 +245,10 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         "Show every kiosk that publishes to the broker, one line each: online / stopped / offline, "
         "version, config fingerprint (flagged where it differs from most kiosks), session, queue depth "
         "and drops, last seen, last error. Reads the agents' retained status and health topics; never "
-        "connects to a kiosk. Exit 0, 1 if the broker cannot be read, 78 bad config.",
-        "hume-edge fleet --config /etc/hume-edge/config.toml --watch",
+        "connects to a kiosk. With --metrics-listen it serves them to Prometheus instead "
+        "(docs/monitoring.md). Exit 0, 1 if the broker cannot be read, 78 bad config.",
+        "hume-edge fleet --config /etc/hume-edge/config.toml --watch\n"
+        "  hume-edge fleet --config /etc/hume-edge/config.toml --metrics-listen 0.0.0.0:9851",
     )
     if wanted(command, "fleet"):
         from agent.ops import fleet
