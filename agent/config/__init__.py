@@ -2,8 +2,10 @@
 
 The map, in the order a config file meets it:
 
-* ``schema``: the sections as frozen dataclasses; each field's documentation, unit and range in one place
-  (:func:`setting`), read by validation, ``check-config`` and the example-file test;
+* ``field``: :func:`setting`, how a field declares its documentation, unit and range (read by validation,
+  ``check-config`` and the example-file test), and the secrets' names;
+* ``hume``: the ``[hume]`` sections (shared, ``[hume.v1]``, ``[hume.v0]``);
+* ``schema``: every other section as a frozen dataclass, and ``Config``, the whole;
 * ``loading``: TOML in, each value checked against its field, unknown and moved keys named, secrets from
   the file, the environment or systemd credentials (``load``, ``from_dict``, ``load_for_run``);
 * ``policy``: the rules across fields, and why ``run`` would refuse a valid config (``run_problems``, the
@@ -15,6 +17,18 @@ Every public name is importable from ``agent.config`` itself (``from agent.confi
 
 from __future__ import annotations
 
+from agent.config.field import (
+    API_KEY_CREDENTIAL,
+    API_KEY_ENV,
+    MASK,
+    MQTT_PASSWORD_CREDENTIAL,
+    setting,
+)
+from agent.config.hume import (
+    HumeConfig,
+    HumeV0Config,
+    HumeV1Config,
+)
 from agent.config.loading import (
     MOVED_KEYS,
     from_dict,
@@ -39,20 +53,13 @@ from agent.config.render import (
     render,
 )
 from agent.config.schema import (
-    API_KEY_CREDENTIAL,
-    API_KEY_ENV,
     COMMAND_NAMES,
     DEFAULT_NOTICE_TEXT,
     DEPLOYMENT_CONTEXTS,
-    MASK,
-    MQTT_PASSWORD_CREDENTIAL,
     PROHIBITED_CONTEXTS,
     CameraConfig,
     CommandsConfig,
     Config,
-    HumeConfig,
-    HumeV0Config,
-    HumeV1Config,
     MetricsConfig,
     MicrophoneConfig,
     MqttConfig,
@@ -60,7 +67,6 @@ from agent.config.schema import (
     PrivacyConfig,
     SessionConfig,
     SummaryConfig,
-    setting,
     split_listen,
 )
 

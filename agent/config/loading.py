@@ -15,8 +15,9 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
 
+from agent.config.field import API_KEY_CREDENTIAL, API_KEY_ENV, MASK, MQTT_PASSWORD_CREDENTIAL
 from agent.config.policy import check_runnable, cross_checks
-from agent.config.schema import API_KEY_CREDENTIAL, API_KEY_ENV, MASK, MQTT_PASSWORD_CREDENTIAL, Config
+from agent.config.schema import Config
 from agent.errors import ConfigError
 
 if sys.version_info >= (3, 11):

@@ -14,7 +14,8 @@ import stat
 from typing import List, Optional
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from agent.config.schema import MASK, PROHIBITED_CONTEXTS, Config, MetricsConfig, PrivacyConfig, split_listen
+from agent.config.field import MASK
+from agent.config.schema import PROHIBITED_CONTEXTS, Config, MetricsConfig, PrivacyConfig, split_listen
 from agent.errors import ConfigError
 from agent.untrusted import clip
 

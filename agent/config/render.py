@@ -6,8 +6,9 @@ import dataclasses
 import typing
 from typing import Any, List, Tuple
 
+from agent.config.field import MASK
 from agent.config.policy import redact_url
-from agent.config.schema import MASK, Config
+from agent.config.schema import Config
 
 
 def _toml_value(value: Any) -> str:
