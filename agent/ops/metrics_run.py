@@ -44,11 +44,22 @@ async def run(
     if cfg.listen:
         host, port = split_listen(cfg.listen)
         server = MetricsServer(host, port, Cached(metrics.render))
-        await server.start()
+    listening = said = False
     directory = Path(cfg.textfile_dir) if cfg.textfile_dir else None
     failing = False
     try:
         while True:
+            if server is not None and not listening:
+                # A port in use is no reason to stop measuring: said once, retried every interval.
+                try:
+                    await server.start()
+                    listening = True
+                except OSError as exc:
+                    if not said:
+                        _LOGGER.error(
+                            "%s (metrics.listen; retrying every %g s)", exc.strerror or exc, interval_s
+                        )
+                    said = True
             if directory is not None:
                 failing = _write(directory, metrics.render(), failing)
             await asyncio.sleep(interval_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -331,3 +332,42 @@ async def test_the_agents_task_writes_the_textfile_and_a_last_one_saying_stopped
             await task
     assert 'hume_edge_state{device="kiosk-1",state="stopped"} 1.0' in textfile.read_text()
     assert promtool(textfile.read_bytes()) == ""
+
+
+async def test_a_port_in_use_is_said_once_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    from agent.config import MetricsConfig
+    from agent.ops import metrics_run
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    cfg = MetricsConfig(listen=f"127.0.0.1:{port}")
+    task = asyncio.ensure_future(metrics_run.run(cfg, "kiosk-1", lambda: health().to_json(), interval_s=0.01))
+    try:
+
+        def said() -> List[str]:
+            return [r.getMessage() for r in caplog.records if "metrics.listen; retrying" in r.getMessage()]
+
+        assert await eventually(lambda: len(said()) == 1, 10)
+        assert not task.done()  # the agent keeps measuring
+        blocker.close()
+        answer: List[bytes] = []
+
+        async def scrape() -> bool:
+            try:
+                answer.append(await _request(port, b"GET /metrics HTTP/1.1\r\n\r\n"))
+            except OSError:
+                return False
+            return answer[-1].startswith(b"HTTP/1.1 200")
+
+        for _ in range(200):
+            if await scrape():
+                break
+            await asyncio.sleep(0.05)  # polling: the next bind attempt
+        assert answer[-1].startswith(b"HTTP/1.1 200")
+        assert len(said()) == 1
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
