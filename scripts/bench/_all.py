@@ -27,6 +27,7 @@ SCRIPTS = (
     "flash.py",
     "cli.py",
     "metrics.py",
+    "orglimit.py",
 )
 
 

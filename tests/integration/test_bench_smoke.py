@@ -29,7 +29,17 @@ pytestmark = [
 
 @pytest.mark.parametrize(
     "script",
-    ["media.py", "outbox.py", "latency.py", "memory.py", "kioskday.py", "flash.py", "cli.py", "metrics.py"],
+    [
+        "media.py",
+        "outbox.py",
+        "latency.py",
+        "memory.py",
+        "kioskday.py",
+        "flash.py",
+        "cli.py",
+        "metrics.py",
+        "orglimit.py",
+    ],
 )
 def test_benchmark_prints_its_table(script: str, tmp_path: Path) -> None:
     if script == "outbox.py" and importlib.util.find_spec("persistqueue") is None:
