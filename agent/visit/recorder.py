@@ -12,7 +12,7 @@ open session is ended (reason ``interrupted``) with its aggregate by the next st
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from agent.config import SessionConfig, SummaryConfig
 from agent.hume.types import Observation
@@ -25,6 +25,15 @@ _LOGGER = logging.getLogger(__name__)
 
 SESSION_STATE_PREFIX = "session/"
 """Outbox ``state`` keys of open sessions' checkpoints: ``session/<session id>``."""
+
+CHECKPOINT_EVERY_S = 60.0
+"""An open session's checkpoint is rewritten at most this often (and always at its start and end). Each
+rewrite is a few KB of JSON in the same transaction as a window's summaries: the whole agent wrote 8.6 KB
+to flash per delivered message with a rewrite every 5 s window, 6.8-7.3 KB with one a minute (two runs of
+scripts/bench/flash.py's whole-agent part on a loaded machine; the outbox's own share is about 3 KB).
+What a crash may cost: the ``interrupted`` end's aggregate misses at most the last minute of the visit
+(those windows' own summaries were queued and are delivered); with ``outbox.synchronous = "normal"`` a
+power cut may roll it back one rewrite further."""
 
 Queue = Callable[[List[OutMessage], Dict[str, Optional[str]]], bool]
 """Queue messages and ``state`` rows (None deletes one) in one transaction; False if nothing was stored."""
@@ -54,8 +63,9 @@ class VisitRecorder:
         self._on_boundary = on_boundary
         """Called at each start and end, before its messages are queued (the service drops audio windows
         and face ids there, and queues the visit's notice ahead of its start message)."""
-        self._checkpointed: Set[str] = set()
-        """Sessions whose checkpoint is in the outbox's ``state`` table (deleted when they end)."""
+        self._checkpointed: Dict[str, float] = {}
+        """Sessions whose checkpoint is in the outbox's ``state`` table (deleted when they end), with the
+        wall time it was last written."""
 
     def apply(self, events: Iterable[SessionEvent]) -> None:
         """Each start or end: its summary messages, after the boundary callback."""
@@ -81,20 +91,28 @@ class VisitRecorder:
     def publish(self, msgs: Iterable[OutMessage]) -> None:
         """Queue messages together with the checkpoints of the open sessions, in one transaction.
 
-        A checkpoint is rewritten only with messages, so a quiet visit costs no writes; at a session's end
-        its checkpoint is deleted with its end message. The outbox fsyncs a put that adds or deletes a
-        ``state`` key even with ``synchronous = "normal"``, so a power cut may roll a checkpoint back to an
-        earlier window but never loses a started session (tests/faults/test_power_loss.py).
+        A checkpoint is written at a session's start, rewritten with messages at most every
+        :data:`CHECKPOINT_EVERY_S` (a quiet visit costs no writes), and deleted with its end message. The
+        outbox fsyncs a put that adds or deletes a ``state`` key even with ``synchronous = "normal"``, so a
+        power cut may roll a checkpoint back to an earlier rewrite but never loses a started session
+        (tests/faults/test_power_loss.py).
         """
         batch = list(msgs)
         if not batch:
             return
-        current = self.summaries.checkpoints(self._wall())
-        state: Dict[str, Optional[str]] = {SESSION_STATE_PREFIX + sid: doc for sid, doc in current.items()}
-        state.update({SESSION_STATE_PREFIX + sid: None for sid in self._checkpointed - set(current)})
+        wall = self._wall()
+        current = self.summaries.checkpoints(wall)
+        due = {
+            sid: doc
+            for sid, doc in current.items()
+            if not 0 <= wall - self._checkpointed.get(sid, float("-inf")) < CHECKPOINT_EVERY_S
+        }  # new, or due (a wall clock stepped backwards counts as due)
+        state: Dict[str, Optional[str]] = {SESSION_STATE_PREFIX + sid: doc for sid, doc in due.items()}
+        state.update({SESSION_STATE_PREFIX + sid: None for sid in set(self._checkpointed) - set(current)})
         if self._queue(batch, state):
-            self._checkpointed = set(current)
-            self.tally.observe(batch, self._wall())
+            kept = {sid: at for sid, at in self._checkpointed.items() if sid in current}
+            self._checkpointed = {**kept, **{sid: wall for sid in due}}
+            self.tally.observe(batch, wall)
 
     def recover(self, checkpoints: Mapping[str, str]) -> int:
         """End the sessions a previous run left open (reason ``interrupted``); returns how many.

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
@@ -109,6 +109,16 @@ def cpu_s() -> float:
     """User + system CPU of this process, all threads (children are waited for separately)."""
     t = os.times()
     return t.user + t.system
+
+
+def write_bytes(pid: Union[str, int] = "self") -> int:
+    """Bytes a process caused to be written to storage (``write_bytes`` of /proc/<pid>/io: counted as
+    pages are dirtied, before the device; an SD card sees the same)."""
+    with open(f"/proc/{pid}/io", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no write_bytes in /proc/{pid}/io")
 
 
 def rss_mb(pid: int) -> float:

@@ -188,3 +188,44 @@ def _consume(q: Any, c: _Client, n: int, window: int) -> None:
             info = c.client.publish(f"hume-edge/{DEVICE}/{TOPIC}", item["data"], qos=1)
             by_mid[info.mid] = item["pqid"]
             published += 1
+
+
+class SeqSubscriber:
+    """Receive times of sequenced messages and the window the agent reports in its health."""
+
+    def __init__(self, host: str, port: int, device: str) -> None:
+        self.times: Dict[int, float] = {}
+        self.window = 0
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{time.time()}")
+        subscribed = threading.Event()
+        self.client.on_message = self.on_message
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(host, port)
+        self.client.subscribe(f"hume-edge/{device}/#", qos=1)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError(f"the subscriber could not subscribe at {host}:{port}")
+
+    def on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        t = time.monotonic()
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            return
+        if not isinstance(body, dict):
+            return
+        with self.lock:
+            if msg.topic.endswith("/health"):
+                self.window = int(body.get("mqtt", {}).get("window") or self.window)
+            elif "seq" in body:
+                self.times.setdefault(int(body["seq"]), t)
+
+    def count(self) -> int:
+        """Distinct sequenced messages received so far."""
+        with self.lock:
+            return len(self.times)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -22,13 +22,11 @@ not a backoff lottery (the drain rate is what is measured, not the backoff polic
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Set
@@ -38,8 +36,6 @@ import _common
 _common.ensure_venv()
 
 import _mqtt  # noqa: E402
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.dev.localbroker import LocalBroker  # noqa: E402
 from tests.support.toml_text import toml_text  # noqa: E402
@@ -47,42 +43,6 @@ from tests.support.toml_text import toml_text  # noqa: E402
 DEVICE = "bench-memory"
 STEADY_GOAL_MB = 60.0
 GROWTH_GOAL_MB = 5.0
-
-
-class Sub:
-    """Receive times of sequenced messages and the window the agent reports in its health."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.times: Dict[int, float] = {}
-        self.window = 0
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-memory-sub-{time.time()}")
-        subscribed = threading.Event()
-        self.client.on_message = self.on_message
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect(host, port)
-        self.client.subscribe(f"hume-edge/{DEVICE}/#", qos=1)
-        self.client.loop_start()
-        if not subscribed.wait(10):
-            raise RuntimeError(f"the subscriber could not subscribe at {host}:{port}")
-
-    def on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        t = time.monotonic()
-        try:
-            body = json.loads(msg.payload)
-        except ValueError:
-            return
-        if not isinstance(body, dict):
-            return
-        with self.lock:
-            if msg.topic.endswith("/health"):
-                self.window = int(body.get("mqtt", {}).get("window") or self.window)
-            elif "seq" in body:
-                self.times.setdefault(int(body["seq"]), t)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def outbox_seqs(path: Path) -> Set[int]:
@@ -143,7 +103,7 @@ def steady_rss(work: Path, camera: Dict[str, Any], quick: bool) -> List[float]:
             agent = subprocess.Popen(
                 [str(exe), "run", "--config", str(work / "agent.toml")], cwd=work, env=env, stderr=log
             )
-            sub = Sub(broker.host, broker.port)
+            sub = _mqtt.SeqSubscriber(broker.host, broker.port, DEVICE)
             try:
                 _common.wait_until(lambda: bool(sub.times), 90, "the first summary", 0.1)
                 time.sleep(warmup)
@@ -177,7 +137,7 @@ def run(work: Path, quick: bool) -> Dict[str, Any]:
         agent = subprocess.Popen(
             [str(exe), "run", "--config", str(work / "agent.toml")], cwd=work, env=env, stderr=log
         )
-        sub = Sub(broker.host, broker.port)
+        sub = _mqtt.SeqSubscriber(broker.host, broker.port, DEVICE)
         try:
             try:
                 _common.wait_until(lambda: bool(sub.times), 90, "the first summary", 0.1)
@@ -193,13 +153,13 @@ def run(work: Path, quick: bool) -> Dict[str, Any]:
             backlog = outbox_seqs(outbox)
             broker.start()
             restarted = time.monotonic()
-            sub = Sub(broker.host, broker.port)
+            sub = _mqtt.SeqSubscriber(broker.host, broker.port, DEVICE)
             got_all = _common.wait_until(
                 lambda: backlog <= set(sub.times), 30, "the backlog at the subscriber", 0.01
             )
             drained = {s: sub.times[s] for s in backlog}
             sub.close()
-            sub = Sub(broker.host, broker.port)
+            sub = _mqtt.SeqSubscriber(broker.host, broker.port, DEVICE)
             n = len(backlog)
             _mqtt.ceiling(broker.host, broker.port, n, window or 20, DEVICE)
             _common.wait_until(lambda: set(range(n)) <= set(sub.times), 30, "the ceiling's messages", 0.01)

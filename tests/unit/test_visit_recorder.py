@@ -97,3 +97,34 @@ def test_shutdown_ends_the_open_session() -> None:
     ]
     assert [e["reason"] for e in ends] == ["shutdown"]
     assert not rec.sessions.active
+
+
+def test_an_open_sessions_checkpoint_is_rewritten_at_most_once_a_minute() -> None:
+    """Flash: a rewrite every 5 s window cost a few KB per message; a crash may lose at most a minute of
+    the interrupted session's aggregate (its windows' own summaries were queued)."""
+    queued: Queued = []
+    wall = [1_800_000_000.0]
+
+    def queue(msgs: List[OutMessage], state: Dict[str, Optional[str]]) -> bool:
+        queued.append((list(msgs), dict(state)))
+        return True
+
+    rec = VisitRecorder(
+        SessionConfig(mode="command"), SummaryConfig(), "kiosk1", queue,
+        models=("face",), per_face=True, wall=lambda: wall[0],
+    )  # fmt: skip
+    rec.apply(rec.sessions.command(0.0, "start"))
+    key = SESSION_STATE_PREFIX + str(rec.sessions.session_id)
+    assert key in queued[-1][1]  # written at the start
+    written = []
+    for window in range(1, 25):  # two minutes of 5 s windows, each with a message
+        wall[0] += 5.0
+        rec.publish([OutMessage("summary/face", {"n": window})])
+        if key in queued[-1][1]:
+            written.append(window)
+    assert written == [12, 24]  # 60 s after the start, then 60 s after that
+    wall[0] -= 3600.0  # a wall clock stepped back an hour (a Pi's first NTP sync): due at once
+    rec.publish([OutMessage("summary/face", {"n": 0})])
+    assert key in queued[-1][1]
+    rec.apply(rec.sessions.command(200.0, "end"))
+    assert queued[-1][1] == {key: None}  # deleted with the end, whenever it comes
