@@ -215,7 +215,7 @@ async def test_a_failing_write_is_logged_once_and_retried_and_never_ends_the_wri
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """EMFILE, ENOSPC, a directory gone: the writer says so once and tries again (it once ended the agent)."""
-    caplog.set_level(logging.INFO, logger="agent.status")
+    caplog.set_level(logging.INFO, logger="agent.ops.status")
     blocker = tmp_path / "run"
     blocker.write_text("a file where the runtime directory should be")
     path = blocker / "status.json"
