@@ -50,10 +50,10 @@ from agent.hume.v0.protocol import (
     Codes,
     ErrorMessage,
     ProtocolViolation,
-    PublishMessage,
     Reply,
     reply_to_json,
 )
+from agent.hume.v0.publish import PublishMessage
 from hume_emulator import detectors
 from hume_emulator.control import bind_warning, json_only_controls
 from hume_emulator.faults import Faults

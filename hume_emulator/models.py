@@ -36,17 +36,15 @@ from agent.hume.v0.protocol import (
     BoundingBox,
     Codes,
     ErrorMessage,
-    FaceConfig,
-    LanguageConfig,
     ModelOutput,
     Prediction,
     PredictionsMessage,
     ProtocolViolation,
-    PublishMessage,
     Reply,
     TimeRange,
     WarningMessage,
 )
+from agent.hume.v0.publish import FaceConfig, LanguageConfig, PublishMessage
 from hume_emulator import detectors, scoring
 from hume_emulator.media import Media, decode, decode_frame
 

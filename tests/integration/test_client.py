@@ -25,7 +25,7 @@ from agent.config import HumeConfig, HumeV0Config
 from agent.errors import HumeAuthError
 from agent.hume.types import Observation
 from agent.hume.v0.client import V0Backend
-from agent.hume.v0.protocol import PublishMessage
+from agent.hume.v0.publish import PublishMessage
 from hume_emulator.emulator import Emulator, EmulatorSettings
 from tests.support.emulator import TEST_KEY, astronaut_bgr, encode_image, voice
 from tests.support.ports import free_port

@@ -19,7 +19,8 @@ from agent.capture.synthetic import (
     SyntheticCamera,
     painted_expression,
 )
-from agent.hume.v0.protocol import TOXICITY_CATEGORIES, Prediction, PredictionsMessage, PublishMessage
+from agent.hume.v0.protocol import TOXICITY_CATEGORIES, Prediction, PredictionsMessage
+from agent.hume.v0.publish import PublishMessage
 from agent.hume.v1 import protocol as p
 from hume_emulator import detectors
 from hume_emulator.models import Session

@@ -29,7 +29,8 @@ from agent import config as config_mod
 from agent.capture.microphone import AudioSource
 from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.errors import EX_UNAVAILABLE
-from agent.hume.v0.protocol import EXPRESSIONS, PublishMessage
+from agent.hume.v0.protocol import EXPRESSIONS
+from agent.hume.v0.publish import PublishMessage
 from agent.media.audio import AudioChunk, Resampler, decode_wav
 from agent.service import run_agent
 from agent.visit.summary import SCHEMA_PATH

@@ -28,7 +28,7 @@ import pytest
 from agent import config as config_mod
 from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.hub import Agent
-from agent.hume.v0.protocol import PublishMessage
+from agent.hume.v0.publish import PublishMessage
 from agent.media.audio import Resampler, decode_wav
 from agent.media.frames import Frame
 from agent.service import run_agent

@@ -24,11 +24,8 @@ from agent.hume.v0.payloads import (
     observations,
     warning_codes,
 )
-from agent.hume.v0.protocol import (
-    TEXT_MAX_CHARS,
-    PublishMessage,
-    parse_reply,
-)
+from agent.hume.v0.protocol import TEXT_MAX_CHARS, parse_reply
+from agent.hume.v0.publish import PublishMessage
 
 
 def pcm(seconds: float, value: int = 1) -> bytes:

@@ -24,12 +24,12 @@ from agent.hume.v0.protocol import (
     ModelOutput,
     Prediction,
     PredictionsMessage,
-    PublishMessage,
     Reply,
     WarningMessage,
     parse_reply,
     reply_to_json,
 )
+from agent.hume.v0.publish import PublishMessage
 from hume_emulator.models import Session, job_id_for, text_spans, warning_reply
 from tests.support.emulator import (
     astronaut_bgr,

@@ -20,19 +20,16 @@ from agent.hume.v0.protocol import (
     BoundingBox,
     Codes,
     ErrorMessage,
-    FaceConfig,
-    LanguageConfig,
     ModelOutput,
-    ModelsConfig,
     Prediction,
     PredictionsMessage,
     ProtocolViolation,
-    PublishMessage,
     TimeRange,
     WarningMessage,
     parse_reply,
     reply_to_json,
 )
+from agent.hume.v0.publish import FaceConfig, LanguageConfig, ModelsConfig, PublishMessage
 
 
 def violation(text: str) -> ProtocolViolation:

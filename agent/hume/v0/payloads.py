@@ -27,15 +27,12 @@ from agent.hume.v0.protocol import (
     TEXT_MAX_CHARS,
     Codes,
     ErrorMessage,
-    FaceConfig,
-    LanguageConfig,
-    ModelsConfig,
     Prediction,
     PredictionsMessage,
-    PublishMessage,
     Reply,
     WarningMessage,
 )
+from agent.hume.v0.publish import FaceConfig, LanguageConfig, ModelsConfig, PublishMessage
 from agent.media.audio import AUDIO_RATE, wav_bytes
 from agent.untrusted import code_key
 

@@ -123,7 +123,7 @@ class ProtocolViolation(ValueError):
 # Small strict readers
 
 
-def _opt(obj: Mapping[str, Any], key: str, kind: Union[type, Tuple[type, ...]], where: str) -> Any:
+def opt_field(obj: Mapping[str, Any], key: str, kind: Union[type, Tuple[type, ...]], where: str) -> Any:
     value = obj.get(key)
     if value is None:
         return None
@@ -138,16 +138,16 @@ def _opt(obj: Mapping[str, Any], key: str, kind: Union[type, Tuple[type, ...]], 
     return value
 
 
-def _num(obj: Mapping[str, Any], key: str, where: str) -> Optional[float]:
-    value = _opt(obj, key, (int, float), where)
+def num_field(obj: Mapping[str, Any], key: str, where: str) -> Optional[float]:
+    value = opt_field(obj, key, (int, float), where)
     return None if value is None else float(value)
 
 
-def _map(obj: Mapping[str, Any], key: str, where: str) -> Optional[Dict[str, Any]]:
-    return _opt(obj, key, dict, where)  # type: ignore[no-any-return]
+def map_field(obj: Mapping[str, Any], key: str, where: str) -> Optional[Dict[str, Any]]:
+    return opt_field(obj, key, dict, where)  # type: ignore[no-any-return]
 
 
-def _in_range(
+def in_range(
     value: Optional[float], name: str, low: float, high: Optional[float] = None, *, open_low: bool = False
 ) -> Optional[float]:
     """``value`` if inside [low, high] (or (low, high]); else the E0101 the server answers with."""
@@ -161,167 +161,8 @@ def _in_range(
     return value
 
 
-def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
+def drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
-
-
-# --------------------------------------------------------------------------------------------------
-# Client -> server: the publish message
-
-
-@dataclasses.dataclass(frozen=True)
-class FaceConfig:
-    """``models.face``: every field optional; ``None`` means the server's default."""
-
-    facs: Optional[Dict[str, Any]] = None
-    descriptions: Optional[Dict[str, Any]] = None
-    identify_faces: Optional[bool] = None
-    fps_pred: Optional[float] = None
-    prob_threshold: Optional[float] = None
-    min_face_size: Optional[float] = None
-
-    def to_obj(self) -> Dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self))
-
-    @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> FaceConfig:
-        w = "models.face."
-        return cls(
-            facs=_map(obj, "facs", w),
-            descriptions=_map(obj, "descriptions", w),
-            identify_faces=_opt(obj, "identify_faces", bool, w),
-            fps_pred=_in_range(_num(obj, "fps_pred", w), w + "fps_pred", 0.0, open_low=True),
-            prob_threshold=_in_range(_num(obj, "prob_threshold", w), w + "prob_threshold", 0.0, 1.0),
-            min_face_size=_in_range(_num(obj, "min_face_size", w), w + "min_face_size", 0.0),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class LanguageConfig:
-    """``models.language``."""
-
-    sentiment: Optional[Dict[str, Any]] = None
-    toxicity: Optional[Dict[str, Any]] = None
-    granularity: Optional[str] = None
-
-    def to_obj(self) -> Dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self))
-
-    @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> LanguageConfig:
-        w = "models.language."
-        granularity = _opt(obj, "granularity", str, w)
-        if granularity is not None and granularity not in GRANULARITIES:
-            raise ProtocolViolation(
-                Codes.INVALID_STRUCTURE,
-                f"Field '{w}granularity' must be one of {', '.join(GRANULARITIES)}, got '{granularity}'.",
-            )
-        return cls(
-            sentiment=_map(obj, "sentiment", w),
-            toxicity=_map(obj, "toxicity", w),
-            granularity=granularity,
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelsConfig:
-    """``models``: a model is enabled by being present (an empty object means its defaults)."""
-
-    face: Optional[FaceConfig] = None
-    language: Optional[LanguageConfig] = None
-    prosody: Optional[Dict[str, Any]] = None
-    burst: Optional[Dict[str, Any]] = None
-    facemesh: Optional[Dict[str, Any]] = None
-
-    @property
-    def enabled(self) -> Tuple[str, ...]:
-        return tuple(m for m in MODELS if getattr(self, m) is not None)
-
-    def to_obj(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {}
-        for name in MODELS:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value.to_obj() if hasattr(value, "to_obj") else dict(value)
-        return out
-
-    @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> ModelsConfig:
-        unknown = sorted(set(obj) - set(MODELS))
-        if unknown:
-            raise ProtocolViolation(
-                Codes.INVALID_STRUCTURE,
-                f"Unknown model type '{unknown[0]}'. Valid model types are: {', '.join(MODELS)}.",
-            )
-        face = _map(obj, "face", "models.")
-        language = _map(obj, "language", "models.")
-        return cls(
-            face=None if face is None else FaceConfig.from_obj(face),
-            language=None if language is None else LanguageConfig.from_obj(language),
-            prosody=_map(obj, "prosody", "models."),
-            burst=_map(obj, "burst", "models."),
-            facemesh=_map(obj, "facemesh", "models."),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class PublishMessage:
-    """One request on the socket. ``data`` is base64 media, or raw text when ``raw_text`` is true."""
-
-    data: Optional[str] = None
-    models: Optional[ModelsConfig] = None
-    stream_window_ms: Optional[float] = None
-    reset_stream: bool = False
-    raw_text: bool = False
-    job_details: bool = False
-    payload_id: Optional[str] = None
-
-    def to_obj(self) -> Dict[str, Any]:
-        obj: Dict[str, Any] = {}
-        if self.data is not None:
-            obj["data"] = self.data
-        if self.models is not None:
-            obj["models"] = self.models.to_obj()
-        if self.stream_window_ms is not None:
-            obj["stream_window_ms"] = self.stream_window_ms
-        for flag in ("reset_stream", "raw_text", "job_details"):
-            if getattr(self, flag):
-                obj[flag] = True
-        if self.payload_id is not None:
-            obj["payload_id"] = self.payload_id
-        return obj
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_obj(), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> PublishMessage:
-        """Parse a request; raise :class:`ProtocolViolation` with the code the server answers with."""
-        try:
-            obj = json.loads(text)
-        except (ValueError, RecursionError):
-            raise ProtocolViolation(
-                Codes.INVALID_JSON, "Request could not be parsed as valid JSON."
-            ) from None
-        if not isinstance(obj, dict):
-            raise ProtocolViolation(Codes.INVALID_STRUCTURE, "Request must be a JSON object.")
-        return cls.from_obj(obj)
-
-    @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> PublishMessage:
-        models = _map(obj, "models", "")
-        window = _in_range(
-            _num(obj, "stream_window_ms", ""), "stream_window_ms", STREAM_WINDOW_MS_MIN, STREAM_WINDOW_MS_MAX
-        )
-        return cls(
-            data=_opt(obj, "data", str, ""),
-            models=None if models is None else ModelsConfig.from_obj(models),
-            stream_window_ms=window,
-            reset_stream=bool(_opt(obj, "reset_stream", bool, "")),
-            raw_text=bool(_opt(obj, "raw_text", bool, "")),
-            job_details=bool(_opt(obj, "job_details", bool, "")),
-            payload_id=_opt(obj, "payload_id", str, ""),
-        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -329,7 +170,7 @@ class PublishMessage:
 
 
 def _scores(obj: Mapping[str, Any], key: str, where: str) -> Optional[Scores]:
-    items = _opt(obj, key, list, where)
+    items = opt_field(obj, key, list, where)
     if items is None:
         return None
     if len(items) > REPLY_MAX_SCORES:
@@ -340,8 +181,8 @@ def _scores(obj: Mapping[str, Any], key: str, where: str) -> Optional[Scores]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"'{where}{key}[{i}]' must be an object.")
-        name = _opt(item, "name", str, f"{where}{key}[{i}].")
-        score = _num(item, "score", f"{where}{key}[{i}].")
+        name = opt_field(item, "name", str, f"{where}{key}[{i}].")
+        score = num_field(item, "score", f"{where}{key}[{i}].")
         if name is None or score is None:
             raise ProtocolViolation(Codes.INVALID_STRUCTURE, f"'{where}{key}[{i}]' needs name and score.")
         if len(name) > REPLY_MAX_NAME_CHARS:
@@ -416,29 +257,29 @@ class Prediction:
         time_range = face_time = bbox = position = None
         raw_time = obj.get("time")
         if isinstance(raw_time, dict):
-            b, e = _num(raw_time, "begin", f"{where}time."), _num(raw_time, "end", f"{where}time.")
+            b, e = num_field(raw_time, "begin", f"{where}time."), num_field(raw_time, "end", f"{where}time.")
             time_range = TimeRange(b or 0.0, e or 0.0)
         elif raw_time is not None:
-            face_time = _num(obj, "time", where)
-        raw_box = _map(obj, "bbox", where)
+            face_time = num_field(obj, "time", where)
+        raw_box = map_field(obj, "bbox", where)
         if raw_box is not None:
-            bbox = BoundingBox(*(_num(raw_box, k, f"{where}bbox.") or 0.0 for k in "xywh"))
-        raw_pos = _map(obj, "position", where)
+            bbox = BoundingBox(*(num_field(raw_box, k, f"{where}bbox.") or 0.0 for k in "xywh"))
+        raw_pos = map_field(obj, "position", where)
         if raw_pos is not None:
-            begin = _num(raw_pos, "begin", f"{where}position.")
-            end = _num(raw_pos, "end", f"{where}position.")
+            begin = num_field(raw_pos, "begin", f"{where}position.")
+            end = num_field(raw_pos, "end", f"{where}position.")
             position = (int(begin or 0), int(end or 0))
         return cls(
             emotions=_scores(obj, "emotions", where) or (),
             time=time_range,
-            frame=_num(obj, "frame", where),
+            frame=num_field(obj, "frame", where),
             face_time=face_time,
             bbox=bbox,
-            prob=_num(obj, "prob", where),
-            face_id=_opt(obj, "face_id", str, where),
+            prob=num_field(obj, "prob", where),
+            face_id=opt_field(obj, "face_id", str, where),
             facs=_scores(obj, "facs", where),
             descriptions=_scores(obj, "descriptions", where),
-            text=_opt(obj, "text", str, where),
+            text=opt_field(obj, "text", str, where),
             position=position,
             sentiment=_scores(obj, "sentiment", where),
             toxicity=_scores(obj, "toxicity", where),
@@ -568,26 +409,27 @@ def parse_reply_obj(obj: Any) -> Reply:
     """:func:`parse_reply` of a decoded JSON value."""
     if not isinstance(obj, dict):
         raise ProtocolViolation(Codes.INVALID_STRUCTURE, "reply is not a JSON object")
-    payload_id = _opt(obj, "payload_id", str, "")
-    details = _map(obj, "job_details", "")
-    job_id = None if details is None else _opt(details, "job_id", str, "job_details.")
+    payload_id = opt_field(obj, "payload_id", str, "")
+    details = map_field(obj, "job_details", "")
+    job_id = None if details is None else opt_field(details, "job_id", str, "job_details.")
     if "error" in obj:
-        text, code = _opt(obj, "error", str, "") or "", _opt(obj, "code", str, "")
+        text, code = opt_field(obj, "error", str, "") or "", opt_field(obj, "code", str, "")
         return ErrorMessage(text, code, payload_id, job_id)
     if "warning" in obj:
-        text, code = _opt(obj, "warning", str, "") or "", _opt(obj, "code", str, "")
+        text, code = opt_field(obj, "warning", str, "") or "", opt_field(obj, "code", str, "")
         return WarningMessage(text, code, payload_id, job_id)
     outputs: Dict[str, ModelOutput] = {}
     for model in MODELS:
-        body = _map(obj, model, "")
+        body = map_field(obj, model, "")
         if body is None:
             continue
         if "warning" in body:
             outputs[model] = ModelOutput(
-                warning=_opt(body, "warning", str, f"{model}."), code=_opt(body, "code", str, f"{model}.")
+                warning=opt_field(body, "warning", str, f"{model}."),
+                code=opt_field(body, "code", str, f"{model}."),
             )
             continue
-        preds = _opt(body, "predictions", list, f"{model}.") or []
+        preds = opt_field(body, "predictions", list, f"{model}.") or []
         if len(preds) > REPLY_MAX_PREDICTIONS:
             raise ProtocolViolation(
                 Codes.INVALID_STRUCTURE,
