@@ -35,12 +35,21 @@ def test_a_face_too_small_for_hume_does_not_count() -> None:
     assert PresenceDetector(every_n=1).present(_frame(1.5, (1280, 960)))
 
 
-def test_every_nth_frame_is_examined_and_the_answer_held_between() -> None:
+def test_while_somebody_is_there_every_nth_frame_is_examined_and_the_answer_held_between() -> None:
     detector = PresenceDetector(every_n=3)
     face, empty = _frame(1.5), _frame(0.5)
     answers = [detector.present(f) for f in (face, empty, empty, empty, empty, empty, face)]
     assert answers == [True, True, True, False, False, False, True]
-    assert detector.checks == 3
+    assert detector.checks == 5  # the face, its 3rd frame, then every frame of the empty scene
+
+
+def test_while_nobody_is_there_every_frame_is_examined() -> None:
+    """A visitor's debounce starts at the first frame that shows them, not up to every_n - 1 frames later."""
+    detector = PresenceDetector(every_n=2)
+    face, empty = _frame(1.5), _frame(0.5)
+    answers = [detector.present(f) for f in (empty, empty, empty, face)]
+    assert answers == [False, False, False, True]
+    assert detector.checks == 4
 
 
 def test_bad_settings_are_named() -> None:
