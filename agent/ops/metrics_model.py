@@ -87,7 +87,12 @@ FAMILIES: Tuple[Family, ...] = (
     _f("hume_connects_total", COUNTER, "Hume connection attempts", "link"),
     _f("hume_payloads_sent_total", COUNTER, "Media payloads (v0) or messages (v1) sent to Hume", "link"),
     _f("hume_replies_total", COUNTER, "Results received from Hume", "link"),
-    _f("hume_replies_lost_total", COUNTER, "Payloads whose reply never came (timeout, socket lost)", "link"),
+    _f(
+        "hume_replies_lost_total",
+        COUNTER,
+        "Payloads whose reply never came (v0: timeout, socket lost; v1: video frames left at session end)",
+        "link",
+    ),
     _f("hume_errors_total", COUNTER, "Errors Hume answered with, by code (rate_limited, E0300, ...)", "code"),
     _f(
         "hume_request_limited_total",

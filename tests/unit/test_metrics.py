@@ -119,7 +119,7 @@ def test_samples_follow_the_health_snapshot() -> None:
     assert got["hume_edge_microphone_audio_sent_seconds_total{}"] == 4.2
     assert got["hume_edge_process_resident_memory_bytes{}"] == 80 * 2**20
     assert got["hume_edge_process_cpu_seconds_total{}"] == 3.5
-    assert "hume_edge_hume_replies_lost_total{audio}" not in got  # v1 reports no lost replies
+    assert "hume_edge_hume_replies_lost_total{audio}" not in got  # a link that reports no "lost" count
 
 
 def test_exposition_passes_promtool_and_has_one_block_per_family() -> None:

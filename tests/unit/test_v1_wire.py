@@ -124,6 +124,20 @@ def test_video_replies_pair_with_frames_by_order_and_errors_consume_frames() -> 
     assert empty.measurements == ()
     assert empty.warning_code == "W0103"
     assert with_face.latency_s == 4.0
+    assert wire.unanswered == 0  # 4 frames: 2 results, 2 frame errors (the text's error consumes none)
+
+
+def test_video_frames_without_a_reply_are_unanswered_and_audio_has_none() -> None:
+    queue: Deque[OutgoingMedia] = collections.deque()
+    wire = VideoWire(queue, lambda _: None, {}, now=0.0, fps=3.0)
+    for i in range(3):
+        queue.append(OutgoingMedia("frame", b"f", 300.0 + i, "visit"))
+        _, media = wire.next_send(float(i))
+        assert media is not None
+        wire.sent(media, float(i))
+    wire.on_message(p.VideoResult(0, ()), 3.0)
+    assert wire.unanswered == 2  # the session ends now: two replies lost
+    assert AudioWire(collections.deque(), lambda _: None, {}, now=0.0).unanswered == 0
 
 
 def test_video_sends_held_frames_oldest_first_within_the_lag_and_drops_older_ones() -> None:

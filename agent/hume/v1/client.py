@@ -319,7 +319,11 @@ class V1Backend(Backend):
             latency_p50_s=round(lat[len(lat) // 2], 4) if lat else None,
             latency_max_s=round(lat[-1], 4) if lat else None,
             counters=counters(
-                {"rate_limited": float(self._stats.get(f"{endpoint}_rate_limited", 0)), **drift.counters()}
+                {
+                    "rate_limited": float(self._stats.get(f"{endpoint}_rate_limited", 0)),
+                    "lost": float(self._stats.get(f"{endpoint}_replies_lost", 0)),
+                    **drift.counters(),
+                }
             ),
             unknown=drift.kinds(),
         )
@@ -437,6 +441,7 @@ class V1Backend(Backend):
                 self._failed(endpoint, reason)
                 await self._pause(endpoint, delay)
                 continue
+            self._count(f"{endpoint}_replies_lost", wire.unanswered)
             if wire.session_id is None and wire.last_error == p.Codes.RATE_LIMITED:
                 # Refused before any session was created: the organisation's limit, answered in-band.
                 await self._rate_limited(endpoint, "v1 session refused: rate_limited before session.created")

@@ -129,6 +129,12 @@ class _Wire:
         """Nothing left to send, so ``session.close`` may follow (the server still answers what was sent)."""
         return not self.queue
 
+    @property
+    def unanswered(self) -> int:
+        """Messages sent whose reply never came: counted as lost once the session is over. Audio has no
+        reply per frame (utterances span frames), so only video's paired frames count."""
+        return 0
+
 
 class AudioWire(_Wire):
     """Audio: 100 ms frames, never ahead of real time; a ``rate_limited`` frame is sent again."""
@@ -249,6 +255,10 @@ class VideoWire(_Wire):
     def sent(self, media: OutgoingMedia, now: float) -> None:
         self._fifo.append((media, now))
         self.count("video_frames_sent")
+
+    @property
+    def unanswered(self) -> int:
+        return len(self._fifo)
 
     def on_error(self, msg: p.ErrorMessage, now: float) -> None:
         if msg.code not in p.VIDEO_FRAME_ERRORS:
