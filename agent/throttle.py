@@ -55,3 +55,7 @@ class LogThrottle:
     def clear(self, key: str) -> None:
         """The problem is over: the next one of ``key`` is said at once."""
         self._said.pop(key, None)
+
+    def reset(self) -> None:
+        """Every problem is over (a link came back): the next one of any key is said at once."""
+        self._said.clear()

@@ -43,7 +43,7 @@ from agent.hume.drift import kind_name
 from agent.hume.types import AUDIO_MODELS
 from agent.hume.v0 import protocol as v0
 from agent.hume.v1 import protocol as v1
-from agent.hume.v1.client import ws_base
+from agent.hume.v1.handshake import ws_base
 from agent.untrusted import clip
 
 EX_DIFFERENCES = 3

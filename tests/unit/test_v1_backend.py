@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from agent.config import HumeConfig, HumeV1Config
 from agent.hume.v1 import protocol as p
-from agent.hume.v1.client import V1Backend, ws_base
+from agent.hume.v1.client import V1Backend
+from agent.hume.v1.handshake import ws_base
 from agent.media.audio import BYTES_PER_MS
 
 SECOND = bytes(16000 * 2)
@@ -31,7 +32,7 @@ async def test_a_visit_qualifies_once_present_long_enough() -> None:
     b = backend()
     for i in range(6):
         b.send_audio(SECOND, 100.0 + i, "visitor")
-    (visit,) = b._visits
+    (visit,) = b._visits.pending
     assert visit.qualified
     assert len(visit.audio) == 60  # 100 ms frames
     assert {len(m.data) for m in visit.audio} == {p.AUDIO_FRAME_MS * BYTES_PER_MS}
@@ -43,7 +44,7 @@ async def test_a_new_session_id_is_a_boundary() -> None:
     b = backend(min_session_s=0.0)
     b.send_audio(SECOND, 100.0, "a")
     b.send_audio(SECOND, 101.0, "b")
-    first, second = b._visits
+    first, second = b._visits.pending
     assert first.ended
     assert not second.ended
     assert (first.session_id, second.session_id) == ("a", "b")
@@ -56,7 +57,7 @@ async def test_text_and_oversized_frames_are_counted_and_dropped() -> None:
     counters = dict(b.status().counters)
     assert counters["text_dropped"] == 1
     assert counters["video_frames_too_large"] == 1
-    assert not b._visits
+    assert not b._visits.pending
 
 
 async def test_only_configured_modalities_are_streamed() -> None:
@@ -71,7 +72,7 @@ async def test_video_holds_the_frames_of_the_qualifying_seconds_bounded() -> Non
     b = backend()
     for i in range(30):
         b.send_frame(b"\xff\xd8%d" % i, 100.0 + i * 0.1, "visitor")
-    (visit,) = b._visits
+    (visit,) = b._visits.pending
     assert [m.data for m in visit.video] == [b"\xff\xd8%d" % i for i in range(14, 30)]
 
 

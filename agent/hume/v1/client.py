@@ -2,17 +2,10 @@
 
 Design (why it looks like this):
 
-- **Visits, not streams.** Media arrives tagged with the visitor session; :meth:`V1Backend.mark_boundary`
-  (or a new session id) ends a visit. Each visit gets its own v1 sessions, closed with
-  ``session.close`` and ``session.closed`` at its end, so no utterance context or face id crosses
-  visitors. The next visit's media waits meanwhile; nothing is sent while no visitor is present,
-  because the service hands over no media then.
-- **Minimum billing.** Hume bills every session at least 10 s. Media of a visit is held until the
-  visit has lasted ``hume.v1.min_session_s`` (by capture time); a visit that ends sooner is dropped
-  unsent and opens no session. Held audio is then sent in real time (never faster, per the
-  contract), so a visitor's audio lags by that much; held video frames go at the API's 3 fps,
-  oldest first, so the visit's first seconds are measured too and video is live again within about
-  ``2 x hume.v1.min_session_s`` (at the default 2 fps); frames further behind than that are dropped.
+- **Visits, not streams; minimum billing** (:mod:`agent.hume.v1.visits`): each visit gets its own v1
+  sessions, closed at its end, so no utterance context or face id crosses visitors; a visit's media is
+  held until it has lasted ``hume.v1.min_session_s``, then audio goes in real time and held frames at the
+  API's 3 fps, oldest first.
 - **Reconnects follow the official SDK** (:func:`agent.hume.v1.protocol.should_reconnect`): after a
   ``server_shutdown``, closes 1001/1006/1011/1012/1013, and 1008 after an audio ``internal_error``.
   Delays are the SDK's (first 1-5 s, x1.3, capped at 10 s; reset after 5 s up) through the shared
@@ -34,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import logging
 import math
 import random
@@ -44,7 +36,7 @@ from typing import Deque, Dict, List, Optional, Tuple
 import aiohttp
 
 from agent.aio import OnFirstUse, cancel_and_wait, spawn, wait_event
-from agent.backoff import Backoff, rate_limit_backoff, rate_limited_delay, retry_after_s
+from agent.backoff import Backoff, rate_limit_backoff, rate_limited_delay
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError, HumeProtocolError
 from agent.hume.backend import Backend
@@ -54,12 +46,13 @@ from agent.hume.types import (
     BackendStatus,
     LinkStatus,
     Observation,
-    OutgoingMedia,
     counters,
 )
 from agent.hume.v1 import protocol as p
+from agent.hume.v1.handshake import MESSAGE_MAX_BYTES, Refused, Silent, handshake
+from agent.hume.v1.visits import Visit, Visits
 from agent.hume.v1.wire import AudioWire, VideoWire, _Wire
-from agent.media.audio import BYTES_PER_MS
+from agent.throttle import LogThrottle
 from agent.untrusted import MAX_SHOWN_CHARS, clip, loads
 
 _LOGGER = logging.getLogger(__name__)
@@ -76,62 +69,16 @@ VIDEO_HELD = 3
 """Frames of a qualified visit kept at most while the socket is busy (the newest win)."""
 HELD_LAG_MARGIN_S = 1.0
 """Frames up to ``hume.v1.min_session_s`` plus this behind the newest are still worth sending."""
-HEARTBEAT_S = 20.0
-"""The SDK's keepalive ping interval: a dead path is noticed within about two of these."""
 LATENCY_WINDOW = 100
 """Round trips kept per endpoint for the status's median and maximum."""
 ERROR_TEXT_MAX = MAX_SHOWN_CHARS
 """Characters of a failure reason kept for status and health: a hostile server cannot grow them."""
-MESSAGE_MAX_BYTES = 1 << 20
-"""Largest server message read. v1 replies are a few KB (a result for several faces ~10 KB); a bigger one
-is refused by aiohttp (close 1009) and counted, so a 10 MB frame costs no more than 1 MB of memory."""
 REPEAT_LOG_S = 600.0
 """A failure that recurs is logged again at most this often (the counters in status say how often)."""
 ANNOUNCED_MAX = 64
 """Distinct failure kinds remembered for that: bounded whatever the server sends."""
 UNREADABLE = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError)
 """What a malformed, wrong-typed or hostile server message may raise while it is read and applied."""
-
-
-class _Silent(Exception):
-    """The handshake did not complete within ``hume.v1.connect_timeout_s``."""
-
-    def __init__(self, timeout_s: float) -> None:
-        super().__init__(f"no handshake reply within {timeout_s:g} s (server silent)")
-
-
-class _Refused(Exception):
-    """The handshake was answered with an HTTP status instead of an upgrade."""
-
-    def __init__(self, status: int, retry_after: Optional[float] = None) -> None:
-        super().__init__(f"v1 handshake refused with HTTP {status}")
-        self.status = status
-        self.retry_after = retry_after
-        """``Retry-After`` in seconds (clamped) when the server sent one."""
-
-
-@dataclasses.dataclass
-class _Visit:
-    seq: int
-    session_id: Optional[str]
-    first_at: float
-    last_at: float
-    audio: Deque[OutgoingMedia]
-    video: Deque[OutgoingMedia]
-    ended: bool = False
-    qualified: bool = False
-
-    def queue(self, endpoint: str) -> Deque[OutgoingMedia]:
-        return self.audio if endpoint == "audio" else self.video
-
-
-def ws_base(url: str) -> str:
-    """``v1_url`` as a WebSocket base: http(s) becomes ws(s), so the emulator's base URL works too."""
-    base = url.rstrip("/")
-    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
-        if base.startswith(http):
-            return ws + base[len(http) :]
-    return base
 
 
 class V1Backend(Backend):
@@ -150,14 +97,17 @@ class V1Backend(Backend):
         self._fps = min(p.VIDEO_MAX_FPS, cfg.fps_pred)
         # A visit's frames while it qualifies are kept and sent (oldest first, at the API's rate) once it
         # has: its first seconds are measured too, not only its last frames (scripts/bench/kioskday.py).
-        self._video_held = max(VIDEO_HELD, math.ceil(cfg.v1.min_session_s * self._fps) + 1)
         self._video_lag_s = cfg.v1.min_session_s + HELD_LAG_MARGIN_S
-        self._audio_max_frames = max(
-            1, round(max(cfg.queue_seconds, cfg.v1.min_session_s) * 1000 / p.AUDIO_FRAME_MS)
+        self._visits = Visits(
+            self._endpoints,
+            min_session_s=cfg.v1.min_session_s,
+            audio_max_frames=max(
+                1, round(max(cfg.queue_seconds, cfg.v1.min_session_s) * 1000 / p.AUDIO_FRAME_MS)
+            ),
+            video_held=max(VIDEO_HELD, math.ceil(cfg.v1.min_session_s * self._fps) + 1),
+            count=self._count,
+            on_end=self._wake_all,
         )
-        self._visits: Deque[_Visit] = collections.deque()
-        self._seq = 0
-        self._served: Dict[str, int] = {e: 0 for e in self._endpoints}
         self._events: Dict[str, OnFirstUse[asyncio.Event]] = {
             name: OnFirstUse(asyncio.Event) for name in ("audio", "video", "results")
         }
@@ -168,7 +118,7 @@ class V1Backend(Backend):
         self._wires: Dict[str, _Wire] = {}
         self._connects: Dict[str, int] = {e: 0 for e in self._endpoints}
         self._last_error: Dict[str, Tuple[float, str]] = {}
-        self._announced: Dict[str, float] = {}
+        self._said = {e: LogThrottle(_LOGGER, REPEAT_LOG_S, ANNOUNCED_MAX) for e in self._endpoints}
         self._latencies: Dict[str, Deque[float]] = {
             e: collections.deque(maxlen=LATENCY_WINDOW) for e in ("audio", "video")
         }
@@ -187,32 +137,6 @@ class V1Backend(Backend):
     def _count(self, key: str, n: int = 1) -> None:
         self._stats[key] = self._stats.get(key, 0) + n
 
-    def _visit_for(self, session_id: Optional[str], captured_at: float) -> _Visit:
-        current = self._visits[-1] if self._visits else None
-        if current is not None and not current.ended and current.session_id != session_id:
-            self._end_visit(current)
-        if current is None or current.ended or current.session_id != session_id:
-            self._seq += 1
-            current = _Visit(
-                self._seq, session_id, captured_at, captured_at, collections.deque(), collections.deque()
-            )
-            self._visits.append(current)
-        current.last_at = max(current.last_at, captured_at)
-        if not current.qualified and current.last_at - current.first_at >= self.cfg.v1.min_session_s:
-            current.qualified = True
-        return current
-
-    def _end_visit(self, visit: _Visit) -> None:
-        visit.ended = True
-        if not visit.qualified:
-            dropped = len(visit.audio) + len(visit.video)
-            if dropped:
-                self._count("short_visits")
-                self._count("media_dropped_short_visit", dropped)
-            visit.audio.clear()
-            visit.video.clear()
-        self._wake_all()
-
     def _event(self, name: str) -> asyncio.Event:
         """The event of ``name`` ("audio", "video": media to send; "results": an observation is ready)."""
         return self._events[name].get()
@@ -225,20 +149,7 @@ class V1Backend(Backend):
         if "audio" not in self._endpoints or "audio" in self._disabled:
             self._count("audio_dropped_disabled")
             return
-        visit = self._visit_for(session_id, captured_at)
-        step = p.AUDIO_FRAME_MS * BYTES_PER_MS
-        usable = len(pcm16) - len(pcm16) % 2
-        for i, start in enumerate(range(0, usable, step)):
-            frame = pcm16[start : min(usable, start + step)]
-            at = captured_at + i * p.AUDIO_FRAME_MS / 1000.0
-            visit.audio.append(
-                OutgoingMedia("audio", frame, at, session_id, len(frame) / (1000.0 * BYTES_PER_MS))
-            )
-        overflow = len(visit.audio) - self._audio_max_frames
-        for _ in range(max(0, overflow)):
-            visit.audio.popleft()
-        if overflow > 0:
-            self._count("audio_frames_dropped_backlog", overflow)
+        self._visits.add_audio(pcm16, captured_at, session_id)
         self._event("audio").set()
 
     def send_frame(self, jpeg: bytes, captured_at: float, session_id: Optional[str]) -> None:
@@ -252,11 +163,7 @@ class V1Backend(Backend):
                 )
             self._count("video_frames_too_large")
             return
-        visit = self._visit_for(session_id, captured_at)
-        visit.video.append(OutgoingMedia("frame", jpeg, captured_at, session_id))
-        while len(visit.video) > self._video_held:
-            visit.video.popleft()
-            self._count("video_frames_stale")
+        self._visits.add_frame(jpeg, captured_at, session_id)
         self._event("video").set()
 
     def send_text(self, text: str, captured_at: float, session_id: Optional[str]) -> None:
@@ -264,18 +171,12 @@ class V1Backend(Backend):
         self._count("text_dropped")
 
     def mark_boundary(self) -> None:
-        if self._visits and not self._visits[-1].ended:
-            self._end_visit(self._visits[-1])
+        self._visits.end_current()
 
     def withdraw(self) -> int:
         """Every visit's queued audio and video dropped and the visits ended: an open session sends
         ``session.close`` at once, and none opens until media captured after this moment arrives."""
-        dropped = 0
-        for visit in self._visits:
-            dropped += len(visit.audio) + len(visit.video)
-            visit.audio.clear()
-            visit.video.clear()
-            visit.ended = True
+        dropped = self._visits.withdraw()
         for wire in self._wires.values():
             wire.withdrawn = True
         if dropped:
@@ -302,7 +203,7 @@ class V1Backend(Backend):
             "v1",
             tuple((e, self._link_status(e)) for e in self._endpoints),
             {e: at for e, (at, _) in self._last_error.items()},
-            counters({**self._stats, "visits_pending": sum(1 for v in self._visits if not v.ended)}),
+            counters({**self._stats, "visits_pending": self._visits.open_count()}),
         )
 
     def _link_status(self, endpoint: str) -> LinkStatus:
@@ -331,15 +232,9 @@ class V1Backend(Backend):
     def _announce(self, endpoint: str, kind: str, text: str) -> None:
         """Log a failure once per kind and endpoint until the endpoint connects again (or
         :data:`REPEAT_LOG_S` later): a flapping or hostile server cannot flood the journal."""
-        key = f"{endpoint}:{kind}"
-        now = time.monotonic()
-        last = self._announced.get(key)
-        if last is not None and now - last < REPEAT_LOG_S:
-            return
-        if last is None and len(self._announced) >= ANNOUNCED_MAX:
-            return
-        self._announced[key] = now
-        _LOGGER.warning("v1 %s: %s (repeats are counted in status, not logged)", endpoint, text)
+        self._said[endpoint].log(
+            logging.WARNING, kind, "v1 %s: %s (repeats are counted in status)", endpoint, text
+        )
 
     def _failed(self, endpoint: str, reason: str) -> None:
         """Remember ``reason`` (cut to :data:`ERROR_TEXT_MAX` characters) as the endpoint's last error."""
@@ -365,39 +260,26 @@ class V1Backend(Backend):
             finally:
                 await cancel_and_wait(tasks)
 
-    async def _next_visit(self, endpoint: str) -> _Visit:
+    async def _next_visit(self, endpoint: str) -> Visit:
         """The oldest visit after the last one served whose media of ``endpoint`` may be sent now."""
         wake = self._event(endpoint)
         while True:
             wake.clear()
-            for visit in list(self._visits):
-                if visit.seq <= self._served[endpoint]:
-                    continue
-                if visit.qualified and visit.queue(endpoint):
-                    return visit
-                if visit.ended and not visit.queue(endpoint):
-                    self._served[endpoint] = visit.seq
-                    continue
-                break
-            self._prune()
+            visit = self._visits.next_for(endpoint)
+            if visit is not None:
+                return visit
             await wake.wait()
-
-    def _prune(self) -> None:
-        done = min(self._served.values(), default=self._seq)
-        while self._visits and self._visits[0].seq <= done:
-            self._visits.popleft()
 
     async def _endpoint_loop(self, http: aiohttp.ClientSession, endpoint: str) -> None:
         while endpoint not in self._disabled:
             visit = await self._next_visit(endpoint)
             await self._serve_visit(http, endpoint, visit)
-            self._served[endpoint] = visit.seq
+            self._visits.served[endpoint] = visit.seq
             self._state[endpoint] = "idle"
         self._state[endpoint] = "disabled"
-        del self._served[endpoint]  # visits no longer wait for this endpoint
-        self._prune()
+        self._visits.retire(endpoint)  # visits no longer wait for this endpoint
 
-    async def _serve_visit(self, http: aiohttp.ClientSession, endpoint: str, visit: _Visit) -> None:
+    async def _serve_visit(self, http: aiohttp.ClientSession, endpoint: str, visit: Visit) -> None:
         """Sessions for one visit until its media is sent and its last session closed."""
         backoff = self._backoff[endpoint]
         while visit.queue(endpoint) or not visit.ended:
@@ -408,13 +290,13 @@ class V1Backend(Backend):
             opened = time.monotonic()
             try:
                 wire = await self._session(http, endpoint, visit)
-            except _Silent as exc:
+            except Silent as exc:
                 delay = backoff.next_delay()
                 self._announce(endpoint, "silent", f"{exc}; retrying in {delay:.1f} s")
                 self._failed(endpoint, str(exc))
                 await self._pause(endpoint, delay)
                 continue
-            except _Refused as exc:
+            except Refused as exc:
                 if exc.status == RATE_LIMITED_STATUS:
                     await self._rate_limited(endpoint, str(exc), exc.retry_after)
                     continue
@@ -506,32 +388,16 @@ class V1Backend(Backend):
         self._state[endpoint] = state
         await asyncio.sleep(delay)
 
-    async def _session(self, http: aiohttp.ClientSession, endpoint: str, visit: _Visit) -> _Wire:
+    async def _session(self, http: aiohttp.ClientSession, endpoint: str, visit: Visit) -> _Wire:
         """One WebSocket session: update, media, close; returns the wire with how it ended."""
         path = p.AUDIO_PATH if endpoint == "audio" else p.VIDEO_PATH
         self._state[endpoint] = "connecting"
         self._connects[endpoint] += 1
-        try:
-            # The whole handshake (TCP, TLS, HTTP upgrade) has a deadline: a server or middlebox that
-            # accepts and then says nothing held the link in "connecting" for 35 s and more, silently.
-            ws = await asyncio.wait_for(
-                http.ws_connect(
-                    ws_base(self.cfg.v1.url) + path,
-                    headers={p.API_KEY_HEADER: self.cfg.api_key},
-                    heartbeat=HEARTBEAT_S,
-                    max_msg_size=MESSAGE_MAX_BYTES,
-                ),
-                self.cfg.v1.connect_timeout_s,
-            )
-        except asyncio.TimeoutError:
-            raise _Silent(self.cfg.v1.connect_timeout_s) from None
-        except aiohttp.WSServerHandshakeError as exc:
-            retry_after = retry_after_s(exc.headers.get("Retry-After")) if exc.headers else None
-            raise _Refused(exc.status, retry_after) from None
+        ws = await handshake(http, self.cfg.v1.url, path, self.cfg.api_key, self.cfg.v1.connect_timeout_s)
         self._connected_once = True
         if self._last_error.pop(endpoint, None) is not None:
             _LOGGER.info("v1 %s: connected again", endpoint)
-        self._announced = {k: v for k, v in self._announced.items() if not k.startswith(endpoint)}
+        self._said[endpoint].reset()
         now = time.monotonic()
         queue = visit.queue(endpoint)
         wire: _Wire = (
@@ -589,7 +455,7 @@ class V1Backend(Backend):
             self._event(wire.endpoint).set()
 
     async def _send_loop(
-        self, ws: aiohttp.ClientWebSocketResponse[bool], wire: _Wire, visit: _Visit, updated: asyncio.Event
+        self, ws: aiohttp.ClientWebSocketResponse[bool], wire: _Wire, visit: Visit, updated: asyncio.Event
     ) -> None:
         """Media once the config is confirmed, paced; ``session.close`` once the visit is over and sent."""
         wake = self._event(wire.endpoint)
