@@ -36,6 +36,8 @@ class Accounting:
     duplicates: int
     out_of_order: int
     write_failures: int
+    missing: List[int] = dataclasses.field(default_factory=list)
+    """The stamped seqs the subscriber never received (queued and dropped ones included)."""
 
     @property
     def lost(self) -> int:
@@ -104,4 +106,5 @@ def account(
         duplicates=len(live) - len(set(live)),
         out_of_order=out_of_order,
         write_failures=write_failures,
+        missing=[s for s in range(first, last) if s not in distinct],
     )

@@ -245,6 +245,8 @@ class AgentProcess(Child):
         self.lives = 0
         self.unexpected_exits: List[int] = []
         self._write_failures: Dict[int, int] = {}
+        self.last_snapshot: Dict[str, Any] = {}
+        """The last status snapshot read from a running agent (its counters as it stopped, at the end)."""
 
     def start(self) -> None:
         self._spawn([str(EXE), "run", "--config", str(self.config)], env=self.env, cwd=self.workdir)
@@ -259,6 +261,7 @@ class AgentProcess(Child):
         snap = status_mod.read(self.status_path)
         if snap is None or snap.get("pid") != self.pid:
             return None
+        self.last_snapshot = snap
         self._write_failures[int(snap["pid"])] = int(snap.get("mqtt", {}).get("write_failures", 0))
         return snap
 

@@ -11,14 +11,21 @@ use it the same way::
         proxy.throttle(2000)  # at most this many bytes per second in each direction
         proxy.half_open()   # the server side of every open connection is closed, the client side is
                             # left open and silent (no FIN): a peer that vanished, as after a NAT reset
+        proxy.freeze()      # stop reading: bytes wait in the sockets' buffers (no FIN either way), and
+                            # resume() passes them on, in order, as a congested link or a stalled router does
+        proxy.reset()       # RST every open connection; with refuse=True also every new one until resume()
 
 ``blackhole`` reads and discards rather than pausing reads, so the sender's writes keep succeeding, as
-they do when a router or Wi-Fi link dies and nothing answers. ``resume()`` ends every mode.
+they do when a router or Wi-Fi link dies and nothing answers. ``freeze`` holds instead of discarding, so a
+link frozen shorter than the peers' keepalive resumes with nothing lost. ``resume()`` ends every mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 import threading
 from typing import Any, List, Optional, Set, Tuple
 
@@ -36,6 +43,7 @@ class Proxy:
         self.host = host
         self.port = port
         self.frozen = False
+        self.refusing = False
         self.delay_s = 0.0
         self.rate_bps: Optional[float] = None
         self.connections = 0
@@ -49,6 +57,8 @@ class Proxy:
         self._connections: Set[asyncio.Task[Any]] = set()
         """Server-side writers closed by :meth:`half_open`; bytes meant for them are discarded."""
         self._released: asyncio.Event  # made on the proxy's loop (Python 3.9 binds events to a loop)
+        self._flowing: asyncio.Event
+        """Clear while frozen (:meth:`freeze`): the pumps read nothing until it is set again."""
 
     # -- control (any thread) -------------------------------------------------------------------
 
@@ -63,9 +73,18 @@ class Proxy:
 
     def resume(self) -> None:
         self.frozen = False
+        self.refusing = False
         self.delay_s = 0.0
         self.rate_bps = None
         self._loop.call_soon_threadsafe(self._released.set)
+        self._loop.call_soon_threadsafe(self._flowing.set)
+
+    def freeze(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def reset(self, refuse: bool = False) -> None:
+        self.refusing = refuse
+        self._call(self._reset_all())
 
     def delay(self, seconds: float) -> None:
         self.delay_s = seconds
@@ -105,6 +124,8 @@ class Proxy:
 
     async def _listen(self) -> None:
         self._released = asyncio.Event()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -114,6 +135,13 @@ class Proxy:
         for writer in list(self._writers):
             writer.close()
         self._writers.clear()
+
+    async def _reset_all(self) -> None:
+        """RST both sides of every connection and end its task (a frozen one is waiting, not reading)."""
+        for writer in list(self._writers):
+            _abort(writer)
+        self._writers.clear()
+        await cancel_and_wait(set(self._connections), timeout_s=CONTROL_TIMEOUT_S)
 
     async def _half_open(self) -> None:
         for _, up_writer in list(self._pairs):
@@ -143,6 +171,9 @@ class Proxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.refusing:
+            _abort(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -175,6 +206,7 @@ class Proxy:
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
+                await self._flowing.wait()
                 rate = self.rate_bps
                 data = await reader.read(max(1, int(rate / 10)) if rate else CHUNK_BYTES)
                 if not data:
@@ -184,9 +216,19 @@ class Proxy:
                     continue
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)  # scenario: the injected latency
+                await self._flowing.wait()  # frozen after this read: hold the bytes read too
                 writer.write(data)
                 await writer.drain()
                 if self.rate_bps:
                     await asyncio.sleep(len(data) / self.rate_bps)  # scenario: the throttled rate
         except (OSError, asyncio.IncompleteReadError):
             return
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Close with an RST (SO_LINGER 0), as a restarted peer or a NAT that lost the flow answers."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from agent.config import OutboxConfig
 from agent.mqtt.outbox import Outbox
@@ -31,60 +31,67 @@ from tests.support.processes import (
     SmallDisk,
 )
 from tests.support.proxy import Proxy
+from tests.support.toml_text import toml_text
 from tests.support.waits import wait_until
 
 # --------------------------------------------------------------------------------------------------
 # The rig
 
 
-def agent_config(rig: Rig) -> str:
-    return config_text(rig.disk.path / "outbox.sqlite", rig.hume_proxy.port, rig.mqtt_proxy.port)
-
-
-def config_text(outbox: Path, hume_port: int, mqtt_port: int, *, synchronous: str = "full") -> str:
-    """The campaigns' agent config: v0 through the Hume proxy, synthetic media, a session always open."""
-    return (
-        "\n".join(
-            [
-                f'device_id = "{DEVICE}"',
-                "[hume]",
-                'backend = "v0"',
-                f'api_key = "{TEST_KEY}"',
-                "reply_timeout_s = 3.0",
-                "fatal_retry_s = 1.0",  # an injected E0300 (quota) would otherwise stop summaries for 5 min
-                "[hume.v0]",
-                f'url = "ws://127.0.0.1:{hume_port}/v0/stream/models"',
-                "backoff_initial_s = 0.1",
-                "backoff_max_s = 1.0",
-                "[camera]",
-                'source = "synthetic"',
-                "[microphone]",
-                'source = "speech"',
-                "[session]",
-                'mode = "always"',
-                "[summary]",
-                "window_s = 0.5",
-                "[mqtt]",
-                'host = "127.0.0.1"',
-                f"port = {mqtt_port}",
-                "keepalive_s = 5",
-                "health_interval_s = 2.0",
-                "reconnect_min_s = 0.1",
-                "reconnect_max_s = 1.0",
-                "[outbox]",
-                f'path = "{outbox}"',
-                f'synchronous = "{synchronous}"',
-                # The fuzz checks that every command gets one clear reply; the rate limits that would
-                # turn a fuzz into unanswered refusals have their own test (test_command_guard).
-                "[commands]",
-                "session_starts_per_hour = 3600",
-                "text_chars_per_minute = 1000000",
-                "discovery_per_minute = 600",
-                "replies_per_s = 1000.0",
-            ]
-        )
-        + "\n"
+def agent_config(rig: Rig, settings: Optional[Mapping[str, Mapping[str, Any]]] = None) -> str:
+    return config_text(
+        rig.disk.path / "outbox.sqlite", rig.hume_proxy.port, rig.mqtt_proxy.port, settings=settings
     )
+
+
+def config_text(
+    outbox: Path,
+    hume_port: int,
+    mqtt_port: int,
+    *,
+    synchronous: str = "full",
+    settings: Optional[Mapping[str, Mapping[str, Any]]] = None,
+) -> str:
+    """The campaigns' agent config: v0 through the Hume proxy, synthetic media, a session always open;
+    ``settings`` ({section: {key: value}}) replace or add keys (a scenario's own session length ...)."""
+    data: Dict[str, Any] = {
+        "device_id": DEVICE,
+        "hume": {
+            "backend": "v0",
+            "api_key": TEST_KEY,
+            "reply_timeout_s": 3.0,
+            "fatal_retry_s": 1.0,  # an injected E0300 (quota) would otherwise stop summaries for 5 min
+            "v0": {
+                "url": f"ws://127.0.0.1:{hume_port}/v0/stream/models",
+                "backoff_initial_s": 0.1,
+                "backoff_max_s": 1.0,
+            },
+        },
+        "camera": {"source": "synthetic"},
+        "microphone": {"source": "speech"},
+        "session": {"mode": "always"},
+        "summary": {"window_s": 0.5},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": mqtt_port,
+            "keepalive_s": 5,
+            "health_interval_s": 2.0,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 1.0,
+        },
+        "outbox": {"path": str(outbox), "synchronous": synchronous},
+        # The fuzz checks that every command gets one clear reply; the rate limits that would turn a fuzz
+        # into unanswered refusals have their own test (test_command_guard).
+        "commands": {
+            "session_starts_per_hour": 3600,
+            "text_chars_per_minute": 1000000,
+            "discovery_per_minute": 600,
+            "replies_per_s": 1000.0,
+        },
+    }
+    for section, values in (settings or {}).items():
+        data[section] = {**data.get(section, {}), **values}
+    return toml_text(data)
 
 
 class Parts:
@@ -127,8 +134,12 @@ class Parts:
 class Rig(Parts):
     """Every part of the campaign, started; :meth:`close` stops them all (bounded)."""
 
-    def __init__(self, workdir: Path, seed: int) -> None:
+    def __init__(
+        self, workdir: Path, seed: int, settings: Optional[Mapping[str, Mapping[str, Any]]] = None
+    ) -> None:
         super().__init__(workdir, seed)
+        self.settings = settings
+        """Config keys the scenario sets over :func:`agent_config`'s ({section: {key: value}})."""
         try:
             self._start()
         except BaseException:
@@ -143,7 +154,7 @@ class Rig(Parts):
         self.clock_offset_s = 0
         self.set_clock_offset(0)
         config = self.workdir / "config.toml"
-        config.write_text(agent_config(self), encoding="utf-8")
+        config.write_text(agent_config(self, self.settings), encoding="utf-8")
         self.outbox_path = self.disk.path / "outbox.sqlite"
         # Create the outbox ourselves, so the first seq the agent will stamp is known.
         Outbox(self.outbox_path, OutboxConfig()).close()
@@ -225,8 +236,10 @@ class Rig(Parts):
 
 
 @contextlib.contextmanager
-def rig_for(workdir: Path, seed: int) -> Iterator[Rig]:
-    rig = Rig(workdir, seed)
+def rig_for(
+    workdir: Path, seed: int, settings: Optional[Mapping[str, Mapping[str, Any]]] = None
+) -> Iterator[Rig]:
+    rig = Rig(workdir, seed, settings)
     try:
         if not rig.wait_ready():
             raise RuntimeError("the agent did not start:\n" + rig.agent.tail())
