@@ -39,6 +39,11 @@ class Acks:
             self._acked_since = now
         return count
 
+    def take_inflight(self, mids: Iterable[int]) -> List[Tuple[int, int]]:
+        """The (row id, seq) of these in-flight mids, forgotten here (the broker refused them)."""
+        rows = [self._inflight.pop(mid, None) for mid in mids]
+        return [row for row in rows if row is not None]
+
     def due(self, now: float) -> bool:
         """Whether the acknowledged rows have waited long enough, or are many enough, to be deleted."""
         since = self._acked_since

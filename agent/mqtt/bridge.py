@@ -339,7 +339,7 @@ class Bridge:
         if mid not in link.inflight:
             return
         link.inflight.discard(mid)
-        link.acked.append(mid)
+        (link.acked if failure is None else link.refused).append(mid)
         self._on_ack_cb(link, mid, failure)
         link.wake.set()
 

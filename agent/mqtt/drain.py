@@ -126,7 +126,8 @@ class Drain:
             self.on_delivered(seq)
 
     def refused(self, failure: str) -> None:
-        """The broker refused a message (MQTT 5 PUBACK reason >= 0x80): resending cannot help."""
+        """The broker refused a message (MQTT 5 PUBACK reason >= 0x80): resending cannot help; the next step
+        deletes its row, counted as dropped (``refused``)."""
         self.rejected += 1
         if self.rejected == 1 or self.rejected % 1000 == 0:
             _LOGGER.warning("broker refused a message (%s); %d refused so far", failure, self.rejected)
@@ -143,6 +144,7 @@ class Drain:
         torn down (which would resend everything in flight).
         """
         acked, link.acked = link.acked, []
+        refused, link.refused = link.refused, []
         sent: List[Tuple[int, int]] = []
         oversized: List[Row] = []
         try:
@@ -159,13 +161,14 @@ class Drain:
                     break  # the link is going down; its on_disconnect is on the way
                 if outcome == _OVERSIZE:
                     oversized.append(row)
-            self.outbox.settle(acked, sent)
+            self.outbox.settle(acked, sent, refused)
             self._drop_oversized(link, oversized)
             if self._settle_error:
                 _LOGGER.info("the outbox %s can be written again", self.outbox.path)
                 self._settle_error = ""
         except sqlite3.Error as exc:
             link.acked = acked + link.acked
+            link.refused = refused + link.refused
             link.unmarked += sent
             if str(exc) != self._settle_error:
                 _LOGGER.error("cannot update the outbox %s: %s; retrying", self.outbox.path, exc)
@@ -176,7 +179,7 @@ class Drain:
             self._wake_for_tokens()
         if self.outbox.acks_waiting:
             self._wake_for_acks()
-        return bool(acked) and not link.inflight
+        return bool(acked or refused) and not link.inflight
 
     def _next(self, limit: int) -> List[Row]:
         if self.cfg.replay == "in_order":
@@ -244,7 +247,8 @@ class Drain:
     def settle_acked(self, link: Link) -> None:
         """At a stop: delete what was acknowledged (not a durability matter; it saves resending it)."""
         acked, link.acked = link.acked, []
-        self.outbox.settle(acked, [])
+        refused, link.refused = link.refused, []
+        self.outbox.settle(acked, [], refused)
 
     def _expiry(self, row: Row) -> Optional[Properties]:
         if self.cfg.protocol != "5":

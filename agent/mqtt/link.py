@@ -77,6 +77,9 @@ class Link:
         """paho's first error on this connection (a TLS alert, a socket error): why it ended."""
         self.inflight: Set[int] = set()
         self.acked: List[int] = []
+        """mids the broker acknowledged, not yet settled in the outbox."""
+        self.refused: List[int] = []
+        """mids the broker refused (MQTT 5 PUBACK reason >= 0x80), not yet settled in the outbox."""
         self.unmarked: List[Tuple[int, int]] = []
         """(row id, mid) published on this link whose in-flight mark the outbox could not store yet."""
         self.watched: Dict[int, int] = {}

@@ -65,8 +65,10 @@ from agent.ops.health import OutboxHealth
 
 _LOGGER = logging.getLogger(__name__)
 
-DROP_REASONS = ("rows", "bytes", "age", "oversize")
-"""Why rows left the outbox unsent: its bounds, or bigger than the broker accepts (the drain says so)."""
+DROP_REASONS = ("rows", "bytes", "age", "oversize", "refused")
+"""Why rows left the outbox undelivered: its bounds, bigger than the broker accepts (the drain says so), or
+refused by the broker (MQTT 5 PUBACK reason >= 0x80, e.g. 0x87 when its ACL denies the topic). Every stamped
+``seq`` is either delivered or counted under one of these, so a consumer's gap always shows in health."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,12 +286,18 @@ class Outbox:
             count, size = self._delete([(r.id, r.seq) for r in rows])
             self._count_drop(reason, count, size, say=False)
 
-    def settle(self, acked_mids: Iterable[int], sent: Iterable[Tuple[int, int]]) -> int:
+    def settle(
+        self, acked_mids: Iterable[int], sent: Iterable[Tuple[int, int]], refused_mids: Iterable[int] = ()
+    ) -> int:
         """Note ``(row id, mid)`` pairs as in flight and the rows whose PUBACK came as acknowledged.
 
         Both live in memory (they need no durability: after a crash such a row is simply sent again, same
         ``seq``); acknowledged rows are deleted with the next put's transaction, or on their own once the
         oldest has waited :data:`ACK_FLUSH_S` (:meth:`flush_acks`). Returns how many were acknowledged.
+
+        ``refused_mids``: the broker answered with a failure reason; resending cannot help, so those rows are
+        deleted now and counted as dropped (``refused``), like the bounds' drops: a seq never vanishes
+        uncounted.
         """
         now = self._clock()
         with self._lock:
@@ -297,6 +305,11 @@ class Outbox:
                 found = self._db.execute("SELECT seq FROM messages WHERE id = ?", (row_id,)).fetchone()
                 self._acks.sent(mid, row_id, int(found[0]) if found else -1)
             acked = self._acks.acked(acked_mids, now)
+            refused = self._acks.take_inflight(refused_mids)
+            if refused:
+                with outbox_file.transaction(self._db):
+                    count, size = self._delete(refused)
+                    self._count_drop("refused", count, size, say=False)
         if self._acks.due(now):
             self.flush_acks()
         return acked

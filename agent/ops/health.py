@@ -140,7 +140,8 @@ class MqttHealth:
     """Unacknowledged publishes allowed at once: ``mqtt.inflight_window``, lowered to the broker's
     Receive Maximum (MQTT 5 CONNACK)."""
     rejected: int
-    """Messages the broker refused (MQTT 5 PUBACK reason code >= 0x80)."""
+    """Messages the broker refused (MQTT 5 PUBACK reason code >= 0x80) this run; the outbox keeps the
+    persisted count as ``dropped.refused``."""
     oversized: int
     """Messages dropped unsent because they were over ``max_packet_bytes`` (this run; the outbox keeps the
     persisted count as ``dropped.oversize``)."""
@@ -153,7 +154,8 @@ class MqttHealth:
     """Messages the outbox could not store (disk full, I/O error): lost."""
     queue_depth: int
     dropped: int
-    """Messages the outbox dropped by its bounds (all reasons)."""
+    """Messages the outbox dropped unsent or undelivered, all reasons (bounds, oversize, refused by the
+    broker), persisted: with those delivered, every ``seq`` ever stamped."""
     commands: CommandHealth = CommandHealth()
 
 

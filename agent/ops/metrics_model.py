@@ -34,7 +34,7 @@ STATES = ("online", "stopped", "offline", "unknown")
 """A kiosk's ``hume_edge_state``: its retained ``status`` word (``unknown``: none seen yet)."""
 LINKS = ("video", "audio", "text")
 """Hume link names (v1: audio, video; v0: video, audio, text)."""
-DROP_REASONS = ("rows", "bytes", "age", "oversize")
+DROP_REASONS = ("rows", "bytes", "age", "oversize", "refused")
 """The outbox's drop reasons (``agent.mqtt.outbox.DROP_REASONS``, repeated: a lower layer may not import it;
 ``tests/unit/test_metrics.py`` checks they agree)."""
 MODALITIES = ("audio", "video")

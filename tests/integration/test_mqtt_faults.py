@@ -202,11 +202,11 @@ async def test_a_full_disk_during_the_drain_keeps_the_link_and_loses_nothing(
     real_settle = outbox.settle
     full = {"on": False, "refused": 0}
 
-    def settle(acked: object, sent: object) -> int:
+    def settle(acked: object, sent: object, refused: object = ()) -> int:
         if full["on"]:
             full["refused"] += 1
             raise sqlite3.OperationalError("database or disk is full")
-        return real_settle(acked, sent)  # type: ignore[arg-type]
+        return real_settle(acked, sent, refused)  # type: ignore[arg-type]
 
     monkeypatch.setattr(outbox, "settle", settle)
     async with running(pub):
