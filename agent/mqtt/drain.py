@@ -14,8 +14,9 @@ Backlog and live data: the rows queued before this connection was made are the b
 ``"replay": true`` added to their JSON. With ``mqtt.replay = "live_first"`` (the default) rows queued
 since the connection go first and the backlog takes what window and rate are left, so a dashboard sees the
 present at once after an outage; each part keeps ``seq`` order, but a topic's live messages arrive before
-its older backlog. A replayed retained message on a topic that already got a live retained one is sent
-without the retain flag, so the broker keeps the newest state. ``in_order`` sends everything by ``seq``.
+its older backlog. A retained message older than the newest one queued on its topic is sent without the
+retain flag (``Outbox.superseded``), so the broker keeps the newest state whatever the order of arrival,
+across reconnects and restarts. ``in_order`` sends everything by ``seq``.
 
 MQTT 5: each message's expiry is the age it has left under ``outbox.max_age_s``.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from typing import Callable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -73,7 +74,6 @@ class Drain:
         """Rows with an id up to this were queued before the current connection: where the backlog is."""
         self._seq_watermark = 0
         """Rows with a seq below this were queued before the current connection: what is replayed."""
-        self._live_retained: Set[str] = set()
         self.timers = Timers()
         """The settle retry, the rate and the ack timers; the publisher cancels them when it stops."""
         self._write_error = ""
@@ -115,7 +115,6 @@ class Drain:
             _LOGGER.info("resending %d message(s) whose PUBACK never came", requeued)
         self._watermark = self.outbox.last_id()
         self._seq_watermark = self.outbox.next_seq()
-        self._live_retained = set()
 
     def acked(self, link: Link, mid: int, failure: Optional[str]) -> None:
         """The broker answered the publish ``mid`` (``failure``: it refused it)."""
@@ -196,7 +195,7 @@ class Drain:
         topic = f"{self.base}/{row.topic}"
         if packet_bytes(topic, payload) > link.max_packet_bytes:
             return _OVERSIZE
-        retain = row.retain and not (replay and row.topic in self._live_retained)
+        retain = row.retain and not self.outbox.superseded(row)
         info = link.client.publish(
             topic, payload, qos=self.cfg.qos, retain=retain, properties=self._expiry(row)
         )
@@ -209,8 +208,6 @@ class Drain:
             link.watched[info.mid] = row.seq
         if replay:
             self.replayed += 1
-        elif row.retain:
-            self._live_retained.add(row.topic)
         return _SENT
 
     def _drop_oversized(self, link: Link, rows: List[Row]) -> None:

@@ -65,6 +65,8 @@ from agent.ops.health import OutboxHealth
 
 _LOGGER = logging.getLogger(__name__)
 
+RETAINED_STATE_PREFIX = "retained/"
+"""``state`` keys ``retained/<topic>``: the newest ``seq`` queued with the retain flag on that topic."""
 DROP_REASONS = ("rows", "bytes", "age", "oversize", "refused")
 """Why rows left the outbox undelivered: its bounds, bigger than the broker accepts (the drain says so), or
 refused by the broker (MQTT 5 PUBACK reason >= 0x80, e.g. 0x87 when its ACL denies the topic). Every stamped
@@ -112,6 +114,11 @@ class Outbox:
             "SELECT count(*), coalesce(sum(size), 0) FROM messages"
         ).fetchone()
         self._acks = Acks()
+        self._newest_retained: Dict[str, int] = {}
+        """topic -> the newest seq queued retained on it (durable: ``state`` rows, written with the put)."""
+        for topic, value in self.state_items(RETAINED_STATE_PREFIX).items():
+            with contextlib.suppress(ValueError):
+                self._newest_retained[topic[len(RETAINED_STATE_PREFIX) :]] = int(value)
 
     def _open(self, floor: int = 0) -> sqlite3.Connection:
         def start(db: sqlite3.Connection) -> None:
@@ -139,6 +146,7 @@ class Outbox:
         """
         now = self._clock()
         seqs: List[int] = []
+        retained: Dict[str, int] = {}
         with self._lock, outbox_file.transaction(self._db, durable=self._must_sync(len(items), state)):
             self._delete_acked()  # rides on this commit: no transaction of its own
             for key, value in (state or {}).items():
@@ -159,6 +167,10 @@ class Outbox:
                     "VALUES (?,?,?,?,?,?,?)",
                     (seq, seq, topic, data, int(retain), now, size),
                 )
+                if retain:
+                    key = RETAINED_STATE_PREFIX + topic
+                    self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, str(seq)))
+                    retained[topic] = seq
                 self._count += 1
                 self._bytes += size
                 seqs.append(seq)
@@ -166,7 +178,14 @@ class Outbox:
             self._seqs.advance(self._db, seq)
             self._enforce_bounds(now)
         self._seqs.committed()
+        self._newest_retained.update(retained)
         return seqs
+
+    def superseded(self, row: Row) -> bool:
+        """Whether a newer message was queued retained on ``row``'s topic: then ``row`` must not be published
+        retained, or the broker would keep it (an older state) over the newer one, whenever that one went
+        out: on this connection, an earlier one, or in an earlier life of the agent."""
+        return row.seq < self._newest_retained.get(row.topic, row.seq)
 
     def _must_sync(self, count: int, state: Optional[Mapping[str, Optional[str]]]) -> bool:
         """Whether a put of ``count`` messages with ``state`` must be fsynced whatever the mode: it needs a

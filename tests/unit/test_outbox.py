@@ -46,13 +46,14 @@ def test_put_stamps_seq_and_ts_and_keeps_a_given_ts(tmp_path: Path) -> None:
 def test_state_rows_commit_with_their_messages_and_survive_reopen(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite", OutboxConfig())
     box.put_many([("session", {"event": "start"}, True)], state={"session/a": "{}", "session/b": "[1]"})
-    box.put_many([("session", {"event": "end"}, True)], state={"session/a": None, "other": "x"})
+    (end,) = box.put_many([("session", {"event": "end"}, True)], state={"session/a": None, "other": "x"})
     with pytest.raises(TypeError):  # a failing transaction writes neither the message nor the state
         box.put_many([("summary/face", {"bad": object()}, False)], state={"session/c": "{}"})
     box.close()
     box = Outbox(tmp_path / "o.sqlite", OutboxConfig())
     assert box.state_items("session/") == {"session/b": "[1]"}
-    assert box.state_items("") == {"other": "x", "session/b": "[1]"}
+    # retained/<topic>: the newest seq queued retained there (Outbox.superseded)
+    assert box.state_items("") == {"other": "x", "session/b": "[1]", "retained/session": str(end)}
     assert box.state_items("session_") == {}, "the prefix is literal, not a LIKE pattern"
     assert [p["event"] for p in payloads(box)] == ["start", "end"]
 
@@ -209,4 +210,22 @@ def test_nothing_is_lost_whatever_the_interleaving(
             inflight.clear()
     remaining = [r.seq for r in box.ready(10_000)] + list(inflight.values())
     assert sorted(acked + remaining) == put
+    box.close()
+
+
+def test_an_older_retained_row_is_superseded_by_the_newest_on_its_topic_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.sqlite"
+    box = Outbox(path, OutboxConfig())
+    older = box.put("notice", {"active": False}, retain=True)
+    newer = box.put("notice", {"active": True}, retain=True)
+    plain = box.put("summary/face", {"i": 1})
+    for _ in range(2):  # before and after a restart (the newest seq per topic is durable)
+        rows = {r.seq: r for r in box.ready(10)}
+        assert box.superseded(rows[older])
+        assert not box.superseded(rows[newer])
+        assert not box.superseded(rows[plain])
+        box.close()
+        box = Outbox(path, OutboxConfig())
     box.close()
