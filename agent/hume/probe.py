@@ -76,7 +76,7 @@ REDACTED = "<redacted>"
 
 
 def media_path(name: str) -> Any:
-    return resources.files("agent.hume").joinpath("probe_media", name)
+    return resources.files("agent.hume").joinpath("probe_media").joinpath(name)  # one part a call: 3.9
 
 
 def face_jpeg() -> bytes:
