@@ -509,18 +509,21 @@ def run_from_args(args: argparse.Namespace, out: Optional[TextIO] = None) -> int
         )
         return EX_NOT_RUN
     try:
-        cfg = config_mod.load(args.config).hume
+        full = config_mod.load(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EX_CONFIG
-    if not cfg.api_key:
-        print(
-            "error: no API key: set hume.api_key, $HUME_API_KEY or the hume_api_key credential",
-            file=sys.stderr,
-        )
+    # What run refuses about the Hume link, the probe refuses too (no key, a key that would travel in
+    # clear or in the URL); test media and the broker are not its business: it sends its own media.
+    problems = [p for p in config_mod.run_problems(full) if p.startswith("hume.")]
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
         return EX_CONFIG
+    cfg = full.hume
     usd, why = cost_ceiling(cfg, args.seconds)
-    print(f"hume-edge probe: {cfg.backend} at {cfg.url}, models {', '.join(cfg.models)}", file=stream)
+    url = config_mod.redact_url(cfg.url)
+    print(f"hume-edge probe: {cfg.backend} at {url}, models {', '.join(cfg.models)}", file=stream)
     print(f"cost ceiling: ${usd:.4f} ({why})", file=stream)
     if not args.yes:
         print("not run: this is billed by Hume; add --yes to connect", file=stream)

@@ -110,3 +110,10 @@ async def test_v0_backend_is_probed_too(tmp_path: Path) -> None:
     assert "protocol differences: none" in out
     assert "face: " in out  # labels of the face reply
     assert len(emu.requests) == 2
+
+
+async def test_a_key_that_would_travel_in_clear_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    code, out = await probe(tmp_path, '[hume.v1]\nurl = "ws://192.0.2.1:8765"\n', "--yes")
+    assert code == 78, out
+    assert "plaintext to 192.0.2.1" in out
+    assert "cost ceiling" not in out
