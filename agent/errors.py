@@ -4,7 +4,6 @@
     ├── ConfigError            bad config file / value; carries every problem; exit 78 (EX_CONFIG)
     ├── HumeError              the Hume link
     │   ├── HumeAuthError      key refused (HTTP 401): fatal at start-up, slow retries later
-    │   ├── HumeQuotaError     account out of credits (E0300): same treatment as auth
     │   └── HumeProtocolError  a reply that breaks the published contract
     └── BrokerError            the MQTT link (refused CONNACK, TLS, unreachable)
 
@@ -42,10 +41,6 @@ class HumeError(AgentError):
 
 class HumeAuthError(HumeError):
     """The API key was refused. Retrying fast will not help."""
-
-
-class HumeQuotaError(HumeError):
-    """The account has no credits left (E0300). Retrying fast will not help."""
 
 
 class HumeProtocolError(HumeError):

@@ -9,7 +9,6 @@ systemd's own timeouts (start, watchdog) are what catch a notifier that stopped 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -79,14 +78,6 @@ class Notifier:
     def stopping(self) -> None:
         """Shutdown has begun: systemd shows "deactivating" instead of a hung service."""
         self.send("STOPPING=1")
-
-    async def run_watchdog(self) -> None:
-        """Ping the watchdog from this event loop until cancelled; returns at once when none is armed."""
-        if self.watchdog_interval_s is None:
-            return
-        while True:
-            self.watchdog()
-            await asyncio.sleep(self.watchdog_interval_s)
 
     def send(self, message: str) -> None:
         """Send one datagram of ``KEY=VALUE`` lines; failures are logged once, never raised."""

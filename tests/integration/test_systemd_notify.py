@@ -149,7 +149,12 @@ STAND_IN = textwrap.dedent(
             notifier.status(status.summary_line(snap))
             return snap
 
-        tasks = [asyncio.ensure_future(notifier.run_watchdog()),
+        async def watchdog():  # as the agent's tick loop does
+            while notifier.watchdog_interval_s is not None:
+                notifier.watchdog()
+                await asyncio.sleep(notifier.watchdog_interval_s)  # polling
+
+        tasks = [asyncio.ensure_future(watchdog()),
                  asyncio.ensure_future(status.run(status.default_path(), snapshot, interval_s=0.2))]
         notifier.ready()
         await stop.wait()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -101,20 +100,3 @@ def test_relative_socket_name_is_refused_with_a_warning(caplog: pytest.LogCaptur
         n = Notifier.from_env({"NOTIFY_SOCKET": "vsock:2:1234"})
     assert not n.enabled
     assert "vsock:2:1234" in caplog.text
-
-
-async def test_run_watchdog_pings_periodically(abstract_listener: Tuple[socket.socket, str]) -> None:
-    sock, name = abstract_listener
-    n = Notifier(name, watchdog_interval_s=0.01)
-    task = asyncio.ensure_future(n.run_watchdog())
-    loop = asyncio.get_running_loop()
-    sock.setblocking(False)
-    for _ in range(3):
-        assert await asyncio.wait_for(loop.sock_recv(sock, 4096), 2.0) == b"WATCHDOG=1"
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, 2.0)
-
-
-async def test_run_watchdog_returns_when_not_armed() -> None:
-    await asyncio.wait_for(Notifier.from_env({}).run_watchdog(), 2.0)
