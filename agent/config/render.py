@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from typing import Any, List, Tuple
 
@@ -17,7 +18,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # A TOML basic string: JSON's escapes (\\ \" \n \t \uXXXX ...) are TOML's, so a notice_text with a
+        # newline stays one valid line; TOML also forbids a raw DEL, which JSON leaves as it is.
+        return json.dumps(value).replace("\x7f", "\\u007f")
     return repr(value)
 
 

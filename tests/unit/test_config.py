@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python < 3.11
+    import tomli as tomllib
 
 from agent import config
 from agent.errors import ConfigError
@@ -172,3 +178,14 @@ def test_device_ids_and_prefixes_in_use_stay_valid() -> None:
         {"mqtt": {"topic_prefix": "site/a/hume-edge", "discovery_prefix": "homeassistant"}},
     ):
         config.from_dict(data, environ={})
+
+
+def test_check_config_prints_valid_toml_even_for_a_multi_line_notice() -> None:
+    """check-config's output is a config file: a notice_text with a newline (or a quote, a tab, a DEL)
+    used to end the string mid-line and make the whole output unreadable as TOML."""
+    text = 'Line one\nLine "two"\twith \\ a backslash, a DEL \x7f and é'
+    cfg = config.from_dict({"privacy": {"notice_text": text}}, environ={})
+    rendered = config.render(cfg)
+    parsed = tomllib.loads(rendered)
+    assert parsed["privacy"]["notice_text"] == text
+    assert config.from_dict(parsed, environ={}) == cfg  # it reads back as the same config
