@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, AsyncGenerator, Dict, List, Optional, Sequence, Tuple
 
 import _common
+import _day
 
 _common.ensure_venv()
 
@@ -441,13 +442,6 @@ def billed(stats: Dict[str, Any], v1: bool) -> Dict[str, float]:
     return {"video_s": 0.0, "audio_s": stats["v0_audio_s"], "images": float(stats["face_requests"])}
 
 
-def usd(bill: Dict[str, float], v1: bool) -> float:
-    audio = bill["audio_s"] / 60 * pricing.AUDIO_USD_PER_MIN
-    if v1:
-        return audio + bill["video_s"] / 60 * pricing.V1_VIDEO_USD_PER_MIN
-    return audio + bill["images"] * pricing.IMAGE_USD
-
-
 def diff(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
     return {k: (b[k] - a[k]) if isinstance(b[k], (int, float)) else b[k] for k in b}
 
@@ -571,16 +565,20 @@ def report(args: argparse.Namespace, run: Run) -> None:
         else:
             unit_bill = billed(unit, v1)
             lead_bill_per_s = {k: v / script.lead_s for k, v in billed(lead[role], v1).items()}
-        days = {}
-        for occ in OCCUPANCIES:
-            units = occ * day_s / script.visitor_s
-            empty_s = max(0.0, day_s - units * script.unit_s)
-            bill = {k: units * unit_bill[k] + empty_s * lead_bill_per_s[k] for k in unit_bill}
-            days[occ] = {
-                "bill": bill,
-                "usd": usd(bill, v1),
-                "bytes": units * unit_bytes + empty_s * lead_bytes_per_s,
-            }
+        days = {
+            occ: _day.day(
+                unit_bill,
+                lead_bill_per_s,
+                unit_bytes,
+                lead_bytes_per_s,
+                occupancy=occ,
+                day_s=day_s,
+                unit_s=script.unit_s,
+                visitor_s=script.visitor_s,
+                v1=v1,
+            )
+            for occ in OCCUPANCIES
+        }
         entry: Dict[str, Any] = {"v1": v1, "days": days, "unit_bill": unit_bill, "unit": unit}
         if role.startswith("agent"):
             rss = [m for t, m in outs[role]["rss"] if t >= script.lead_s]
