@@ -30,6 +30,7 @@ from agent.hume.types import Observation
 from agent.media.audio import voice_activity
 from agent.media.frames import Frame
 from agent.media.video import FramePipeline
+from agent.messages import encode
 from agent.mqtt.commands import Command
 from agent.mqtt.publisher import Publisher
 from agent.ops import identity, logs, parts
@@ -111,6 +112,9 @@ class Agent:
         self.identity = identity.collect(cfg, started_at=wall())
         publisher.on_delivered = self._notice_delivered
         publisher.service_health = self.health
+        self.stopping = False
+        """Set at a clean stop: the parts read ``stopped`` and the notice waits for :meth:`withdraw_notice`
+        (``agent.service``: the stop's own words come last, in order)."""
 
     # -- visits ---------------------------------------------------------------------------------
 
@@ -141,10 +145,22 @@ class Agent:
         self.desk.start()
         self.publish_parts()
 
+    def start_readings(self) -> None:
+        """At start-up no model has a current reading: ``state/<model>`` says ``idle`` (reason ``start``)
+        to a subscriber however late, until the model's first summary."""
+        for topic, payload in self.recorder.summaries.idle_at_start(
+            self.cfg.hume.models, self._wall()
+        ).items():
+            self.publisher.set_state(topic, encode(payload))
+
     def stop_parts(self) -> None:
-        """At a clean stop nothing measures any more: every part says ``offline``."""
-        for part in parts.PARTS:
-            self.publisher.set_state(parts.topic(part), parts.OFFLINE.encode())
+        """At a clean stop nothing measures any more: every part says ``stopped``."""
+        self.stopping = True
+        self.publish_parts()
+
+    def withdraw_notice(self) -> None:
+        """At a clean stop, after the parts: the notice says no media may leave (if it said otherwise)."""
+        self.desk.sync(False, self.sessions.session_id, self.publisher.connected)
 
     def privacy(self, action: str, source: str) -> None:
         """``pause`` / ``resume`` / ``toggle`` from ``source`` (mqtt, page, button)."""
@@ -156,7 +172,13 @@ class Agent:
         self.sync_privacy()
 
     def sync_privacy(self) -> None:
-        """The desk's notice and listeners; media queued before a withdrawal dropped; per-part status."""
+        """The desk's notice and listeners; media queued before a withdrawal dropped; per-part status.
+
+        Not while stopping: the stop says the parts and the notice last, in its own order (a session end
+        at SIGTERM used to publish the parts ``online`` again after they had said ``offline``).
+        """
+        if self.stopping:
+            return
         allowed = self.desk.sync(
             self.sessions.should_stream, self.sessions.session_id, self.publisher.connected
         )
@@ -176,6 +198,8 @@ class Agent:
 
     def part_states(self) -> Dict[str, str]:
         """Each part's word (``agent.ops.parts``): a pause disables capture, a lost device is offline."""
+        if self.stopping:
+            return {part: parts.STOPPED for part in parts.PARTS}
         paused = self.desk.paused
         return {
             "camera": parts.capture_state(
@@ -321,5 +345,9 @@ class Agent:
     # -- shutdown -------------------------------------------------------------------------------
 
     def end_session(self) -> None:
-        """The agent is stopping: end the open session (reason ``shutdown``) so its aggregate is queued."""
+        """The agent is stopping: end the open session (reason ``shutdown``) so its aggregate is queued.
+
+        The parts and the notice hold until :meth:`stop_parts` and :meth:`withdraw_notice`.
+        """
+        self.stopping = True
         self.recorder.shutdown(self._mono())

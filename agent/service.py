@@ -6,10 +6,13 @@ event loop itself (so a stuck loop gets the unit restarted), and writes the stat
 ``hume-edge status`` reads. :func:`run_agent` takes a ``make_backend`` and an ``on_agent`` seam, so tests
 and benchmarks patch nothing here.
 
-Shutdown order matters for "nothing lost": capture stops first, then the open session is ended so its
-aggregate lands in the durable outbox, and only then the MQTT publisher is cancelled (it publishes a
-retained ``stopped`` and disconnects). Whatever was not yet acknowledged stays in the outbox for the next
-start.
+Shutdown order matters for "nothing lost" and for "a stopped kiosk looks stopped": capture stops first,
+then the open session is ended so its aggregate, end and idle messages land in the durable outbox and are
+delivered (within :data:`DRAIN_TIMEOUT_S` in all); only then the parts say ``stopped``, the notice is
+withdrawn (delivered too), and the MQTT publisher is cancelled: a last ``health`` (session inactive, notice
+off, parts stopped), the retained ``stopped`` status, a clean disconnect. Nothing re-publishes a part
+``online`` after that (the session end used to). Whatever was not yet acknowledged stays in the outbox for
+the next start.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ async def run_agent(
     if on_agent is not None:
         on_agent(agent)
     agent.recorder.recover(outbox.state_items(SESSION_STATE_PREFIX))
+    agent.start_readings()
     owner = TaskOwner()
     _log_context(cfg)
     agent.start_privacy()
@@ -153,11 +157,16 @@ async def run_agent(
     _LOGGER.info("stopping")
     await owner.cancel([n for n in owner.names if n not in ("mqtt",)])
     await _close_devices(agent)
+    # The visit's end first, then the stop's own words, in order: the parts say stopped, the notice is
+    # withdrawn, and the publisher, cancelled, sends a last health and the retained "stopped".
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
     agent.end_session()
+    await _drain(publisher, deadline)
     agent.stop_parts()
+    agent.withdraw_notice()
     if gpio is not None:
         gpio.close()
-    await _drain(publisher)
+    await _drain(publisher, deadline)
     await owner.cancel(["mqtt"])
     outbox.close()
     _LOGGER.info("stopped (exit %d)", code)
@@ -233,13 +242,12 @@ def _notice_page(cfg: Config, agent: Agent) -> Any:
     return page
 
 
-async def _drain(publisher: Publisher) -> None:
+async def _drain(publisher: Publisher, deadline: float) -> None:
     """Give a connected publisher a moment to deliver the last session's messages before we exit.
 
     Not required for correctness (the outbox keeps them for the next start), but a dashboard should see
     a visit end when the agent is stopped, not when it is started again.
     """
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
         state = publisher.status()
         if state.state != "connected" or not state.queue_depth:

@@ -38,13 +38,14 @@ _PREFIX = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 DASHBOARD, FLEET, UI_SUFFIX = "dashboard", "fleet", "-ui"
 DEFAULT_PREFIX, DEFAULT_DISCOVERY_PREFIX = "hume-edge", "homeassistant"
 UI_WRITES = ("cmd/session", "cmd/text", "cmd/privacy", "cmd/discovery")
-UI_READS = ("cmd/result", "status", "status/#", "session", "notice")
+UI_READS = ("cmd/result", "status", "status/#", "session", "state/session", "notice")
 DASHBOARD_READS = (
     "status",
     "status/#",
     "session",
     "notice",
     "summary/#",
+    "state/#",
     "aggregate",
     "health",
     "cmd/result",

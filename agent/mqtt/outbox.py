@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import sqlite3
 import threading
@@ -57,7 +56,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from agent.config import OutboxConfig
-from agent.messages import utc_iso
+from agent.messages import encode, utc_iso
 from agent.mqtt import outbox_file
 from agent.mqtt.acks import Acks
 from agent.mqtt.seq_counter import SeqCounter, boot_id, salvage_reserved
@@ -159,7 +158,7 @@ class Outbox:
                 body = dict(payload)
                 body["seq"] = seq
                 body.setdefault("ts", utc_iso(now))
-                data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+                data = encode(body)
                 size = len(data) + len(topic.encode())
                 self._db.execute(
                     # id = seq: ids are never reused, and id order is seq order (the drain relies on it)

@@ -28,7 +28,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.aio import OnFirstUse, cancel_and_wait, spawn
 from agent.backoff import Backoff
 from agent.config import CommandsConfig, HumeConfig, MqttConfig
-from agent.messages import OutMessage
+from agent.messages import OutMessage, encode
 from agent.mqtt.announce import Announcer
 from agent.mqtt.bridge import Bridge
 from agent.mqtt.commands import Command
@@ -89,6 +89,10 @@ class Publisher:
         """Queue depth in the last health published: a drain that empties the queue re-publishes it."""
         self._lost_at: Optional[float] = None
         """Monotonic time the last established connection ended (None: never connected)."""
+        self._lost: Optional[Tuple[str, int]] = None
+        """Why the last connection ended and how many publishes were in flight; said once, at the
+        reconnect, when that comes within the fast-retry window (see :meth:`_report`)."""
+        self._quiet_problem: Optional[str] = None
         self._rng = random.Random()
         self._started = time.monotonic()
         self._health_failed = False
@@ -125,8 +129,16 @@ class Publisher:
         """:meth:`enqueue` for several messages in one transaction: one fsync for a whole summary flush.
 
         ``state`` rows are written in the same transaction (:meth:`Outbox.put_many`).
+
+        A message with a live-state topic (``OutMessage.state``) also becomes that retained topic, with
+        its ``seq``, at once (:meth:`set_state`): the state is what was produced last, so it is never a
+        replayed message, however long the backlog (``agent.summary``).
         """
-        return self._drain.enqueue_many(msgs, state=state)
+        seqs = self._drain.enqueue_many(msgs, state=state)
+        for msg, seq in zip(msgs, seqs):
+            if msg.state is not None and seq >= 0:
+                self.set_state(msg.state, encode(dict(msg.payload, seq=seq)))
+        return seqs
 
     @property
     def connected(self) -> bool:
@@ -165,7 +177,7 @@ class Publisher:
             broker=self._where,
             protocol=self.cfg.protocol,
             client_id=self.client_id,
-            problem=self._problem,
+            problem=self._problem or self._quiet_problem,
             connects=self._connects,
             inflight=len(link.inflight) if link else 0,
             window=link.window if link else self.cfg.inflight_window,
@@ -227,6 +239,9 @@ class Publisher:
             await self._stop()
             raise
 
+    def _recently_lost(self) -> bool:
+        return self._lost_at is not None and time.monotonic() - self._lost_at <= FAST_RETRY_WINDOW_S
+
     def _retry_delay(self, refusal: Optional[Refusal]) -> float:
         """The wait before the next attempt: the backoff, cut short for a broker that is coming back.
 
@@ -237,8 +252,7 @@ class Publisher:
         credentials, or has not served us for a while keeps the capped exponential backoff.
         """
         delay = self._backoff.next_delay()
-        recently = self._lost_at is not None and time.monotonic() - self._lost_at <= FAST_RETRY_WINDOW_S
-        if refusal is None or (refusal.transient and recently):
+        if refusal is None or (refusal.transient and self._recently_lost()):
             fast_s = max(self.cfg.reconnect_min_s, FAST_RETRY_S)
             delay = min(delay, self._rng.uniform(fast_s / 2, fast_s))
         return delay
@@ -286,8 +300,18 @@ class Publisher:
         self.intake.handle(link, topic, payload, retained)
 
     def _report(self, refusal: Refusal) -> None:
-        """Say a problem once per change; the same problem again goes to debug (no hot-loop logs)."""
+        """Say a problem once per change; the same problem again goes to debug (no hot-loop logs).
+
+        A broker that just dropped us and refuses at once is restarting: while that lasts less than
+        :data:`FAST_RETRY_WINDOW_S` nothing is logged above debug, and the reconnect says it all in one
+        info line (:meth:`_serve`). A restart used to log a warning and an error although the agent was
+        back within 0.5 s; an outage that outlasts the window, or any other refusal, is an error as before.
+        """
         self._state = refusal.state
+        if refusal.transient and self._lost is not None and self._recently_lost():
+            _LOGGER.debug("MQTT broker %s not back yet: %s", self._where, refusal.problem)
+            self._quiet_problem = refusal.problem
+            return
         if refusal.problem != self._problem:
             _LOGGER.error(
                 "%s; retrying with backoff (at most every %g s)", refusal.problem, self.cfg.reconnect_max_s
@@ -295,6 +319,25 @@ class Publisher:
         else:
             _LOGGER.debug("still: %s", refusal.problem)
         self._problem = refusal.problem
+
+    def _log_connected(self) -> None:
+        lost, self._lost = self._lost, None
+        if lost is not None and self._problem is None:
+            reason, inflight = lost
+            assert self._lost_at is not None
+            _LOGGER.info(
+                "lost the MQTT connection to %s (%s) and reconnected %.2f s later; %d message(s) that were "
+                "in flight resent",
+                self._where,
+                reason,
+                time.monotonic() - self._lost_at,
+                inflight,
+            )
+        elif self._problem is not None or self._connects == 1:
+            _LOGGER.info(
+                "connected to MQTT broker %s as %s (MQTT %s)", self._where, self.client_id, self.cfg.protocol
+            )
+        self._problem = self._quiet_problem = None
 
     def _publish_health(self, link: Link) -> None:
         snapshot = self.health_snapshot()
@@ -309,11 +352,7 @@ class Publisher:
     async def _serve(self, link: Link) -> None:
         self._connects += 1
         self._state = "connected"
-        if self._problem is not None or self._connects == 1:
-            _LOGGER.info(
-                "connected to MQTT broker %s as %s (MQTT %s)", self._where, self.client_id, self.cfg.protocol
-            )
-        self._problem = None
+        self._log_connected()
         self._drain.connected()
         topics = [f"{self.base}/cmd/#", self.announcer.status_topic]
         if self.cfg.protocol == "5":
@@ -340,12 +379,8 @@ class Publisher:
             await cancel_and_wait([health])
             if link.closed:
                 self._state = "disconnected"
-                _LOGGER.warning(
-                    "lost the MQTT connection to %s (%s); %d message(s) in flight will be resent",
-                    self._where,
-                    link.close_reason,
-                    len(link.inflight),
-                )
+                self._lost = (link.close_reason, len(link.inflight))
+                _LOGGER.debug("lost the MQTT connection to %s (%s)", self._where, link.close_reason)
 
     async def _stop(self) -> None:
         """Retained ``stopped``, then a clean DISCONNECT (so the broker drops the ``offline`` will).
@@ -358,6 +393,9 @@ class Publisher:
             return
         was_up = link.up and not link.closed
         if was_up:
+            # The last word: a health that says stopped (the service has ended the session, withdrawn
+            # the notice and stopped the parts by now), then the status.
+            self._publish_health(link)
             link.direct(f"{self.base}/status", b"stopped", retain=True)
         await self._bridge.close(link)
         self._drain.settle_acked(link)

@@ -5,7 +5,8 @@ camera unplugged), deaf, cut off from Hume, or deliberately paused. Each part is
 
 * ``online``: working;
 * ``offline``: configured but failing (a device lost and being retried, the Hume link down);
-* ``disabled``: not measuring on purpose: a privacy pause, or no such part configured (``source = "none"``).
+* ``disabled``: not measuring on purpose: a privacy pause, or no such part configured (``source = "none"``);
+* ``stopped``: the agent stopped cleanly (set last, after the visit's end and before ``status = stopped``).
 
 Pure: the service reads the parts' own reports (``Recovery.lost``, the backend's link state) and publishes
 whatever changed.
@@ -16,7 +17,8 @@ from __future__ import annotations
 ONLINE = "online"
 OFFLINE = "offline"
 DISABLED = "disabled"
-PART_STATES = (ONLINE, OFFLINE, DISABLED)
+STOPPED = "stopped"
+PART_STATES = (ONLINE, OFFLINE, DISABLED, STOPPED)
 PARTS = ("camera", "microphone", "hume")
 
 

@@ -7,7 +7,7 @@ the plain JSON of a session checkpoint, so a visit interrupted by a crash is rec
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Set
 
 from agent.hume.types import Observation, Scores
 from agent.messages import utc_iso
@@ -22,9 +22,25 @@ SENTIMENT_LEVELS = range(1, 10)
 
 
 def top_k(means: Mapping[str, float], k: int) -> List[Dict[str, Any]]:
-    """The ``k`` best scores, rounded, by descending score, ties broken by name (deterministic)."""
-    rounded = sorted((-round(score, DECIMALS), name) for name, score in means.items())
-    return [{"name": name, "score": -neg} for neg, name in rounded[:k]]
+    """The ``k`` best scores, rounded, by descending score, ties broken by name (deterministic).
+
+    Names are lower case whichever backend measured them (v1's are, v0's are capitalised), so a dashboard
+    compares one spelling; where Hume's differs it is kept as ``hume_name`` (``agent.visit.summary``).
+    """
+    rounded = sorted((-round(score, DECIMALS), name.lower(), name) for name, score in means.items())
+    out: List[Dict[str, Any]] = []
+    listed: Set[str] = set()
+    for neg, lower, name in rounded:
+        if len(out) == k:
+            break
+        if lower in listed:
+            continue  # two labels that differ only in case: the higher score speaks for both
+        listed.add(lower)
+        entry: Dict[str, Any] = {"name": lower, "score": -neg}
+        if name != lower:
+            entry["hume_name"] = name
+        out.append(entry)
+    return out
 
 
 def sentiment_summary(means: Mapping[str, float]) -> Optional[Dict[str, Any]]:

@@ -23,9 +23,24 @@ measured and published) and its end, with reason ``interrupted``. Delivered rows
 outbox on PUBACK, so the aggregate could not be derived from the queued messages themselves; hence the
 checkpoint.
 
-When a session ends, every model that published a summary in it gets one ``idle`` message on its summary
-topic (schema ``hume-edge/idle/1``): "no current reading". Dashboards that show the latest summary (Home
-Assistant's per-model sensors) then read ``unknown`` instead of the last visitor's emotions.
+A model's reading lasts until an ``idle`` message (schema ``hume-edge/idle/1``: "no current reading") on its
+summary topic ends it: when the session ends (reason: the end's), when a window of the face model has no
+face (``no_face``) or a window of a voice model no measurement, i.e. after silence of at least a whole
+window (``silence``); at start-up ``state/<model>`` says ``idle`` too (reason ``start``: nothing is current
+after a restart), published directly rather than queued, so the stream is not touched by a restart.
+Each reading gets one idle message, so Home Assistant's per-model sensors read ``unknown`` while the kiosk
+is empty or quiet instead of the last face for the rest of the visit (about 5 s in presence mode, the whole
+visit in a command-started one). The language model keeps its reading until the visit ends: text comes
+once per thing typed or said, and a window without any is the normal case, not an absence.
+
+Every summary and idle message names ``state/<model>`` as its live-state topic (``OutMessage.state``): the
+publisher keeps the latest one there, retained, published directly and never from a backlog, so a late
+subscriber reads the current reading (or idle) of every model, and a replayed backlog never moves it. The
+session's start and end do the same on ``state/session``.
+
+Labels are published in lower case whichever backend measured them (v1's are lower case, v0's
+capitalised), so ``state == 'joy'`` holds on both; where Hume's own spelling differs it is kept beside the
+name as ``hume_name`` (v0: ``{"name": "joy", "hume_name": "Joy"}``).
 
 Windows are arrival-based: one window per session, opened at the session's start and re-opened by each
 :meth:`Summarizer.flush` that closes it. Replies arrive with latency, so a window covers the replies
@@ -39,11 +54,11 @@ import dataclasses
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Set, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple
 
 from agent.config import SummaryConfig
 from agent.hume.types import HUME_MODELS, MODELS, Observation
-from agent.messages import OutMessage, utc_iso
+from agent.messages import SESSION_STATE_TOPIC, OutMessage, state_topic, utc_iso
 from agent.visit.session import END, START, Reason, SessionEvent
 from agent.visit.stats import (
     MAX_FACES_LISTED,
@@ -59,6 +74,14 @@ SUMMARY_SCHEMA = "hume-edge/summary/1"
 SESSION_SCHEMA = "hume-edge/session/1"
 AGGREGATE_SCHEMA = "hume-edge/aggregate/1"
 IDLE_SCHEMA = "hume-edge/idle/1"
+IDLE_NO_FACE = "no_face"
+"""Idle reason: a window of the face model without a face."""
+IDLE_SILENCE = "silence"
+"""Idle reason: a window of a voice model without a measurement (silence of at least a window)."""
+IDLE_START = "start"
+"""Idle reason: the agent started; no reading is current."""
+EMPTY_WINDOW_IDLE = {"face": IDLE_NO_FACE, "prosody": IDLE_SILENCE, "burst": IDLE_SILENCE}
+"""Models whose reading an empty window ends, and the idle reason it gives (language: see module doc)."""
 CHECKPOINT_VERSION = 1
 
 
@@ -73,8 +96,9 @@ class _Session:
         self.window: Dict[str, ModelStats] = {}
         self.totals: Dict[str, ModelStats] = {}
         self.smoothed: OrderedDict[Tuple[str, str], Dict[str, float]] = OrderedDict()
-        self.published: Set[str] = set()
-        """Models that published a summary in this session: each gets an ``idle`` message at its end."""
+        self.showing: Set[str] = set()
+        """Models whose last message in this session is a summary: each gets an ``idle`` message when its
+        reading ends (an empty window, or the session's end)."""
 
     def add(self, obs: Observation) -> None:
         for stats, per_face in ((self.window, self.per_face and obs.model == "face"), (self.totals, False)):
@@ -136,7 +160,7 @@ class Summarizer:
         self._open[ev.session_id] = _Session(ev, wall, self._per_face)
         payload = self._head(SESSION_SCHEMA, ev.session_id, wall)
         payload.update(event=START, reason=ev.reason)
-        return [OutMessage("session", payload, retain=True)]
+        return [OutMessage("session", payload, retain=True, state=SESSION_STATE_TOPIC)]
 
     def add(self, obs: Observation) -> None:
         """Count an observation into its own session's window and totals, or drop and count it."""
@@ -168,7 +192,7 @@ class Summarizer:
         session = self._open.pop(ev.session_id, None)
         if session is None:
             raise ValueError(f"session_ended: session {ev.session_id} is not open")
-        out = self._close_window(session, wall)
+        out = self._close_window(session, wall, ending=True)
         duration = round(max(0.0, ev.at - session.start.at), 3)
         ending = _Ending(
             ev.session_id,
@@ -178,7 +202,7 @@ class Summarizer:
             wall,
             duration,
             ev.reason,
-            session.published,
+            session.showing,
         )
         return out + self._ending(ending)
 
@@ -196,7 +220,7 @@ class Summarizer:
                 "reason": session.start.reason,
                 "started": session.start_wall,
                 "at": max(wall, session.start_wall),
-                "published": sorted(session.published),
+                "published": sorted(session.showing),  # the key predates the empty-window idle
                 "totals": {model: stats.dump() for model, stats in session.totals.items()},
             }
             out[sid] = json.dumps(doc, separators=(",", ":"), sort_keys=True)
@@ -208,6 +232,21 @@ class Summarizer:
         every model the agent can run published (so each gets its ``idle`` message)."""
         doc = {"v": CHECKPOINT_VERSION, "reason": "", "started": wall, "at": wall, "published": HUME_MODELS}
         return json.dumps(dict(doc, totals={}))
+
+    def idle_at_start(self, models: Sequence[str], wall: float) -> Dict[str, Dict[str, Any]]:
+        """The live state of every model at start-up, by state topic: an ``idle`` payload (reason
+        ``start``, no session, no ``seq``: it is published directly, never queued) that
+        ``state/<model>`` shows until the model's first reading (see the module doc)."""
+        return {
+            state_topic(model): {
+                "schema": IDLE_SCHEMA,
+                "device": self._device,
+                "ts": utc_iso(wall),
+                "model": model,
+                "reason": IDLE_START,
+            }
+            for model in models
+        }
 
     def recover(self, session_id: str, checkpoint: str, wall: float) -> List[OutMessage]:
         """End a session the agent never ended (reason ``interrupted``) from its stored checkpoint.
@@ -246,13 +285,18 @@ class Summarizer:
     def _head(self, schema: str, session_id: str, ts: float) -> Dict[str, Any]:
         return {"schema": schema, "device": self._device, "session": session_id, "ts": utc_iso(ts)}
 
-    def _close_window(self, session: _Session, wall: float) -> List[OutMessage]:
+    def _close_window(self, session: _Session, wall: float, *, ending: bool = False) -> List[OutMessage]:
+        """The window's summaries; a model whose reading an empty (whole) window ends gets its idle
+        message, except when the session is ``ending``: its end's idle messages say it for every model."""
         out = []
         for model in MODELS:
             stats = session.window.get(model)
             if stats is not None and stats.measurements:
                 out.append(self._summary(session, model, stats, wall))
-                session.published.add(model)
+                session.showing.add(model)
+            elif model in session.showing and model in EMPTY_WINDOW_IDLE and not ending:
+                out.append(self._idle(session.start.session_id, model, EMPTY_WINDOW_IDLE[model], wall))
+                session.showing.discard(model)
         session.window = {}
         session.window_open = wall
         return out
@@ -286,18 +330,20 @@ class Summarizer:
             payload["top"] = session.smoothed_top(model, "", means.means() if means else {}, self._cfg)
         if model == "language":
             payload.update(stats.language_fields())
-        return OutMessage(f"summary/{model}", payload)
+        return OutMessage(f"summary/{model}", payload, state=state_topic(model))
+
+    def _idle(self, session_id: str, model: str, reason: str, wall: float) -> OutMessage:
+        idle = self._head(IDLE_SCHEMA, session_id, wall)
+        idle.update(model=model, reason=reason)
+        return OutMessage(f"summary/{model}", idle, state=state_topic(model))
 
     def _ending(self, e: _Ending) -> List[OutMessage]:
-        """Aggregate, retained session end, then one ``idle`` per model that published (MODELS order)."""
+        """Aggregate, retained session end, then one ``idle`` per model still showing a reading (MODELS
+        order)."""
         end = self._head(SESSION_SCHEMA, e.session_id, e.decided)
         end.update(event=END, reason=e.reason, started=utc_iso(e.started), duration_s=e.duration_s)
-        out = [self._aggregate(e), OutMessage("session", end, retain=True)]
-        for model in MODELS:
-            if model in e.published:
-                idle = self._head(IDLE_SCHEMA, e.session_id, e.decided)
-                idle.update(model=model, reason=e.reason)
-                out.append(OutMessage(f"summary/{model}", idle))
+        out = [self._aggregate(e), OutMessage("session", end, retain=True, state=SESSION_STATE_TOPIC)]
+        out += [self._idle(e.session_id, m, e.reason, e.decided) for m in MODELS if m in e.published]
         return out
 
     def _aggregate(self, e: _Ending) -> OutMessage:

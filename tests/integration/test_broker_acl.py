@@ -166,9 +166,16 @@ async def test_only_the_kiosks_own_accounts_can_command_it(
         assert not intruder.messages, f"intruder read: {topics_of(intruder.messages)}"
 
         # What a dashboard connecting now reads as retained is still the agent's own state.
-        fresh = client(acl_broker, "dashboard", [PREFIX + "status", f"homeassistant/device/{DEVICE}/config"])
-        assert await fresh.until(lambda ms: len(ms) >= 2, WAIT_S)
+        fresh = client(
+            acl_broker,
+            "dashboard",
+            [PREFIX + "status", f"homeassistant/device/{DEVICE}/config", PREFIX + "state/language"],
+        )
+        assert await fresh.until(lambda ms: len(ms) >= 3, WAIT_S)
         retained = {m.topic: m.payload for m in fresh.messages}
+        assert json.loads(retained[PREFIX + "state/language"])["model"] == "language", (
+            "the live state HA reads"
+        )
         assert retained[PREFIX + "status"] == b"online"
         assert "dev" in json.loads(retained[f"homeassistant/device/{DEVICE}/config"])
         assert "lost the MQTT connection" not in log_path.read_text(errors="replace"), log()

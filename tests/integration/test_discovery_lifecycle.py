@@ -22,7 +22,7 @@ from tests.support.tasks import running
 TIMEOUT_S = 15.0
 DEVICE = "kiosk.lobby"
 BASE = f"hume-edge/{DEVICE}"
-PREFIX = f"hume_edge_{node_id(DEVICE)}"
+PREFIX = node_id(DEVICE)
 
 
 async def retained_config(broker: Broker, subscriber: Callable[..., Subscriber]) -> Dict[str, Any]:
@@ -49,12 +49,10 @@ async def test_restart_with_one_model_fewer_removes_its_components(
             config = await retained_config(mosquitto, subscriber)
         language = (config["cmps"][f"{PREFIX}_language_emotion"], config["cmps"][f"{PREFIX}_language_score"])
         if "language" in models:
-            assert all(
-                c["p"] == "sensor" and c["state_topic"] == f"{BASE}/summary/language" for c in language
-            )
+            assert all(c["p"] == "sensor" and c["state_topic"] == f"{BASE}/state/language" for c in language)
         else:
             assert language == ({"p": "sensor"}, {"p": "sensor"}), "removed: the platform alone"
-        assert config["cmps"][f"{PREFIX}_face_score"]["state_topic"] == f"{BASE}/summary/face"
+        assert config["cmps"][f"{PREFIX}_face_score"]["state_topic"] == f"{BASE}/state/face"
     outbox.close()
 
 

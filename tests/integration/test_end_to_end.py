@@ -162,7 +162,8 @@ async def test_agent_process_publishes_valid_summaries_and_writes_no_media(
             for top in tops:
                 assert top, payload
                 for item in top:
-                    assert item["name"] in labels
+                    assert item["name"] == item["hume_name"].lower(), "one label case on both backends"
+                    assert item["hume_name"] in labels
                     assert 0.0 <= item["score"] <= 1.0
     assert sub.on("status")[-1].payload == b"stopped"
 

@@ -149,7 +149,7 @@ async def test_notice_is_published_before_each_visit_and_withdrawn_after(
             assert notice is not None, "a payload reached Hume before any notice"
             assert notice["active"], "a visit's first payload reached Hume while the notice was withdrawn"
             assert notice["session"] == visits[-1]
-    starts = [m.json()["session"] for m in sub.on("session") if m.json()["event"] == "start"]
+    starts = [m.json()["session"] for m in sub.on(PREFIX + "session") if m.json()["event"] == "start"]
     assert len(starts) == 2
     assert visits == starts, "one active notice per visit, naming it"
     assert firsts >= 4, "two visits, video and audio each"
@@ -337,4 +337,4 @@ async def test_a_failing_camera_shows_offline_then_online(
     finally:
         stop.set()
         assert await asyncio.wait_for(task, timeout=30) == 0
-    assert latest(sub, "status/camera") == b"offline"  # a clean stop: nothing measures any more
+    assert latest(sub, "status/camera") == b"stopped"  # a clean stop: nothing measures any more

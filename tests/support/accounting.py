@@ -46,13 +46,13 @@ class Accounting:
 
 def seqs_of(messages: Sequence[Received]) -> List[Tuple[int, bool, bool]]:
     """(seq, retained replay, ``"replay": true``) of every outbox message under the device's prefix, in
-    arrival order. The order promise holds per class: messages the agent marked ``replay`` (its backlog
-    after a reconnect) are in order among themselves, and so are the others (``mqtt.replay = live_first``
-    sends live ones before the backlog)."""
+    arrival order (the live-state copies on ``state/...`` are not deliveries). The order promise holds per
+    class: messages the agent marked ``replay`` (its backlog after a reconnect) are in order among
+    themselves, and so are the others (``mqtt.replay = live_first`` sends live ones before the backlog)."""
     out = []
     for m in messages:
-        if not m.topic.startswith(PREFIX) or "/cmd/" in m.topic:
-            continue
+        if not m.topic.startswith(PREFIX) or "/cmd/" in m.topic or "/state/" in m.topic:
+            continue  # state/...: copies of the latest messages, published again at every connect
         try:
             body = json.loads(m.payload)
         except ValueError:

@@ -1,34 +1,25 @@
 """Home Assistant discovery: the payload, and its templates rendered with Jinja2 the way HA renders them.
 
-How HA 2026.11 renders an MQTT entity's ``value_template`` (``Template.async_render_with_possible_json_value``
-in ``homeassistant/helpers/template.py``; the MQTT sensor in ``components/mqtt/sensor.py``), emulated by
-:func:`ha_render`:
-
-* an ``ImmutableSandboxedEnvironment`` whose ``Undefined`` logs a warning whenever an undefined value is
-  printed, iterated or tested for truth (so a template that touches a missing key spams HA's log: we
-  record those and require none);
-* variables ``value`` (the payload as text) and ``value_json`` (the parsed JSON, when it parses);
-* the result is stripped; an MQTT sensor whose rendered state is the string ``None`` becomes ``unknown``
-  (recorded against a real HA 2026.11), while ``0`` would be stored as a real reading; a sensor with
-  a ``state_class`` must otherwise render a number.
+How HA 2026.11 renders an MQTT entity's templates: ``tests/support/ha.py`` (:func:`ha_render`); a sensor
+with a ``state_class`` must render a number or ``None`` (unknown).
 
 Payloads are real ones: made by the Summarizer, the health module and the session messages.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
-import jinja2
 import pytest
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent.config import MqttConfig, OutboxConfig, SummaryConfig
 from agent.hume.types import HUME_MODELS, Measurement, Observation, Score
+from agent.messages import OutMessage
 from agent.mqtt.discovery import (
+    ENTITY_IDS_VERSION,
     HA_STATE_MAX_CHARS,
     config_topic,
     discovery_config,
@@ -39,47 +30,12 @@ from agent.mqtt.publisher import Publisher
 from agent.ops.identity import agent_version
 from agent.visit.session import END, START, SessionEvent
 from agent.visit.summary import Summarizer
+from tests.support.ha import ha_render
 
 T0 = 1_790_000_000.0
 BASE = "hume-edge/kiosk-1"
 UNKNOWN = None
 """What HA shows for a sensor whose template rendered ``None``."""
-
-WARNINGS: List[str] = []
-
-
-class HaUndefined(jinja2.Undefined):
-    """HA's logging Undefined: using a missing value logs a template warning (recorded here)."""
-
-    def _warn(self) -> None:
-        WARNINGS.append(self._undefined_message)
-
-    def __str__(self) -> str:
-        self._warn()
-        return super().__str__()
-
-    def __iter__(self) -> Any:
-        self._warn()
-        return super().__iter__()
-
-    def __bool__(self) -> bool:
-        self._warn()
-        return super().__bool__()
-
-
-ENV = ImmutableSandboxedEnvironment(undefined=HaUndefined)
-
-
-def ha_render(template: str, payload: bytes) -> Optional[str]:
-    """The entity state HA would set from ``payload`` (None = unknown); no template warning allowed."""
-    value = payload.decode("utf-8")
-    variables: Dict[str, Any] = {"value": value}
-    with contextlib.suppress(ValueError):  # HA: no value_json when the payload is not JSON
-        variables["value_json"] = json.loads(value)
-    WARNINGS.clear()
-    rendered = ENV.from_string(template).render(**variables).strip()
-    assert not WARNINGS, f"HA would log template warnings: {WARNINGS}"
-    return None if rendered == "None" else rendered
 
 
 def wire(payload: Dict[str, Any], seq: int = 1) -> bytes:
@@ -108,7 +64,7 @@ def live(cfg: Dict[str, Any]) -> Dict[str, Any]:
     return {key: c for key, c in cfg["cmps"].items() if set(c) != {"p"}}
 
 
-def test_ids_are_prefixed_hashed_and_unique_across_punctuation() -> None:
+def test_ids_are_hashed_and_unique_across_punctuation() -> None:
     dotted, underscored = (
         discovery_config(BASE, "kiosk.lobby", HUME_MODELS),
         discovery_config(BASE, "kiosk_lobby", HUME_MODELS),
@@ -121,20 +77,58 @@ def test_ids_are_prefixed_hashed_and_unique_across_punctuation() -> None:
     ids = [{c["unique_id"] for c in live(cfg).values()} for cfg in (dotted, underscored)]
     assert not ids[0] & ids[1]
     assert dotted["dev"]["ids"] != underscored["dev"]["ids"]
-    for cfg in (dotted, underscored):
+    for cfg, device in ((dotted, "kiosk.lobby"), (underscored, "kiosk_lobby")):
         for key, component in live(cfg).items():
-            assert key.startswith("hume_edge_")
+            assert key.startswith(f"{node_id(device)}_")
             assert component["unique_id"] == key
     assert node_id("a/b+c#") == node_id("a/b+c#")  # stable
     assert node_id("a/b+c#").startswith("a_b_c__")
 
 
-def test_an_upgrade_removes_the_components_of_agents_before_the_prefix() -> None:
+FIRST_RELEASE_IDS = {
+    # unique_id -> the entity id Home Assistant made for it from the names of the time ("Hume edge
+    # kiosk-1" + "Face top emotion"): the first release (e1a2b56's discovery), which kiosks run.
+    **{
+        f"kiosk-1_{model}_emotion": f"sensor.hume_edge_kiosk_1_{model}_top_emotion"
+        for model in ("face", "prosody", "burst", "language")
+    },
+    **{
+        f"kiosk-1_{model}_score": f"sensor.hume_edge_kiosk_1_{model}_top_emotion_score"
+        for model in ("face", "prosody", "burst", "language")
+    },
+    "kiosk-1_session": "binary_sensor.hume_edge_kiosk_1_session_active",
+    "kiosk-1_queue": "sensor.hume_edge_kiosk_1_outbox_queue_depth",
+}
+
+
+def test_entity_ids_are_a_versioned_contract() -> None:
+    """Unique ids and entity ids are the first release's, pinned: a change here orphans dashboards,
+    automations and long-term statistics, so it needs a new ENTITY_IDS_VERSION and an entry in the docs'
+    "Changes that affect dashboards" (the ``_top_emotion`` -> ``_top_expression`` rename of version 2
+    changed every unique id and so every entity)."""
+    cfg = discovery_config(BASE, "kiosk-1", HUME_MODELS)
+    pinned = {c["unique_id"]: c["default_entity_id"] for c in live(cfg).values()}
+    assert (ENTITY_IDS_VERSION, pinned) == (3, FIRST_RELEASE_IDS)
+    assert cfg["dev"]["ids"] == ["hume-edge-kiosk-1"], "the same Home Assistant device as ever"
+    for key, component in live(cfg).items():
+        assert key == component["unique_id"], "the component key is the unique id, as in the first release"
+        domain, object_id = component["default_entity_id"].split(".")
+        assert domain == component["p"]
+        assert re.fullmatch(r"(?!_)[a-z0-9_]+(?<!_)", object_id), object_id
+        assert "__" not in object_id
+    # Names may change (what HA displays); ids may not.
+    assert live(cfg)["kiosk-1_face_emotion"]["name"] == "Face top expression"
+
+
+def test_an_upgrade_removes_the_components_of_the_withdrawn_prefixed_ids() -> None:
     cfg = discovery_config(BASE, "kiosk-1", ("face",))
-    for key in ("kiosk-1_face_emotion", "kiosk-1_language_score", "kiosk-1_queue"):
+    for key in (
+        "hume_edge_kiosk-1_face_emotion",
+        "hume_edge_kiosk-1_language_score",
+        "hume_edge_kiosk-1_queue",
+    ):
         assert cfg["cmps"][key] == {"p": "sensor"}
-    assert cfg["cmps"]["kiosk-1_session"] == {"p": "binary_sensor"}
-    assert cfg["dev"]["ids"] == ["hume-edge-kiosk-1"], "the same Home Assistant device as before"
+    assert cfg["cmps"]["hume_edge_kiosk-1_session"] == {"p": "binary_sensor"}
 
 
 def test_device_and_origin_carry_the_agent_version() -> None:
@@ -146,32 +140,32 @@ def test_device_and_origin_carry_the_agent_version() -> None:
 
 def test_unconfigured_models_are_removal_stubs() -> None:
     cfg = discovery_config(BASE, "kiosk-1", ("face", "prosody"))
-    prefix = f"hume_edge_{node_id('kiosk-1')}"
+    prefix = node_id("kiosk-1")
     for model in ("burst", "language"):
         for kind in ("emotion", "score"):
             assert cfg["cmps"][f"{prefix}_{model}_{kind}"] == {"p": "sensor"}, "the platform alone removes it"
     for model in ("face", "prosody"):
-        assert cfg["cmps"][f"{prefix}_{model}_score"]["state_topic"] == f"{BASE}/summary/{model}"
+        assert cfg["cmps"][f"{prefix}_{model}_score"]["state_topic"] == f"{BASE}/state/{model}"
     platforms = sorted(c["p"] for c in live(cfg).values())
     assert platforms == ["binary_sensor"] + ["sensor"] * 5
 
 
 def test_templates_render_a_visit_then_unknown_after_it() -> None:
     cmps = discovery_config(BASE, "kiosk-1", ("face", "prosody", "language"))["cmps"]
-    prefix = f"hume_edge_{node_id('kiosk-1')}"
+    prefix = node_id("kiosk-1")
     msgs = visit_messages()
     face_summary, face_idle = msgs["summary/face"]
     name, score = cmps[f"{prefix}_face_emotion"], cmps[f"{prefix}_face_score"]
-    assert ha_render(name["value_template"], face_summary) == "Joy"
+    assert ha_render(name["value_template"], face_summary) == "joy", "one label case on every backend"
     assert ha_render(score["value_template"], face_summary) == "0.675"
     attributes = ha_render(name["json_attributes_template"], face_summary)
     assert attributes is not None
-    assert json.loads(attributes)["top"][0] == {"name": "Joy", "score": 0.675}
+    assert json.loads(attributes)["top"][0] == {"name": "joy", "score": 0.675, "hume_name": "Joy"}
     prosody_summary, prosody_idle = msgs["summary/prosody"]
-    assert ha_render(cmps[f"{prefix}_prosody_emotion"]["value_template"], prosody_summary) == "Joy"
+    assert ha_render(cmps[f"{prefix}_prosody_emotion"]["value_template"], prosody_summary) == "joy"
     language_summary, _ = msgs["summary/language"]
     rendered = ha_render(cmps[f"{prefix}_language_emotion"]["value_template"], language_summary)
-    assert rendered == "X" * HA_STATE_MAX_CHARS
+    assert rendered == "x" * HA_STATE_MAX_CHARS
 
     # The visit ended: every per-model entity reads unknown, none reads 0.
     for model, idle in (("face", face_idle), ("prosody", prosody_idle)):
@@ -195,7 +189,7 @@ def test_templates_render_a_visit_then_unknown_after_it() -> None:
 )
 def test_no_face_or_no_emotion_is_unknown_never_zero(payload: Dict[str, Any]) -> None:
     cmps = discovery_config(BASE, "kiosk-1", ("face", "prosody"))["cmps"]
-    prefix = f"hume_edge_{node_id('kiosk-1')}"
+    prefix = node_id("kiosk-1")
     model = payload["model"]
     assert ha_render(cmps[f"{prefix}_{model}_score"]["value_template"], wire(payload)) is UNKNOWN
     assert ha_render(cmps[f"{prefix}_{model}_emotion"]["value_template"], wire(payload)) is UNKNOWN
@@ -203,7 +197,7 @@ def test_no_face_or_no_emotion_is_unknown_never_zero(payload: Dict[str, Any]) ->
 
 def test_queue_depth_and_availability_templates(tmp_path: Path) -> None:
     cfg = discovery_config(BASE, "kiosk-1", ("face",))
-    prefix = f"hume_edge_{node_id('kiosk-1')}"
+    prefix = node_id("kiosk-1")
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
     try:
         outbox.put_many([("summary/face", {"i": i}, False) for i in range(7)])
@@ -218,3 +212,64 @@ def test_queue_depth_and_availability_templates(tmp_path: Path) -> None:
         "offline",
         "offline",
     ]
+
+
+def test_every_entity_has_an_icon() -> None:
+    for component in live(discovery_config(BASE, "kiosk-1", HUME_MODELS)).values():
+        assert str(component.get("icon", "")).startswith("mdi:"), component["unique_id"]
+
+
+def test_entities_read_live_state_never_the_replayable_stream() -> None:
+    """Only ``state/...`` (never replayed) and the retained ``health`` / ``status``: ``summary/<model>`` and
+    ``session`` carry a backlog after an outage, which HA would step through as if live."""
+    cfg = discovery_config(BASE, "kiosk-1", HUME_MODELS)
+    topics = set()
+    for component in live(cfg).values():
+        topics |= {component[k] for k in ("state_topic", "json_attributes_topic") if k in component}
+    topics |= {a["topic"] for a in cfg["availability"]}
+    assert topics == {f"{BASE}/state/{m}" for m in HUME_MODELS} | {
+        f"{BASE}/state/session",
+        f"{BASE}/health",
+        f"{BASE}/status",
+    }
+
+
+def test_the_start_idle_and_the_empty_window_idle_render_unknown_without_warnings() -> None:
+    cmps = discovery_config(BASE, "kiosk-1", ("face", "prosody"))["cmps"]
+    summ = Summarizer(SummaryConfig(top_k=3, window_s=5.0), "kiosk-1")
+    start_idle = OutMessage("state/face", summ.idle_at_start(("face",), T0)["state/face"])
+    summ.session_started(SessionEvent(START, "s1", 0.0, "presence"), T0)
+    summ.add(
+        Observation("face", T0 + 1, (Measurement((Score("joy", 0.6),), face_id="f@1"),), session_id="s1")
+    )
+    [face] = summ.flush(T0 + 5)
+    summ.add(Observation("face", T0 + 6, (), warning_code="W0103", session_id="s1"))
+    [no_face] = summ.flush(T0 + 10)
+    assert no_face.payload["reason"] == "no_face"
+    name = cmps["kiosk-1_face_emotion"]
+    states = [ha_render(name["value_template"], wire(m.payload)) for m in (start_idle, face, no_face)]
+    assert states == [UNKNOWN, "joy", UNKNOWN], "the kiosk emptied: not the last face"
+    for m in (start_idle, no_face):
+        attributes = ha_render(name["json_attributes_template"], wire(m.payload))
+        assert attributes is not None
+        assert json.loads(attributes)["top"] == []
+
+
+def test_the_docs_entity_table_is_what_discovery_announces() -> None:
+    """docs/dashboards.md lists each entity's id, unique id, topic and icon: the same as the config's."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    table = text[text.index("| entity (entity id for device `kiosk-1`)") :].split("\n\n")[0].splitlines()[2:]
+    rows = []
+    for row in table:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        entity, unique, reads, icon = (re.findall(r"`([^`]+)`", c)[0] for c in cells)
+        rows.append((entity, unique.replace("<node>", "kiosk-1"), reads, icon))
+    cfg = discovery_config(BASE, "kiosk-1", HUME_MODELS)
+    announced = set()
+    for c in live(cfg).values():
+        model = next((m for m in HUME_MODELS if f"_{m}_" in c["unique_id"]), "<model>")
+        topic = c["state_topic"][len(BASE) + 1 :]
+        announced.add((c["default_entity_id"], c["unique_id"], topic, c["icon"]))
+        documented = {tuple(x.replace("<model>", model) for x in r) for r in rows}
+        assert (c["default_entity_id"], c["unique_id"], topic, c["icon"]) in documented, c["unique_id"]
+    assert len(announced) == len(rows) + 2 * (len(HUME_MODELS) - 1), "a documented entity is not announced"

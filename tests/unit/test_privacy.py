@@ -195,11 +195,11 @@ def test_without_per_face_detail_face_summaries_carry_one_aggregate_list() -> No
     summ = Summarizer(SummaryConfig(top_k=1), "kiosk", per_face=False)
     summ.session_started(SessionEvent(START, "s1", 0.0, "presence"), T0)
     for face, joy in (("face_0", 0.8), ("face_1", 0.4)):
-        m = Measurement((Score("Joy", joy), Score("Calmness", 0.1)), face_id=face)
+        m = Measurement((Score("joy", joy), Score("calmness", 0.1)), face_id=face)
         summ.add(Observation("face", T0 + 1, (m,), session_id="s1"))
     [msg] = summ.flush(T0 + 10)
     assert "faces" not in msg.payload
-    assert msg.payload["top"] == [{"name": "Joy", "score": 0.6}]
+    assert msg.payload["top"] == [{"name": "joy", "score": 0.6}]
     assert "face_0" not in json.dumps(msg.payload)
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator(schema).validate(dict(msg.payload, seq=1))

@@ -216,6 +216,25 @@ def test_the_schema_rejects(change: Any, why: str) -> None:
     assert not ROOT.is_valid(payload), why
 
 
+def test_idle_messages_of_empty_windows_and_of_the_start() -> None:
+    summ = Summarizer(SummaryConfig(window_s=5.0), "kiosk-1")
+    start = summ.idle_at_start(("face", "prosody"), T0)
+    assert sorted(start) == ["state/face", "state/prosody"]
+    for payload in start.values():
+        definition("live_state").validate(payload)
+        assert not ROOT.is_valid(payload), "not a sequenced message: it is never queued"
+    summ.session_started(SessionEvent("start", "s1", 0.0, "presence"), T0)
+    summ.add(Observation("face", T0 + 1, (Measurement((Score("Joy", 0.5),), face_id="f"),), session_id="s1"))
+    check_published(summ.flush(T0 + 5))
+    no_face = summ.flush(T0 + 10)
+    assert [m.payload["reason"] for m in no_face] == ["no_face"]
+    check_published(no_face)
+    assert not definition("live_state").is_valid(dict(start["state/face"], session="s1"))
+    definition("live_state").validate(dict(no_face[0].payload, seq=3))
+    assert not ROOT.is_valid(dict(no_face[0].payload, seq=1, session=None))
+    assert not ROOT.is_valid(dict(no_face[0].payload, seq=1, reason="bored"))
+
+
 def test_end_reasons_and_idle_messages() -> None:
     summ = Summarizer(SummaryConfig(), "kiosk-1")
     summ.session_started(SessionEvent("start", "s1", 0.0, "presence"), T0)

@@ -18,7 +18,7 @@ T0 = 1_790_000_000.0
 EPS = 0.5 * 10**-DECIMALS + 1e-12  # rounding to DECIMALS moves a value by at most this
 
 unit = st.floats(0.0, 1.0)
-names = st.sampled_from(EXPRESSIONS[:12])  # few names, so ties and repeats are common
+names = st.sampled_from([e.lower() for e in EXPRESSIONS[:12]])  # few names: ties and repeats are common
 score_maps = st.dictionaries(names, st.one_of(unit, st.sampled_from([0.0, 0.25, 0.5, 1.0])), min_size=1)
 windows = st.lists(st.lists(score_maps, min_size=1, max_size=6), min_size=1, max_size=6)
 
@@ -30,16 +30,21 @@ def key(item: Dict[str, object]) -> tuple:  # type: ignore[type-arg]
 @given(means=st.dictionaries(st.text(min_size=1, max_size=4), unit), k=st.integers(1, 53))
 def test_top_k_orders_by_score_then_name_within_bounds(means: Dict[str, float], k: int) -> None:
     top = top_k(means, k)
-    assert len(top) == min(k, len(means))
+    assert len(top) == min(k, len({name.lower() for name in means}))
     assert all(0.0 <= item["score"] <= 1.0 for item in top)
     assert [key(i) for i in top] == sorted(key(i) for i in top)
     assert len({i["name"] for i in top}) == len(top)
+    for item in top:  # one label case on every backend; Hume's own beside it where it differs
+        assert item["name"] == str(item["name"]).lower()
+        assert means[str(item.get("hume_name", item["name"]))] >= 0.0
     if top:
         last = key(top[-1])
         listed = {i["name"] for i in top}
         for name, score in means.items():
-            if name not in listed:
-                assert (-round(score, DECIMALS), name) > last, "an omitted score outranks a listed one"
+            if name.lower() not in listed:
+                assert (-round(score, DECIMALS), name.lower()) > last, (
+                    "an omitted score outranks a listed one"
+                )
 
 
 def summarize(cfg: SummaryConfig, window_list: List[List[Dict[str, float]]]) -> List[List[Dict[str, object]]]:
@@ -88,8 +93,10 @@ def test_smoothing_stays_within_the_range_of_the_window_means(
             assert 0.0 <= item["score"] <= 1.0  # type: ignore[operator]
 
 
+@settings(deadline=None)
 @given(flush_at=st.lists(st.floats(0, 1000), max_size=20), warnings=st.integers(0, 5))
 def test_windows_without_measurements_publish_nothing(flush_at: List[float], warnings: int) -> None:
+    """Before any reading there is nothing to end: empty windows publish nothing (no idle either)."""
     summ = Summarizer(SummaryConfig(), "kiosk-1")
     summ.session_started(SessionEvent(START, "s1", 0.0, "presence"), T0)
     for _ in range(warnings):
