@@ -256,8 +256,8 @@ def test_the_start_idle_and_the_empty_window_idle_render_unknown_without_warning
 
 
 def test_the_docs_entity_table_is_what_discovery_announces() -> None:
-    """docs/dashboards.md lists each entity's id, unique id, topic and icon: the same as the config's."""
-    text = (Path(__file__).resolve().parents[2] / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    """docs/home-assistant.md lists each entity's id, unique id, topic and icon: the same as the config's."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "home-assistant.md").read_text(encoding="utf-8")
     table = text[text.index("| entity (entity id for device `kiosk-1`)") :].split("\n\n")[0].splitlines()[2:]
     rows = []
     for row in table:
