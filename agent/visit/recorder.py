@@ -12,7 +12,7 @@ open session is ended (reason ``interrupted``) with its aggregate by the next st
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence
 
 from agent.config import SessionConfig, SummaryConfig
 from agent.hume.types import Observation
@@ -66,6 +66,10 @@ class VisitRecorder:
         self._checkpointed: Dict[str, float] = {}
         """Sessions whose checkpoint is in the outbox's ``state`` table (deleted when they end), with the
         wall time it was last written."""
+        self._showing: Dict[str, FrozenSet[str]] = {}
+        """The models showing a reading in each session's checkpoint as last written: a change rewrites
+        it at once, so an ``interrupted`` end idles what was on screen (a checkpoint written only at the
+        start listed none, and a killed visit's last face stayed on ``state/face`` and in HA)."""
 
     def apply(self, events: Iterable[SessionEvent]) -> None:
         """Each start or end: its summary messages, after the boundary callback."""
@@ -102,16 +106,19 @@ class VisitRecorder:
             return
         wall = self._wall()
         current = self.summaries.checkpoints(wall)
+        showing = self.summaries.showing()
         due = {
             sid: doc
             for sid, doc in current.items()
             if not 0 <= wall - self._checkpointed.get(sid, float("-inf")) < CHECKPOINT_EVERY_S
-        }  # new, or due (a wall clock stepped backwards counts as due)
+            or showing.get(sid) != self._showing.get(sid)
+        }  # new, due (a wall clock stepped backwards counts as due), or what shows a reading changed
         state: Dict[str, Optional[str]] = {SESSION_STATE_PREFIX + sid: doc for sid, doc in due.items()}
         state.update({SESSION_STATE_PREFIX + sid: None for sid in set(self._checkpointed) - set(current)})
         if self._queue(batch, state):
             kept = {sid: at for sid, at in self._checkpointed.items() if sid in current}
             self._checkpointed = {**kept, **{sid: wall for sid in due}}
+            self._showing = {sid: showing[sid] for sid in self._checkpointed}
             self.tally.observe(batch, wall)
 
     def recover(self, checkpoints: Mapping[str, str]) -> int:

@@ -54,7 +54,7 @@ import dataclasses
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Sequence, Set, Tuple
 
 from agent.config import SummaryConfig
 from agent.hume.types import HUME_MODELS, MODELS, Observation
@@ -271,6 +271,10 @@ class Summarizer:
         duration = round(at - started, 3)
         ending = _Ending(session_id, totals, started, at, wall, duration, Reason.INTERRUPTED, published)
         return self._ending(ending)
+
+    def showing(self) -> Dict[str, FrozenSet[str]]:
+        """The models showing a reading, per open session: what its checkpoint's idle messages cover."""
+        return {sid: frozenset(session.showing) for sid, session in self._open.items()}
 
     def stats(self) -> Dict[str, int]:
         """Counters for health messages: open sessions, observations dropped as late or idle."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from agent.config import SessionConfig, SummaryConfig
+from agent.hume.types import Measurement, Observation, Score
 from agent.messages import OutMessage
 from agent.visit.recorder import SESSION_STATE_PREFIX, VisitRecorder
 from agent.visit.session import SessionEvent
@@ -128,3 +129,35 @@ def test_an_open_sessions_checkpoint_is_rewritten_at_most_once_a_minute() -> Non
     assert key in queued[-1][1]
     rec.apply(rec.sessions.command(200.0, "end"))
     assert queued[-1][1] == {key: None}  # deleted with the end, whenever it comes
+
+
+def test_a_models_first_reading_rewrites_the_checkpoint_so_a_crash_idles_it() -> None:
+    """Within the minute, a change in what shows a reading is written at once: a checkpoint written only at
+    the start listed no model, so a visit killed in its first minute ended with no idle message and its
+    last face stayed on ``state/face`` (test_session_lifecycle's SIGKILL)."""
+    queued: Queued = []
+    wall = [1_800_000_000.0]
+
+    def queue(msgs: List[OutMessage], state: Dict[str, Optional[str]]) -> bool:
+        queued.append((list(msgs), dict(state)))
+        return True
+
+    rec = VisitRecorder(
+        SessionConfig(mode="command"), SummaryConfig(window_s=5.0), "kiosk1", queue,
+        models=("face",), per_face=True, wall=lambda: wall[0],
+    )  # fmt: skip
+    rec.apply(rec.sessions.command(0.0, "start"))
+    key = SESSION_STATE_PREFIX + str(rec.sessions.session_id)
+    face = Measurement((Score("joy", 0.7),), face_id="face_0@abc123")
+    rec.add(Observation("face", wall[0] + 1, (face,), session_id=rec.sessions.session_id))
+    wall[0] += 5.0
+    rec.flush()
+    checkpoint = queued[-1][1].get(key)
+    assert checkpoint is not None, "the first reading rewrites the checkpoint within the minute"
+    after_crash = VisitRecorder(
+        SessionConfig(mode="command"), SummaryConfig(), "kiosk1", queue,
+        models=("face",), per_face=True, wall=lambda: wall[0] + 30,
+    )  # fmt: skip
+    after_crash.recover({key: checkpoint})
+    ending = [(m.topic, m.payload["schema"]) for m in queued[-1][0]]
+    assert ending[-1] == ("summary/face", "hume-edge/idle/1"), ending
