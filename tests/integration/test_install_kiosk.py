@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, *NEEDS_ROOT]
 
 @pytest.fixture(scope="module")
 def kiosk_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return wheelhouse(tmp_path_factory.mktemp("kiosk-wheelhouse"), "vision,audio")
+    return wheelhouse(tmp_path_factory.mktemp("kiosk-wheelhouse"))
 
 
 def test_kiosk_install_writes_real_devices_and_no_demo_dependency(tmp_path: Path, kiosk_wheels: dict) -> None:

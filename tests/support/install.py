@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKOUT_PARTS = ("agent", "hume_emulator", "config", "systemd", "scripts")
+CHECKOUT_PARTS = ("agent", "hume_emulator", "config", "systemd", "scripts", "requirements")
 CHECKOUT_FILES = ("pyproject.toml", "README.md")
 INSTALL_TIMEOUT_S = 600
 
@@ -99,10 +99,10 @@ def offline_pip(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
     """An environment in which the installer's pip resolves from a local wheelhouse, never the index.
 
     Each release build is a fresh venv; resolving its dependencies against the package index took about
-    40 s a build here, from these wheels about 14 s. Built once per session from this checkout's
-    dependencies (no extras: the tests install with ``--extras ""``) plus what pip's isolated build of the
-    project needs. With pytest-xdist the workers share one, in the run's common temp directory: the first
-    to ask builds it under a lock, the others wait and reuse it.
+    40 s a build here, from these wheels about 14 s. Downloaded once per session: the files of this
+    checkout's lock (:func:`wheelhouse`), every extra's included. With pytest-xdist the
+    workers share one, in the run's common temp directory: the first to ask builds it under a lock, the
+    others wait and reuse it.
     """
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
@@ -121,24 +121,23 @@ def pip_from(wheels: Path) -> Dict[str, str]:
     return {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
 
 
-def wheelhouse(wheels: Path, extras: str = "") -> Dict[str, str]:
-    """Wheels of this checkout's dependencies (with ``extras``) in ``wheels``, and the environment that
-    makes pip resolve from them only."""
-    spec = f"{ROOT}[{extras}]" if extras else str(ROOT)
+def wheelhouse(wheels: Path) -> Dict[str, str]:
+    """The files of ``requirements/kiosk.lock`` for this Python in ``wheels`` (PyPI's own files, so their
+    hashes are the lock's: the installer's ``--require-hashes`` accepts them), and the environment that
+    makes pip resolve from them only. PyAudio comes as its sdist, built at install as on a kiosk."""
     run(
         [
             sys.executable,
             "-m",
             "pip",
-            "wheel",
+            "download",
             "-q",
-            "--wheel-dir",
+            "--no-deps",
+            "--require-hashes",
+            "--dest",
             str(wheels),
-            spec,
-            "setuptools>=77",
-            "wheel",
+            "-r",
+            str(ROOT / "requirements" / "kiosk.lock"),
         ]
     )
-    for own in wheels.glob("hume_edge_agent-*.whl"):
-        own.unlink()  # the release must be built from its own sources, never this wheel
     return pip_from(wheels)
