@@ -97,7 +97,13 @@ def test_install_lays_out_user_venv_config_credentials_and_enabled_unit(
 
 def test_upgrade_keeps_the_config_and_applies_explicit_flags(checkout: Path, installed: Path) -> None:
     config = installed / "etc/hume-edge/config.toml"
-    edited = config.read_text().replace('host = "localhost"', 'host = "broker.example"')
+    # A remote broker on a trusted network: plaintext there must be said (check-config refuses it otherwise).
+    edited = (
+        config.read_text()
+        .replace('host = "localhost"', 'host = "broker.example"')
+        .replace("allow_plaintext = false", "allow_plaintext = true")
+    )
+    assert "allow_plaintext = true" in edited
     config.write_text(edited)
     _run(
         [
