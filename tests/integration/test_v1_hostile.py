@@ -11,14 +11,13 @@ import asyncio
 import json
 import logging
 import time
-from typing import AsyncIterator, Callable, List, Sequence, Union
+from typing import AsyncIterator, Callable, List, Sequence, Tuple, Union
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
 from agent.config import HumeConfig, HumeV1Config
-from agent.hume.v1 import client as v1client
 from agent.hume.v1 import wire as v1wire
 from agent.hume.v1.client import V1Backend
 from tests.support.emulator import astronaut_bgr, encode_image
@@ -29,14 +28,14 @@ JPEG = encode_image(astronaut_bgr())
 Frame = Union[str, bytes]
 
 
-def backend_for(url: str, **v1: float) -> V1Backend:
+def backend_for(url: str, first_delay_range_s: Tuple[float, float] = (1.0, 5.0), **v1: float) -> V1Backend:
     cfg = HumeConfig(
         backend="v1",
         api_key="k",
         models=("face",),
         v1=HumeV1Config(url=url, min_session_s=0.0, **v1),  # type: ignore[arg-type]
     )
-    return V1Backend(cfg)
+    return V1Backend(cfg, first_delay_range_s=first_delay_range_s)
 
 
 async def until(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
@@ -91,14 +90,14 @@ class Hostile:
 async def test_silent_server_hits_the_handshake_deadline_is_logged_once_and_retried(
     started: Callable[[V1Backend], asyncio.Task[None]],
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(v1client, "FIRST_DELAY_RANGE_S", (0.05, 0.1))
     held: List[asyncio.StreamWriter] = []
     server = await asyncio.start_server(lambda _r, w: held.append(w), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        backend = backend_for(f"ws://127.0.0.1:{port}", connect_timeout_s=1.0)
+        # The first reconnect delay is drawn when the backend is made (a module constant patched later
+        # would not reach it): short, so three connects take seconds.
+        backend = backend_for(f"ws://127.0.0.1:{port}", (0.05, 0.1), connect_timeout_s=1.0)
         task = started(backend)
         await until(lambda: backend.status().link("video").connects >= 3)
         status = backend.status()

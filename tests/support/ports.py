@@ -52,14 +52,21 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no free port in {first}-{first + BLOCK_PORTS - 1} on {host}")
 
 
+SHUTDOWN_S = 0.5
+"""How long a stand-in server's ``cleanup()`` waits for its open connections."""
+
+
 async def serve_ws(
     path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]], port: int = 0
 ) -> Tuple[web.AppRunner, int]:
     """A stand-in server answering ``path`` with ``handler`` on loopback (``port`` 0: any free one); its
-    runner (``cleanup()`` stops it) and the port it listens on."""
+    runner (``cleanup()`` stops it) and the port it listens on.
+
+    ``cleanup()`` gives open connections :data:`SHUTDOWN_S` to finish, not aiohttp's default: a hostile
+    stand-in holds its sockets open, and two tests each waited 20 s for that at their end."""
     app = web.Application()
     app.router.add_get(path, handler)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, int(runner.addresses[0][1])
