@@ -3,8 +3,13 @@
 * ``identity``: what runs (version, Python, OS, config fingerprint, start);
 * ``parts``: the per-part status words (``online``, ``offline``, ``disabled``);
 * ``health``: the typed agent-wide health snapshot (the retained topic, the status file, ``STATUS=``);
+* ``ago``: how long ago, in words (status and fleet);
+* ``replace``: replacing a small file atomically (the status snapshot, the metrics textfile);
 * ``status``: the status file and ``hume-edge status`` for an operator on the box;
 * ``sdnotify``: systemd's notify protocol (readiness, watchdog, status text);
 * ``logs``: logging that reads well in a terminal and in the journal;
-* ``fleet``: ``hume-edge fleet``: every kiosk on a broker, one line each, from what the agents publish.
+* ``metrics_model``, ``metrics_text``, ``metrics_export``, ``metrics_run``: Prometheus metrics read from
+  the health body, their exposition, where they go (textfile, ``GET /metrics``), and the agent's task;
+* ``fleet``: ``hume-edge fleet``: every kiosk on a broker, one line each, from what the agents publish;
+  ``fleet_metrics``: the same fleet as one Prometheus target.
 """

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO, Tuple
 
+from agent.ops.ago import ago
 from agent.ops.replace import replace_file
 
 FILE_NAME = "status.json"
@@ -193,15 +194,6 @@ def _alive(pid: Any) -> bool:
     return True
 
 
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
-
-
 def verdict(snapshot: Mapping[str, Any], now: float, alive: bool) -> Tuple[int, str]:
     """The exit code of ``hume-edge status`` and the line that explains it."""
     written = snapshot.get("written_at")
@@ -210,11 +202,11 @@ def verdict(snapshot: Mapping[str, Any], now: float, alive: bool) -> Tuple[int, 
     stale_after = STALE_FACTOR * (interval if isinstance(interval, (int, float)) else INTERVAL_S)
     pid = snapshot.get("pid", "?")
     if not alive or snapshot.get("state") == "stopped":
-        return EXIT_NOT_RUNNING, f"agent: NOT RUNNING (last snapshot from pid {pid}, written {_ago(age)})"
+        return EXIT_NOT_RUNNING, f"agent: NOT RUNNING (last snapshot from pid {pid}, written {ago(age)})"
     if age > stale_after:
-        return EXIT_STALE, f"agent: STALE snapshot, written {_ago(age)} by pid {pid}: the agent may be hung"
+        return EXIT_STALE, f"agent: STALE snapshot, written {ago(age)} by pid {pid}: the agent may be hung"
     state = snapshot.get("state", "running")
-    return EXIT_RUNNING, f"agent: {state} (pid {pid}, snapshot {_ago(age)})"
+    return EXIT_RUNNING, f"agent: {state} (pid {pid}, snapshot {ago(age)})"
 
 
 def render(snapshot: Mapping[str, Any], now: float) -> List[str]:
@@ -233,7 +225,7 @@ def render(snapshot: Mapping[str, Any], now: float) -> List[str]:
         )
     started = snapshot.get("started_at")
     if isinstance(started, (int, float)):
-        lines.append(f"started:    {_ago(now - started)}")
+        lines.append(f"started:    {ago(now - started)}")
     for name, link in sorted(_links(snapshot).items()):
         extra = ""
         if isinstance(link, dict):
@@ -244,7 +236,7 @@ def render(snapshot: Mapping[str, Any], now: float) -> List[str]:
     session = snapshot.get("session")
     if isinstance(session, dict) and session.get("active"):
         since = session.get("since")
-        began = f", started {_ago(now - since)}" if isinstance(since, (int, float)) else ""
+        began = f", started {ago(now - since)}" if isinstance(since, (int, float)) else ""
         lines.append(f"session:    active {session.get('id', '?')}{began}")
     else:
         lines.append("session:    none (no visitor)")
@@ -254,7 +246,7 @@ def render(snapshot: Mapping[str, Any], now: float) -> List[str]:
     error = snapshot.get("last_error")
     if isinstance(error, dict):
         at = error.get("at")
-        when = f" ({_ago(now - at)})" if isinstance(at, (int, float)) else ""
+        when = f" ({ago(now - at)})" if isinstance(at, (int, float)) else ""
         lines.append(f"last error: [{error.get('level', '?')}] {error.get('message', '?')}{when}")
     else:
         lines.append(f"last error: {error if error else 'none'}")

@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
+from agent.ops.ago import ago_iso
 from agent.ops.fleet.fold import STATES, FleetReport
-
-
-def _ago(iso: Optional[str], now: float) -> str:
-    if iso is None:
-        return "-"
-    stamp = datetime.datetime.strptime(iso.replace("+00:00", "Z")[:19], "%Y-%m-%dT%H:%M:%S")
-    seconds = max(0.0, now - stamp.replace(tzinfo=datetime.timezone.utc).timestamp())
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.0f} d ago"
 
 
 def _opt(value: object) -> str:
@@ -48,7 +34,7 @@ def render_table(report: FleetReport, now: float) -> List[str]:
                 _opt(h.hume_state),
                 _opt(h.queue_depth),
                 _opt(h.dropped),
-                _ago(h.ts, now),
+                ago_iso(h.ts, now),
                 _opt(h.last_error),
             )
         )
