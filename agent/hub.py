@@ -26,7 +26,7 @@ from agent.capture.camera import FrameSource
 from agent.capture.microphone import AudioSource
 from agent.config import Config
 from agent.hume.backend import Backend
-from agent.hume.types import Observation
+from agent.hume.types import Observation, published_models
 from agent.media.audio import voice_activity
 from agent.media.frames import Frame
 from agent.media.video import FramePipeline
@@ -149,7 +149,7 @@ class Agent:
         """At start-up no model has a current reading: ``state/<model>`` says ``idle`` (reason ``start``)
         to a subscriber however late, until the model's first summary."""
         for topic, payload in self.recorder.summaries.idle_at_start(
-            self.cfg.hume.models, self._wall()
+            published_models(self.cfg.hume.backend, self.cfg.hume.models), self._wall()
         ).items():
             self.publisher.set_state(topic, encode(payload))
 

@@ -33,6 +33,7 @@ from agent.config import Config
 from agent.errors import EX_CONFIG, EX_UNAVAILABLE, AgentError, ConfigError, HumeAuthError
 from agent.hub import STATUS_EVERY_S, Agent
 from agent.hume.backend import Backend
+from agent.hume.types import published_models
 from agent.mqtt.guard import exposure_warnings
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.publisher import Publisher
@@ -101,7 +102,11 @@ async def run_agent(
     outbox = Outbox(cfg.outbox_path, cfg.outbox)
     backend = make_backend(cfg)
     publisher = Publisher(
-        cfg.mqtt, cfg.effective_device_id, outbox, models=cfg.hume.models, commands=cfg.commands
+        cfg.mqtt,
+        cfg.effective_device_id,
+        outbox,
+        models=published_models(cfg.hume.backend, cfg.hume.models),
+        commands=cfg.commands,
     )
     camera, microphone = sources or (open_camera(cfg.camera), open_microphone(cfg.microphone))
     agent = Agent(cfg, backend, publisher, camera, microphone, notifier=notifier)

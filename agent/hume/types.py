@@ -10,7 +10,7 @@ module. This module imports nothing from the project: it is the bottom of the Hu
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 MODELS: Tuple[str, ...] = ("face", "prosody", "burst", "language", "facemesh")
 """Every model name an observation may carry, in Hume's order (v0 knows all five, v1 face/prosody/burst)."""
@@ -24,6 +24,24 @@ AUDIO_MODELS: Tuple[str, ...] = ("prosody", "burst")
 
 NO_FACES = "W0103"
 """``Observation.warning_code`` of a frame with no face in it (v0's code; v1 results map onto it)."""
+
+V1_PUBLISHES: Dict[str, str] = {"face": "face", "prosody": "prosody", "burst": "prosody"}
+"""v1's models by the ``hume.models`` name that asks for them: v1 has no burst or language model, and its
+voice results are published as ``prosody`` (``agent.hume.v1.wire.AUDIO_MODEL``)."""
+
+
+def published_models(backend: str, models: Sequence[str]) -> Tuple[str, ...]:
+    """The models whose summaries ``backend`` publishes for ``hume.models`` (HUME_MODELS order).
+
+    v0 measures each model as named. On v1 a ``burst`` or ``language`` entity would stay ``unknown`` for
+    ever in Home Assistant (it did, beside a working prosody one): only what can have a reading is
+    announced and given a live state.
+    """
+    if backend != "v1":
+        return tuple(m for m in HUME_MODELS if m in models)
+    wanted = {V1_PUBLISHES[m] for m in models if m in V1_PUBLISHES}
+    return tuple(m for m in HUME_MODELS if m in wanted)
+
 
 UNIDENTIFIED_FACE = "unknown"
 """What Hume v0 calls every face when identify_faces is off (left as it is: it names no one)."""

@@ -15,8 +15,9 @@ from typing import Any, Dict, List
 
 import pytest
 
-from agent.config import MqttConfig, OutboxConfig, SummaryConfig
-from agent.hume.types import HUME_MODELS, Measurement, Observation, Score
+from agent.config import HumeConfig, MqttConfig, OutboxConfig, SummaryConfig
+from agent.hume.types import HUME_MODELS, V1_PUBLISHES, Measurement, Observation, Score, published_models
+from agent.hume.v1.wire import AUDIO_MODEL, VIDEO_MODEL
 from agent.messages import OutMessage
 from agent.mqtt.discovery import (
     ENTITY_IDS_VERSION,
@@ -273,3 +274,16 @@ def test_the_docs_entity_table_is_what_discovery_announces() -> None:
         documented = {tuple(x.replace("<model>", model) for x in r) for r in rows}
         assert (c["default_entity_id"], c["unique_id"], topic, c["icon"]) in documented, c["unique_id"]
     assert len(announced) == len(rows) + 2 * (len(HUME_MODELS) - 1), "a documented entity is not announced"
+
+
+def test_on_v1_only_models_that_can_have_a_reading_are_announced() -> None:
+    """v1 has no burst model (its voice results are prosody): the default models' burst entity stayed
+    ``unknown`` for ever beside a working prosody one. v0 announces each model as configured."""
+    defaults = HumeConfig().models
+    assert published_models("v1", defaults) == ("face", "prosody")
+    assert published_models("v1", ("face", "burst")) == ("face", "prosody"), "burst asks for the voice"
+    assert published_models("v0", defaults) == defaults
+    assert set(V1_PUBLISHES.values()) == {AUDIO_MODEL, VIDEO_MODEL}
+    cmps = discovery_config(BASE, "kiosk-1", published_models("v1", defaults))["cmps"]
+    assert cmps["kiosk-1_burst_emotion"] == cmps["kiosk-1_burst_score"] == {"p": "sensor"}
+    assert cmps["kiosk-1_prosody_emotion"]["state_topic"] == f"{BASE}/state/prosody"
