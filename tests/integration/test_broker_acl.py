@@ -34,9 +34,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.mqtt.broker_acl import ACCOUNT_NAME
 from agent.mqtt.discovery import config_topic
 from tests.support.emulator import TEST_KEY
-from tests.support.mosquitto import Received, Subscriber, make_certs
+from tests.support.mosquitto import Received, Subscriber
 from tests.support.processes import agent_process
-from tests.support.shipped_broker import ShippedBroker, example_accounts, listening, mosquitto_version
+from tests.support.shipped_broker import (
+    DEVICE,
+    AclBroker,
+    accounts,
+    listening,
+    mosquitto_version,
+)
 from tests.support.toml_text import toml_text
 from tests.support.waits import eventually
 
@@ -46,23 +52,9 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto-clients is not installed"),
 ]
 
-DEVICE = "kiosk-lobby"  # the first of the two example kiosks the shipped ACL names
 OTHER = "kiosk-hall"
 PREFIX = f"hume-edge/{DEVICE}/"
 WAIT_S = 20.0
-HOSTILE = {"intruder": "intruder-pw", f"{DEVICE}/cmd": "slash-pw", f"{DEVICE}/+": "plus-pw", "+": "plus-pw"}
-
-
-def accounts() -> Dict[str, str]:
-    """user -> password of the shipped example accounts."""
-    return example_accounts()
-
-
-class AclBroker(ShippedBroker):
-    """The shipped conf, ACL and accounts (plus :data:`HOSTILE`), TLS certificates made for the test."""
-
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir, make_certs(workdir / "certs"), HOSTILE)
 
 
 @pytest.fixture

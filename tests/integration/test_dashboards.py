@@ -41,8 +41,8 @@ from agent.ops.parts import PARTS
 from agent.visit.session import END, START, SessionEvent
 from agent.visit.summary import Summarizer
 from hume_emulator.emulator import Emulator
-from tests.integration.test_end_to_end import agent_config
 from tests.support.ha import Entities
+from tests.support.kiosk import agent_config
 from tests.support.mosquitto import Broker, Received, Subscriber, mqtt_config
 from tests.support.processes import agent_process
 from tests.support.tasks import running

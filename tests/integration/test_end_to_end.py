@@ -12,72 +12,33 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shutil
 import signal
-import time
 from pathlib import Path
-from typing import Any, AsyncGenerator, Dict, List, Set, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
-import jsonschema
-import numpy as np
 import pytest
 
 from agent import config as config_mod
-from agent.capture.microphone import AudioSource
 from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.errors import EX_UNAVAILABLE
 from agent.hume.v0.protocol import EXPRESSIONS
 from agent.hume.v0.publish import PublishMessage
-from agent.media.audio import AudioChunk, Resampler, decode_wav
+from agent.media.audio import Resampler, decode_wav
 from agent.service import run_agent
-from agent.visit.summary import SCHEMA_PATH
 from hume_emulator.emulator import Emulator
-from tests.support.emulator import TEST_KEY, espeak_wav
+from tests.support.emulator import espeak_wav
+from tests.support.kiosk import PREFIX, SceneVoice, agent_config, sequenced, validator
 from tests.support.mosquitto import Broker, Received, Subscriber
 from tests.support.processes import agent_process
 from tests.support.toml_text import toml_text
 
 pytestmark = pytest.mark.timeout(180)
 
-DEVICE = "e2e-kiosk"
-PREFIX = f"hume-edge/{DEVICE}/"
 MEDIA_SUFFIXES = (".jpg", ".jpeg", ".png", ".wav", ".raw", ".pcm", ".mp3", ".mp4", ".avi", ".h264")
 MEDIA_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF", b"ID3", b"OggS")
-
-
-def agent_config(
-    emulator: Emulator, broker: Broker, workdir: Path, **sections: Dict[str, Any]
-) -> Dict[str, Any]:
-    data: Dict[str, Any] = {
-        "device_id": DEVICE,
-        "hume": {"backend": "v0", "api_key": TEST_KEY, "v0": {"url": emulator.url}},
-        "camera": {"source": "synthetic"},
-        "microphone": {"source": "speech"},
-        "mqtt": {"host": broker.host, "port": broker.port, "health_interval_s": 2.0},
-        "outbox": {"path": str(workdir / "outbox.sqlite")},
-        "summary": {"window_s": 2.0},
-        "session": {"debounce_s": 0.5},
-    }
-    for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
-    return data
-
-
-def validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
-
-
-def sequenced(messages: List[Received]) -> List[Tuple[str, Dict[str, Any]]]:
-    """(topic suffix, payload) of every summary / session / aggregate message."""
-    out = []
-    for m in messages:
-        suffix = m.topic[len(PREFIX) :]
-        if suffix.startswith("summary/") or suffix in ("session", "aggregate"):
-            out.append((suffix, m.json()))
-    return out
 
 
 def written_paths(trace: str) -> Set[str]:
@@ -185,36 +146,6 @@ async def test_agent_process_publishes_valid_summaries_and_writes_no_media(
 
 # --------------------------------------------------------------------------------------------------
 # Scripted scene, in-process
-
-
-class SceneVoice(AudioSource):
-    """Speech while the scene shows a face, silence otherwise: visitors speak, the empty kiosk is quiet."""
-
-    def __init__(self, camera: SyntheticCamera, speech: np.ndarray, chunk_ms: int = 500) -> None:
-        super().__init__(chunk_ms)
-        self.camera = camera
-        self.speech = speech
-        self.chunk_ms = chunk_ms
-
-    def describe(self) -> str:
-        return "scene voice"
-
-    async def chunks(self) -> AsyncGenerator[AudioChunk, None]:
-        n = 16 * self.chunk_ms
-        pos = 0
-        start = time.monotonic()
-        k = 0
-        while True:
-            k += 1
-            due_s = start + k * self.chunk_ms / 1000 - time.monotonic()
-            await asyncio.sleep(max(0.0, due_s))  # scenario: a microphone's real-time pace
-            t = time.monotonic() - start  # the camera started within the same event-loop turn
-            if self.camera.face_at(t) is None:
-                block = np.zeros(n, dtype=np.int16)
-            else:
-                block = np.take(self.speech, range(pos, pos + n), mode="wrap")
-                pos += n
-            yield AudioChunk(block.astype("<i2").tobytes(), time.time() - self.chunk_ms / 1000)
 
 
 def requests_by_socket(requests: List[Tuple[int, PublishMessage]]) -> Dict[str, List[PublishMessage]]:

@@ -249,7 +249,7 @@ def test_fleet_reads_a_tls_broker_with_the_agents_credentials_and_says_why_it_ca
 @pytest.mark.slow
 def test_the_shipped_acls_fleet_account_reads_every_kiosk(tmp_path: Path) -> None:
     """config/mosquitto/: the ``fleet`` account sees what the fleet view needs, logged in as itself."""
-    from tests.integration.test_broker_acl import DEVICE, AclBroker, accounts
+    from tests.support.shipped_broker import DEVICE, AclBroker, accounts
 
     broker = AclBroker(tmp_path / "broker")
     broker.broker.start()

@@ -18,8 +18,7 @@ from agent import config as config_mod
 from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.service import run_agent
 from hume_emulator.emulator import Emulator
-from tests.integration.test_end_to_end import PREFIX, SceneVoice, agent_config
-from tests.integration.test_privacy_e2e import speech
+from tests.support.kiosk import PREFIX, SceneVoice, agent_config, speech
 from tests.support.mosquitto import Broker, Subscriber
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]

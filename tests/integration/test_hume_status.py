@@ -18,17 +18,9 @@ from typing import Any, Dict
 import pytest
 
 from agent.errors import EX_UNAVAILABLE
-from tests.integration.test_systemd_notify import (
-    TIMEOUT_S,
-    NotifyListener,
-    _env,
-    _kill,
-    _start,
-    _stop,
-    _tail,
-)
 from tests.support.emulator import TEST_KEY
 from tests.support.emulator_v1 import TEST_KEY as TEST_KEY_V1
+from tests.support.notify import TIMEOUT_S, NotifyListener, kill, notify_env, start_process, stop, tail
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +93,7 @@ async def test_status_and_systemd_name_the_hume_link_state(
     url, key = (emulator_v1.base_url, TEST_KEY_V1) if backend == "v1" else (emulator.url, TEST_KEY)
     config = _config(tmp_path, backend, url, key, mosquitto.port)
     runtime, log = tmp_path / "run", tmp_path / "agent.log"
-    proc = await _start([PROGRAM, "run", "--config", str(config)], _env(listener, runtime), log)
+    proc = await start_process([PROGRAM, "run", "--config", str(config)], notify_env(listener, runtime), log)
     try:
         pattern = re.compile(rf"^STATUS=.*\bhume ({LINK_STATES})\b")
         await listener.until(lambda m: any(pattern.match(x) for x in m), sender=proc)
@@ -111,9 +103,9 @@ async def test_status_and_systemd_name_the_hume_link_state(
         report = await _status(runtime)
         assert re.search(rf"^link hume: +({LINK_STATES})\b.*backend={backend}", report, re.M), report
     except AssertionError as exc:
-        await _kill(proc)
-        raise AssertionError(f"{exc}\nlog:\n{_tail(log)}") from None
-    assert await _stop(proc, listener, log) == 0, _tail(log)
+        await kill(proc)
+        raise AssertionError(f"{exc}\nlog:\n{tail(log)}") from None
+    assert await stop(proc, listener, log) == 0, tail(log)
 
 
 @pytest.mark.parametrize("backend", ["v1", "v0"])
@@ -128,13 +120,13 @@ async def test_a_refused_key_shows_in_status_and_in_systemd(
     media = "synthetic" if backend == "v1" else "none"
     config = _config(tmp_path, backend, url, "not-the-key", mosquitto.port, media=media)
     runtime, log = tmp_path / "run", tmp_path / "agent.log"
-    proc = await _start([PROGRAM, "run", "--config", str(config)], _env(listener, runtime), log)
+    proc = await start_process([PROGRAM, "run", "--config", str(config)], notify_env(listener, runtime), log)
     try:
         code = await asyncio.wait_for(proc.wait(), TIMEOUT_S)
     except asyncio.TimeoutError:
-        await _kill(proc)
-        raise AssertionError(f"a refused key did not end the agent; log:\n{_tail(log)}") from None
-    assert code == EX_UNAVAILABLE, _tail(log)
+        await kill(proc)
+        raise AssertionError(f"a refused key did not end the agent; log:\n{tail(log)}") from None
+    assert code == EX_UNAVAILABLE, tail(log)
     await listener.until(lambda m: any(x.startswith("STATUS=") and "hume auth_failed" in x for x in m))
     report = await _status(runtime)
     assert re.search(r"^link hume: +auth_failed\b", report, re.M), report

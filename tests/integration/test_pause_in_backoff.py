@@ -24,8 +24,7 @@ from agent.hume.v1.client import MAX_DELAY_S
 from agent.service import run_agent
 from hume_emulator.emulator import Emulator
 from hume_emulator.v1.emulator import EmulatorV1
-from tests.integration.test_end_to_end import PREFIX, SceneVoice, agent_config
-from tests.integration.test_privacy_e2e import speech
+from tests.support.kiosk import PREFIX, SceneVoice, agent_config, speech
 from tests.support.mosquitto import Broker, Subscriber
 from tests.support.ports import free_port
 from tests.support.proxy import Proxy

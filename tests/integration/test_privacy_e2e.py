@@ -29,13 +29,11 @@ from agent import config as config_mod
 from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.hub import Agent
 from agent.hume.v0.publish import PublishMessage
-from agent.media.audio import Resampler, decode_wav
 from agent.media.frames import Frame
 from agent.service import run_agent
 from hume_emulator.emulator import SERVER_KEY, Emulator
-from tests.integration.test_end_to_end import PREFIX, SceneVoice, agent_config, validator
 from tests.support.chromium import chromium, needs_chromium
-from tests.support.emulator import espeak_wav
+from tests.support.kiosk import PREFIX, SceneVoice, agent_config, speech, validator
 from tests.support.mosquitto import Broker, Subscriber
 from tests.support.ports import free_port
 from tests.support.proxy import Proxy
@@ -70,11 +68,6 @@ def record(emulator: Emulator, sub: Subscriber) -> List[Event]:
 
     sub.client.on_message = on_message
     return log
-
-
-def speech() -> Any:
-    samples, rate = decode_wav(espeak_wav("Hello, I would like to know more about this exhibition."))
-    return Resampler(rate).process(samples)
 
 
 def latest(sub: Subscriber, suffix: str) -> Optional[bytes]:

@@ -32,7 +32,7 @@ from agent.visit.recorder import SESSION_STATE_PREFIX
 from agent.visit.session import SessionEvent
 from agent.visit.summary import Summarizer
 from hume_emulator.emulator import Emulator
-from tests.integration.test_end_to_end import agent_config, sequenced, validator
+from tests.support.kiosk import agent_config, sequenced, validator
 from tests.support.mosquitto import Broker, Received, Subscriber
 from tests.support.processes import agent_process
 from tests.support.toml_text import toml_text

@@ -10,60 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Iterator
 
 import pytest
 
 from agent.ops import status
+from tests.support.notify import TIMEOUT_S, NotifyListener, kill, notify_env, start_process, stop, tail
 
-TIMEOUT_S = 30.0
-STOP_BOUND_S = 20.0  # the unit's TimeoutStopSec
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class NotifyListener:
-    """The datagram socket systemd would own, in the abstract namespace (no path length limit)."""
-
-    def __init__(self) -> None:
-        self.name = f"@hume-edge-notify-{uuid.uuid4().hex}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind("\0" + self.name[1:])
-        self.sock.setblocking(False)
-        self.messages: List[str] = []
-
-    async def until(
-        self,
-        predicate: Callable[[List[str]], bool],
-        timeout: float = TIMEOUT_S,
-        sender: Optional[asyncio.subprocess.Process] = None,
-    ) -> None:
-        """Receive until ``predicate(messages)`` holds; fail after ``timeout`` or once ``sender`` exited."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate(self.messages):
-            remaining = deadline - loop.time()
-            if remaining <= 0 or (sender is not None and sender.returncode is not None):
-                raise AssertionError(f"not seen; got {self.messages[-20:]}")
-            try:
-                data = await asyncio.wait_for(loop.sock_recv(self.sock, 65536), min(remaining, 0.5))
-            except asyncio.TimeoutError:
-                continue
-            self.messages.extend(data.decode().splitlines())
-
-    def after(self, first: str) -> List[str]:
-        return self.messages[self.messages.index(first) + 1 :] if first in self.messages else []
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
@@ -71,44 +30,6 @@ def listener() -> Iterator[NotifyListener]:
     lst = NotifyListener()
     yield lst
     lst.close()
-
-
-def _env(listener: NotifyListener, runtime: Path) -> Dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("HUME_API_KEY", "CREDENTIALS_DIRECTORY")}
-    env.pop("JOURNAL_STREAM", None)
-    env.update(NOTIFY_SOCKET=listener.name, WATCHDOG_USEC="1000000", RUNTIME_DIRECTORY=str(runtime))
-    return env
-
-
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-3000:]
-
-
-async def _start(args: List[str], env: Dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        return await asyncio.create_subprocess_exec(
-            *args, env=env, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT
-        )
-    finally:
-        os.close(fd)
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.kill()
-    await asyncio.wait_for(proc.wait(), 10)
-
-
-async def _stop(proc: asyncio.subprocess.Process, listener: NotifyListener, log: Path) -> int:
-    """SIGTERM, expect STOPPING=1, and an exit within the unit's stop timeout."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        await listener.until(lambda m: "STOPPING=1" in m, STOP_BOUND_S)
-        return await asyncio.wait_for(proc.wait(), STOP_BOUND_S)
-    except (AssertionError, asyncio.TimeoutError):
-        await _kill(proc)
-        raise AssertionError(f"did not stop cleanly; log:\n{_tail(log)}") from None
 
 
 def _is_status(m: str) -> bool:
@@ -122,8 +43,8 @@ async def _sees_the_lifecycle(listener: NotifyListener, proc: asyncio.subprocess
             lambda m: listener.after("READY=1").count("WATCHDOG=1") >= 3 and any(_is_status(x) for x in m)
         )
     except AssertionError as exc:
-        await _kill(proc)
-        raise AssertionError(f"{exc} (exit {proc.returncode})\nlog:\n{_tail(log)}") from None
+        await kill(proc)
+        raise AssertionError(f"{exc} (exit {proc.returncode})\nlog:\n{tail(log)}") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,15 +94,15 @@ async def test_stand_in_speaks_the_protocol_and_stops_on_sigterm(
     listener: NotifyListener, tmp_path: Path
 ) -> None:
     runtime, log = tmp_path / "run", tmp_path / "stand-in.log"
-    env = _env(listener, runtime)
+    env = notify_env(listener, runtime)
     env["PYTHONPATH"] = str(ROOT)
-    proc = await _start([sys.executable, "-c", STAND_IN], env, log)
+    proc = await start_process([sys.executable, "-c", STAND_IN], env, log)
     await _sees_the_lifecycle(listener, proc, log)
     assert "STATUS=hume connected, mqtt connected, idle, queue 0" in listener.messages
     snap = status.read(runtime / "status.json")
     assert snap is not None
     assert snap["pid"] == proc.pid
-    assert await _stop(proc, listener, log) == 0
+    assert await stop(proc, listener, log) == 0
     final = status.read(runtime / "status.json")
     assert final is not None
     assert final["state"] == "stopped"
@@ -222,7 +143,9 @@ async def test_agent_run_notifies_systemd_and_stops_cleanly(
         )
     )
     program = Path(sys.executable).parent / "hume-edge"
-    proc = await _start([str(program), "run", "--config", str(config)], _env(listener, runtime), log)
+    proc = await start_process(
+        [str(program), "run", "--config", str(config)], notify_env(listener, runtime), log
+    )
     await _sees_the_lifecycle(listener, proc, log)
     assert any(m.startswith("STATUS=") and "mqtt" in m for m in listener.messages)
 
@@ -233,6 +156,6 @@ async def test_agent_run_notifies_systemd_and_stops_cleanly(
     assert look.returncode == 0, out.decode()
     assert "link mqtt:" in out.decode()
 
-    assert await _stop(proc, listener, log) == 0, _tail(log)
+    assert await stop(proc, listener, log) == 0, tail(log)
     with sqlite3.connect(outbox) as db:  # the agent is gone: the test may look at its outbox now
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -17,6 +17,22 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from agent.hume.types import BackendStatus, LinkStatus
+from agent.ops import metrics_model
+from agent.ops.health import (
+    CameraHealth,
+    Health,
+    MicrophoneHealth,
+    MqttHealth,
+    OutboxHealth,
+    PrivacyHealth,
+    ProcessHealth,
+    ServiceHealth,
+    SessionHealth,
+    SummaryHealth,
+)
+from agent.ops.identity import Identity
+from agent.visit.session import END_REASONS
 from tests.support.ports import free_port
 from tests.support.waits import wait_until
 
@@ -106,3 +122,50 @@ class Prometheus:
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+# A health snapshot and the checks the metrics tests share (test_metrics.py, test_fleet_metrics.py).
+
+NOW = 1_796_689_860.0
+
+
+def health(**service: Any) -> Health:
+    """A kiosk mid-visit on v1: 7 face summaries, 2 visits ended by absence, 3 queued messages."""
+    hume = BackendStatus.of_links(
+        "v1",
+        (
+            ("audio", LinkStatus("open", connects=1, sent=50, replies=5)),
+            ("video", LinkStatus("auth_failed", last_error="401", connects=3, sent=30, replies=28)),
+        ),
+        {},
+        (("billed_audio_ms", 12_000), ("billed_video_ms", 30_000), ("error_rate_limited", 4)),
+    )
+    defaults: Dict[str, Any] = {
+        "device_id": "kiosk-1",
+        "session": SessionHealth(active=True, id="s1", ended={**dict.fromkeys(END_REASONS, 0), "absence": 2}),
+        "camera": CameraHealth(state="online", frames=100, frames_sent=30),
+        "microphone": MicrophoneHealth(state="offline", audio_sent_ms=4200, audio_skipped_ms=800),
+        "summaries": SummaryHealth(published={"face": 7, "prosody": 0}, last_at="2026-12-08T00:30:59.000Z"),
+        "hume": hume,
+        "identity": Identity(
+            "0.1.0", "3.11.2", "Debian", "x86_64", "abcdef012345", "v1", ("face", "prosody"), NOW
+        ),
+        "privacy": PrivacyHealth(paused=False),
+    }
+    defaults.update(service)
+    mqtt = MqttHealth("connected", "127.0.0.1:1883", "5", "c", None, 2, 0, 20, 0, 0, 0, 10.0, 131072, 0, 3, 1)
+    outbox = OutboxHealth(
+        3, 900, 0, {"rows": 1, "bytes": 0, "age": 0, "oversize": 0}, 1, "full", "x", None, 42.5
+    )
+    return Health(NOW, ProcessHealth(12.0, 3.5, 80.0, 81.0), ServiceHealth(**defaults), mqtt, outbox)
+
+
+def values(samples: List[metrics_model.Sample]) -> Dict[str, float]:
+    return {f"{s.name}{{{','.join(s.labels[1:])}}}": s.value for s in samples}
+
+
+def promtool(body: bytes) -> str:
+    if PROMTOOL is None:
+        pytest.skip("promtool is not installed (scripts/setup --dev)")
+    proc = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, check=False)
+    return (proc.stdout + proc.stderr).decode() if proc.returncode else ""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 from agent.dev.localbroker import LocalBroker, mosquitto_executable
-from tests.support.mosquitto import Certs
+from tests.support.mosquitto import Certs, make_certs
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +149,20 @@ class ShippedBroker:
         pid = self.broker.pid
         assert pid is not None, "the broker is not running"
         return pid
+
+
+DEVICE = "kiosk-lobby"
+"""The first of the two example kiosks the shipped ACL names."""
+HOSTILE = {"intruder": "intruder-pw", f"{DEVICE}/cmd": "slash-pw", f"{DEVICE}/+": "plus-pw", "+": "plus-pw"}
+
+
+def accounts() -> Dict[str, str]:
+    """user -> password of the shipped example accounts."""
+    return example_accounts()
+
+
+class AclBroker(ShippedBroker):
+    """The shipped conf, ACL and accounts (plus :data:`HOSTILE`), TLS certificates made for the test."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir, make_certs(workdir / "certs"), HOSTILE)

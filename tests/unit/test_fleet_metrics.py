@@ -6,7 +6,7 @@ import json
 
 from agent.ops.fleet_metrics import MetricsFold
 from agent.ops.metrics_model import FAMILIES, STATES, kiosk_samples
-from tests.unit.test_metrics import health, promtool, values
+from tests.support.prometheus import health, promtool, values
 
 
 def fold_of(*kiosks: str) -> MetricsFold:
