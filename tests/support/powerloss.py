@@ -12,10 +12,12 @@ real reboot gives) and a restart. Some cuts come while the broker link is down, 
 one comes while the restarted agent is opening its outbox (after its first few writes).
 
 Accounting is per message, end to end: the agent runs as :mod:`tests.support.ledger_agent`, which writes
-every ``seq`` its outbox stamped (with a digest of the message) to a ledger off the cut filesystem; the
-persistent subscriber records what the broker delivered. ``reused``: a ``seq`` stamped on two different
-messages; ``lost``: stamped (``put`` returned) but never delivered; ``duplicates``: the same message
-delivered again; sessions: every ``start`` delivered must get an ``end``.
+every ``seq`` its outbox stamped (with a digest of the message) to a ledger off the cut filesystem, once
+before its transaction commits and once after; the persistent subscriber records what the broker
+delivered. ``reused``: a ``seq`` stamped on two different messages; ``lost``: committed but never
+delivered; ``duplicates``: the same message delivered again; ``cut mid-commit``: a cut came between the two
+lines (such a row may or may not be on the card: delivered or not, neither is a problem); sessions: every
+``start`` delivered must get an ``end``.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from agent.mqtt.drain import REPLAY_MARK
-from tests.support.ledger_agent import LEDGER_ENV, LIFE_ENV, digest
+from tests.support.ledger_agent import COMMITTED, LEDGER_ENV, LIFE_ENV, digest
 from tests.support.powercut_fs import PowercutMount, Stats
 from tests.support.processes import (
     PREFIX,
@@ -67,6 +69,17 @@ def plan(rng: random.Random, cuts: int) -> List[Cut]:
     return [Cut(modes[i], backlog[i], i == min(1, cuts - 1)) for i in range(cuts)]
 
 
+class Stamp(NamedTuple):
+    """One ledger line (:mod:`tests.support.ledger_agent`)."""
+
+    life: int
+    seq: int
+    topic: str
+    digest: str
+    committed: bool
+    """False: written before the transaction's ``COMMIT``; True: once it returned."""
+
+
 class LedgerAgent(AgentProcess):
     """``hume-edge run`` (:mod:`tests.support.ledger_agent`) in a mount namespace with this boot's id."""
 
@@ -95,14 +108,14 @@ class LedgerAgent(AgentProcess):
         )  # fmt: skip
         self.lives += 1
 
-    def ledger_lines(self) -> List[Tuple[int, int, str, str]]:
-        """(life, seq, topic, digest) of every message the outbox stamped."""
+    def ledger_lines(self) -> List[Stamp]:
+        """Every message the outbox stamped, before and after its commit."""
         if not self.ledger.exists():
             return []
         out = []
         for line in self.ledger.read_text(encoding="utf-8").splitlines():
-            life, seq, topic, dig = line.split(" ")
-            out.append((int(life), int(seq), topic, dig))
+            life, seq, topic, dig, moment = line.split(" ")
+            out.append(Stamp(int(life), int(seq), topic, dig, moment == COMMITTED))
         return out
 
 
@@ -120,6 +133,12 @@ class Accounting:
     reused_delivered: int = 0
     """Of those, numbers a consumer received on two or more different messages."""
     not_in_ledger: int = 0
+    unstamped: List[str] = dataclasses.field(default_factory=list)
+    """``seq topic`` of each message delivered without any ledger line (at most 10)."""
+    cut_mid_commit: int = 0
+    """Messages whose transaction a cut interrupted: the ``commit`` line without the ``committed`` one."""
+    cut_mid_commit_delivered: int = 0
+    """Of those, delivered all the same (the commit had reached the card)."""
     sessions_started: int = 0
     sessions_ended: int = 0
     ended_interrupted: int = 0
@@ -127,12 +146,18 @@ class Accounting:
     ended_twice: List[str] = dataclasses.field(default_factory=list)
 
 
-def account(ledger: List[Tuple[int, int, str, str]], received: List[Tuple[str, bytes, bool]]) -> Accounting:
-    """Match the ledger (life, seq, topic, digest) with what the subscriber received."""
+def account(ledger: List[Stamp], received: List[Tuple[str, bytes, bool]]) -> Accounting:
+    """Match the ledger with what the subscriber received."""
     acc = Accounting()
     stamped: Dict[Tuple[int, str], int] = {}
-    for life, seq, _topic, dig in ledger:
-        stamped.setdefault((seq, dig), life)
+    begun: Set[Tuple[int, str]] = set()
+    for line in ledger:
+        if line.committed:
+            stamped.setdefault((line.seq, line.digest), line.life)
+        else:
+            begun.add((line.seq, line.digest))
+    mid_commit = begun - set(stamped)
+    topics: Dict[Tuple[int, str], str] = {}
     arrivals: Dict[Tuple[int, str], int] = collections.Counter()
     delivered: Set[Tuple[int, str]] = set()
     starts: Set[str] = set()
@@ -140,6 +165,7 @@ def account(ledger: List[Tuple[int, int, str, str]], received: List[Tuple[str, b
     interrupted: Set[str] = set()
     for topic, body, key, retained in sequenced(received):
         delivered.add(key)
+        topics[key] = topic[len(PREFIX) :]
         if not retained:
             arrivals[key] += 1
         if topic == PREFIX + "session":
@@ -159,7 +185,11 @@ def account(ledger: List[Tuple[int, int, str, str]], received: List[Tuple[str, b
     lost = [key for key in stamped if key not in delivered]
     acc.stamped = len(stamped)
     acc.delivered = len(delivered & set(stamped))
-    acc.not_in_ledger = len(delivered - set(stamped))
+    unstamped = sorted(delivered - set(stamped) - mid_commit)
+    acc.not_in_ledger = len(unstamped)
+    acc.unstamped = [f"{seq} {topics[(seq, dig)]}" for seq, dig in unstamped[:10]]
+    acc.cut_mid_commit = len(mid_commit)
+    acc.cut_mid_commit_delivered = len(mid_commit & delivered)
     acc.lost = len(lost)
     acc.lost_per_life = dict(collections.Counter(stamped[key] for key in lost))
     acc.duplicates = sum(n - 1 for n in arrivals.values())
@@ -193,7 +223,8 @@ class Report:
             f"seq stamped {acc.stamped}, delivered {acc.delivered}, lost {acc.lost} "
             f"(by life {dict(sorted(acc.lost_per_life.items()))}), duplicates {acc.duplicates}, "
             f"reused {acc.reused} (delivered with two bodies: {acc.reused_delivered}), "
-            f"delivered but not stamped {acc.not_in_ledger}",
+            f"delivered but not stamped {acc.not_in_ledger}; cut mid-commit {acc.cut_mid_commit} "
+            f"(delivered all the same: {acc.cut_mid_commit_delivered})",
             f"sessions started {acc.sessions_started}, ended {acc.sessions_ended} "
             f"({acc.ended_interrupted} interrupted), never ended {len(acc.never_ended)}, "
             f"ended twice {len(acc.ended_twice)}",
@@ -240,7 +271,9 @@ class PowerLossCampaign(Parts):
 
     def _delivered_all_of(self, life: int) -> bool:
         got = {key for _, _, key, _ in sequenced(self.received())}
-        return all((seq, dig) in got for lf, seq, _, dig in self.agent.ledger_lines() if lf == life)
+        return all(
+            (s.seq, s.digest) in got for s in self.agent.ledger_lines() if s.life == life and s.committed
+        )
 
     def start_agent(self) -> None:
         self.agent.start()
@@ -311,7 +344,7 @@ class PowerLossCampaign(Parts):
         self.report.fs = self.fs.stats()
         self.report.lives = self.agent.lives
         self.report.quarantined = self.agent.tail(10**7).count(" is corrupt (")
-        lives_with_messages = {lf for lf, *_ in ledger}
+        lives_with_messages = {s.life for s in ledger if s.committed}
         self.report.silent_lives = sorted(set(range(1, life + 1)) - lives_with_messages - self._cut_lives)
         problems = self.report.problems
         if acc.reused:
@@ -323,7 +356,10 @@ class PowerLossCampaign(Parts):
         if self.report.synchronous == "full" and acc.lost:
             problems.append(f"{acc.lost} committed message(s) lost with synchronous = full")
         if acc.not_in_ledger:
-            problems.append(f"{acc.not_in_ledger} delivered message(s) the outbox never stamped")
+            problems.append(
+                f"{acc.not_in_ledger} delivered message(s) the outbox never stamped "
+                f"(seq topic: {', '.join(acc.unstamped)})"
+            )
         if self.report.silent_lives:
             problems.append(f"agent lives {self.report.silent_lives} queued nothing after a restart")
         if self.report.quarantined:
