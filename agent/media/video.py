@@ -126,11 +126,16 @@ def _cropped(frame: Frame, region: Box) -> Frame:
 
 
 class RateLimiter:
-    """Lets an event through at most ``max_per_s`` times per second of the given clock.
+    """Lets an event through at most ``max_per_s`` times per second of the given clock, on average.
 
-    Slots are scheduled from the last accepted time, not a fixed grid, so a source slower than the limit is
-    never throttled further, and a small jitter (5 % of the period) is tolerated so a source paced at exactly
-    the limit is not cut in half by timestamp noise.
+    Virtual scheduling (GCRA): each pass books the next slot one period after the later of its own slot and
+    its time, and an event passes once it is at most half a period before its slot. A source slower than
+    the limit is never throttled further; a source paced at the limit passes whole however its timestamps
+    jitter (under half a period); a faster one gets exactly the limit in the long run, at most one event
+    more in any window. Measured (benchmark 8, 2 fps camera at the 2 fps limit, loaded machine): the old
+    rule, "a period minus 5 % since the last pass", dropped every frame stamped 25 ms early after a late
+    one (the camera keeps its grid), 21-24 frames of a 4-minute kiosk script, each 0.5 s of a visit in
+    which nothing of the visitor was measured.
     """
 
     def __init__(self, max_per_s: float) -> None:
@@ -138,12 +143,16 @@ class RateLimiter:
             raise ValueError(f"rate limit {max_per_s}: must be > 0 per second")
         self.period_s = 1.0 / max_per_s
         self._last: Optional[float] = None
+        self._slot = 0.0
 
     def allow(self, t: float) -> bool:
-        """Whether an event at time ``t`` passes; a passing event starts the next period."""
-        if self._last is not None and 0.0 <= t - self._last < self.period_s * 0.95:
-            return False  # (a clock stepped backwards, e.g. a Pi's first NTP sync, starts afresh)
+        """Whether an event at time ``t`` passes; a passing event books the next slot."""
+        if self._last is None or t < self._last:  # (a clock stepped backwards, e.g. a Pi's first NTP sync)
+            self._slot = t
+        elif t < self._slot - self.period_s / 2:
+            return False
         self._last = t
+        self._slot = max(self._slot, t) + self.period_s
         return True
 
 
