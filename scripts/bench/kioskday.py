@@ -65,6 +65,7 @@ from agent.capture.synthetic import SceneStep, SpeechSource, SyntheticCamera  # 
 from agent.dev.localbroker import LocalBroker  # noqa: E402
 from agent.hume import pricing  # noqa: E402
 from agent.hume.backend import Backend  # noqa: E402
+from agent.hume.types import Observation  # noqa: E402
 from agent.media.audio import AUDIO_RATE, AudioChunk  # noqa: E402
 from agent.media.frames import Frame  # noqa: E402
 from agent.media.video import FramePipeline  # noqa: E402
@@ -288,9 +289,36 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
         environ={},
     )
     made: List[Recorder] = []
+    trace: List[Tuple[str, float, float]] = []
+    """(what, script time it happened, capture time): frames and audio handed to the backend, boundaries,
+    results as they came back; printed with ``KIOSKDAY_TRACE`` set: where a visit's first seconds go."""
+
+    def at() -> float:
+        return round(time.monotonic() - args.t0, 3)
+
+    def captured(wall: float) -> float:
+        return round(wall - (time.time() - (time.monotonic() - args.t0)), 3)
+
+    class Traced(Recorder):
+        def send_frame(self, jpeg: bytes, captured_at: float, session_id: Optional[str]) -> None:
+            trace.append(("frame", at(), captured(captured_at)))
+            super().send_frame(jpeg, captured_at, session_id)
+
+        def send_audio(self, pcm16: bytes, captured_at: float, session_id: Optional[str]) -> None:
+            trace.append(("audio", at(), captured(captured_at)))
+            super().send_audio(pcm16, captured_at, session_id)
+
+        def mark_boundary(self) -> None:
+            trace.append(("boundary", at(), at()))
+            super().mark_boundary()
+
+        async def receive(self) -> Observation:
+            obs = await super().receive()
+            trace.append((obs.model, at(), captured(obs.captured_at)))
+            return obs
 
     def recording(c: config_mod.Config) -> Backend:
-        made.append(Recorder(service.make_backend(c)))
+        made.append(Traced(service.make_backend(c)))
         return made[-1]
 
     static: List[float] = []  # capture times of frames skipped as near-identical to the last one sent
@@ -334,7 +362,10 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
         )
         results.append((obs.model, round(begin, 3), round(begin + length, 3)))
     skipped = [round(t - wall0, 3) for t in static]
-    return {"exit": code, "results": results, "rss": rss, "captured": camera.captured, "static": skipped}
+    out = {"exit": code, "results": results, "rss": rss, "captured": camera.captured, "static": skipped}
+    if os.environ.get("KIOSKDAY_TRACE"):
+        out["trace"] = trace
+    return out
 
 
 async def run_naive_v1(args: argparse.Namespace, script: Script) -> Dict[str, Any]:
