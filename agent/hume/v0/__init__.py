@@ -7,6 +7,7 @@ Hume shut v0 down in June 2026; it stays for the emulator and for anyone with a 
 * ``publish``: the client -> server publish message and its model configs;
 * ``payloads``: what waits to be sent on each socket, and how replies come back as observations;
 * ``accounting``: the in-flight table that matches replies, and the per-socket counters;
+* ``connector``: opening a socket with the key, a deadline, and what each refusal means;
 * ``link``: one self-healing WebSocket per modality (one payload in flight, reconnects);
 * ``client``: ``V0Backend``, the sockets composed behind ``agent.hume.backend.Backend``.
 """

@@ -45,7 +45,8 @@ from agent.aio import OnFirstUse, cancel_and_wait, spawn
 from agent.config import HumeConfig
 from agent.hume.backend import Backend
 from agent.hume.types import BackendStatus, Observation, counters
-from agent.hume.v0.link import HEARTBEAT_S, Connector, Link, MediaBuffer
+from agent.hume.v0.connector import HEARTBEAT_S, Connector
+from agent.hume.v0.link import Link, MediaBuffer
 from agent.hume.v0.payloads import (
     AudioBuffer,
     FrameSlot,

@@ -28,14 +28,14 @@ from typing import Callable, Dict, Optional, Protocol, Tuple, Union
 import aiohttp
 
 from agent.aio import cancel_and_wait, spawn, wait_get
-from agent.backoff import Backoff, rate_limit_backoff, rate_limited_delay, retry_after_s
-from agent.config import MASK, HumeConfig
+from agent.backoff import Backoff, rate_limit_backoff, rate_limited_delay
+from agent.config import HumeConfig
 from agent.errors import HumeAuthError
 from agent.hume.types import LinkStatus, Observation, OutgoingMedia
 from agent.hume.v0.accounting import InFlight, LinkStats
+from agent.hume.v0.connector import Broken, Connector, RateLimited
 from agent.hume.v0.payloads import PayloadBuilder, Queued, observations, warning_codes
 from agent.hume.v0.protocol import (
-    API_KEY_HEADER,
     FATAL_CODES,
     KNOWN_CLOSE_CODES,
     ErrorMessage,
@@ -49,10 +49,6 @@ from agent.untrusted import clip, code_key
 
 _LOGGER = logging.getLogger(__name__)
 
-HEARTBEAT_S = 15.0
-"""WebSocket ping interval; a missing pong (heartbeat / 2) marks a half-open link (captive Wi-Fi) dead."""
-CONNECT_TIMEOUT_S = 10.0
-"""Upgrade handshake deadline; a router that swallows SYNs must not stall the link forever."""
 CLOSE_TIMEOUT_S = 2.0
 """How long a close handshake may take before the socket is simply dropped."""
 
@@ -80,22 +76,6 @@ class MediaBuffer(Protocol):
     def stats(self) -> Dict[str, float]: ...
 
 
-class _Broken(Exception):
-    """The socket (or the attempt to open one) failed; retry after a backoff delay."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _RateLimited(_Broken):
-    """HTTP 429: the organisation's request limit (or Hume's handshake rate), not a dead server."""
-
-    def __init__(self, reason: str, retry_after: Optional[float]) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
 class _Fatal(Exception):
     """A reply that fast retries cannot fix (out of credits); retry slowly."""
 
@@ -114,64 +94,6 @@ class _Closed:
 
 Event = Tuple[int, Union[Reply, _Closed, None]]
 """(connection number, what happened); ``None`` is a wake-up from ``send_*`` (connection number 0)."""
-
-
-class Connector:
-    """Opens sockets to one URL with one key, and remembers whether that key was ever accepted.
-
-    The key lives only in the request headers; it is never formatted into a log line, an exception
-    message or this object's repr, and any library error text is scrubbed of it before use.
-    """
-
-    def __init__(self, url: str, api_key: str, heartbeat_s: float = HEARTBEAT_S) -> None:
-        self.url = url
-        self._api_key = api_key
-        self._heartbeat_s = heartbeat_s
-        self.accepted = False
-        self._session: Optional[aiohttp.ClientSession] = None
-
-    def __repr__(self) -> str:
-        return f"Connector(url={self.url!r}, accepted={self.accepted})"
-
-    async def __aenter__(self) -> Connector:
-        self._session = aiohttp.ClientSession()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def redact(self, text: str) -> str:
-        return text.replace(self._api_key, MASK) if self._api_key else text
-
-    async def open(self) -> aiohttp.ClientWebSocketResponse[bool]:
-        """Open one socket; raise :class:`HumeAuthError` for a refused key, :class:`_Broken` otherwise."""
-        if self._session is None:
-            raise RuntimeError("Connector.open() outside 'async with'")
-        try:
-            ws = await asyncio.wait_for(
-                self._session.ws_connect(
-                    self.url, headers={API_KEY_HEADER: self._api_key}, heartbeat=self._heartbeat_s
-                ),
-                CONNECT_TIMEOUT_S,
-            )
-        except aiohttp.WSServerHandshakeError as exc:
-            if exc.status in (401, 403):
-                raise HumeAuthError(
-                    f"Hume refused the API key (HTTP {exc.status}) at {self.url}: check hume.api_key, "
-                    "$HUME_API_KEY or the hume_api_key credential"
-                ) from None
-            if exc.status == 429:
-                retry_after = retry_after_s(exc.headers.get("Retry-After")) if exc.headers else None
-                raise _RateLimited("upgrade refused with HTTP 429 (request limit)", retry_after) from None
-            raise _Broken(f"upgrade refused with HTTP {exc.status}") from None
-        except asyncio.TimeoutError:
-            raise _Broken(f"no upgrade within {CONNECT_TIMEOUT_S:g} s") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _Broken(f"cannot connect: {self.redact(str(exc)) or type(exc).__name__}") from None
-        self.accepted = True
-        return ws
 
 
 class Link:
@@ -253,12 +175,12 @@ class Link:
                     raise
                 await self._pause("auth_failed", str(exc), self._cfg.fatal_retry_s)
                 continue
-            except _RateLimited as exc:
+            except RateLimited as exc:
                 self.stats.rate_limited += 1
                 delay = rate_limited_delay(self._rate_backoff, exc.retry_after)
                 await self._pause("rate_limited", exc.reason, delay)
                 continue
-            except _Broken as exc:
+            except Broken as exc:
                 await self._pause("backoff", exc.reason, self._backoff.next_delay())
                 continue
             self._rate_backoff.reset()
@@ -270,7 +192,7 @@ class Link:
             self._set_state("open", f"connected to {connector.url}")
             try:
                 outcome = await self._serve(ws)
-            except _Broken as exc:
+            except Broken as exc:
                 await self._pause("backoff", exc.reason, self._backoff.next_delay())
             except _Fatal as exc:
                 await self._pause(exc.state, exc.reason, self._cfg.fatal_retry_s)
@@ -343,9 +265,9 @@ class Link:
             # A full send buffer (a link that swallows packets) would wait forever: bound it too.
             await asyncio.wait_for(ws.send_str(text), self._cfg.reply_timeout_s)
         except asyncio.TimeoutError:
-            raise _Broken(f"send stalled for {self._cfg.reply_timeout_s:g} s") from None
+            raise Broken(f"send stalled for {self._cfg.reply_timeout_s:g} s") from None
         except (ConnectionError, aiohttp.ClientError) as exc:
-            raise _Broken(f"send failed: {type(exc).__name__}") from None
+            raise Broken(f"send failed: {type(exc).__name__}") from None
         self.stats.sent += 1
         timeout = self._cfg.reply_timeout_s
         while True:
@@ -354,7 +276,7 @@ class Link:
                 return
             if await self._next_event(conn, deadline - loop.time()) is _TIMEOUT:
                 self.stats.timeouts += len(self._inflight.expire(loop.time(), timeout))
-                raise _Broken(f"no reply within {timeout:g} s")
+                raise Broken(f"no reply within {timeout:g} s")
 
     async def _next_event(self, conn: int, timeout: Optional[float]) -> object:
         """Wait for one event of connection ``conn`` (or a wake-up) and act on it; _TIMEOUT if none came."""
@@ -372,7 +294,7 @@ class Link:
             if event_conn != conn:
                 continue  # from a socket already closed: its payloads were counted as lost
             if isinstance(what, _Closed):
-                raise _Broken(what.reason)
+                raise Broken(what.reason)
             self._on_reply(what)
             return what
 
