@@ -22,6 +22,7 @@ import logging
 import time
 from typing import Callable, Dict, Iterable, Optional
 
+from agent.aio import OnFirstUse, wait_event
 from agent.capture.camera import FrameSource
 from agent.capture.microphone import AudioSource
 from agent.config import Config
@@ -109,6 +110,11 @@ class Agent:
         )
         self.audio_gate = AudioGate(cfg.microphone, spill_hangover=cfg.hume.backend == "v1")
         self.counters: Dict[str, int] = {"frames": 0, "frames_sent": 0, "audio_chunks": 0, "audio_sent": 0}
+        self._allowed_from: Optional[float] = None
+        """Wall time since which media may leave (None while it may not): frames captured before, so
+        before the visit's notice was out, are not sent."""
+        self._timers = OnFirstUse(asyncio.Event)
+        """Set when a session timer may have moved (a debounce began): the tick loop re-arms for it."""
         self.identity = identity.collect(cfg, started_at=wall())
         publisher.on_delivered = self._notice_delivered
         publisher.service_health = self.health
@@ -182,6 +188,13 @@ class Agent:
         allowed = self.desk.sync(
             self.sessions.should_stream, self.sessions.session_id, self.publisher.connected
         )
+        if allowed and self._allowed_from is None:
+            # The first frame of the visit is read now, not at the camera's next slot (up to 0.5 s later).
+            self._allowed_from = self._wall()
+            if self.camera is not None:
+                self.camera.hurry()
+        elif not allowed:
+            self._allowed_from = None
         if not allowed and self.gate.withdraw():
             # Whatever was captured before this moment stays here, however long Hume was unreachable: a
             # pause pressed while the link was in backoff once sent 4.8 s of audio and 3 frames (#31).
@@ -227,7 +240,12 @@ class Agent:
                     self.gate.drop("paused", "frame")
                     continue
                 self._apply(self.sessions.observe(self._mono(), presence=present))
+                if self.sessions.debounce_due() is not None:
+                    self._timers.get().set()
             if withdrawals == self.gate.withdrawals and self._may_send("frame"):
+                if self._allowed_from is None or frame.captured_at < self._allowed_from:
+                    self.gate.drop("unannounced", "frame")  # captured before the visit's notice was out
+                    continue
                 await self._send_frame(frame, withdrawals)
 
     async def _send_frame(self, frame: Frame, withdrawals: int) -> None:
@@ -298,7 +316,12 @@ class Agent:
             if now - last_status >= STATUS_EVERY_S:
                 last_status = now
                 self.notifier.status(status_mod.summary_line(self.publisher.health_snapshot().to_json()))
-            await asyncio.sleep(TICK_S)
+            # A debounce ends between ticks: wake then, so the visit starts (and its first frame is read)
+            # when it is due, not up to TICK_S later.
+            timers = self._timers.get()
+            timers.clear()
+            due = self.sessions.debounce_due()
+            await wait_event(timers, TICK_S if due is None else min(TICK_S, max(0.001, due - self._mono())))
 
     # -- reporting ------------------------------------------------------------------------------
 

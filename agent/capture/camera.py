@@ -23,6 +23,7 @@ from typing import Any, AsyncGenerator, Callable, Dict, Optional, Tuple, TypeVar
 
 import numpy as np
 
+from agent.aio import OnFirstUse, wait_event
 from agent.capture.device import CLOSE_TIMEOUT_S, Recovery, join_thread
 from agent.config import is_camera_device
 from agent.media.frames import Frame
@@ -103,6 +104,7 @@ class FrameSource(abc.ABC):
         self.recovery = Recovery(_LOGGER, self.describe(), retry_initial_s, retry_max_s)
         self.frames_read = 0
         self._worker = _Worker(f"camera:{self.describe()}")
+        self._hurry: OnFirstUse[asyncio.Event] = OnFirstUse(asyncio.Event)
 
     @abc.abstractmethod
     def describe(self) -> str:
@@ -141,10 +143,20 @@ class FrameSource(abc.ABC):
         except Exception as exc:
             _LOGGER.debug("%s: close failed: %s", self.describe(), exc)
 
+    def hurry(self) -> None:
+        """Read the next frame now instead of at its slot, which it takes (the one after keeps the grid).
+
+        The hub asks when a visit's media may start leaving: the frames before were captured before the
+        visit's notice and may not be sent, and waiting for the next slot left up to a frame period (0.5 s
+        at 2 fps) of every visit unmeasured (benchmark 8)."""
+        self._hurry.get().set()
+
     async def frames(self) -> AsyncGenerator[Frame, None]:
-        """Frames at most at ``fps``, forever; a lost device is reopened by itself."""
+        """Frames at most at ``fps`` (and one sooner when hurried), forever; a lost device is reopened by
+        itself."""
         period = 1.0 / self.fps
         due = time.monotonic()
+        hurry = self._hurry.get()
         opened = False
         try:
             while True:
@@ -152,7 +164,8 @@ class FrameSource(abc.ABC):
                     if not opened:
                         await self._worker.call(self._open)
                         opened = True
-                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    await wait_event(hurry, max(0.0, due - time.monotonic()))
+                    hurry.clear()
                     frame = await self._worker.call(self._read)
                 except asyncio.CancelledError:
                     raise

@@ -194,6 +194,17 @@ class SessionTracker:
         """Let due timers fire (call it about once a second, and whenever no input arrives)."""
         return self._step(self._advance(now))
 
+    def debounce_due(self) -> Optional[float]:
+        """When the running debounce completes (a ``tick`` then starts the session), None if none runs.
+
+        The hub wakes its tick for it: the start (and so the notice, then the visit's first frame) comes
+        when the debounce is over, not at the next half-second tick or audio chunk (benchmark 8: those
+        started a visit 0.03-0.18 s late, after the camera frame due then, so its first frame came a
+        frame period later)."""
+        if self._id is not None or self._cfg.mode != "presence" or self._blocked or self._seen_since is None:
+            return None
+        return self._seen_since + self._cfg.debounce_s
+
     # ----------------------------------------------------------------------------------------------
 
     def _advance(self, now: float) -> float:

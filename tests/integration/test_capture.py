@@ -228,6 +228,22 @@ async def test_synthetic_scene_plays_its_script() -> None:
     assert not np.array_equal(later.image, wall)  # then face a
 
 
+async def test_a_hurried_camera_reads_now_and_keeps_its_rate() -> None:
+    """``hurry`` (a visit's media may leave) reads the next frame at once, in place of the slot it was
+    waiting for: the frame after it comes a whole period after that slot, never sooner."""
+    cam = SyntheticCamera(320, 240, fps=0.25)  # a frame every 4 s
+    frames: AsyncIterator[Frame] = cam.frames()
+    try:
+        first = await asyncio.wait_for(frames.__anext__(), timeout=10)
+        cam.hurry()
+        hurried = await asyncio.wait_for(frames.__anext__(), timeout=10)
+        after = await asyncio.wait_for(frames.__anext__(), timeout=15)
+    finally:
+        await frames.aclose()
+    assert hurried.captured_at - first.captured_at < 2.0  # not the 4 s slot
+    assert after.captured_at - first.captured_at >= 8.0 - 0.1  # the slot after the one it took
+
+
 def test_open_camera_names_a_missing_library(monkeypatch: pytest.MonkeyPatch) -> None:
     assert open_camera(CameraConfig(source="none")) is None
     monkeypatch.setitem(sys.modules, "picamera2", None)

@@ -37,6 +37,23 @@ def test_presence_must_hold_for_debounce() -> None:
     assert t.session_id == "s1"
 
 
+def test_debounce_due_says_when_the_start_comes_and_only_while_a_debounce_runs() -> None:
+    t = tracker()
+    assert t.debounce_due() is None
+    t.observe(0.6, presence=True)
+    assert t.debounce_due() == pytest.approx(1.6)
+    assert kinds(t.tick(t.debounce_due() or 0.0)) == [(START, "s1", 1.6, Reason.PRESENCE)]
+    assert t.debounce_due() is None  # active: no debounce
+    t.command(2.0, "end")
+    assert t.debounce_due() is None  # dismissed while still in view: presence must drop first
+    t.observe(3.0, presence=False)
+    assert t.debounce_due() is None
+    assert tracker(mode="command").observe(0.0, presence=True) == []
+    commanded = tracker(mode="command")
+    commanded.observe(0.0, presence=True)
+    assert commanded.debounce_due() is None  # presence starts nothing in command mode
+
+
 def test_absence_must_hold_for_grace_and_presence_resets_it() -> None:
     t = tracker()
     t.observe(0.0, presence=True)
