@@ -110,9 +110,10 @@ class Agent:
         )
         self.audio_gate = AudioGate(cfg.microphone, spill_hangover=cfg.hume.backend == "v1")
         self.counters: Dict[str, int] = {"frames": 0, "frames_sent": 0, "audio_chunks": 0, "audio_sent": 0}
-        self._allowed_from: Optional[float] = None
-        """Wall time since which media may leave (None while it may not): frames captured before, so
-        before the visit's notice was out, are not sent."""
+        self._allowed_after: Optional[int] = None
+        """Frames the camera had read when media last became allowed (None while it may not): those, captured
+        before the visit's notice was out, are not sent. A count, not a wall time: a clock stepped back
+        (a Pi's NTP sync) must not hold back every later frame of the visit."""
         self._timers = OnFirstUse(asyncio.Event)
         """Set when a session timer may have moved (a debounce began): the tick loop re-arms for it."""
         self.identity = identity.collect(cfg, started_at=wall())
@@ -188,13 +189,13 @@ class Agent:
         allowed = self.desk.sync(
             self.sessions.should_stream, self.sessions.session_id, self.publisher.connected
         )
-        if allowed and self._allowed_from is None:
+        if allowed and self._allowed_after is None:
             # The first frame of the visit is read now, not at the camera's next slot (up to 0.5 s later).
-            self._allowed_from = self._wall()
+            self._allowed_after = self.camera.frames_read if self.camera is not None else 0
             if self.camera is not None:
                 self.camera.hurry()
         elif not allowed:
-            self._allowed_from = None
+            self._allowed_after = None
         if not allowed and self.gate.withdraw():
             # Whatever was captured before this moment stays here, however long Hume was unreachable: a
             # pause pressed while the link was in backoff once sent 4.8 s of audio and 3 frames (#31).
@@ -230,6 +231,7 @@ class Agent:
 
     async def camera_loop(self, camera: FrameSource) -> None:
         async for frame in camera.frames():
+            read = camera.frames_read  # this frame's number
             self.counters["frames"] += 1
             if not self.gate.captured("frame", paused=self.desk.paused):
                 continue
@@ -243,7 +245,7 @@ class Agent:
                 if self.sessions.debounce_due() is not None:
                     self._timers.get().set()
             if withdrawals == self.gate.withdrawals and self._may_send("frame"):
-                if self._allowed_from is None or frame.captured_at < self._allowed_from:
+                if self._allowed_after is None or read <= self._allowed_after:
                     self.gate.drop("unannounced", "frame")  # captured before the visit's notice was out
                     continue
                 await self._send_frame(frame, withdrawals)

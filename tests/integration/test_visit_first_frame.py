@@ -20,6 +20,7 @@ from agent import service
 from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.config import Config
 from agent.hume.backend import Backend
+from agent.media.frames import Frame
 from hume_emulator.emulator import Emulator
 from tests.support.emulator import TEST_KEY
 from tests.support.mosquitto import Broker
@@ -49,10 +50,18 @@ class Timeline(Recorder):
         super().send_frame(jpeg, captured_at, session_id)
 
 
-async def test_the_first_frame_of_a_visit_is_read_once_its_notice_is_out(
-    emulator: Emulator, mosquitto: Broker, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+class SteppedClock(SyntheticCamera):
+    """Stamps frames an hour back from its 4th frame on: the wall clock stepped back (a Pi's NTP sync)."""
+
+    def _read(self) -> Frame:
+        frame = super()._read()
+        return Frame(frame.image, frame.fmt, frame.captured_at - (3600.0 if self.frames_read >= 3 else 0.0))
+
+
+async def run_visit(
+    camera: SyntheticCamera, fps: float, frames: int, *, emulator: Emulator, mosquitto: Broker, tmp_path: Any
+) -> Timeline:
+    """The agent watching ``camera`` until ``frames`` frames were sent."""
     cfg: Config = config_mod.from_dict(
         {
             "device_id": "first-frame-kiosk",
@@ -60,7 +69,7 @@ async def test_the_first_frame_of_a_visit_is_read_once_its_notice_is_out(
             "mqtt": {"host": mosquitto.host, "port": mosquitto.port},
             "outbox": {"path": str(tmp_path / "outbox.sqlite")},
             "session": {"debounce_s": DEBOUNCE_S},
-            "camera": {"fps": FPS},
+            "camera": {"fps": fps, "static_threshold": 0},
         },
         environ={},
     )
@@ -70,17 +79,36 @@ async def test_the_first_frame_of_a_visit_is_read_once_its_notice_is_out(
         made.append(Timeline(service.make_backend(c)))
         return made[0]
 
-    camera = SyntheticCamera(640, 480, FPS, scene=[SceneStep(1.0, None), SceneStep(3600.0, "a")])
     stop = asyncio.Event()
     task = asyncio.ensure_future(service.run_agent(cfg, stop, sources=(camera, None), make_backend=recording))
     try:
-        await eventually(lambda: bool(made) and bool(made[0].frames), 60.0, what="the visit's first frame")
+        await eventually(
+            lambda: bool(made) and len(made[0].frames) >= frames, 60.0, what=f"{frames} frames sent"
+        )
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0
-    timeline = made[0]
+    return made[0]
+
+
+async def test_the_first_frame_of_a_visit_is_read_once_its_notice_is_out(
+    emulator: Emulator, mosquitto: Broker, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    camera = SyntheticCamera(640, 480, FPS, scene=[SceneStep(1.0, None), SceneStep(3600.0, "a")])
+    timeline = await run_visit(camera, FPS, 1, emulator=emulator, mosquitto=mosquitto, tmp_path=tmp_path)
     start = timeline.boundaries[0]
     first = timeline.frames[0]
     assert first >= start, "a frame captured before the visit started (before its notice) was sent"
     # The camera's next slot was up to 1 / FPS = 2 s after the start: now read within a fraction of it.
     assert first - start < 0.5, f"the visit's first frame was captured {first - start:.2f} s after its start"
+
+
+async def test_a_clock_stepped_back_during_a_visit_does_not_hold_its_frames(
+    emulator: Emulator, mosquitto: Broker, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which frames came before the notice is decided by their order, not their wall-clock stamps."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    camera = SteppedClock(640, 480, 4.0)
+    timeline = await run_visit(camera, 4.0, 6, emulator=emulator, mosquitto=mosquitto, tmp_path=tmp_path)
+    assert min(timeline.frames) < timeline.boundaries[0] - 1800  # frames stamped after the step were sent
