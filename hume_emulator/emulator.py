@@ -1,7 +1,7 @@
 """A protocol-faithful local emulator of Hume's v0 streaming API (``GET /v0/stream/models``).
 
 Hume sunset this API in June 2026, so this aiohttp application is now the only place its contract runs
-end to end; it is judged by the official ``hume`` 0.13 SDK (tests/integration/test_sdk_fidelity.py).
+end to end; it is judged by the official ``hume`` 0.13 SDK (tests/integration/test_v0_sdk_fidelity.py).
 
 Behaviour, and the choices made where Hume's documentation is silent:
 

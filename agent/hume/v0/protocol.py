@@ -2,7 +2,7 @@
 
 The client and the emulator use these same types, so the wire format lives in exactly one place.
 Field names and shapes follow Hume's published reference of the v0 streaming API and its official
-Python SDK (``hume`` 0.13, the last with the streaming client; ``tests/integration/test_sdk_fidelity.py``
+Python SDK (``hume`` 0.13, the last with the streaming client; ``tests/integration/test_v0_sdk_fidelity.py``
 holds the emulator to it); error / warning codes and label lists follow Hume's documentation. Parsing is
 strict about types (a wrong type is a :class:`ProtocolViolation`) and lenient about unknown fields, as the
 official SDK is.
