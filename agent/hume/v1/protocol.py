@@ -1,7 +1,7 @@
 """Typed messages, limits and ending rules of Hume's v1 realtime API, shared by the client and the emulator.
 
 Source: Hume's documentation of the v1 realtime endpoints and the official SDK
-``hume-expression-measurement`` 0.1.0 (``tests/integration/test_v1_sdk_fidelity.py`` holds the emulator
+``hume-expression-measurement`` 0.1.0 (``tests/integration/test_sdk_fidelity.py`` holds the emulator
 to it). Parsing is lenient the way the SDK is (unknown fields ignored,
 unknown message types returned as ``None`` for the caller to skip) and strict about the fields it
 needs (a wrong type is a :class:`ValueError` naming the field). Label names are open-ended lowercase
