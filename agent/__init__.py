@@ -21,6 +21,6 @@ Beside the flow:
 Modules of the package itself: ``cli`` (the ``hume-edge`` command), ``service`` (composes and supervises
 every part), ``hub`` (the loops between the parts and the health they add up to), and the leaves every
 layer shares: ``errors``, ``messages`` (what producers hand to MQTT), ``untrusted`` (reading hostile
-bytes), ``aio`` (named, owned tasks), ``backoff``, ``throttle`` (rate-limited log lines), ``version``. The
-import layers are contracts in ``pyproject.toml`` (import-linter).
+bytes), ``aio`` (named, owned tasks), ``backoff``, ``throttle`` (the token bucket every rate uses, and
+rate-limited log lines), ``version``. The import layers are contracts in ``pyproject.toml`` (import-linter).
 """

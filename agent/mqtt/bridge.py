@@ -36,8 +36,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.aio import wait_event
 from agent.config import MqttConfig
 from agent.mqtt.diagnose import handshake_problem, open_problem
-from agent.mqtt.limits import TokenBucket
 from agent.mqtt.link import Connack, Link, Refusal, props
+from agent.throttle import TokenBucket
 
 _LOGGER = logging.getLogger(__name__)
 

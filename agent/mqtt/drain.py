@@ -36,9 +36,10 @@ from agent.aio import Timers
 from agent.config import MqttConfig
 from agent.messages import OutMessage
 from agent.mqtt.acks import ACK_FLUSH_S
-from agent.mqtt.limits import TokenBucket, packet_bytes
+from agent.mqtt.limits import packet_bytes
 from agent.mqtt.link import Link, props
 from agent.mqtt.outbox import Outbox, Row
+from agent.throttle import TokenBucket
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class Drain:
                 self.outbox.settle([], link.unmarked)
                 link.unmarked = []
             room = link.window - len(link.inflight)
-            allowed = min(room, self.bucket.available())
+            allowed = min(room, self.bucket.available(time.monotonic()))
             rows = self._next(allowed) if allowed > 0 else []
             for row in rows:
                 outcome = self._publish(link, row, sent)
@@ -204,7 +205,7 @@ class Drain:
         )
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return _DOWN
-        self.bucket.take()
+        self.bucket.take(1, time.monotonic())
         link.inflight.add(info.mid)
         sent.append((row.id, info.mid))
         if row.topic in DELIVERY_TOPICS:
@@ -238,7 +239,7 @@ class Drain:
 
     def _wake_for_tokens(self) -> None:
         """The rate, not the window, stopped this step: come back when a token is there (one timer)."""
-        self.timers.once("rate", self.bucket.wait_s(), self.wake)
+        self.timers.once("rate", self.bucket.wait_s(1, time.monotonic()), self.wake)
 
     def stop_timers(self) -> None:
         """Cancel the pending settle retry, rate and ack timers (the publisher stops)."""

@@ -26,8 +26,8 @@ import time
 from typing import Callable, Counter, Dict, List, Optional
 
 from agent.config import CommandsConfig, MqttConfig, is_loopback
-from agent.mqtt.limits import TokenBucket
 from agent.ops.health import CommandHealth
+from agent.throttle import TokenBucket
 
 
 class CommandGuard:
@@ -36,11 +36,12 @@ class CommandGuard:
     def __init__(self, cfg: CommandsConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self._clock = clock
-        self._starts = TokenBucket(cfg.session_starts_per_hour / 3600.0, clock, cfg.session_starts_per_hour)
-        self._text = TokenBucket(cfg.text_chars_per_minute / 60.0, clock, cfg.text_chars_per_minute)
-        self._privacy = TokenBucket(cfg.privacy_per_hour / 3600.0, clock, cfg.privacy_per_hour)
-        self._announce = TokenBucket(cfg.discovery_per_minute / 60.0, clock, cfg.discovery_per_minute)
-        self._replies = TokenBucket(cfg.replies_per_s, clock, max(1.0, 2 * cfg.replies_per_s))
+        now = clock()
+        self._starts = TokenBucket(cfg.session_starts_per_hour / 3600.0, cfg.session_starts_per_hour, now)
+        self._text = TokenBucket(cfg.text_chars_per_minute / 60.0, cfg.text_chars_per_minute, now)
+        self._privacy = TokenBucket(cfg.privacy_per_hour / 3600.0, cfg.privacy_per_hour, now)
+        self._announce = TokenBucket(cfg.discovery_per_minute / 60.0, cfg.discovery_per_minute, now)
+        self._replies = TokenBucket(cfg.replies_per_s, max(1.0, 2 * cfg.replies_per_s), now)
         self.counts: Counter[str] = collections.Counter()
         self._retained_seen: Dict[str, int] = {}
 
@@ -62,13 +63,13 @@ class CommandGuard:
 
     def budget(self, name: str, action: str = "", chars: int = 0) -> Optional[str]:
         """Why this command is over its rate limit now, or None (and its cost is spent)."""
-        if name == "session" and action == "start" and not self._starts.try_take():
+        if name == "session" and action == "start" and not self._starts.try_take(1, self._clock()):
             why = f"cmd/session start: at most {self.cfg.session_starts_per_hour} an hour; try again later"
-        elif name == "text" and not self._text.try_take(chars):
+        elif name == "text" and not self._text.try_take(chars, self._clock()):
             why = f"cmd/text: at most {self.cfg.text_chars_per_minute} characters a minute; try again later"
-        elif name == "privacy" and not self._privacy.try_take():
+        elif name == "privacy" and not self._privacy.try_take(1, self._clock()):
             why = f"cmd/privacy: at most {self.cfg.privacy_per_hour} an hour; try again later"
-        elif name == "discovery" and not self._announce.try_take():
+        elif name == "discovery" and not self._announce.try_take(1, self._clock()):
             why = f"cmd/discovery: at most {self.cfg.discovery_per_minute} a minute; try again later"
         else:
             self.counts["accepted"] += 1
@@ -78,7 +79,7 @@ class CommandGuard:
 
     def announce_allowed(self) -> bool:
         """Home Assistant's birth message: re-announce only within the same per-minute budget."""
-        if self._announce.try_take():
+        if self._announce.try_take(1, self._clock()):
             return True
         self.counts["rate_limited"] += 1
         return False
@@ -97,7 +98,7 @@ class CommandGuard:
 
     def may_reply(self) -> bool:
         """Whether a ``cmd/result`` reply may be published now (False: drop it, counted)."""
-        if self._replies.try_take():
+        if self._replies.try_take(1, self._clock()):
             return True
         self.counts["replies_dropped"] += 1
         return False

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Dict, List, Optional, Set, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 
-from agent.mqtt.limits import TokenBucket, packet_bytes
+from agent.mqtt.limits import packet_bytes
+from agent.throttle import TokenBucket
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -105,5 +107,5 @@ class Link:
                     self.max_packet_bytes,
                 )
             return
-        self.bucket.take()
+        self.bucket.take(1, time.monotonic())
         self.client.publish(topic, payload, qos=0, retain=retain)

@@ -35,7 +35,7 @@ from agent.mqtt.commands import Command
 from agent.mqtt.drain import Drain
 from agent.mqtt.guard import CommandGuard
 from agent.mqtt.intake import CommandIntake
-from agent.mqtt.limits import TokenBucket
+from agent.mqtt.limits import publish_bucket
 from agent.mqtt.link import Link, Refusal
 from agent.mqtt.outbox import Outbox
 from agent.ops.health import Health, MqttHealth, ProcessHealth, ServiceHealth
@@ -96,7 +96,7 @@ class Publisher:
         self._rng = random.Random()
         self._started = time.monotonic()
         self._health_failed = False
-        self._bucket = TokenBucket(cfg.max_publish_rate_per_s)
+        self._bucket = publish_bucket(cfg.max_publish_rate_per_s, time.monotonic())
         self._drain = Drain(cfg, outbox, self.base, self._poke, self._bucket)
         self.guard = CommandGuard(commands or CommandsConfig())
         self.intake = CommandIntake(

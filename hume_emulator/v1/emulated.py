@@ -23,8 +23,8 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from agent.hume.v1 import protocol as p
-from agent.hume.v1.pacing import TokenBucket
 from agent.media.audio import AUDIO_RATE, BYTES_PER_MS
+from agent.throttle import TokenBucket
 from hume_emulator import detectors, scoring
 
 AUDIO_EXPRESSIONS = (
@@ -317,7 +317,7 @@ class AudioSession(_Session):
                 True,
             )
             return
-        if not self._bucket.try_take(len(data) / BYTES_PER_MS, now) or self.faults.take_rate_limit():
+        if not self._bucket.try_send(len(data) / BYTES_PER_MS, now) or self.faults.take_rate_limit():
             self.error(p.Codes.RATE_LIMITED, "audio sent faster than real time; resend this frame", True)
             return
         self.locked = True
@@ -465,7 +465,7 @@ class VideoSession(_Session):
         return {"frames": self.frames}, {"measurements": self.measured_faces}
 
     def on_media(self, data: bytes, now: float) -> None:
-        if not self._bucket.try_take(1.0, now) or self.faults.take_rate_limit():
+        if not self._bucket.try_send(1.0, now) or self.faults.take_rate_limit():
             self.error(
                 p.Codes.RATE_LIMITED, "more than 3 frames per second; this frame was not measured", True
             )

@@ -6,7 +6,7 @@ from typing import List
 
 from agent.config import CommandsConfig, MqttConfig
 from agent.mqtt.guard import CommandGuard, exposure_warnings
-from agent.mqtt.limits import TokenBucket
+from agent.throttle import TokenBucket
 
 
 class Clock:
@@ -19,14 +19,14 @@ class Clock:
 
 def test_token_bucket_starts_full_and_refills_at_its_rate() -> None:
     clock = Clock()
-    bucket = TokenBucket(rate_per_s=2.0, clock=clock, burst=4.0)
-    assert [bucket.try_take() for _ in range(5)] == [True, True, True, True, False]
+    bucket = TokenBucket(rate_per_s=2.0, capacity=4.0, now=clock())
+    assert [bucket.try_take(1, clock()) for _ in range(5)] == [True, True, True, True, False]
     clock.now += 0.5
-    assert bucket.try_take()  # one token back after half a second
-    assert not bucket.try_take()
+    assert bucket.try_take(1, clock())  # one token back after half a second
+    assert not bucket.try_take(1, clock())
     clock.now += 100.0
-    assert bucket.try_take(4.0)  # refills only up to the burst
-    assert not bucket.try_take()
+    assert bucket.try_take(4.0, clock())  # refills only up to the burst
+    assert not bucket.try_take(1, clock())
 
 
 def test_session_starts_are_limited_per_hour_and_ends_never() -> None:

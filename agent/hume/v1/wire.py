@@ -24,8 +24,8 @@ from agent.hume.types import (
     scoped_face_id,
 )
 from agent.hume.v1 import protocol as p
-from agent.hume.v1.pacing import TokenBucket
 from agent.media.audio import BYTES_PER_MS
+from agent.throttle import TokenBucket
 from agent.untrusted import clip
 
 _LOGGER = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class AudioWire(_Wire):
             return 0.0, None
         ms = len(self.queue[0].data) / BYTES_PER_MS
         wait = self._bucket.wait_s(ms, now)
-        if wait > 0 or not self._bucket.try_take(ms, now):
+        if wait > 0 or not self._bucket.try_send(ms, now):
             return max(wait, 0.001), None
         return 0.0, self.queue.popleft()
 
@@ -172,7 +172,7 @@ class AudioWire(_Wire):
             seg = self._timeline.pop()
             self._accepted_ms = seg.start_ms
             self.queue.appendleft(seg.media)
-            self._bucket.penalize(p.AUDIO_FRAME_MS, now)
+            self._bucket.take(p.AUDIO_FRAME_MS, now)
             self.count("audio_frames_resent")
 
     def _segment_at(self, ms: int) -> Optional[_Segment]:
@@ -240,7 +240,7 @@ class VideoWire(_Wire):
         if len(self._fifo) >= VIDEO_IN_FLIGHT:
             return 0.05, None
         wait = self._bucket.wait_s(1.0, now)
-        if wait > 0 or not self._bucket.try_take(1.0, now):
+        if wait > 0 or not self._bucket.try_send(1.0, now):
             return max(wait, 0.001), None
         # A live camera: frames more than max_lag_s behind the newest are stale by now.
         oldest_kept = self.queue[-1].captured_at - self._max_lag_s
@@ -266,7 +266,7 @@ class VideoWire(_Wire):
         if self._fifo:
             self._fifo.popleft()
         if msg.code == p.Codes.RATE_LIMITED:
-            self._bucket.penalize(1.0, now)  # live frames: drop this one and slow down
+            self._bucket.take(1.0, now)  # live frames: drop this one and slow down
 
     def on_reply(self, msg: p.ServerMessage, now: float) -> None:
         if not isinstance(msg, p.VideoResult):
