@@ -104,20 +104,33 @@ class LogThrottle:
 
     def log(self, level: int, key: str, msg: str, *args: object) -> bool:
         """Log ``msg % args`` at ``level`` unless ``key`` was said within ``every_s``; True if it was said."""
+        held = self._take(key)
+        if held is None:
+            return False
+        if held:
+            msg += " (%d more like this since, not logged)"
+            args = (*args, held)
+        self.logger.log(level, msg, *args)
+        return True
+
+    def due(self, key: str) -> bool:
+        """Whether ``key`` may be said now (counted as said if so): for a caller that logs it its own way,
+        e.g. at a lower level when it is not due."""
+        return self._take(key) is not None
+
+    def _take(self, key: str) -> Optional[int]:
+        """None when ``key`` was said within ``every_s`` (one more held back); else how many were held
+        back since it was last said, and it counts as said now."""
         now = self._clock()
         said = self._said.get(key)
         if said is not None and now - said[0] < self.every_s:
             self._said[key] = (said[0], said[1] + 1)
-            return False
+            return None
         if said is None and len(self._said) >= self.max_keys:
             del self._said[next(iter(self._said))]
         self._said.pop(key, None)
         self._said[key] = (now, 0)
-        if said is not None and said[1]:
-            msg += " (%d more like this since, not logged)"
-            args = (*args, said[1])
-        self.logger.log(level, msg, *args)
-        return True
+        return 0 if said is None else said[1]
 
     def clear(self, key: str) -> None:
         """The problem is over: the next one of ``key`` is said at once."""

@@ -30,3 +30,14 @@ def test_kinds_remembered_are_bounded() -> None:
     for i in range(1000):
         throttle.log(logging.DEBUG, f"kind {i}", "x")
     assert len(throttle._said) == 8
+
+
+def test_due_decides_like_log_without_logging(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    now: List[float] = [0.0]
+    throttle = LogThrottle(logging.getLogger("agent.test"), every_s=60.0, clock=lambda: now[0])
+    assert [throttle.due("backoff") for _ in range(3)] == [True, False, False]
+    assert not throttle.log(logging.INFO, "backoff", "shared with log()")
+    now[0] = 60.0
+    assert throttle.due("backoff")
+    assert caplog.records == []

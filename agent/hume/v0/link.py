@@ -45,17 +45,13 @@ from agent.hume.v0.protocol import (
     parse_reply_obj,
     unknown_reply_fields,
 )
+from agent.throttle import LogThrottle
 from agent.untrusted import clip, code_key
 
 _LOGGER = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0
 """How long a close handshake may take before the socket is simply dropped."""
-
-REPEAT_LOG_S = 600.0
-"""A failure that recurs (a flapping link) is announced again at most this often."""
-ANNOUNCED_MAX = 64
-"""Distinct failure reasons remembered for that; bounded memory whatever the server says."""
 
 PLANNED = {
     "renew": "renewing before the server's one-minute limit",
@@ -135,7 +131,8 @@ class Link:
         self._failing: Optional[str] = None
         """The failure being reported ("state: reason"), until a reply shows the link works again."""
         self._failing_announced = False
-        self._announced: Dict[str, float] = {}
+        self._announced = LogThrottle(_LOGGER)
+        """Failure kinds announced: each again at most every 600 s, 64 kinds remembered."""
         self._connector: Optional[Connector] = None
 
     # -- called from the capture side (synchronous, O(1)) ----------------------------------------
@@ -365,18 +362,14 @@ class Link:
 
     def _fail(self, state: str, reason: str) -> None:
         """Enter a failure state, announced once: repeats, and a flapping link's recurrences within
-        :data:`REPEAT_LOG_S`, are logged at debug level only (status() always has the latest)."""
-        now = asyncio.get_running_loop().time()
+        600 s (:class:`agent.throttle.LogThrottle`), are logged at debug level only (status() always has
+        the latest)."""
         self.last_error = reason
-        self.last_error_at = now
+        self.last_error_at = asyncio.get_running_loop().time()
         key = f"{state}: {reason.split('; retry in', maxsplit=1)[0]}"
-        last = self._announced.get(key)
         level = logging.DEBUG
-        if key != self._failing and (last is None or now - last >= REPEAT_LOG_S):
+        if key != self._failing and self._announced.due(key):
             level = logging.WARNING if state in ("backoff", "rate_limited") else logging.ERROR
-            if len(self._announced) >= ANNOUNCED_MAX:
-                self._announced.clear()
-            self._announced[key] = now
             self._failing_announced = True
         self._failing = key
         self._set_state(state, reason, level)
