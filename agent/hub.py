@@ -39,6 +39,7 @@ from agent.ops import status as status_mod
 from agent.ops.health import CameraHealth, MicrophoneHealth, ServiceHealth, SessionHealth, SummaryHealth
 from agent.ops.sdnotify import Notifier
 from agent.privacy.desk import PrivacyDesk
+from agent.privacy.state import PauseRefused
 from agent.visit.audio_gate import AudioGate
 from agent.visit.gate import MediaGate
 from agent.visit.presence import PresenceDetector
@@ -173,6 +174,13 @@ class Agent:
         """``pause`` / ``resume`` / ``toggle`` from ``source`` (mqtt, page, button)."""
         if self.desk.command(self._mono(), action, source):
             self.sync_privacy()
+
+    def page_pause(self) -> Optional[PauseRefused]:
+        """The on-screen Pause: None when paused, else why not (the page shows the visitor)."""
+        refused = self.desk.page_pause(self._mono())
+        if refused is None:
+            self.sync_privacy()
+        return refused
 
     def _notice_delivered(self, seq: int) -> None:
         self.desk.delivered(seq)

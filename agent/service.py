@@ -240,9 +240,7 @@ def _notice_page(cfg: Config, agent: Agent) -> Any:
             pause_left_s=None if left is None else int(left + 0.999),
         )
 
-    page = NoticePage(
-        cfg.privacy.page_host, cfg.privacy.page_port, state, functools.partial(agent.privacy, "pause", "page")
-    )
+    page = NoticePage(cfg.privacy.page_host, cfg.privacy.page_port, state, agent.page_pause)
     desk.listeners.append(page.changed)
     return page
 

@@ -259,6 +259,14 @@ class PrivacyConfig:
     page: bool = setting(False, "serve the on-screen notice and pause page (loopback only)")
     page_host: str = setting("127.0.0.1", "page: loopback address to bind (127.0.0.0/8 or ::1)")
     page_port: int = setting(8750, "page: TCP port", min=1, max=65535)
+    page_pauses_per_hour: int = setting(
+        6,
+        "page: pauses its button may begin in any hour (so at most this many times max_pause_s paused); "
+        "past it the page tells the visitor why and when pausing works again",
+        unit="1/h",
+        min=1,
+        max=3600,
+    )
     gpio_button_pin: int = setting(
         -1, "GPIO (BCM) pin of a pause/resume push button; -1 = none", min=-1, max=27
     )

@@ -185,6 +185,8 @@ class PrivacyHealth:
     pause_left_s: Optional[float] = None
     pauses: int = 0
     """Pauses begun since start, from any source."""
+    page_pauses_refused: int = 0
+    """On-screen pauses refused over ``privacy.page_pauses_per_hour`` (``agent.privacy.state``)."""
     notice_active: bool = False
     notice_published: bool = False
     """The broker acknowledged the active notice."""

@@ -14,7 +14,8 @@ from typing import Callable, Dict, Iterable, List, Optional
 from agent.config import PrivacyConfig
 from agent.messages import OutMessage
 from agent.ops.health import PrivacyHealth
-from agent.privacy.state import NoticeGate, PauseControl, PauseEvent
+from agent.privacy.state import NoticeGate, PauseControl, PauseEvent, PauseRefused
+from agent.throttle import LogThrottle
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,13 +32,14 @@ class PrivacyDesk:
         wall: Callable[[], float],
     ) -> None:
         self.cfg = cfg
-        self.pause = PauseControl(cfg.max_pause_s)
+        self.pause = PauseControl(cfg.max_pause_s, cfg.page_pauses_per_hour)
         self.notice = NoticeGate(cfg.notice_text, device_id)
         self.listeners: List[Callable[[], None]] = []
         """Called whenever the notice or whether media may leave changed (the page, the LED)."""
         self._enqueue = enqueue
         self._wall = wall
         self._media_allowed = False
+        self._log = LogThrottle(_LOGGER)
 
     @property
     def paused(self) -> bool:
@@ -57,6 +59,18 @@ class PrivacyDesk:
         if action == "toggle":
             return self._said(self.pause.toggle(now, source))
         return self._said(self.pause.command(now, action, source))
+
+    def page_pause(self, now: float) -> Optional[PauseRefused]:
+        """The on-screen Pause: None when paused (or already paused), else why not, for the page to show.
+
+        A refusal is logged (INFO, as refused commands are) once per 10 min at most, since a script can
+        send thousands, and counted in health (``privacy.page_pauses_refused``).
+        """
+        refused = self.pause.pause_refusal(now, "page")
+        self._said(self.pause.pause(now, "page"))  # the state machine enforces and counts the refusal
+        if refused is not None:
+            self._log.log(logging.INFO, "page", "privacy pause from the page refused: %s", refused.reason)
+        return refused
 
     def tick(self, now: float) -> bool:
         """A pause past ``privacy.max_pause_s`` ends; True if it did."""
@@ -96,6 +110,7 @@ class PrivacyDesk:
             paused=self.pause.paused,
             pause_left_s=None if left is None else round(left, 1),
             pauses=self.pause.pauses,
+            page_pauses_refused=self.pause.page_refused,
             notice_active=self.notice.active,
             notice_published=self.notice.state().published,
             notices=self.notice.notices,

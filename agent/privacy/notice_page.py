@@ -16,6 +16,11 @@ requests whose ``Host`` is not a loopback name are refused (a DNS-rebinding page
 reach it under another name); ``POST /pause`` needs the header ``X-Hume-Edge: pause``, which a cross-origin
 page cannot send without a CORS preflight this server never grants.
 
+How often it may pause: ``privacy.page_pauses_per_hour`` (``agent.privacy.state.PauseControl``), since any
+local process can send that header at every automatic resume (#31). A pause past it is answered ``429``
+with ``Retry-After`` and a JSON body whose ``message`` the page shows the visitor in place of the state line
+(why, when pausing works again, and that measuring goes on): a pause button never fails silently.
+
 Why it cannot take the agent down (issue #31: ~1,010 idle connections used up the unit's 1024 descriptors,
 the status writer failed with EMFILE and the agent exited; 300 unfinished headers were still open 100 s
 later; 8 held ``/events`` streams locked the kiosk's own browser out): at most :data:`MAX_CONNECTIONS`
@@ -36,6 +41,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 from typing import Any, Callable, Dict, List, Optional
 
 from aiohttp import web
@@ -44,6 +50,7 @@ from aiohttp.typedefs import Handler
 from agent.aio import wait_event
 from agent.backoff import Backoff
 from agent.config import is_loopback
+from agent.privacy.state import PauseRefused
 from agent.throttle import LogThrottle
 
 _LOGGER = logging.getLogger(__name__)
@@ -84,13 +91,14 @@ _HTML = """<!doctype html>
 body{margin:0;font:20px/1.4 system-ui,sans-serif;background:transparent}
 #bar{position:fixed;left:0;right:0;bottom:0;display:flex;gap:1em;align-items:center;padding:.8em 1.2em;
 background:#111d;color:#fff}
-#notice{flex:1}#notice[hidden]{display:none}#state{flex:1}
+#notice{flex:1}#notice[hidden],#refused[hidden]{display:none}#state{flex:1}#refused{flex:1;color:#fc3}
 button{font:inherit;padding:.5em 1.2em;border:0;border-radius:.4em;background:#fc3;color:#000}
 button:disabled{opacity:.5}
 </style></head>
 <body><div id="bar">
 <p id="notice" role="status" aria-live="polite" hidden></p>
 <p id="state" aria-live="polite">Connecting&hellip;</p>
+<p id="refused" role="alert" hidden></p>
 <button id="pause" type="button">Pause measuring</button>
 </div><script src="page.js"></script></body></html>
 """
@@ -99,7 +107,10 @@ _JS = """"use strict";
 const notice = document.getElementById("notice");
 const state = document.getElementById("state");
 const button = document.getElementById("pause");
+const refused = document.getElementById("refused");
+let refusedUntil = 0;
 function show(s) {
+  if (s.paused || Date.now() > refusedUntil) { refused.hidden = true; }
   notice.textContent = s.notice;
   notice.hidden = !s.measuring;
   state.hidden = s.measuring;
@@ -113,7 +124,18 @@ function show(s) {
 button.addEventListener("click", () => {
   button.disabled = true;
   fetch("pause", {method: "POST", headers: {"X-Hume-Edge": "pause"}})
-    .catch(() => { button.disabled = false; });
+    .then((r) => r.ok ? null : r.json().then((body) => {
+      refused.textContent = body.message || "Pausing did not work.";
+      refused.hidden = false;
+      refusedUntil = Date.now() + 60000;
+      button.disabled = false;
+    }))
+    .catch(() => {
+      refused.textContent = "Pausing did not work: the kiosk did not answer.";
+      refused.hidden = false;
+      refusedUntil = Date.now() + 60000;
+      button.disabled = false;
+    });
 });
 const events = new EventSource("events");
 events.onmessage = (e) => show(JSON.parse(e.data));
@@ -183,7 +205,11 @@ class NoticePage:
     """The page's server: ``await run()`` serves until cancelled; :meth:`changed` pushes the new state."""
 
     def __init__(
-        self, host: str, port: int, state: Callable[[], PageState], on_pause: Callable[[], None]
+        self,
+        host: str,
+        port: int,
+        state: Callable[[], PageState],
+        on_pause: Callable[[], Optional[PauseRefused]],
     ) -> None:
         if not is_loopback(host):
             raise ValueError(f"notice page host {host!r}: must be a loopback address (127.0.0.1, ::1)")
@@ -353,8 +379,18 @@ class NoticePage:
     async def _pause(self, request: web.Request) -> web.Response:
         if request.headers.get(PAUSE_HEADER) != "pause":
             raise web.HTTPForbidden(text=f"send the header {PAUSE_HEADER}: pause\n")
-        self._on_pause()
-        return web.json_response({"ok": True, "paused": True})
+        refused = self._on_pause()
+        if refused is None:
+            return web.json_response({"ok": True, "paused": True})
+        wait_s = max(1, math.ceil(refused.retry_after_s))
+        body = {
+            "ok": False,
+            "paused": False,
+            "error": refused.reason,
+            "retry_after_s": wait_s,
+            "message": refused_message(wait_s),
+        }
+        return web.json_response(body, status=429, headers={"Retry-After": str(wait_s)})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         while len(self._streams) >= MAX_STREAMS:  # the newest wins: the kiosk browser reconnecting
@@ -381,6 +417,16 @@ class NoticePage:
             return response
         finally:
             self._streams.pop(key, None)
+
+
+def refused_message(wait_s: float) -> str:
+    """What the page tells a visitor whose pause was refused: why, when it works again, what to do now."""
+    minutes = max(1, math.ceil(wait_s / 60.0))
+    return (
+        "Pausing is not available right now: it has been used as often as this kiosk allows. "
+        f"It can pause again in {minutes} min. Measuring goes on meanwhile; "
+        "step away from the kiosk if you do not want to be measured."
+    )
 
 
 def _host_port(address: Any) -> str:

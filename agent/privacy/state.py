@@ -27,9 +27,11 @@ Nothing here reads a clock or does I/O: ``now`` is monotonic seconds, ``wall`` i
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
-from typing import List, Optional
+import math
+from typing import Deque, List, Optional
 
 from agent.messages import OutMessage, utc_iso
 
@@ -40,6 +42,8 @@ NOTICE_SCHEMA = "hume-edge/notice/1"
 PAUSE_SOURCES = ("mqtt", "page", "button")
 """Who may pause or resume: ``cmd/privacy``, the on-screen page, the GPIO button."""
 PAUSE_ACTIONS = ("pause", "resume")
+PAGE_WINDOW_S = 3600.0
+"""The window ``privacy.page_pauses_per_hour`` counts page pauses in."""
 VISITOR_SOURCES = ("page", "button")
 """The controls in front of the kiosk; ``mqtt`` is an operator or the kiosk UI's account."""
 
@@ -55,11 +59,32 @@ class PauseEvent:
     """Monotonic seconds."""
 
 
+@dataclasses.dataclass(frozen=True)
+class PauseRefused:
+    """A pause not granted: why (for the log and the page's JSON), and in how many seconds it would be."""
+
+    reason: str
+    retry_after_s: float
+
+
 class PauseControl:
     """Pause / resume from any source, ending by itself after ``max_pause_s``.
 
     Pausing while paused restarts the maximum (the button pressed again means "not yet") and yields no
     event; resuming while running is a no-op. :meth:`toggle` is the physical button: one button, both ways.
+
+    **How often the page may pause** (#31: any local process could ``POST /pause`` at each automatic resume
+    and hold the kiosk paused for good). The on-screen page begins at most ``page_pauses_per_hour`` pauses
+    in any 3600 s (a sliding window of their start times), so it holds the kiosk paused for at most
+    ``page_pauses_per_hour * max_pause_s`` of any hour: with the defaults (6, 300 s) a process pausing at
+    every resume gets 30 min, then the kiosk measures until the first of those pauses is an hour old: half
+    of any hour at most. (A token bucket of the same rate would have let it hold the first hour whole: each
+    300 s pause refills half a token.) Six visitors an hour who each want a pause all get one. A pause
+    beyond it is refused with the reason and the wait (:meth:`pause_refusal`), which the page shows the
+    visitor: a pause button never fails silently. A page pause while paused neither extends the pause nor
+    counts (the page's button is disabled while paused, so only a script sends one). The GPIO button is not
+    limited (pressing it takes someone in front of the kiosk); ``cmd/privacy`` has its own limit
+    (``commands.privacy_per_hour``, ``agent.mqtt.guard``).
 
     **Who may end a visitor's pause.** A pause pressed by a visitor (the page or the GPIO button) ends by a
     visitor's control (the button pressed again) or by ``max_pause_s``; ``cmd/privacy resume`` is refused
@@ -67,13 +92,20 @@ class PauseControl:
     operator's pause (``cmd/privacy``) ends by any control.
     """
 
-    def __init__(self, max_pause_s: float) -> None:
+    def __init__(self, max_pause_s: float, page_pauses_per_hour: int = 6) -> None:
         if max_pause_s <= 0:
             raise ValueError(f"max_pause_s {max_pause_s}: must be > 0")
+        if page_pauses_per_hour < 1:
+            raise ValueError(f"page_pauses_per_hour {page_pauses_per_hour}: must be >= 1")
         self.max_pause_s = max_pause_s
+        self.page_pauses_per_hour = page_pauses_per_hour
         self._until: Optional[float] = None
+        self._page_starts: Deque[float] = collections.deque()
+        """When the page's pauses of the last hour began, oldest first (at most ``page_pauses_per_hour``)."""
         self.pauses = 0
         """Pauses begun since start (for health)."""
+        self.page_refused = 0
+        """Page pauses refused since start, over ``page_pauses_per_hour`` (for health)."""
         self.source: Optional[str] = None
         """Who paused (a visitor's press wins over an operator's while both hold it); None when running."""
 
@@ -85,9 +117,33 @@ class PauseControl:
         """Seconds left of the current pause, or None when not paused."""
         return None if self._until is None else max(0.0, self._until - now)
 
+    def pause_refusal(self, now: float, source: str) -> Optional[PauseRefused]:
+        """Why a pause from ``source`` would be refused now (see the class docs), or None if it would not."""
+        if source != "page" or self.paused:
+            return None
+        while self._page_starts and self._page_starts[0] <= now - PAGE_WINDOW_S:
+            self._page_starts.popleft()
+        if len(self._page_starts) < self.page_pauses_per_hour:
+            return None
+        wait_s = self._page_starts[0] + PAGE_WINDOW_S - now
+        return PauseRefused(
+            f"the on-screen pause was used {len(self._page_starts)} times within the last hour, as often as "
+            f"this kiosk allows (privacy.page_pauses_per_hour = {self.page_pauses_per_hour}); "
+            f"it can pause again in {math.ceil(wait_s / 60.0):d} min",
+            wait_s,
+        )
+
     def pause(self, now: float, source: str) -> List[PauseEvent]:
         _check_source(source)
         was = self.paused
+        if source == "page":
+            if was:  # neither extended nor counted: see the class docs
+                self.source = source
+                return []
+            if self.pause_refusal(now, source) is not None:
+                self.page_refused += 1
+                return []
+            self._page_starts.append(now)
         self._until = now + self.max_pause_s
         if not was or source in VISITOR_SOURCES:
             self.source = source

@@ -7,7 +7,7 @@ import contextlib
 import io
 import json
 import logging
-from typing import AsyncIterator, List
+from typing import AsyncIterator, List, Optional
 
 import aiohttp
 import pytest
@@ -15,6 +15,7 @@ import pytest
 from agent.hume.v0.protocol import EXPRESSIONS
 from agent.ops import logs
 from agent.privacy.notice_page import MAX_STREAMS, NoticePage, PageState
+from agent.privacy.state import PauseRefused
 from tests.support.chromium import chromium, needs_chromium
 from tests.support.tasks import running
 from tests.support.waits import eventually
@@ -31,10 +32,13 @@ class Kiosk:
         )
         self.pauses = 0
         self.paused = asyncio.Event()
+        self.refuse: Optional[PauseRefused] = None
+        """What the desk would answer a pause (None: granted)."""
 
-    def pause(self) -> None:
+    def pause(self) -> Optional[PauseRefused]:
         self.pauses += 1
         self.paused.set()
+        return self.refuse
 
 
 @contextlib.asynccontextmanager
@@ -178,3 +182,30 @@ async def test_chromium_shows_the_notice_live_and_its_button_pauses() -> None:
             "document.body.dataset.paused === 'true' && document.getElementById('notice').hidden"
         )
         assert "Paused" in await browser.evaluate("document.getElementById('state').textContent")
+
+
+@needs_chromium
+async def test_a_refused_pause_is_shown_to_the_visitor_not_swallowed() -> None:
+    """A pause past ``privacy.page_pauses_per_hour`` (#31) is answered 429; the page must tell the visitor
+    why, when pausing works again and that measuring goes on, and let them press again later."""
+    kiosk = Kiosk()
+    kiosk.state = PageState(True, "We measure expressions here.", False, None)
+    kiosk.refuse = PauseRefused("the on-screen pause was used as often as this kiosk allows", 130.0)
+    async with serving(kiosk) as page, chromium() as browser:
+        await browser.navigate(f"http://{page.bound[0]}/")
+        await browser.wait_for("!document.getElementById('notice').hidden")
+        assert await browser.evaluate("document.getElementById('refused').hidden") is True
+        await browser.click("#pause")
+        await asyncio.wait_for(kiosk.paused.wait(), 5)
+        await browser.wait_for("!document.getElementById('refused').hidden")
+        shown = await browser.evaluate("document.getElementById('refused').textContent")
+        assert "Pausing is not available right now" in shown
+        assert "It can pause again in 3 min" in shown
+        assert "Measuring goes on" in shown
+        assert await browser.evaluate("document.getElementById('pause').disabled") is False
+        # A state update while still measuring keeps the explanation up; a granted pause replaces it.
+        page.changed()
+        kiosk.state = PageState(False, kiosk.state.notice, True, 300)
+        page.changed()
+        await browser.wait_for("document.body.dataset.paused === 'true'")
+        assert await browser.evaluate("document.getElementById('refused').hidden") is True

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
+import aiohttp
 import pytest
 
 from agent import config as config_mod
@@ -290,6 +292,94 @@ async def test_pause_from_mqtt_the_page_and_a_gpio_button(
         (True, "resume"),
         (False, "resume"),
     ]
+
+
+async def test_a_script_cannot_hold_the_kiosk_paused_through_the_page(
+    emulator: Emulator,
+    mosquitto: Broker,
+    subscriber: Any,
+    tmp_path: Path,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Any local process could ``POST /pause`` at every automatic resume and hold the kiosk paused for good
+    (#31). With the default ``privacy.page_pauses_per_hour`` (6), the 7th page pause in an hour is refused:
+    429, ``Retry-After``, a message for the visitor, a log line, counted in the published health; the kiosk
+    measures. Five pauses end by the GPIO button (quick), the sixth by the maximum (10 s): the 7th POST is
+    sent right at that automatic resume, as the script would."""
+    gpiozero = pytest.importorskip("gpiozero")
+    from gpiozero.pins.mock import MockFactory
+
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    previous_factory = gpiozero.Device.pin_factory
+    pins = gpiozero.Device.pin_factory = MockFactory()
+    sub: Subscriber = subscriber(mosquitto, [PREFIX + "#"])
+    camera = SyntheticCamera(640, 480, 2.0, scene=[SceneStep(3600.0, "a")])
+    port = free_port()
+    data = agent_config(
+        emulator,
+        mosquitto,
+        tmp_path,
+        session={"mode": "always"},
+        privacy={"page": True, "page_port": port, "gpio_button_pin": 17, "max_pause_s": 10.0},
+    )
+    agents: List[Agent] = []
+    stop = asyncio.Event()
+    caplog.set_level(logging.INFO, logger="agent.privacy.desk")
+    task = asyncio.ensure_future(
+        run_agent(
+            config_mod.from_dict(data, environ={}),
+            stop,
+            sources=(camera, SceneVoice(camera, speech())),
+            on_agent=agents.append,
+        )
+    )
+    url = f"http://127.0.0.1:{port}/pause"
+    headers = {"X-Hume-Edge": "pause"}
+    try:
+        assert await eventually(lambda: bool(agents), 10)
+        agent = agents[0]
+        await wait_measuring(sub, emulator)
+        async with aiohttp.ClientSession() as http:
+            for n in range(1, 7):
+                async with http.post(url, headers=headers) as resp:
+                    assert resp.status == 200, (n, resp.status, await resp.text())
+                assert await eventually(lambda: agent.desk.paused, 10), n
+                if n < 6:
+                    pins.pin(17).drive_low()  # a visitor's press again ends it
+                    pins.pin(17).drive_high()
+                    assert await eventually(lambda: not agent.desk.paused, 10), n
+            assert await eventually(lambda: not agent.desk.paused, 30), "the maximum did not end the pause"
+            async with http.post(url, headers=headers) as resp:
+                status, body, retry = resp.status, await resp.json(), resp.headers.get("Retry-After")
+            assert status == 429, (status, body)
+            assert body["ok"] is False
+            assert body["paused"] is False
+            assert "privacy.page_pauses_per_hour = 6" in body["error"]
+            assert body["retry_after_s"] == int(retry or 0) > 0
+            assert "Pausing is not available right now" in body["message"]
+            assert f"{-(-body['retry_after_s'] // 60)} min" in body["message"]
+            assert not agent.desk.paused
+            await wait_measuring(sub, emulator)
+            for _ in range(20):  # a flood of refusals: one log line, every one counted
+                async with http.post(url, headers=headers) as resp:
+                    assert resp.status == 429
+
+        def refused_in_health() -> bool:
+            payload = latest(sub, "health")
+            return payload is not None and json.loads(payload)["privacy"]["page_pauses_refused"] == 21
+
+        assert await sub.until(lambda ms: refused_in_health(), 15), latest(sub, "health")
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(task, timeout=30)
+        gpiozero.Device.pin_factory.reset()
+        gpiozero.Device.pin_factory = previous_factory
+    assert code == 0
+    assert agent.desk.pause.pauses == 6
+    said = [r.getMessage() for r in caplog.records if "from the page refused" in r.getMessage()]
+    assert len(said) == 1, said
 
 
 class FailingCamera(SyntheticCamera):

@@ -57,6 +57,57 @@ def test_a_visitors_pause_is_ended_by_a_visitors_button_or_the_maximum_not_by_mq
     assert [e.kind for e in p.command(401.0, "resume", "mqtt")] == ["resumed"]
 
 
+def test_the_page_may_begin_at_most_page_pauses_per_hour_and_says_when_it_may_again() -> None:
+    """Any local process could POST /pause at every automatic resume and hold the kiosk paused for good
+    (#31): now the page begins at most ``page_pauses_per_hour`` pauses in any hour, a refusal says why and
+    when, and a page pause while paused neither extends nor counts."""
+    p = PauseControl(max_pause_s=300.0, page_pauses_per_hour=3)
+    now = 0.0
+    for _ in range(3):  # three visitors in a row each get their pause
+        assert p.pause_refusal(now, "page") is None
+        assert [e.kind for e in p.pause(now, "page")] == ["paused"]
+        assert p.pause(now + 100.0, "page") == []  # a script re-pausing: not extended ...
+        assert p.remaining_s(now + 100.0) == 200.0
+        assert p.pause_refusal(now + 100.0, "page") is None  # ... and nothing to refuse
+        now += 300.0
+        assert [e.source for e in p.tick(now)] == ["max"]  # the automatic resume
+    # Right at the automatic resume: refused until the first pause (at 0) is an hour old.
+    refused = p.pause_refusal(now, "page")
+    assert refused is not None
+    assert refused.retry_after_s == 3600.0 - 900.0
+    assert "used 3 times within the last hour" in refused.reason
+    assert "privacy.page_pauses_per_hour = 3" in refused.reason
+    assert "again in 45 min" in refused.reason
+    assert p.pause(now, "page") == []
+    assert not p.paused
+    assert p.page_refused == 1
+    assert p.pauses == 3
+    # The other controls are not limited by the page's allowance: an operator, the physical button.
+    assert p.pause_refusal(now, "mqtt") is None
+    assert p.pause_refusal(now, "button") is None
+    assert [e.kind for e in p.toggle(now, "button")] == ["paused"]
+    assert [e.kind for e in p.toggle(now + 1.0, "button")] == ["resumed"]
+    assert p.pause_refusal(3599.0, "page") is not None
+    assert p.pause_refusal(3600.0, "page") is None  # the first is an hour old
+    # A script pausing at every chance, for a day: never paused more than 3 x 300 s of any hour.
+    starts = []
+    now = 3600.0
+    while now < 3600.0 * 25:
+        refusal = p.pause_refusal(now, "page")
+        if refusal is not None:
+            now += refusal.retry_after_s
+            continue
+        p.pause(now, "page")
+        starts.append(now)
+        now += 300.0
+        p.tick(now)
+    assert len(starts) == 24 * 3
+    for i, start in enumerate(starts):
+        assert sum(1 for s in starts[i:] if s < start + 3600.0) <= 3
+    with pytest.raises(ValueError, match="page_pauses_per_hour 0: must be >= 1"):
+        PauseControl(300.0, page_pauses_per_hour=0)
+
+
 def test_pause_refuses_unknown_actions_and_sources() -> None:
     p = PauseControl(60)
     with pytest.raises(ValueError, match="must be one of pause, resume"):

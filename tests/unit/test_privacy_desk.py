@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import List
+
+import pytest
 
 from agent.config import PrivacyConfig
 from agent.messages import OutMessage
@@ -96,3 +99,29 @@ def test_health_reports_the_pause_the_notice_and_the_gates_drops() -> None:
     assert h.dropped_paused == 3
     assert h.dropped == drops
     assert h.deployment_context == PrivacyConfig().deployment_context
+
+
+def test_a_refused_page_pause_is_answered_counted_in_health_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The page's refusals over privacy.page_pauses_per_hour (#31): the reason for the page, one log line
+    per 10 min whatever the flood, every one counted in ``health.privacy``."""
+    outbox = Outbox()
+    d = PrivacyDesk(
+        PrivacyConfig(max_pause_s=60.0, page_pauses_per_hour=1), "kiosk1", outbox.enqueue, wall=lambda: 1e9
+    )
+    caplog.set_level(logging.INFO, logger="agent.privacy.desk")
+    assert d.page_pause(0.0) is None
+    assert d.paused
+    assert d.page_pause(1.0) is None  # already paused: nothing to refuse, nothing extended
+    assert d.pause.remaining_s(1.0) == 59.0
+    d.tick(60.0)
+    for n in range(50):
+        refused = d.page_pause(60.0 + n)
+        assert refused is not None
+        assert "privacy.page_pauses_per_hour = 1" in refused.reason
+    assert not d.paused
+    assert d.health(110.0, {}, 0, 0).page_pauses_refused == 50
+    said = [r for r in caplog.records if "from the page refused" in r.getMessage()]
+    assert len(said) == 1
+    assert said[0].levelno == logging.INFO
