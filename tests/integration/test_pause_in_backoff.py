@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from agent import config as config_mod
 from agent.capture.synthetic import SceneStep, SyntheticCamera
-from agent.hume.v1.client import MAX_DELAY_S
+from agent.hume.v1.endpoint import MAX_DELAY_S
 from agent.service import run_agent
 from hume_emulator.emulator import Emulator
 from hume_emulator.v1.emulator import EmulatorV1

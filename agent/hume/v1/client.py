@@ -21,6 +21,9 @@ Design (why it looks like this):
 - **Protocol drift**: every message type, field and close code this client does not know is counted per
   endpoint and logged once (:class:`agent.hume.drift.Drift`), and shows in health.
 - v1 has no text model: :meth:`send_text` counts and drops.
+
+This module decides when a session opens and what its end means; one session on its socket is
+:mod:`agent.hume.v1.session`, and each endpoint's state, delays and failures :mod:`agent.hume.v1.endpoint`.
 """
 
 from __future__ import annotations
@@ -31,37 +34,26 @@ import logging
 import math
 import random
 import time
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import aiohttp
 
-from agent.aio import OnFirstUse, cancel_and_wait, spawn, wait_event
-from agent.backoff import Backoff, rate_limit_backoff, rate_limited_delay
+from agent.aio import OnFirstUse, cancel_and_wait, spawn
+from agent.backoff import rate_limited_delay
 from agent.config import HumeConfig
 from agent.errors import HumeAuthError, HumeProtocolError
 from agent.hume.backend import Backend
-from agent.hume.drift import Drift
-from agent.hume.types import (
-    AUDIO_MODELS,
-    BackendStatus,
-    LinkStatus,
-    Observation,
-    counters,
-)
+from agent.hume.types import AUDIO_MODELS, BackendStatus, Observation, OutgoingMedia, counters
 from agent.hume.v1 import protocol as p
-from agent.hume.v1.handshake import MESSAGE_MAX_BYTES, Refused, Silent, handshake
+from agent.hume.v1.endpoint import FIRST_DELAY_RANGE_S, MIN_UPTIME_S, Endpoint
+from agent.hume.v1.handshake import Refused, Silent
+from agent.hume.v1.session import run_session
 from agent.hume.v1.visits import Visit, Visits
 from agent.hume.v1.wire import AudioWire, VideoWire, _Wire
-from agent.throttle import LogThrottle
-from agent.untrusted import MAX_SHOWN_CHARS, clip, loads
+from agent.untrusted import clip
 
 _LOGGER = logging.getLogger(__name__)
 
-FIRST_DELAY_RANGE_S = (1.0, 5.0)
-DELAY_GROWTH = 1.3
-MAX_DELAY_S = 10.0
-MIN_UPTIME_S = 5.0
-"""The official SDK's reconnect schedule (``reconnect/_policy.py``), shared with Hume's Node SDK."""
 RETRYABLE_STATUSES = frozenset({408})
 RATE_LIMITED_STATUS = 429
 RESULTS_MAX = 1000
@@ -69,16 +61,6 @@ VIDEO_HELD = 3
 """Frames of a qualified visit kept at most while the socket is busy (the newest win)."""
 HELD_LAG_MARGIN_S = 1.0
 """Frames up to ``hume.v1.min_session_s`` plus this behind the newest are still worth sending."""
-LATENCY_WINDOW = 100
-"""Round trips kept per endpoint for the status's median and maximum."""
-ERROR_TEXT_MAX = MAX_SHOWN_CHARS
-"""Characters of a failure reason kept for status and health: a hostile server cannot grow them."""
-REPEAT_LOG_S = 600.0
-"""A failure that recurs is logged again at most this often (the counters in status say how often)."""
-ANNOUNCED_MAX = 64
-"""Distinct failure kinds remembered for that: bounded whatever the server sends."""
-UNREADABLE = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError)
-"""What a malformed, wrong-typed or hostile server message may raise while it is read and applied."""
 
 
 class V1Backend(Backend):
@@ -113,23 +95,16 @@ class V1Backend(Backend):
         }
         self._results: Deque[Observation] = collections.deque(maxlen=RESULTS_MAX)
         self._stats: Dict[str, int] = {}
-        self._state: Dict[str, str] = {e: "idle" for e in self._endpoints}
         self._disabled: Dict[str, str] = {}
         self._wires: Dict[str, _Wire] = {}
-        self._connects: Dict[str, int] = {e: 0 for e in self._endpoints}
-        self._last_error: Dict[str, Tuple[float, str]] = {}
-        self._said = {e: LogThrottle(_LOGGER, REPEAT_LOG_S, ANNOUNCED_MAX) for e in self._endpoints}
-        self._latencies: Dict[str, Deque[float]] = {
-            e: collections.deque(maxlen=LATENCY_WINDOW) for e in ("audio", "video")
-        }
         self._connected_once = False
         rng = random.Random()
-        self._backoff = {
-            e: Backoff(rng.uniform(*first_delay_range_s), MAX_DELAY_S, DELAY_GROWTH, rng)
+        self._ep = {
+            e: Endpoint(
+                e, rng, first_delay_range_s=first_delay_range_s, rate_limit_max_s=cfg.rate_limit_max_s
+            )
             for e in self._endpoints
         }
-        self._rate_backoff = {e: rate_limit_backoff(rng, cfg.rate_limit_max_s) for e in self._endpoints}
-        self._drift = {e: Drift(f"v1 {e}", _LOGGER) for e in self._endpoints}
 
     # ------------------------------------------------------------------------------------------
     # Backend interface: never blocks, never fails
@@ -192,7 +167,9 @@ class V1Backend(Backend):
         return self._results.popleft()
 
     def _emit(self, obs: Observation) -> None:
-        self._latencies["video" if obs.model == "face" else "audio"].append(obs.latency_s)
+        endpoint = self._ep.get("video" if obs.model == "face" else "audio")
+        if endpoint is not None:
+            endpoint.latencies.append(obs.latency_s)
         if len(self._results) == self._results.maxlen:
             self._count("results_dropped")
         self._results.append(obs)
@@ -201,44 +178,10 @@ class V1Backend(Backend):
     def status(self) -> BackendStatus:
         return BackendStatus.of_links(
             "v1",
-            tuple((e, self._link_status(e)) for e in self._endpoints),
-            {e: at for e, (at, _) in self._last_error.items()},
+            tuple((e, self._ep[e].status(self._stats)) for e in self._endpoints),
+            {e: ep.last_error[0] for e, ep in self._ep.items() if ep.last_error is not None},
             counters({**self._stats, "visits_pending": self._visits.open_count()}),
         )
-
-    def _link_status(self, endpoint: str) -> LinkStatus:
-        lat = sorted(self._latencies[endpoint])
-        unit = "audio_frames" if endpoint == "audio" else "video_frames"
-        error = self._last_error.get(endpoint)
-        drift = self._drift[endpoint]
-        return LinkStatus(
-            state=self._state[endpoint],
-            last_error=None if error is None else error[1],
-            connects=self._connects[endpoint],
-            sent=self._stats.get(f"{unit}_sent", 0),
-            replies=self._stats.get(f"{endpoint}_results", 0),
-            latency_p50_s=round(lat[len(lat) // 2], 4) if lat else None,
-            latency_max_s=round(lat[-1], 4) if lat else None,
-            counters=counters(
-                {
-                    "rate_limited": float(self._stats.get(f"{endpoint}_rate_limited", 0)),
-                    "lost": float(self._stats.get(f"{endpoint}_replies_lost", 0)),
-                    **drift.counters(),
-                }
-            ),
-            unknown=drift.kinds(),
-        )
-
-    def _announce(self, endpoint: str, kind: str, text: str) -> None:
-        """Log a failure once per kind and endpoint until the endpoint connects again (or
-        :data:`REPEAT_LOG_S` later): a flapping or hostile server cannot flood the journal."""
-        self._said[endpoint].log(
-            logging.WARNING, kind, "v1 %s: %s (repeats are counted in status)", endpoint, text
-        )
-
-    def _failed(self, endpoint: str, reason: str) -> None:
-        """Remember ``reason`` (cut to :data:`ERROR_TEXT_MAX` characters) as the endpoint's last error."""
-        self._last_error[endpoint] = (time.monotonic(), clip(reason, ERROR_TEXT_MAX))
 
     # ------------------------------------------------------------------------------------------
     # Sessions
@@ -275,13 +218,14 @@ class V1Backend(Backend):
             visit = await self._next_visit(endpoint)
             await self._serve_visit(http, endpoint, visit)
             self._visits.served[endpoint] = visit.seq
-            self._state[endpoint] = "idle"
-        self._state[endpoint] = "disabled"
+            self._ep[endpoint].state = "idle"
+        self._ep[endpoint].state = "disabled"
         self._visits.retire(endpoint)  # visits no longer wait for this endpoint
 
     async def _serve_visit(self, http: aiohttp.ClientSession, endpoint: str, visit: Visit) -> None:
         """Sessions for one visit until its media is sent and its last session closed."""
-        backoff = self._backoff[endpoint]
+        ep = self._ep[endpoint]
+        backoff = ep.backoff
         while visit.queue(endpoint) or not visit.ended:
             if not visit.queue(endpoint):
                 self._event(endpoint).clear()
@@ -289,12 +233,19 @@ class V1Backend(Backend):
                 continue
             opened = time.monotonic()
             try:
-                wire = await self._session(http, endpoint, visit)
+                wire = await run_session(
+                    http,
+                    self.cfg,
+                    ep,
+                    visit=visit,
+                    wake=self._event(endpoint),
+                    new_wire=self._new_wire(endpoint),
+                )
             except Silent as exc:
                 delay = backoff.next_delay()
-                self._announce(endpoint, "silent", f"{exc}; retrying in {delay:.1f} s")
-                self._failed(endpoint, str(exc))
-                await self._pause(endpoint, delay)
+                ep.announce("silent", f"{exc}; retrying in {delay:.1f} s")
+                ep.failed(str(exc))
+                await ep.pause(delay)
                 continue
             except Refused as exc:
                 if exc.status == RATE_LIMITED_STATUS:
@@ -302,8 +253,8 @@ class V1Backend(Backend):
                     continue
                 if exc.status == 401:
                     if not self._connected_once:
-                        self._state[endpoint] = "auth_failed"
-                        self._failed(endpoint, str(exc))
+                        ep.state = "auth_failed"
+                        ep.failed(str(exc))
                         raise HumeAuthError(
                             f"Hume v1 refused the API key (HTTP 401) at {self.cfg.v1.url}"
                         ) from None
@@ -312,30 +263,30 @@ class V1Backend(Backend):
                     delay = backoff.next_delay()
                 else:
                     delay = self.cfg.fatal_retry_s
-                self._announce(endpoint, f"refused {exc.status}", f"{exc}; retrying in {delay:.1f} s")
-                self._failed(endpoint, str(exc))
-                await self._pause(endpoint, delay, "auth_failed" if exc.status == 401 else "backoff")
+                ep.announce(f"refused {exc.status}", f"{exc}; retrying in {delay:.1f} s")
+                ep.failed(str(exc))
+                await ep.pause(delay, "auth_failed" if exc.status == 401 else "backoff")
                 continue
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 delay = backoff.next_delay()
                 reason = f"connection failed ({clip(exc or type(exc).__name__)})"
-                self._announce(endpoint, type(exc).__name__, f"{reason}; retrying in {delay:.1f} s")
-                self._failed(endpoint, reason)
-                await self._pause(endpoint, delay)
+                ep.announce(type(exc).__name__, f"{reason}; retrying in {delay:.1f} s")
+                ep.failed(reason)
+                await ep.pause(delay)
                 continue
             self._count(f"{endpoint}_replies_lost", wire.unanswered)
             if wire.session_id is None and wire.last_error == p.Codes.RATE_LIMITED:
                 # Refused before any session was created: the organisation's limit, answered in-band.
                 await self._rate_limited(endpoint, "v1 session refused: rate_limited before session.created")
                 continue
-            self._rate_backoff[endpoint].reset()
+            ep.rate_backoff.reset()
             if time.monotonic() - opened >= MIN_UPTIME_S:
                 backoff.reset()
             if wire.closed_reason == p.Reasons.CLIENT_REQUEST:
                 continue  # our own session.close: the visit is over (or more media opens a new session)
             if wire.last_error == p.Codes.CONFIG_INVALID:
                 self._disabled[endpoint] = "config_invalid"
-                self._failed(endpoint, "the server rejected our session config (config_invalid)")
+                ep.failed("the server rejected our session config (config_invalid)")
                 _LOGGER.error(
                     "v1 %s: the server rejected our session config; %s disabled until restart",
                     endpoint,
@@ -353,12 +304,11 @@ class V1Backend(Backend):
                     code,
                     delay,
                 )
-                self._failed(
-                    endpoint,
+                ep.failed(
                     f"session ended ({wire.closed_reason or 'no session.closed'}, close {code}, "
                     f"last error {wire.last_error})",
                 )
-                await self._pause(endpoint, delay)
+                await ep.pause(delay)
             elif wire.closed_reason != p.Reasons.IDLE_TIMEOUT:
                 _LOGGER.warning(
                     "v1 %s session ended for good (%s, close %d, last error %s); dropping this visit's %s",
@@ -374,113 +324,28 @@ class V1Backend(Backend):
 
     async def _rate_limited(self, endpoint: str, reason: str, retry_after: Optional[float] = None) -> None:
         """Wait for the organisation's budget: ``Retry-After`` (if any) plus a full-jitter draw."""
-        delay = rate_limited_delay(self._rate_backoff[endpoint], retry_after)
+        ep = self._ep[endpoint]
+        delay = rate_limited_delay(ep.rate_backoff, retry_after)
         self._count(f"{endpoint}_rate_limited")
-        self._announce(
-            endpoint,
+        ep.announce(
             "rate_limited",
             f"{reason} (the organisation's request limit); media held, retrying in {delay:.1f} s",
         )
-        self._failed(endpoint, f"{reason} (organisation request limit)")
-        await self._pause(endpoint, delay, "rate_limited")
+        ep.failed(f"{reason} (organisation request limit)")
+        await ep.pause(delay, "rate_limited")
 
-    async def _pause(self, endpoint: str, delay: float, state: str = "backoff") -> None:
-        self._state[endpoint] = state
-        await asyncio.sleep(delay)
+    def _new_wire(self, endpoint: str) -> Callable[[Deque[OutgoingMedia], float], _Wire]:
+        """The wire of each session of ``endpoint`` once its socket is open (withdrawable from here)."""
 
-    async def _session(self, http: aiohttp.ClientSession, endpoint: str, visit: Visit) -> _Wire:
-        """One WebSocket session: update, media, close; returns the wire with how it ended."""
-        path = p.AUDIO_PATH if endpoint == "audio" else p.VIDEO_PATH
-        self._state[endpoint] = "connecting"
-        self._connects[endpoint] += 1
-        ws = await handshake(http, self.cfg.v1.url, path, self.cfg.api_key, self.cfg.v1.connect_timeout_s)
-        self._connected_once = True
-        if self._last_error.pop(endpoint, None) is not None:
-            _LOGGER.info("v1 %s: connected again", endpoint)
-        self._said[endpoint].reset()
-        now = time.monotonic()
-        queue = visit.queue(endpoint)
-        wire: _Wire = (
-            AudioWire(queue, self._emit, self._stats, now)
-            if endpoint == "audio"
-            else VideoWire(queue, self._emit, self._stats, now, self._fps, max_lag_s=self._video_lag_s)
-        )
-        self._wires[endpoint] = wire
-        self._count(f"{endpoint}_sessions")
-        updated = asyncio.Event()
-        async with ws:
-            update = (
-                p.audio_session_update(self.cfg.v1.measurement_timer_ms)
+        def new_wire(queue: Deque[OutgoingMedia], now: float) -> _Wire:
+            self._connected_once = True
+            wire: _Wire = (
+                AudioWire(queue, self._emit, self._stats, now)
                 if endpoint == "audio"
-                else p.video_session_update(self.cfg.v1.face_threshold, self.cfg.min_face_size)
+                else VideoWire(queue, self._emit, self._stats, now, self._fps, max_lag_s=self._video_lag_s)
             )
-            await ws.send_str(update)
-            self._state[endpoint] = "open"
-            sender = spawn(self._send_loop(ws, wire, visit, updated), f"hume-edge.hume.{endpoint}.sender")
-            try:
-                await self._receive_loop(ws, wire, updated)
-            finally:
-                await cancel_and_wait([sender])
-        wire.close_code = ws.close_code if ws.close_code is not None else p.CLOSE_ABNORMAL
-        if wire.close_code not in p.KNOWN_CLOSE_CODES:
-            self._drift[endpoint].saw("close_code", wire.close_code)
-        return wire
+            self._wires[endpoint] = wire
+            self._count(f"{endpoint}_sessions")
+            return wire
 
-    async def _receive_loop(
-        self, ws: aiohttp.ClientWebSocketResponse[bool], wire: _Wire, updated: asyncio.Event
-    ) -> None:
-        async for msg in ws:
-            if msg.type == aiohttp.WSMsgType.ERROR:  # e.g. a message over MESSAGE_MAX_BYTES: aiohttp closes
-                self._count("messages_refused")
-                self._announce(wire.endpoint, "ws error", f"server message refused ({clip(msg.data)})")
-                continue
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            try:
-                obj = loads(msg.data, max_bytes=MESSAGE_MAX_BYTES, what="v1 server message")
-                parsed = p.parse_server_obj(obj, wire.endpoint)
-                drift = self._drift[wire.endpoint]
-                if parsed is None:
-                    self._count("messages_unknown")
-                    drift.saw("type", p.unknown_type(obj, wire.endpoint))
-                    continue
-                drift.saw_all("field", p.unknown_fields(obj, wire.endpoint))
-                if isinstance(parsed, p.SessionUpdated):
-                    updated.set()
-                wire.on_message(parsed, time.monotonic())
-            except UNREADABLE as exc:
-                self._count("messages_unreadable")
-                self._announce(wire.endpoint, "unreadable", f"unreadable server message ({clip(exc)})")
-                continue
-            self._event(wire.endpoint).set()
-
-    async def _send_loop(
-        self, ws: aiohttp.ClientWebSocketResponse[bool], wire: _Wire, visit: Visit, updated: asyncio.Event
-    ) -> None:
-        """Media once the config is confirmed, paced; ``session.close`` once the visit is over and sent."""
-        wake = self._event(wire.endpoint)
-        if not await wait_event(updated, self.cfg.reply_timeout_s):
-            _LOGGER.warning(
-                "v1 %s: no session.updated within %.0f s; reconnecting",
-                wire.endpoint,
-                self.cfg.reply_timeout_s,
-            )
-            await ws.close()
-            return
-        while True:
-            wake.clear()
-            wait, media = wire.next_send(time.monotonic())
-            if media is not None:
-                await ws.send_bytes(media.data)
-                wire.sent(media, time.monotonic())
-                continue
-            if visit.ended and wire.drained:
-                break
-            await wait_event(wake, wait if wait > 0 else None)
-        self._state[wire.endpoint] = "closing"
-        await ws.send_str(p.SESSION_CLOSE)
-        await asyncio.sleep(self.cfg.reply_timeout_s)
-        _LOGGER.warning(
-            "v1 %s: no session.closed within %.0f s; closing", wire.endpoint, self.cfg.reply_timeout_s
-        )
-        await ws.close()
+        return new_wire

@@ -2,7 +2,8 @@
 
 ``AudioWire`` and ``VideoWire`` hold the per-connection state (pacing, the audio timeline, the video
 frame FIFO) and turn server messages into :class:`~agent.hume.backend.Observation`. They do not
-connect or reconnect: :mod:`agent.hume.v1.client` does, and gives each new session a new wire.
+connect or reconnect: :mod:`agent.hume.v1.client` does, and gives each new session a new wire, which
+:mod:`agent.hume.v1.session` sends from and feeds.
 """
 
 from __future__ import annotations
