@@ -159,8 +159,14 @@ class RateLimiter:
 class FramePipeline:
     """Rate limit, static skip, resize and JPEG: one camera frame in, at most one payload out."""
 
-    def __init__(self, cfg: CameraConfig, max_fps: float) -> None:
+    def __init__(
+        self, cfg: CameraConfig, max_fps: float, *, on_static: Optional[Callable[[float], None]] = None
+    ) -> None:
+        """``on_static``: told the capture time of each frame skipped as near-identical to the last one
+        sent (its picture was measured; the kiosk-day benchmark counts it so); a public attribute, so
+        whoever holds the pipeline (``run_agent``'s ``on_agent``) may set it later."""
         self.cfg = cfg
+        self.on_static = on_static
         self.fps = min(cfg.fps, max_fps)
         self._rate = RateLimiter(self.fps)
         self._last_thumb: Optional[np.ndarray] = None
@@ -186,6 +192,8 @@ class FramePipeline:
         thumb: np.ndarray = _resize(grey(frame), _THUMB).astype(np.int16)
         if self._is_static(thumb, frame.captured_at):
             self.counters["static"] += 1
+            if self.on_static is not None:
+                self.on_static(frame.captured_at)
             return None
         region = crop_region(width, height, faces) if self.cfg.crop == "faces" else None
         if region is not None:

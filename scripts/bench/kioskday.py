@@ -63,12 +63,12 @@ from agent.capture.camera import FrameSource  # noqa: E402
 from agent.capture.microphone import AudioSource  # noqa: E402
 from agent.capture.synthetic import SceneStep, SpeechSource, SyntheticCamera  # noqa: E402
 from agent.dev.localbroker import LocalBroker  # noqa: E402
+from agent.hub import Agent  # noqa: E402
 from agent.hume import pricing  # noqa: E402
 from agent.hume.backend import Backend  # noqa: E402
 from agent.hume.types import Observation  # noqa: E402
 from agent.media.audio import AUDIO_RATE, AudioChunk  # noqa: E402
 from agent.media.frames import Frame  # noqa: E402
-from agent.media.video import FramePipeline  # noqa: E402
 from tests.support.recorder import Recorder  # noqa: E402
 
 DAY_H = 12.0
@@ -322,15 +322,10 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
         return made[-1]
 
     static: List[float] = []  # capture times of frames skipped as near-identical to the last one sent
-    is_static = FramePipeline._is_static
 
-    def recording_static(pipeline: FramePipeline, thumb: np.ndarray, t: float) -> bool:
-        skipped = is_static(pipeline, thumb, t)
-        if skipped:
-            static.append(t)
-        return skipped
+    def record_static(agent: Agent) -> None:
+        agent.pipeline.on_static = static.append
 
-    FramePipeline._is_static = recording_static  # type: ignore[method-assign]
     camera = ScriptCamera(script, args.t0, min(cfg.camera.fps, cfg.hume.fps_pred))
     microphone = ScriptMicrophone(script, args.t0, cfg.microphone.chunk_ms, await speech_track())
     stop = asyncio.Event()
@@ -346,7 +341,9 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
         stop.set()
 
     tasks = [asyncio.ensure_future(sample()), asyncio.ensure_future(stopper())]
-    code = await service.run_agent(cfg, stop, sources=(camera, microphone), make_backend=recording)
+    code = await service.run_agent(
+        cfg, stop, sources=(camera, microphone), make_backend=recording, on_agent=record_static
+    )
     for task in tasks:
         task.cancel()
     wall0 = time.time() - (time.monotonic() - args.t0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import List
 
 import cv2
 import numpy as np
@@ -77,6 +78,17 @@ def test_a_clock_stepped_backwards_does_not_stall_frames() -> None:
     assert pipe.process(Frame(still, "bgr", 1_000_000.0)) is not None
     assert pipe.process(Frame(still, "bgr", 1_000.0)) is not None  # days back: sent, not stuck
     assert pipe.process(Frame(still, "bgr", 1_000.6)) is None  # and static skipping resumes from there
+
+
+def test_each_static_skip_is_told_with_its_capture_time() -> None:
+    """The public seam the kiosk-day benchmark counts skipped frames by (it once patched _is_static)."""
+    still = np.full((480, 640, 3), 90, np.uint8)
+    skipped: List[float] = []
+    pipe = FramePipeline(CameraConfig(static_refresh_s=5.0), max_fps=2.0, on_static=skipped.append)
+    sent = [pipe.process(Frame(still, "bgr", t)) is not None for t in (0.0, 0.5, 1.0, 5.0)]
+    assert sent == [True, False, False, True]
+    assert skipped == [0.5, 1.0]
+    assert pipe.counters["static"] == 2
 
 
 def test_moving_face_is_sent_at_the_rate_as_640x480_jpeg() -> None:
