@@ -25,23 +25,24 @@ import signal
 import ssl
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.mqtt.broker_acl import ACCOUNT_NAME
-from agent.mqtt.discovery import config_topic
 from tests.support.emulator import TEST_KEY
 from tests.support.mosquitto import Received, Subscriber
 from tests.support.processes import agent_process
 from tests.support.shipped_broker import (
     DEVICE,
     AclBroker,
+    Writer,
     accounts,
     listening,
     mosquitto_version,
+    own_writes,
+    try_writes,
 )
 from tests.support.toml_text import toml_text
 from tests.support.waits import eventually
@@ -233,75 +234,21 @@ def test_the_shipped_conf_starts_and_nothing_plaintext_listens_on_a_wildcard_add
         broker.stop()
 
 
-class Writer:
-    """One account's MQTT 5 session: ``publish`` returns the broker's PUBACK reason for that message."""
-
-    def __init__(self, broker: AclBroker, user: str) -> None:
-        self.acks: Dict[int, str] = {}
-        self._cond = threading.Condition()
-        self.connected = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"w-{user}", protocol=mqtt.MQTTv5)
-        self.client.username_pw_set(user, broker.accounts[user])
-        self.client.on_connect = lambda c, u, f, reason, p: not reason.is_failure and self.connected.set()
-        self.client.on_publish = self._on_publish
-        self.client.connect(broker.host, broker.port, keepalive=10)
-        self.client.loop_start()
-        assert self.connected.wait(10), f"{user} could not log in"
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self._cond:
-            self.acks[mid] = str(reason)
-            self._cond.notify_all()
-
-    def publish(self, topic: str) -> str:
-        info = self.client.publish(topic, b'{"fake": true}', qos=1, retain=True)
-        with self._cond:
-            assert self._cond.wait_for(lambda: info.mid in self.acks, 10), f"no PUBACK for {topic}"
-            return self.acks[info.mid]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-FAKE_KIOSK_WRITES = (
-    "status", "health", "summary/face", "session", "aggregate", "notice", "cmd/result",
-    "cmd/session", "cmd/privacy", "cmd/text",
-)  # fmt: skip
-"""Everything a fake kiosk publishes, and the commands another account could send to a device."""
-UI_MAY = {"cmd/session", "cmd/privacy", "cmd/text"}
-
-
 def test_no_account_can_write_as_another_kiosk(acl_broker: AclBroker) -> None:
     """Every account kind of the shipped ACL, and names with '/' and '+', tries every write a fake kiosk needs
     under the example kiosk, the other kiosk and a kiosk named after itself: only a kiosk's own agent may
     write its tree and discovery, and its own UI account its commands (issue #31: with the old ``pattern``
     lines, dashboard, fleet and the UI account each published a whole fake kiosk, and ``kiosk-lobby/cmd``
     paused kiosk-lobby)."""
-    kiosks = {DEVICE, OTHER}
     allowed: List[Tuple[str, str]] = []
     tried = 0
     for user in acl_broker.accounts:
         writer = Writer(acl_broker, user)
-        own = user if ACCOUNT_NAME.match(user) else "fake-kiosk"
         try:
-            for device in sorted(kiosks | {own}):
-                topics = [f"hume-edge/{device}/{t}" for t in FAKE_KIOSK_WRITES]
-                topics.append(config_topic("homeassistant", device))
-                for topic in topics:
-                    tried += 1
-                    reason = writer.publish(topic)
-                    assert reason in ("Success", "No matching subscribers", "Not authorized"), reason
-                    if reason != "Not authorized":
-                        allowed.append((user, topic))
+            n, accepted = try_writes(writer, user)
         finally:
             writer.close()
-    expected = []
-    for user in acl_broker.accounts:
-        if user in kiosks:
-            expected += [(user, f"hume-edge/{user}/{t}") for t in FAKE_KIOSK_WRITES]
-            expected.append((user, config_topic("homeassistant", user)))
-        elif user.endswith("-ui") and user[: -len("-ui")] in kiosks:
-            expected += [(user, f"hume-edge/{user[:-3]}/{t}") for t in FAKE_KIOSK_WRITES if t in UI_MAY]
+        tried += n
+        allowed += [(user, topic) for topic in accepted]
     print(f"{len(acl_broker.accounts)} accounts tried {tried} writes; {len(allowed)} allowed")
-    assert sorted(allowed) == sorted(expected)
+    assert sorted(allowed) == sorted(own_writes(acl_broker.accounts))
