@@ -6,8 +6,8 @@ Out, in the order a message travels:
   durable at-least-once queue;
 * ``drain``: outbox rows onto the link, a row deleted only on its PUBACK, within ``limits`` (publish rate,
   packet size);
-* ``link``: one connection's state and the values the bridge hands over; ``bridge``: paho in, asyncio out;
-  ``diagnose``: why a broker refused us, in words a person can act on.
+* ``link``: one connection's state and the values the bridge hands over; ``bridge``: paho in, asyncio out
+  (its client and the words for a refusal are ``agent.ops.mqtt_client``'s, shared with ``hume-edge fleet``).
 
 In: ``commands`` (parsing ``cmd/...``), ``guard`` (what broker clients may make the kiosk do, how often),
 ``intake`` (commands in, each answered). Home Assistant: ``discovery`` (the device config), ``announce``

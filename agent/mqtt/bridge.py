@@ -28,15 +28,21 @@ import socket
 from typing import Any, Callable, List, Optional, Set, Union
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.aio import wait_event
 from agent.config import MqttConfig
-from agent.mqtt.diagnose import handshake_problem, open_problem
-from agent.mqtt.link import Connack, Link, Refusal, props
+from agent.mqtt.link import Connack, Link, props
+from agent.ops.mqtt_client import (
+    Refusal,
+    broker_where,
+    handshake_problem,
+    make_client,
+    open_problem,
+    refused_problem,
+)
 from agent.throttle import TokenBucket
 
 _LOGGER = logging.getLogger(__name__)
@@ -117,28 +123,15 @@ class Bridge:
 
     @property
     def where(self) -> str:
-        return f"{self.cfg.host}:{self.cfg.port}"
+        return broker_where(self.cfg)
 
     # ----------------------------------------------------------------------------------------------
     # Connecting
 
     def _make_client(self, link_box: List[Link]) -> mqtt.Client:
         cfg = self.cfg
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
-            transport="websockets" if cfg.transport == "websockets" else "tcp",
-            reconnect_on_failure=False,
-            userdata=link_box,
-        )
+        client = make_client(cfg, self.client_id, reconnect_on_failure=False, userdata=link_box)
         client.max_inflight_messages_set(0)  # our window bounds it; paho's default of 20 would throttle
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.password or None)
-        if cfg.tls:
-            client.tls_set(
-                ca_certs=cfg.tls_ca or None, certfile=cfg.tls_cert or None, keyfile=cfg.tls_key or None
-            )
         will_props = None
         if self.v5 and cfg.will_delay_s > 0:
             will_props = props(PacketTypes.WILLMESSAGE)
@@ -301,12 +294,7 @@ class Bridge:
             return
         if connack.failed:
             link.connack.set_result(
-                Refusal(
-                    "refused",
-                    f"MQTT broker {self.where} refused the connection: {connack.reason} "
-                    f"(reason code {connack.code}); "
-                    "check mqtt.username / mqtt.password and the broker's access rules",
-                )
+                Refusal("refused", refused_problem(self.cfg, connack.reason, connack.code))
             )
             return
         if connack.receive_max:

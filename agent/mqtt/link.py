@@ -12,20 +12,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 
 from agent.mqtt.limits import packet_bytes
+from agent.ops.mqtt_client import Refusal
 from agent.throttle import TokenBucket
 
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Refusal:
-    """Why a connection attempt did not get us connected: the state to report and words to act on."""
-
-    state: str
-    problem: str
-    transient: bool = False
-    """The broker's host answered at once but did not take the connection (refused, reset or closed during
-    the handshake): what a restarting broker does. Cheap to retry soon, unlike a timeout."""
 
 
 @dataclasses.dataclass(frozen=True)

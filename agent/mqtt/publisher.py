@@ -36,9 +36,10 @@ from agent.mqtt.drain import Drain
 from agent.mqtt.guard import CommandGuard
 from agent.mqtt.intake import CommandIntake
 from agent.mqtt.limits import publish_bucket
-from agent.mqtt.link import Link, Refusal
+from agent.mqtt.link import Link
 from agent.mqtt.outbox import Outbox
 from agent.ops.health import Health, MqttHealth, ProcessHealth, ServiceHealth
+from agent.ops.mqtt_client import Refusal
 
 _LOGGER = logging.getLogger(__name__)
 

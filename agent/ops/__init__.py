@@ -5,6 +5,8 @@
 * ``health``: the typed agent-wide health snapshot (the retained topic, the status file, ``STATUS=``);
 * ``ago``: how long ago, in words (status and fleet);
 * ``replace``: replacing a small file atomically (the status snapshot, the metrics textfile);
+* ``mqtt_client``: reaching an MQTT broker: the paho client factory and the words for what went wrong
+  (the agent's link in ``agent.mqtt`` and ``fleet``);
 * ``status``: the status file and ``hume-edge status`` for an operator on the box;
 * ``sdnotify``: systemd's notify protocol (readiness, watchdog, status text);
 * ``logs``: logging that reads well in a terminal and in the journal;

@@ -9,18 +9,17 @@ sending them.
 from __future__ import annotations
 
 import os
-import ssl
 import time
 from typing import Any, Callable, Optional, Sequence
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.config import MqttConfig
 from agent.ops.fleet.fold import FleetFold, FleetReport
 from agent.ops.fleet.view import MAX_PAYLOAD_BYTES
+from agent.ops.mqtt_client import broker_where, handshake_problem, make_client, open_problem, refused_problem
 
 MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 4096
 """Announced to an MQTT 5 broker (CONNECT Maximum Packet Size): payload plus topic and headers."""
@@ -47,18 +46,7 @@ class FleetSession:
         self.refused: Optional[str] = None
         self.connected = False
         client_id = f"hume-edge-fleet-{os.getpid()}-{os.urandom(3).hex()}"
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
-            transport="websockets" if cfg.transport == "websockets" else "tcp",
-        )
-        if cfg.username:
-            self.client.username_pw_set(cfg.username, cfg.password or None)
-        if cfg.tls:
-            self.client.tls_set(
-                ca_certs=cfg.tls_ca or None, certfile=cfg.tls_cert or None, keyfile=cfg.tls_key or None
-            )
+        self.client = make_client(cfg, client_id)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -66,7 +54,7 @@ class FleetSession:
 
     @property
     def where(self) -> str:
-        return f"{self.cfg.host}:{self.cfg.port}"
+        return broker_where(self.cfg)
 
     def connect(self) -> None:
         try:
@@ -76,26 +64,15 @@ class FleetSession:
                 self.client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, properties=props)
             else:
                 self.client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive_s)
-        except ssl.SSLCertVerificationError as exc:
-            raise FleetError(
-                f"TLS handshake with {self.where} failed: certificate verify failed ({exc.verify_message}); "
-                "mqtt.tls_ca must name the CA that signed the broker's certificate"
-            ) from None
-        except ssl.SSLError as exc:
-            raise FleetError(f"TLS with {self.where} failed: {exc.reason or exc}; check mqtt.tls_*") from None
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise FleetError(f"MQTT broker {self.where} unreachable: {reason}") from None
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise FleetError(open_problem(self.cfg, exc, connected_before=False).problem) from None
         deadline = self.clock() + CONNECT_TIMEOUT_S
         while not self.connected and self.refused is None:
             if self.clock() > deadline:
                 raise FleetError(f"no CONNACK from {self.where} within {CONNECT_TIMEOUT_S:g} s")
             rc = self.pump(0.05)
             if rc != mqtt.MQTT_ERR_SUCCESS and not self.connected and self.refused is None:
-                self.refused = (
-                    f"{self.where} closed the connection before CONNACK; is it an MQTT port, "
-                    "and does mqtt.tls match it?"
-                )
+                self.refused = handshake_problem(self.cfg, mqtt.error_string(rc), connected_before=False)
         if self.refused is not None:
             raise FleetError(self.refused)
 
@@ -106,8 +83,7 @@ class FleetSession:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             self.refused = (
-                f"MQTT broker {self.where} refused the connection: {reason}; check mqtt.username / "
-                "mqtt.password and the broker's access rules (the fleet view needs to read "
+                f"{refused_problem(self.cfg, str(reason), reason.value)} (the fleet view needs to read "
                 f"{self.fold.prefix}/+/status and /health)"
             )
             return

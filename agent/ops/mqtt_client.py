@@ -1,4 +1,10 @@
-"""Why a broker closed the connection before CONNACK, in words a person can act on (pure).
+"""Reaching an MQTT broker: the one paho client factory, and what went wrong in words a person can act on.
+
+Two programs reach the broker with the same ``[mqtt]`` settings: the agent's link (``agent.mqtt.bridge``)
+and ``hume-edge fleet`` (``agent.ops.fleet.broker``). Both build their paho client with
+:func:`make_client` (protocol, transport, credentials, TLS) and say a failure with the same words, so a
+setting that works for one works for the other, and a fix read in one's error fits the other's. Here,
+below both in the import layers (``agent.ops`` sits under ``agent.mqtt``).
 
 A dropped handshake has several causes the socket alone cannot tell apart; what else is known narrows it:
 TLS that completed (then the broker refused the client certificate: with TLS 1.3 the client's handshake
@@ -11,10 +17,60 @@ before CONNACK (paho's text is logged at debug, since its timing varies).
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import MqttConfig
-from agent.mqtt.link import Refusal
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """Why a connection attempt did not get us connected: the state to report and words to act on."""
+
+    state: str
+    problem: str
+    transient: bool = False
+    """The broker's host answered at once but did not take the connection (refused, reset or closed during
+    the handshake): what a restarting broker does. Cheap to retry soon, unlike a timeout."""
+
+
+def make_client(cfg: MqttConfig, client_id: str, **options: Any) -> mqtt.Client:
+    """A paho client for ``cfg``: MQTT 5 or 3.1.1, TCP or WebSockets, username and password, TLS.
+
+    ``options``: paho's other ``Client`` arguments (``reconnect_on_failure``, ``userdata``). Raises
+    OSError or ValueError when a ``mqtt.tls_*`` file cannot be read.
+    """
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311,
+        transport="websockets" if cfg.transport == "websockets" else "tcp",
+        **options,
+    )
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password or None)
+    if cfg.tls:
+        client.tls_set(
+            ca_certs=cfg.tls_ca or None, certfile=cfg.tls_cert or None, keyfile=cfg.tls_key or None
+        )
+    return client
+
+
+def broker_where(cfg: MqttConfig) -> str:
+    """``host:port``, as every message about the broker names it."""
+    return f"{cfg.host}:{cfg.port}"
+
+
+def refused_problem(cfg: MqttConfig, reason: str, code: int) -> str:
+    """The words for a CONNACK that refused us (MQTT reason ``reason``, code ``code``)."""
+    return (
+        f"MQTT broker {broker_where(cfg)} refused the connection: {reason} (reason code {code}); "
+        "check mqtt.username / mqtt.password and the broker's access rules"
+    )
 
 
 def handshake_problem(cfg: MqttConfig, reason: str, *, connected_before: bool) -> str:
@@ -23,7 +79,7 @@ def handshake_problem(cfg: MqttConfig, reason: str, *, connected_before: bool) -
     The same cause always gives the same words (the publisher says a problem once, and repeats go to
     debug), so paho's error text, which varies with timing, is not part of it.
     """
-    where = f"{cfg.host}:{cfg.port}"
+    where = broker_where(cfg)
     if cfg.tls and not connected_before:
         fix = (
             "set mqtt.tls_cert and mqtt.tls_key to this device's certificate and key, signed by a CA the "
@@ -62,7 +118,7 @@ def open_problem(cfg: MqttConfig, exc: Exception, *, connected_before: bool) -> 
 
     ``transient``: refused or reset at once, as a restarting broker does (the publisher retries soon).
     """
-    where = f"{cfg.host}:{cfg.port}"
+    where = broker_where(cfg)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return Refusal(
             "disconnected",
@@ -71,7 +127,8 @@ def open_problem(cfg: MqttConfig, exc: Exception, *, connected_before: bool) -> 
             "must name mqtt.host",
         )
     if isinstance(exc, ssl.SSLError):
-        return Refusal("disconnected", f"TLS with {where} failed: {exc.reason or exc}; check mqtt.tls_*")
+        why = getattr(exc, "reason", None) or exc  # OpenSSL's reason; an SSLError raised by hand has none
+        return Refusal("disconnected", f"TLS with {where} failed: {why}; check mqtt.tls_*")
     if isinstance(exc, ConnectionResetError):
         reason = exc.strerror or "reset"
         return Refusal(
