@@ -3,6 +3,7 @@
 * ``identity``: what runs (version, Python, OS, config fingerprint, start);
 * ``parts``: the per-part status words (``online``, ``offline``, ``disabled``);
 * ``health``: the typed agent-wide health snapshot (the retained topic, the status file, ``STATUS=``);
+  ``health_view``: the one reader of it (``status`` and ``fleet``), untrusted bytes or a body in;
 * ``ago``: how long ago, in words (status and fleet);
 * ``replace``: replacing a small file atomically (the status snapshot, the metrics textfile);
 * ``mqtt_client``: reaching an MQTT broker: the paho client factory and the words for what went wrong

@@ -7,8 +7,9 @@ privileges when the file is world-readable. Under systemd the file lives in ``Ru
 (``/run/hume-edge``, tmpfs: no SD-card wear, gone after a stop or reboot).
 
 The file is the agent-wide health snapshot (``agent.ops.health.Health.to_json()``, the same body as the
-retained ``health`` topic) plus what only the file needs; the reader tolerates any field missing, since it
-may read a file an older or newer agent wrote::
+retained ``health`` topic) plus what only the file needs; it is read with the fleet's reader
+(:func:`agent.ops.health_view.read_health`), which tolerates any field missing or mistyped, since it may
+read a file an older or newer agent wrote, and cleans text of control characters::
 
     {"pid": 812, "written_at": 1764020000.5, "interval_s": 5.0, "started_at": 1764019000.0,
      "state": "running" | "stopping" | "stopped", "device_id": "kiosk-07",
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO, Tuple
 
 from agent.ops.ago import ago
+from agent.ops.health_view import HealthView, read_health
 from agent.ops.replace import replace_file
 
 FILE_NAME = "status.json"
@@ -41,6 +43,8 @@ INTERVAL_S = 5.0
 STALE_FACTOR = 3.0
 """A snapshot older than this many write intervals means the agent is stuck (or was killed)."""
 
+ERROR_TEXT_CHARS = 2000
+"""Of the last error, ``hume-edge status`` shows this much (a broker refusal's advice runs to 300)."""
 FILE_MODE = 0o640
 """The snapshot's mode: the service's user and group (``hume-edge``) read it, nobody else."""
 EXIT_RUNNING, EXIT_STALE, EXIT_NOT_RUNNING = 0, 1, 3
@@ -127,12 +131,11 @@ async def run(path: Path, snapshot: Callable[[], Mapping[str, Any]], interval_s:
 
 def summary_line(snapshot: Mapping[str, Any]) -> str:
     """One line for ``systemctl status`` (sd_notify ``STATUS=``): link states, session, queue depth."""
-    parts = [f"{name} {_link_state(link)}" for name, link in sorted(_links(snapshot).items())]
-    session = snapshot.get("session")
-    parts.append("visitor session active" if isinstance(session, dict) and session.get("active") else "idle")
-    depth = _queue_depth(snapshot)
-    if depth is not None:
-        parts.append(f"queue {depth}")
+    health = read_health(snapshot)
+    parts = [f"{link.name} {link.state}" for link in health.links]
+    parts.append("visitor session active" if health.session_active else "idle")
+    if health.queue_depth is not None:
+        parts.append(f"queue {health.queue_depth}")
     return ", ".join(parts)
 
 
@@ -158,28 +161,6 @@ def _find(explicit: Optional[Path]) -> Path:
     if os.environ.get("RUNTIME_DIRECTORY"):
         return default_path()
     return SYSTEM_PATH if SYSTEM_PATH.exists() else default_path()
-
-
-def _links(snapshot: Mapping[str, Any]) -> Dict[str, Any]:
-    """``links``, or else every top-level object with a ``state`` (``"hume": {"state": ...}``)."""
-    links = snapshot.get("links")
-    if isinstance(links, dict):
-        return links
-    return {k: v for k, v in snapshot.items() if isinstance(v, dict) and "state" in v}
-
-
-def _queue_depth(snapshot: Mapping[str, Any]) -> Optional[Any]:
-    """``queue_depth``, or else the one a link reports (the MQTT publisher knows its outbox's)."""
-    if "queue_depth" in snapshot:
-        return snapshot["queue_depth"]
-    depths = [
-        v["queue_depth"] for v in _links(snapshot).values() if isinstance(v, dict) and "queue_depth" in v
-    ]
-    return depths[0] if len(depths) == 1 else None
-
-
-def _link_state(link: Any) -> str:
-    return str(link.get("state", "unknown")) if isinstance(link, dict) else str(link)
 
 
 def _alive(pid: Any) -> bool:
@@ -210,47 +191,45 @@ def verdict(snapshot: Mapping[str, Any], now: float, alive: bool) -> Tuple[int, 
 
 
 def render(snapshot: Mapping[str, Any], now: float) -> List[str]:
-    """The report's detail lines: device, links, session, queue and last error."""
+    """The report's detail lines: device, links, session, queue and last error (read as
+    :class:`~agent.ops.health_view.HealthView`: text from the file cannot move the terminal's cursor)."""
+    health = read_health(snapshot, text_chars=ERROR_TEXT_CHARS)
     lines: List[str] = []
-    if snapshot.get("device_id"):
-        lines.append(f"device:     {snapshot['device_id']}")
-    ident = snapshot.get("identity")
-    if isinstance(ident, dict):
-        models = ident.get("models")
-        run = "+".join(str(m) for m in models) if isinstance(models, list) else "?"
-        lines.append(
-            f"agent:      {ident.get('version', '?')}, config {ident.get('config_fingerprint', '?')}, "
-            f"Hume {ident.get('backend', '?')} {run}; "
-            f"Python {ident.get('python', '?')} on {ident.get('os', '?')}"
-        )
+    if health.device_id:
+        lines.append(f"device:     {health.device_id}")
+    if isinstance(snapshot.get("identity"), dict):
+        lines.append(_agent_line(health))
     started = snapshot.get("started_at")
     if isinstance(started, (int, float)):
         lines.append(f"started:    {ago(now - started)}")
-    for name, link in sorted(_links(snapshot).items()):
-        extra = ""
-        if isinstance(link, dict):
-            # Scalars only: nested parts (the Hume link's per-socket figures and counters) are in --json.
-            rest = {k: v for k, v in link.items() if k != "state" and not isinstance(v, (dict, list))}
-            extra = "  " + ", ".join(f"{k}={v}" for k, v in sorted(rest.items())) if rest else ""
-        lines.append(f"link {name + ':':<6} {_link_state(link)}{extra}")
-    session = snapshot.get("session")
-    if isinstance(session, dict) and session.get("active"):
-        since = session.get("since")
-        began = f", started {ago(now - since)}" if isinstance(since, (int, float)) else ""
-        lines.append(f"session:    active {session.get('id', '?')}{began}")
+    for link in health.links:
+        # Scalars only: nested parts (the Hume link's per-socket figures and counters) are in --json.
+        extra = "  " + ", ".join(f"{k}={v}" for k, v in link.details) if link.details else ""
+        lines.append(f"link {link.name + ':':<6} {link.state}{extra}")
+    if health.session_active:
+        since = health.session_since
+        began = f", started {ago(now - since)}" if since is not None else ""
+        lines.append(f"session:    active {health.session_id or '?'}{began}")
     else:
         lines.append("session:    none (no visitor)")
-    depth = _queue_depth(snapshot)
-    if depth is not None:
-        lines.append(f"queue:      {depth} message(s) waiting for the broker")
-    error = snapshot.get("last_error")
-    if isinstance(error, dict):
-        at = error.get("at")
-        when = f" ({ago(now - at)})" if isinstance(at, (int, float)) else ""
-        lines.append(f"last error: [{error.get('level', '?')}] {error.get('message', '?')}{when}")
+    if health.queue_depth is not None:
+        lines.append(f"queue:      {health.queue_depth} message(s) waiting for the broker")
+    if isinstance(snapshot.get("last_error"), dict):
+        at = health.last_error_at
+        when = f" ({ago(now - at)})" if at is not None else ""
+        lines.append(f"last error: [{health.last_error_level or '?'}] {health.last_error or '?'}{when}")
     else:
-        lines.append(f"last error: {error if error else 'none'}")
+        lines.append(f"last error: {health.last_error or 'none'}")
     return lines
+
+
+def _agent_line(health: HealthView) -> str:
+    """What runs: version, config, Hume backend and models, Python and OS."""
+    run = "+".join(health.models) if health.models is not None else "?"
+    return (
+        f"agent:      {health.version or '?'}, config {health.config_fingerprint or '?'}, "
+        f"Hume {health.backend or '?'} {run}; Python {health.python or '?'} on {health.os or '?'}"
+    )
 
 
 def show(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:

@@ -277,3 +277,29 @@ def test_links_may_be_top_level_objects_with_a_state(tmp_path: Path) -> None:
     assert "queue:      4 message(s) waiting for the broker" in text
     assert "capture" not in text
     assert status.summary_line(status.read(path) or {}) == "hume connecting, mqtt connected, idle, queue 4"
+
+
+def test_status_and_fleet_read_one_health_body_alike_and_no_escape_reaches_the_terminal(
+    tmp_path: Path,
+) -> None:
+    """One reader (agent.ops.health_view) for the status file and the fleet's health messages."""
+    from agent.ops.health_view import parse_health
+
+    body = {
+        "device_id": "kiosk-07",
+        "identity": {"version": "0.3.1", "config_fingerprint": "3fa2c1e09b7d", "backend": "v1"},
+        "mqtt": {"state": "connected", "queue_depth": 4},
+        "outbox": {"depth": 4, "dropped_total": 0},
+        "session": {"active": False, "id": None},
+        "last_error": {"at": 1150.0, "level": "error", "message": "evil \x1b[2J\x1b]0;owned\x07 reply"},
+    }
+    path = tmp_path / "status.json"
+    status.write(path, {**body, "interval_s": 5.0, "state": "running"})
+    text = _show(path)[1]
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "last error: [error] evil ?[2J?]0;owned? reply" in text
+    assert "queue:      4 message(s) waiting for the broker" in text
+    fleet_view = parse_health(json.dumps(body).encode())
+    assert (fleet_view.last_error, fleet_view.queue_depth) == ("evil ?[2J?]0;owned? reply", 4)
+    assert "agent:      0.3.1, config 3fa2c1e09b7d, Hume v1 ?; Python ? on ?" in text.splitlines()

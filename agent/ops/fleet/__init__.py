@@ -23,7 +23,8 @@ announces a Maximum Packet Size, so the broker drops oversized messages instead 
 
 The map, in the order a message meets it:
 
-* ``view``: one ``health`` payload (untrusted bytes) into the typed :class:`HealthView` the table shows;
+* (``agent.ops.health_view``: one ``health`` payload, untrusted bytes, into the typed :class:`HealthView`
+  the table shows; ``hume-edge status`` reads its file with it too);
 * ``fold``: :class:`FleetFold`, ``status`` and ``health`` messages into a :class:`FleetReport` (pure);
 * ``table``: the report as the terminal table and its summary line;
 * ``broker``: the paho session that subscribes, settles and feeds the fold (:func:`collect`);
@@ -65,7 +66,7 @@ from agent.ops.fleet.table import (
     render_table,
     summary_line,
 )
-from agent.ops.fleet.view import (
+from agent.ops.health_view import (
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_CHARS,
     HealthView,

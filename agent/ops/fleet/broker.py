@@ -18,7 +18,7 @@ from paho.mqtt.properties import Properties
 
 from agent.config import MqttConfig
 from agent.ops.fleet.fold import FleetFold, FleetReport
-from agent.ops.fleet.view import MAX_PAYLOAD_BYTES
+from agent.ops.health_view import MAX_PAYLOAD_BYTES
 from agent.ops.mqtt_client import broker_where, handshake_problem, make_client, open_problem, refused_problem
 
 MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 4096

@@ -16,7 +16,7 @@ from agent.errors import EX_CONFIG, ConfigError
 from agent.ops.fleet.broker import DEFAULT_WAIT_S, QUIET_S, FleetError, FleetSession, collect, settle
 from agent.ops.fleet.fold import FleetFold, FleetReport
 from agent.ops.fleet.table import render_table
-from agent.ops.fleet.view import clean_text
+from agent.ops.health_view import clean_text
 
 EXIT_OK, EXIT_BROKER = 0, 1
 

@@ -12,7 +12,7 @@ import dataclasses
 import fnmatch
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from agent.ops.fleet.view import MAX_PAYLOAD_BYTES, HealthView, clean_text, parse_health
+from agent.ops.health_view import FLEET_FIELDS, MAX_PAYLOAD_BYTES, HealthView, clean_text, parse_health
 
 MAX_KIOSKS = 10_000
 MAX_DEVICE_CHARS = 128
@@ -41,7 +41,7 @@ class KioskRow:
             "state": self.state,
             "expected": self.expected,
             "config_differs": self.config_differs,
-            **dataclasses.asdict(self.health),
+            **{name: getattr(self.health, name) for name in FLEET_FIELDS},
         }
 
 
