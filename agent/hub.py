@@ -115,6 +115,10 @@ class Agent:
         """Frames the camera had read when media last became allowed (None while it may not): those, captured
         before the visit's notice was out, are not sent. A count, not a wall time: a clock stepped back
         (a Pi's NTP sync) must not hold back every later frame of the visit."""
+        self._allowed_since: Optional[float] = None
+        """The monotonic time media last became allowed (None while it may not): audio captured before it
+        is not sent (``AudioChunk.captured_mono``; a chunk arriving just after that moment holds up to
+        ``microphone.chunk_ms`` from before it)."""
         self._timers = OnFirstUse(asyncio.Event)
         """Set when a session timer may have moved (a debounce began): the tick loop re-arms for it."""
         self.identity = identity.collect(cfg, started_at=wall())
@@ -200,10 +204,11 @@ class Agent:
         if allowed and self._allowed_after is None:
             # The first frame of the visit is read now, not at the camera's next slot (up to 0.5 s later).
             self._allowed_after = self.camera.frames_read if self.camera is not None else 0
+            self._allowed_since = self._mono()
             if self.camera is not None:
                 self.camera.hurry()
         elif not allowed:
-            self._allowed_after = None
+            self._allowed_after = self._allowed_since = None
         if not allowed and self.gate.withdraw():
             # Whatever was captured before this moment stays here, however long Hume was unreachable: a
             # pause pressed while the link was in backoff once sent 4.8 s of audio and 3 frames (#31).
@@ -282,7 +287,14 @@ class Agent:
             if not self._may_send("audio"):
                 self.audio_gate.reset()
                 continue
-            for piece in self.audio_gate.admit(chunk):  # silence is not paid for (agent.visit.audio_gate)
+            since = self._allowed_since
+            if since is None or chunk.captured_mono < since:
+                self.gate.drop("unannounced", "audio")  # all or part captured before the notice was out
+            if since is None:
+                self.audio_gate.reset()
+                continue
+            # Silence is not paid for, audio from before the notice never leaves (agent.visit.audio_gate).
+            for piece in self.audio_gate.admit(chunk, since_mono=since):
                 self.counters["audio_sent"] += 1
                 self.gate.sent()
                 self.backend.send_audio(piece.pcm16, piece.captured_at, self.sessions.session_id)
@@ -358,6 +370,7 @@ class Agent:
                 chunks_sent=counters["audio_sent"],
                 audio_sent_ms=self.audio_gate.passed_ms,
                 audio_skipped_ms=self.audio_gate.skipped_ms,
+                audio_unannounced_ms=self.audio_gate.unannounced_ms,
             ),
             summaries=SummaryHealth(
                 **self.recorder.summaries.stats(),

@@ -204,9 +204,9 @@ class PyAudioMicrophone(AudioSource):
             if raw is None:
                 continue
             self.recovery.ok()
-            now = time.time()
+            now, now_mono = time.time(), time.monotonic()  # here, not where the queue hands it over
             for pcm in chunker.push(resampler.process(to_mono(np.frombuffer(raw, dtype="<i2"), channels))):
-                deliver(AudioChunk(pcm, now - chunk_s))
+                deliver(AudioChunk(pcm, now - chunk_s, now_mono - chunk_s))
 
     def _capture(self, deliver: Any, stop: threading.Event) -> None:
         """The capture thread: open, stream, and after any failure close, wait and reopen."""

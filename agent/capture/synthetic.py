@@ -308,7 +308,7 @@ class _PacedSource(AudioSource):
                         due += chunk_s
                         self.recovery.ok()
                         self.chunks_sent += 1
-                        yield AudioChunk(pcm, time.time() - chunk_s)
+                        yield AudioChunk(pcm, time.time() - chunk_s, time.monotonic() - chunk_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any input failure: wait, start over

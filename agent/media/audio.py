@@ -26,10 +26,16 @@ BYTES_PER_MS = AUDIO_RATE * 2 // 1000
 
 @dataclasses.dataclass(frozen=True)
 class AudioChunk:
-    """``chunk_ms`` of 16 kHz mono s16le audio; ``captured_at`` is the wall-clock time of its first sample."""
+    """``chunk_ms`` of 16 kHz mono s16le audio; ``captured_at`` is the wall-clock time of its first sample.
+
+    ``captured_mono`` is the same moment on ``time.monotonic()``, stamped where the audio is captured (the
+    microphone's thread, before its queue): the clock the hub decides by whether a sample was captured
+    before its visit's notice was out (a wall clock steps at an NTP sync; a chunk of 1 s arriving just
+    after the notice holds up to 1 s from before it)."""
 
     pcm16: bytes
     captured_at: float
+    captured_mono: float
 
 
 def _lowpass_taps(rate: int, cutoff_hz: float, transition_hz: float) -> np.ndarray:

@@ -92,6 +92,9 @@ class MicrophoneHealth:
     audio_sent_ms: int = 0
     audio_skipped_ms: int = 0
     """Audio the silence gate kept back (``agent.visit.audio_gate``): not paid for."""
+    audio_unannounced_ms: int = 0
+    """Audio of a visit captured before its notice was out (the part of a chunk from before that moment):
+    never sent (``agent.visit.audio_gate``); the chunks it came from count in ``privacy.dropped``."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,18 +33,25 @@ Policy, the same on both APIs but for the hang-over that spills into a silent ch
   also saves v1's 10 s minimum). ``silence_gate = false`` streams the whole visit and lets the server's
   VAD find the speech, at the price of every silent second.
 
+Before the notice: a visit's audio may leave only once its notice is out (``agent.privacy.state``), and the
+hub passes the monotonic moment that happened (``since_mono``). A chunk is handed over when its *last*
+sample is captured, so the first chunk after that moment holds up to ``chunk_ms`` (1 s by default) captured
+before it, and pre-roll could reach back further; that part is cut off at the sample by each chunk's
+``captured_mono`` stamp and counted (``unannounced_ms``), never sent, never held as pre-roll.
+
 Pure: chunks and their capture times in, pieces out; nothing here reads a clock.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 from typing import Deque, List
 
 import numpy as np
 
 from agent.config import MicrophoneConfig
-from agent.media.audio import BYTES_PER_MS, VOICE_FRAME_MS, AudioChunk, voiced_frames
+from agent.media.audio import AUDIO_RATE, BYTES_PER_MS, VOICE_FRAME_MS, AudioChunk, voiced_frames
 
 FRAME_MS = 100
 """The gate decides per 100 ms: v1's recommended frame size, fine enough to cut a pause between
@@ -69,6 +76,8 @@ class AudioGate:
         """Audio let through so far."""
         self.skipped_ms = 0
         """Audio held back as silence so far (pre-roll that was later sent is not counted)."""
+        self.unannounced_ms = 0
+        """Audio dropped because it was captured before its visit's notice was out (see the module doc)."""
 
     def reset(self) -> None:
         """Forget held pre-roll and any hang-over: a visit boundary, or nothing is being streamed."""
@@ -76,8 +85,18 @@ class AudioGate:
         self._held.clear()
         self._hang_ms = 0
 
-    def admit(self, chunk: AudioChunk) -> List[AudioChunk]:
-        """The parts of ``chunk`` (and of held pre-roll) to send now, each contiguous, oldest first."""
+    def admit(self, chunk: AudioChunk, *, since_mono: float) -> List[AudioChunk]:
+        """The parts of ``chunk`` (and of held pre-roll) to send now, each contiguous, oldest first.
+
+        ``since_mono``: when media of this visit became allowed (``time.monotonic()``); nothing captured
+        before it is sent or held (counted in :attr:`unannounced_ms`)."""
+        while self._held and self._held[0].captured_mono < since_mono:  # the hub resets first: defence
+            self.unannounced_ms += len(self._held.popleft().pcm16) // BYTES_PER_MS
+        late = captured_since(chunk, since_mono)
+        self.unannounced_ms += (len(chunk.pcm16) - len(late.pcm16)) // BYTES_PER_MS
+        chunk = late
+        if not chunk.pcm16:
+            return []
         if not self.enabled:
             self.passed_ms += len(chunk.pcm16) // BYTES_PER_MS
             return [chunk]
@@ -88,7 +107,10 @@ class AudioGate:
         out: List[AudioChunk] = []
         heard = False
         for i, start in enumerate(range(0, len(data), step)):
-            frame = AudioChunk(data[start : start + step], chunk.captured_at + start / BYTES_PER_MS / 1000)
+            offset_s = start / BYTES_PER_MS / 1000
+            frame = AudioChunk(
+                data[start : start + step], chunk.captured_at + offset_s, chunk.captured_mono + offset_s
+            )
             voiced = int(np.count_nonzero(loud[i * per_frame : (i + 1) * per_frame])) * VOICE_FRAME_MS
             frame_ms = len(frame.pcm16) // BYTES_PER_MS
             if voiced >= MIN_VOICED_MS:
@@ -119,6 +141,17 @@ def _append(out: List[AudioChunk], frame: AudioChunk) -> None:
         last = out[-1]
         end = last.captured_at + len(last.pcm16) / BYTES_PER_MS / 1000
         if abs(frame.captured_at - end) < 0.001:
-            out[-1] = AudioChunk(last.pcm16 + frame.pcm16, last.captured_at)
+            out[-1] = AudioChunk(last.pcm16 + frame.pcm16, last.captured_at, last.captured_mono)
             return
     out.append(frame)
+
+
+def captured_since(chunk: AudioChunk, since_mono: float) -> AudioChunk:
+    """The part of ``chunk`` captured at or after ``since_mono`` (by its ``captured_mono``), cut at the
+    first whole sample from then on (empty if all of it came before)."""
+    early_s = since_mono - chunk.captured_mono
+    if early_s <= 0:
+        return chunk
+    cut = min(len(chunk.pcm16) // 2, math.ceil(early_s * AUDIO_RATE - 1e-6)) * 2  # float noise: no sample
+    shift_s = cut / BYTES_PER_MS / 1000
+    return AudioChunk(chunk.pcm16[cut:], chunk.captured_at + shift_s, chunk.captured_mono + shift_s)

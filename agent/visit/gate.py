@@ -6,7 +6,8 @@ queued (``agent.privacy.state.NoticeGate``). Every piece held back *during a vis
 kind, so ``health`` says what a pause or a slow broker cost; media outside a visit is not a drop (nobody
 is there to measure).
 
-Reasons: ``paused`` (a privacy pause), ``unannounced`` (the visit's notice not yet out), ``withdrawn`` (a
+Reasons: ``paused`` (a privacy pause), ``unannounced`` (the visit's notice not yet out, or a frame or part of
+an audio chunk captured before it was: ``agent.visit.audio_gate``), ``withdrawn`` (a
 frame whose encoding straddled a moment media stopped being allowed). Kinds: ``frame``, ``audio``, ``text``
 (a ``cmd/text``). Before this class the service counted ``unannounced`` on every read of a property, so a
 ``cmd/text`` arriving before the notice's PUBACK was counted as a dropped frame.

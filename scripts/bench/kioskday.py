@@ -263,7 +263,8 @@ class ScriptMicrophone(AudioSource):
         while True:
             await asyncio.sleep(max(0.0, self.t0 + (k + 1) * self.chunk_ms / 1000 - time.monotonic()))
             self.chunks_sent += 1
-            yield AudioChunk(self.chunk(k).astype("<i2").tobytes(), wall0 + k * self.chunk_ms / 1000)
+            at_s = k * self.chunk_ms / 1000
+            yield AudioChunk(self.chunk(k).astype("<i2").tobytes(), wall0 + at_s, self.t0 + at_s)
             k += 1
 
 

@@ -89,7 +89,8 @@ class ScriptVoice(AudioSource):
             block = self.signal[k * n : (k + 1) * n]
             if len(block) < n:
                 block = np.zeros(n, dtype=np.int16)
-            yield AudioChunk(block.astype("<i2").tobytes(), self.started_wall + k * CHUNK_MS / 1000)
+            at_s = k * CHUNK_MS / 1000
+            yield AudioChunk(block.astype("<i2").tobytes(), self.started_wall + at_s, start + at_s)
             k += 1
 
 

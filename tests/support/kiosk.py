@@ -92,4 +92,5 @@ class SceneVoice(AudioSource):
             else:
                 block = np.take(self.speech, range(pos, pos + n), mode="wrap")
                 pos += n
-            yield AudioChunk(block.astype("<i2").tobytes(), time.time() - self.chunk_ms / 1000)
+            chunk_s = self.chunk_ms / 1000
+            yield AudioChunk(block.astype("<i2").tobytes(), time.time() - chunk_s, time.monotonic() - chunk_s)

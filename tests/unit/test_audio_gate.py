@@ -30,13 +30,13 @@ def _voice(ms: int) -> np.ndarray:
 def _chunks(signal: np.ndarray, chunk_ms: int, t0: float = 1000.0) -> List[AudioChunk]:
     n = chunk_ms * RATE_MS
     return [
-        AudioChunk(signal[i : i + n].astype("<i2").tobytes(), t0 + i / AUDIO_RATE)
+        AudioChunk(signal[i : i + n].astype("<i2").tobytes(), t0 + i / AUDIO_RATE, t0 - 900 + i / AUDIO_RATE)
         for i in range(0, len(signal), n)
     ]
 
 
-def _run(gate: AudioGate, chunks: List[AudioChunk]) -> List[AudioChunk]:
-    return [piece for chunk in chunks for piece in gate.admit(chunk)]
+def _run(gate: AudioGate, chunks: List[AudioChunk], since_mono: float = float("-inf")) -> List[AudioChunk]:
+    return [piece for chunk in chunks for piece in gate.admit(chunk, since_mono=since_mono)]
 
 
 def _span_ms(piece: AudioChunk, t0: float) -> tuple:
@@ -119,3 +119,56 @@ def test_v0_drops_a_hangover_that_would_be_a_payload_of_pure_silence() -> None:
     v0 = [_span_ms(p, 1000.0) for p in _run(AudioGate(MicrophoneConfig(), spill_hangover=False), chunks)]
     assert v1 == [(200, 1000), (1000, 1600)]
     assert v0 == [(200, 1000)]
+
+
+def test_audio_captured_before_media_was_allowed_is_never_sent_nor_held_as_preroll() -> None:
+    """A chunk is handed over at its last sample: the one straddling the notice's moment is cut there."""
+    rng = np.random.default_rng(6)
+    # Voice from the start; media allowed at 1250 ms (monotonic 100 + 1.25: the gate goes by captured_mono).
+    voice = _chunks(_voice(3000), 1000)
+    gate = AudioGate(MicrophoneConfig())
+    pieces = _run(gate, voice, since_mono=101.25)
+    assert [_span_ms(p, 1000.0) for p in pieces] == [(1250, 2000), (2000, 3000)]
+    assert pieces[0].captured_mono == 101.25
+    assert gate.unannounced_ms == 1250
+    # Silence, then voice 150 ms after the moment: the pre-roll reaches back only to that moment.
+    signal = np.concatenate([_noise(1150, rng), _voice(850)])
+    gate = AudioGate(MicrophoneConfig())
+    pieces = _run(gate, _chunks(signal, 500), since_mono=101.0)
+    assert _span_ms(pieces[0], 1000.0) == (1000, 1500)
+    assert gate.unannounced_ms == 1000
+    # Held pre-roll from before a later moment (no reset in between) is dropped, not sent.
+    gate = AudioGate(MicrophoneConfig())
+    assert _run(gate, _chunks(_noise(1000, rng), 1000)) == []  # 300 ms held
+    assert _run(gate, _chunks(_voice(1000), 1000, t0=1001.0), since_mono=101.0)[0].captured_mono == 101.0
+    assert gate.unannounced_ms == 300
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    layout=st.lists(st.tuples(st.booleans(), st.integers(1, 30)), min_size=1, max_size=12),
+    chunk_ms=st.sampled_from([100, 250, 500, 1000]),
+    since_ms=st.integers(0, 4000),
+    gate_on=st.booleans(),
+)
+def test_nothing_captured_before_the_moment_leaves_and_voice_after_it_all_does(
+    layout: list, chunk_ms: int, since_ms: int, gate_on: bool
+) -> None:
+    rng = np.random.default_rng(7)
+    signal = np.concatenate([_voice(n * 100) if v else _noise(n * 100, rng) for v, n in layout])
+    gate = AudioGate(MicrophoneConfig(silence_gate=gate_on))
+    pieces = _run(gate, _chunks(signal, chunk_ms), since_mono=100 + since_ms / 1000)
+    spans = [_span_ms(p, 1000.0) for p in pieces]
+    assert all(start >= since_ms for start, _ in spans)
+    for piece, (start, end) in zip(pieces, spans):
+        assert piece.pcm16 == signal[start * RATE_MS : end * RATE_MS].astype("<i2").tobytes()
+    assert gate.unannounced_ms == min(since_ms, len(signal) // RATE_MS)
+    sent = np.zeros(len(signal) // RATE_MS, dtype=bool)
+    for start, end in spans:
+        sent[start:end] = True
+    position = 0
+    for voiced, n in layout:
+        lo = max(position * 100, since_ms)
+        if voiced and lo < (position + n) * 100:
+            assert sent[lo : (position + n) * 100].all()
+        position += n
