@@ -97,7 +97,13 @@ class Agent:
             on_boundary=self._boundary,
         )
         self.sessions = self.recorder.sessions
-        self.desk = PrivacyDesk(cfg.privacy, cfg.effective_device_id, publisher.enqueue, wall=wall)
+        self.desk = PrivacyDesk(
+            cfg.privacy,
+            cfg.effective_device_id,
+            publisher.enqueue,
+            wall=wall,
+            mqtt_pauses_per_hour=cfg.commands.privacy_per_hour,
+        )
         publisher.intake.vet = self._vet
         self.gate = MediaGate()
         self.pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
@@ -307,9 +313,18 @@ class Agent:
             self.recorder.add(obs)
 
     def _vet(self, cmd: Command) -> Optional[str]:
-        """A valid command the hub would not carry out now (the intake refuses it, with this reason)."""
+        """A valid command the hub would not carry out now (the intake refuses it, with this reason).
+
+        ``cmd/privacy pause`` over ``commands.privacy_per_hour`` is refused (and counted) here, so the reply
+        says so. The pause state machine enforces the same rule again when the command is carried out:
+        commands arriving together are all vetted before any is carried out, so of "pause, resume, pause"
+        the last may pass here, be refused there (counted) and have been answered as accepted.
+        """
         if cmd.name == "privacy" and cmd.action == "resume":
             return self.desk.pause.resume_refusal("mqtt")
+        if cmd.name == "privacy" and cmd.action == "pause":
+            refused = self.desk.refuse_pause(self._mono(), "mqtt")
+            return None if refused is None else refused.reason
         return None
 
     async def command_loop(self) -> None:

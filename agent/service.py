@@ -67,6 +67,7 @@ async def run_agent(
     *,
     make_backend: Callable[[Config], Backend] = make_backend,
     on_agent: Optional[Callable[[Agent], None]] = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> int:
     """Run until SIGTERM / SIGINT (or ``stop`` is set); return the process exit code.
 
@@ -74,7 +75,9 @@ async def run_agent(
     names the config in a refusal (:func:`agent.config.check_runnable`, exit 78, the very message
     ``hume-edge check-config`` prints). The seams for tests and benchmarks: ``make_backend`` builds the
     Hume backend (wrap :func:`make_backend` to record what it is sent); ``on_agent`` sees the composed
-    :class:`Agent` before any of its tasks starts.
+    :class:`Agent` before any of its tasks starts; ``monotonic`` is the clock of the agent's rules (visits,
+    pauses, command limits), so a faster one lets a test live through an hour of them in a minute
+    (``tests/integration/test_privacy_limits.py``; the links' timeouts keep the real clock).
     """
     try:
         config_mod.check_runnable(cfg, source)
@@ -107,9 +110,10 @@ async def run_agent(
         outbox,
         models=published_models(cfg.hume.backend, cfg.hume.models),
         commands=cfg.commands,
+        command_clock=monotonic,
     )
     camera, microphone = sources or (open_camera(cfg.camera), open_microphone(cfg.microphone))
-    agent = Agent(cfg, backend, publisher, camera, microphone, notifier=notifier)
+    agent = Agent(cfg, backend, publisher, camera, microphone, notifier=notifier, monotonic=monotonic)
     if on_agent is not None:
         on_agent(agent)
     agent.recorder.recover(outbox.state_items(SESSION_STATE_PREFIX))
@@ -121,7 +125,7 @@ async def run_agent(
         gpio.on_press = functools.partial(agent.privacy, "toggle", "button")
         agent.desk.listeners.append(functools.partial(_light, gpio, agent.desk))
     if cfg.privacy.page:
-        owner.start("page", _notice_page(cfg, agent).run())
+        owner.start("page", _notice_page(cfg, agent, monotonic).run())
     owner.start("mqtt", publisher.run())
     owner.start("hume", backend.run())
     owner.start("results", agent.results_loop())
@@ -225,14 +229,14 @@ def _log_context(cfg: Config) -> None:
         _LOGGER.info("deployment context: %s (docs/privacy.md)", cfg.privacy.deployment_context)
 
 
-def _notice_page(cfg: Config, agent: Agent) -> Any:
+def _notice_page(cfg: Config, agent: Agent, monotonic: Callable[[], float]) -> Any:
     """The on-screen page (``privacy.page``); aiohttp.web is imported only here, when it is on."""
     from agent.privacy.notice_page import NoticePage, PageState
 
     desk = agent.desk
 
     def state() -> PageState:
-        left = desk.pause.remaining_s(time.monotonic())
+        left = desk.pause.remaining_s(monotonic())
         return PageState(
             measuring=desk.notice.active,
             notice=desk.notice.text,

@@ -304,7 +304,8 @@ class CommandsConfig:
     )
     privacy_per_hour: int = setting(
         6,
-        "cmd/privacy pause or resume accepted at most this often (a pause holds for privacy.max_pause_s)",
+        "cmd/privacy: pauses it may begin in any hour (so at most this many times privacy.max_pause_s "
+        "paused); 0 = none; resume is not limited",
         unit="1/h",
         min=0,
         max=3600,

@@ -6,9 +6,12 @@ the ACL that keeps them out); this is the agent's own line of defence for a brok
 * **Retained commands are ignored.** A retained ``cmd/session start`` would be replayed at every connect, so
   a restarted kiosk would start a paid session by itself. Commands act only when sent live.
 * **Only ``commands.allowed`` are obeyed** (a kiosk with a PIR sensor may allow ``session`` and nothing else).
-* **``cmd/privacy`` is rate-limited** (``commands.privacy_per_hour``, 6: with ``privacy.max_pause_s`` of
-  300 s an account can keep the kiosk paused at most half of every hour; pauses were unlimited, #31), and
-  it cannot end a pause a visitor pressed (``agent.privacy.state``).
+* **``cmd/privacy pause`` is limited by the pause's own rule, not here**: at most
+  ``commands.privacy_per_hour`` (6) pauses begun in any hour, a sliding window shared in kind with the
+  on-screen page, so with ``privacy.max_pause_s`` of 300 s broker accounts can keep the kiosk paused at
+  most half of any hour, the first included; a pause while paused does not extend it, and a visitor's
+  pause cannot be ended (``agent.privacy.state.PauseControl``; the hub vets the command, the reply says
+  why). A token bucket here had let a script hold the whole first hour (#31).
 * **What costs money is rate-limited:** forced session starts per hour, ``cmd/text`` characters per minute
   (each message is a payload billed by Hume), Home Assistant re-announcements per minute (each re-sends the
   discovery config, the last summary per model and health).
@@ -39,7 +42,6 @@ class CommandGuard:
         now = clock()
         self._starts = TokenBucket(cfg.session_starts_per_hour / 3600.0, cfg.session_starts_per_hour, now)
         self._text = TokenBucket(cfg.text_chars_per_minute / 60.0, cfg.text_chars_per_minute, now)
-        self._privacy = TokenBucket(cfg.privacy_per_hour / 3600.0, cfg.privacy_per_hour, now)
         self._announce = TokenBucket(cfg.discovery_per_minute / 60.0, cfg.discovery_per_minute, now)
         self._replies = TokenBucket(cfg.replies_per_s, max(1.0, 2 * cfg.replies_per_s), now)
         self.counts: Counter[str] = collections.Counter()
@@ -67,8 +69,6 @@ class CommandGuard:
             why = f"cmd/session start: at most {self.cfg.session_starts_per_hour} an hour; try again later"
         elif name == "text" and not self._text.try_take(chars, self._clock()):
             why = f"cmd/text: at most {self.cfg.text_chars_per_minute} characters a minute; try again later"
-        elif name == "privacy" and not self._privacy.try_take(1, self._clock()):
-            why = f"cmd/privacy: at most {self.cfg.privacy_per_hour} an hour; try again later"
         elif name == "discovery" and not self._announce.try_take(1, self._clock()):
             why = f"cmd/discovery: at most {self.cfg.discovery_per_minute} a minute; try again later"
         else:

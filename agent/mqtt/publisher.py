@@ -70,6 +70,7 @@ class Publisher:
         *,
         models: Tuple[str, ...] = HumeConfig().models,
         commands: Optional[CommandsConfig] = None,
+        command_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not device_id or any(c in device_id for c in "/+#"):
             raise ValueError(f"device_id {device_id!r}: must be non-empty and contain no '/', '+' or '#'")
@@ -99,7 +100,7 @@ class Publisher:
         self._health_failed = False
         self._bucket = publish_bucket(cfg.max_publish_rate_per_s, time.monotonic())
         self._drain = Drain(cfg, outbox, self.base, self._poke, self._bucket)
-        self.guard = CommandGuard(commands or CommandsConfig())
+        self.guard = CommandGuard(commands or CommandsConfig(), command_clock)
         self.intake = CommandIntake(
             self.base, lambda link: self.announcer.announce(link, with_state=True), self.guard
         )

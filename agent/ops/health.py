@@ -190,6 +190,8 @@ class PrivacyHealth:
     """Pauses begun since start, from any source."""
     page_pauses_refused: int = 0
     """On-screen pauses refused over ``privacy.page_pauses_per_hour`` (``agent.privacy.state``)."""
+    mqtt_pauses_refused: int = 0
+    """``cmd/privacy pause`` refused over ``commands.privacy_per_hour`` (the same rule, its own allowance)."""
     notice_active: bool = False
     notice_published: bool = False
     """The broker acknowledged the active notice."""

@@ -30,9 +30,11 @@ class PrivacyDesk:
         enqueue: Callable[[OutMessage], int],
         *,
         wall: Callable[[], float],
+        mqtt_pauses_per_hour: int = 6,
     ) -> None:
+        """``mqtt_pauses_per_hour``: ``commands.privacy_per_hour``, the allowance of ``cmd/privacy``."""
         self.cfg = cfg
-        self.pause = PauseControl(cfg.max_pause_s, cfg.page_pauses_per_hour)
+        self.pause = PauseControl(cfg.max_pause_s, cfg.page_pauses_per_hour, mqtt_pauses_per_hour)
         self.notice = NoticeGate(cfg.notice_text, device_id)
         self.listeners: List[Callable[[], None]] = []
         """Called whenever the notice or whether media may leave changed (the page, the LED)."""
@@ -60,16 +62,24 @@ class PrivacyDesk:
             return self._said(self.pause.toggle(now, source))
         return self._said(self.pause.command(now, action, source))
 
-    def page_pause(self, now: float) -> Optional[PauseRefused]:
-        """The on-screen Pause: None when paused (or already paused), else why not, for the page to show.
+    def refuse_pause(self, now: float, source: str) -> Optional[PauseRefused]:
+        """Why a pause from ``source`` (``page``, ``mqtt``) is refused now, or None; the caller answers a
+        refusal and does not pause (``agent.privacy.state.PauseControl``: one rule, an allowance each).
 
-        A refusal is logged (INFO, as refused commands are) once per 10 min at most, since a script can
-        send thousands, and counted in health (``privacy.page_pauses_refused``).
+        Every refusal is counted in health (``privacy.page_pauses_refused``, ``mqtt_pauses_refused``). The
+        page's are logged (INFO, as refused commands are) once per 10 min at most, since a script can send
+        thousands; ``cmd/privacy``'s are logged by the command intake, once a minute at most.
         """
-        refused = self.pause.pause_refusal(now, "page")
-        self._said(self.pause.pause(now, "page"))  # the state machine enforces and counts the refusal
-        if refused is not None:
+        refused = self.pause.refuse(now, source)
+        if refused is not None and source == "page":
             self._log.log(logging.INFO, "page", "privacy pause from the page refused: %s", refused.reason)
+        return refused
+
+    def page_pause(self, now: float) -> Optional[PauseRefused]:
+        """The on-screen Pause: None when paused (or already paused), else why not, for the page to show."""
+        refused = self.refuse_pause(now, "page")
+        if refused is None:
+            self._said(self.pause.pause(now, "page"))
         return refused
 
     def tick(self, now: float) -> bool:
@@ -110,7 +120,8 @@ class PrivacyDesk:
             paused=self.pause.paused,
             pause_left_s=None if left is None else round(left, 1),
             pauses=self.pause.pauses,
-            page_pauses_refused=self.pause.page_refused,
+            page_pauses_refused=self.pause.refused["page"],
+            mqtt_pauses_refused=self.pause.refused["mqtt"],
             notice_active=self.notice.active,
             notice_published=self.notice.state().published,
             notices=self.notice.notices,

@@ -31,7 +31,7 @@ import collections
 import dataclasses
 import logging
 import math
-from typing import Deque, List, Optional
+from typing import Deque, Dict, List, Optional
 
 from agent.messages import OutMessage, utc_iso
 
@@ -42,10 +42,14 @@ NOTICE_SCHEMA = "hume-edge/notice/1"
 PAUSE_SOURCES = ("mqtt", "page", "button")
 """Who may pause or resume: ``cmd/privacy``, the on-screen page, the GPIO button."""
 PAUSE_ACTIONS = ("pause", "resume")
-PAGE_WINDOW_S = 3600.0
-"""The window ``privacy.page_pauses_per_hour`` counts page pauses in."""
 VISITOR_SOURCES = ("page", "button")
 """The controls in front of the kiosk; ``mqtt`` is an operator or the kiosk UI's account."""
+LIMITED_SOURCES = ("page", "mqtt")
+"""The controls whose pause starts are limited per hour (:class:`StartWindow`); the GPIO button is not."""
+LIMIT_SETTINGS = {"page": "privacy.page_pauses_per_hour", "mqtt": "commands.privacy_per_hour"}
+"""The setting that holds each limited control's allowance (named in a refusal)."""
+WINDOW_S = 3600.0
+"""The window pause starts are counted in."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,30 +65,74 @@ class PauseEvent:
 
 @dataclasses.dataclass(frozen=True)
 class PauseRefused:
-    """A pause not granted: why (for the log and the page's JSON), and in how many seconds it would be."""
+    """A pause not granted: why (for the log, the page's JSON and ``cmd/result``), and in how many seconds
+    it would be (``math.inf`` when the allowance is 0)."""
 
     reason: str
     retry_after_s: float
 
 
+class StartWindow:
+    """At most ``per_hour`` starts in any :data:`WINDOW_S`: a sliding window of the start times.
+
+    Why not a token bucket of the same rate (what ``cmd/privacy`` had): a bucket starts full and refills
+    while a pause runs, 0.5 token per 300 s pause at 6 an hour, so a script pausing at every resume got
+    6 + 3 + 1.5 + ... = about 12 pauses, the whole first hour, before "half of every hour" applied (#31). The
+    window holds at most ``per_hour`` floats, so its memory is bounded by the setting (<= 3600).
+    """
+
+    def __init__(self, per_hour: int) -> None:
+        if per_hour < 0:
+            raise ValueError(f"pauses per hour {per_hour}: must be >= 0")
+        self.per_hour = per_hour
+        self._starts: Deque[float] = collections.deque()
+        """When the starts of the last hour were, oldest first (at most ``per_hour``)."""
+
+    def count(self, now: float) -> int:
+        """Starts within the last hour."""
+        while self._starts and self._starts[0] <= now - WINDOW_S:
+            self._starts.popleft()
+        return len(self._starts)
+
+    def wait_s(self, now: float) -> float:
+        """0 if a start may begin now, else the seconds until one may (``math.inf`` for an allowance of 0)."""
+        if self.count(now) < self.per_hour:
+            return 0.0
+        return math.inf if not self._starts else self._starts[0] + WINDOW_S - now
+
+    def started(self, now: float) -> None:
+        self._starts.append(now)
+
+
 class PauseControl:
     """Pause / resume from any source, ending by itself after ``max_pause_s``.
 
-    Pausing while paused restarts the maximum (the button pressed again means "not yet") and yields no
-    event; resuming while running is a no-op. :meth:`toggle` is the physical button: one button, both ways.
+    Resuming while running is a no-op. :meth:`toggle` is the physical button: one button, both ways.
 
-    **How often the page may pause** (#31: any local process could ``POST /pause`` at each automatic resume
-    and hold the kiosk paused for good). The on-screen page begins at most ``page_pauses_per_hour`` pauses
-    in any 3600 s (a sliding window of their start times), so it holds the kiosk paused for at most
-    ``page_pauses_per_hour * max_pause_s`` of any hour: with the defaults (6, 300 s) a process pausing at
-    every resume gets 30 min, then the kiosk measures until the first of those pauses is an hour old: half
-    of any hour at most. (A token bucket of the same rate would have let it hold the first hour whole: each
-    300 s pause refills half a token.) Six visitors an hour who each want a pause all get one. A pause
-    beyond it is refused with the reason and the wait (:meth:`pause_refusal`), which the page shows the
-    visitor: a pause button never fails silently. A page pause while paused neither extends the pause nor
-    counts (the page's button is disabled while paused, so only a script sends one). The GPIO button is not
-    limited (pressing it takes someone in front of the kiosk); ``cmd/privacy`` has its own limit
-    (``commands.privacy_per_hour``, ``agent.mqtt.guard``).
+    **A pause while paused changes nothing**, from any source: it neither restarts the maximum nor spends an
+    allowance, and yields no event (#31: re-sending ``cmd/privacy pause`` before each maximum held the kiosk
+    paused indefinitely; the page's button is disabled while paused, so there only a script sends one). A
+    visitor's press (page) still takes an operator's pause over, for who may end it (below).
+
+    **How often a pause may begin: one rule for the page and ``cmd/privacy``** (#31: any local process
+    could ``POST /pause``, and any broker account send ``cmd/privacy pause``, at each automatic resume). Each
+    of the two begins at most its allowance of pauses in any 3600 s (:class:`StartWindow`): the page
+    ``page_pauses_per_hour`` (``privacy.page_pauses_per_hour``), ``cmd/privacy`` ``mqtt_pauses_per_hour``
+    (``commands.privacy_per_hour``). So each holds the kiosk paused for at most allowance x ``max_pause_s``
+    of any hour, the first one included: with the defaults (6, 300 s) a script pausing at every resume gets
+    30 min, then the kiosk measures until the first of those pauses is an hour old: half of any hour.
+    Six visitors an hour who each want a pause all get one. A pause beyond it is refused with the reason
+    and the wait (:meth:`pause_refusal`): the page shows it to the visitor, ``cmd/result`` to the sender;
+    every refusal is counted per source (:attr:`refused`). The GPIO button is not limited (pressing it takes
+    someone in front of the kiosk). Resume is not limited: it only ends a pause (never a visitor's, below),
+    and a resume-and-pause cycle still spends a start.
+
+    **Why each source has its own allowance, not one shared:** a shared one would let either side disable
+    the other's pause: any broker login sending six ``cmd/privacy pause`` at the top of the hour would leave
+    the visitor a button refusing for an hour (a privacy control switched off remotely), and any local
+    process would spend the operator's. The price: someone holding both a broker login and code on the
+    kiosk itself can keep it paused for the sum of the two (with the defaults, the whole hour); a pause only
+    stops measuring, the error on privacy's side, and health counts every pause and refusal.
 
     **Who may end a visitor's pause.** A pause pressed by a visitor (the page or the GPIO button) ends by a
     visitor's control (the button pressed again) or by ``max_pause_s``; ``cmd/privacy resume`` is refused
@@ -92,20 +140,23 @@ class PauseControl:
     operator's pause (``cmd/privacy``) ends by any control.
     """
 
-    def __init__(self, max_pause_s: float, page_pauses_per_hour: int = 6) -> None:
+    def __init__(
+        self, max_pause_s: float, page_pauses_per_hour: int = 6, mqtt_pauses_per_hour: int = 6
+    ) -> None:
         if max_pause_s <= 0:
             raise ValueError(f"max_pause_s {max_pause_s}: must be > 0")
         if page_pauses_per_hour < 1:
             raise ValueError(f"page_pauses_per_hour {page_pauses_per_hour}: must be >= 1")
         self.max_pause_s = max_pause_s
-        self.page_pauses_per_hour = page_pauses_per_hour
         self._until: Optional[float] = None
-        self._page_starts: Deque[float] = collections.deque()
-        """When the page's pauses of the last hour began, oldest first (at most ``page_pauses_per_hour``)."""
+        self._windows: Dict[str, StartWindow] = {
+            "page": StartWindow(page_pauses_per_hour),
+            "mqtt": StartWindow(mqtt_pauses_per_hour),
+        }
         self.pauses = 0
         """Pauses begun since start (for health)."""
-        self.page_refused = 0
-        """Page pauses refused since start, over ``page_pauses_per_hour`` (for health)."""
+        self.refused: Dict[str, int] = {source: 0 for source in LIMITED_SOURCES}
+        """Pauses refused since start over their source's allowance, by source (for health)."""
         self.source: Optional[str] = None
         """Who paused (a visitor's press wins over an operator's while both hold it); None when running."""
 
@@ -119,36 +170,43 @@ class PauseControl:
 
     def pause_refusal(self, now: float, source: str) -> Optional[PauseRefused]:
         """Why a pause from ``source`` would be refused now (see the class docs), or None if it would not."""
-        if source != "page" or self.paused:
+        window = self._windows.get(source)
+        if window is None or self.paused:
             return None
-        while self._page_starts and self._page_starts[0] <= now - PAGE_WINDOW_S:
-            self._page_starts.popleft()
-        if len(self._page_starts) < self.page_pauses_per_hour:
+        wait_s = window.wait_s(now)
+        if wait_s <= 0.0:
             return None
-        wait_s = self._page_starts[0] + PAGE_WINDOW_S - now
+        what = "the on-screen pause" if source == "page" else "cmd/privacy pause"
+        setting = f"{LIMIT_SETTINGS[source]} = {window.per_hour}"
+        if math.isinf(wait_s):
+            return PauseRefused(f"{what} is off on this kiosk ({setting})", wait_s)
         return PauseRefused(
-            f"the on-screen pause was used {len(self._page_starts)} times within the last hour, as often as "
-            f"this kiosk allows (privacy.page_pauses_per_hour = {self.page_pauses_per_hour}); "
-            f"it can pause again in {math.ceil(wait_s / 60.0):d} min",
+            f"{what} was used {window.count(now)} times within the last hour, as often as this kiosk allows "
+            f"({setting}); it can pause again in {math.ceil(wait_s / 60.0):d} min",
             wait_s,
         )
 
+    def refuse(self, now: float, source: str) -> Optional[PauseRefused]:
+        """:meth:`pause_refusal`, counted in :attr:`refused` when it refuses: for a caller that answers the
+        refusal itself and does not call :meth:`pause` (the page, ``cmd/privacy``'s reply)."""
+        refused = self.pause_refusal(now, source)
+        if refused is not None:
+            self.refused[source] += 1
+        return refused
+
     def pause(self, now: float, source: str) -> List[PauseEvent]:
         _check_source(source)
-        was = self.paused
-        if source == "page":
-            if was:  # neither extended nor counted: see the class docs
+        if self.paused:  # neither extended nor counted: see the class docs
+            if source in VISITOR_SOURCES:
                 self.source = source
-                return []
-            if self.pause_refusal(now, source) is not None:
-                self.page_refused += 1
-                return []
-            self._page_starts.append(now)
-        self._until = now + self.max_pause_s
-        if not was or source in VISITOR_SOURCES:
-            self.source = source
-        if was:
             return []
+        if self.refuse(now, source) is not None:
+            return []
+        window = self._windows.get(source)
+        if window is not None:
+            window.started(now)
+        self._until = now + self.max_pause_s
+        self.source = source
         self.pauses += 1
         return [PauseEvent("paused", source, now)]
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import List, Optional
 
 import jsonschema
 import pytest
 
 from agent import cli, config
-from agent.config import SummaryConfig
+from agent.config import CommandsConfig, SummaryConfig
 from agent.errors import EX_CONFIG, ConfigError
 from agent.hume.types import Measurement, Observation, Score
+from agent.mqtt.guard import CommandGuard
 from agent.ops import parts
 from agent.privacy.state import NOTICE_SCHEMA, NoticeGate, PauseControl
 from agent.visit.session import START, SessionEvent
@@ -20,14 +22,23 @@ from agent.visit.summary import SCHEMA_PATH, Summarizer
 T0 = 1_790_000_000.0
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_pause_resume_and_the_maximum() -> None:
     p = PauseControl(max_pause_s=60)
     assert [e.kind for e in p.pause(0.0, "page")] == ["paused"]
     assert p.paused
     assert p.remaining_s(10.0) == 50.0
-    assert p.pause(30.0, "mqtt") == []  # pressed again: restarts the maximum, no second event
-    assert p.tick(89.0) == []
-    ev = p.tick(90.0)
+    assert p.pause(30.0, "mqtt") == []  # sent again: no second event, and the maximum is not restarted
+    assert p.remaining_s(30.0) == 30.0
+    assert p.tick(59.0) == []
+    ev = p.tick(60.0)
     assert [(e.kind, e.source) for e in ev] == [("resumed", "max")]
     assert not p.paused
     assert p.remaining_s(91.0) is None
@@ -80,7 +91,7 @@ def test_the_page_may_begin_at_most_page_pauses_per_hour_and_says_when_it_may_ag
     assert "again in 45 min" in refused.reason
     assert p.pause(now, "page") == []
     assert not p.paused
-    assert p.page_refused == 1
+    assert p.refused == {"page": 1, "mqtt": 0}
     assert p.pauses == 3
     # The other controls are not limited by the page's allowance: an operator, the physical button.
     assert p.pause_refusal(now, "mqtt") is None
@@ -106,6 +117,75 @@ def test_the_page_may_begin_at_most_page_pauses_per_hour_and_says_when_it_may_ag
         assert sum(1 for s in starts[i:] if s < start + 3600.0) <= 3
     with pytest.raises(ValueError, match="page_pauses_per_hour 0: must be >= 1"):
         PauseControl(300.0, page_pauses_per_hour=0)
+
+
+def test_a_day_of_a_script_re_pausing_over_mqtt_gets_at_most_its_share_of_any_hour() -> None:
+    """``cmd/privacy`` had a token bucket (6 an hour, starting full) and a pause while paused restarted the
+    maximum (#31): a script holding a broker login kept the kiosk paused for about the whole first hour,
+    re-sending ``pause`` just before each maximum. The command's whole path, as the agent takes it: the
+    command guard, then the pause state machine (``agent.hub`` vets with :meth:`PauseControl.refuse`, the
+    same rule). A day in 10 s steps; the script sends ``pause`` whenever not paused, and again whenever a
+    pause has less than 30 s left. Never more than 6 starts in any hour, never a pause longer than 300 s,
+    never more than 1800 s paused in any hour, the first included."""
+    clock = Clock()
+    guard = CommandGuard(CommandsConfig(), clock)  # commands.privacy_per_hour = 6 by default
+    p = PauseControl(max_pause_s=300.0)
+    step_s = 10.0
+    t0 = clock.now
+    starts: List[float] = []
+    paused_steps: List[int] = []
+    longest_s = 0.0
+    extended: List[float] = []
+    began: Optional[float] = None
+    while clock.now < t0 + 86400.0:
+        now = clock.now
+        p.tick(now)
+        if began is not None and not p.paused:
+            longest_s, began = max(longest_s, now - began), None
+        left = p.remaining_s(now)
+        if left is None or left < 30.0:
+            if guard.budget("privacy", "pause") is None and p.pause(now, "mqtt"):
+                starts.append(now)
+                began = now
+            if left is not None and p.remaining_s(now) != left:
+                extended.append(now)
+        paused_steps.append(1 if p.paused else 0)
+        clock.now += step_s
+    per_hour = int(3600.0 / step_s)
+    paused_s = [step_s * sum(paused_steps[i : i + per_hour]) for i in range(len(paused_steps) - per_hour)]
+    assert paused_s[0] <= 1800.0, f"paused {paused_s[0]:.0f} s of the first hour"
+    assert max(paused_s) <= 1800.0, f"paused {max(paused_s):.0f} s of some hour"
+    assert extended == []
+    assert longest_s <= 300.0
+    for i, start in enumerate(starts):
+        assert sum(1 for s in starts[i:] if s < start + 3600.0) <= 6, f"more than 6 starts after {start}"
+    assert len(starts) == 24 * 6  # and the script got every pause the rule allows
+    assert p.refused["mqtt"] > 0
+    assert p.refused["page"] == 0
+
+
+def test_page_and_mqtt_each_have_their_own_allowance() -> None:
+    """One rule, an allowance each (see ``PauseControl``): a broker account spending cmd/privacy's pauses
+    leaves the visitor's button working, and the other way round; a refusal names its own setting."""
+    p = PauseControl(max_pause_s=300.0, page_pauses_per_hour=2, mqtt_pauses_per_hour=1)
+    assert p.pause(0.0, "mqtt")
+    p.tick(300.0)
+    refused = p.refuse(300.0, "mqtt")
+    assert refused is not None
+    assert refused.reason == (
+        "cmd/privacy pause was used 1 times within the last hour, as often as this kiosk allows "
+        "(commands.privacy_per_hour = 1); it can pause again in 55 min"
+    )
+    assert refused.retry_after_s == 3300.0
+    assert p.pause(300.0, "page")  # the visitor's button still works
+    assert p.pause(310.0, "mqtt") == []  # already paused: not refused, not counted, not extended
+    assert p.remaining_s(310.0) == 290.0
+    assert p.refused == {"page": 0, "mqtt": 1}
+    off = PauseControl(max_pause_s=300.0, mqtt_pauses_per_hour=0)
+    refused = off.refuse(0.0, "mqtt")
+    assert refused is not None
+    assert refused.reason == "cmd/privacy pause is off on this kiosk (commands.privacy_per_hour = 0)"
+    assert off.pause(0.0, "page")
 
 
 def test_pause_refuses_unknown_actions_and_sources() -> None:

@@ -72,13 +72,13 @@ def test_a_pause_withdraws_the_notice_and_ends_by_itself() -> None:
     d = desk(outbox, max_pause_s=10.0)
     d.sync(True, "s1", broker_connected=False)
     assert d.command(0.0, "pause", "mqtt")
-    assert not d.command(1.0, "pause", "page")  # already paused: restarts the maximum, no change
+    assert not d.command(1.0, "pause", "page")  # already paused: no change, the maximum not restarted
     assert d.paused
     assert not d.media_allowed
     assert not d.sync(True, "s1", broker_connected=False)
     assert outbox.messages[-1].payload["active"] is False
     assert not d.tick(5.0)
-    assert d.tick(11.5)  # 10 s after the second press
+    assert d.tick(10.0)  # 10 s after the first press
     assert not d.paused
     assert d.sync(True, "s1", broker_connected=False)
     assert d.command(20.0, "toggle", "button")
@@ -125,3 +125,30 @@ def test_a_refused_page_pause_is_answered_counted_in_health_and_logged_once(
     said = [r for r in caplog.records if "from the page refused" in r.getMessage()]
     assert len(said) == 1
     assert said[0].levelno == logging.INFO
+
+
+def test_a_refused_mqtt_pause_is_counted_in_health_and_left_to_the_intake_to_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """cmd/privacy pause over commands.privacy_per_hour: the hub vets it with :meth:`refuse_pause` (the
+    reply on cmd/result says why); counted in ``health.privacy.mqtt_pauses_refused``, apart from the page's
+    allowance; the intake logs refused commands (once a minute), so the desk does not."""
+    outbox = Outbox()
+    d = PrivacyDesk(
+        PrivacyConfig(max_pause_s=60.0), "kiosk1", outbox.enqueue, wall=lambda: 1e9, mqtt_pauses_per_hour=1
+    )
+    caplog.set_level(logging.INFO, logger="agent.privacy.desk")
+    assert d.refuse_pause(0.0, "mqtt") is None
+    assert d.command(0.0, "pause", "mqtt")
+    assert d.refuse_pause(30.0, "mqtt") is None  # already paused: nothing to refuse
+    assert not d.command(30.0, "pause", "mqtt")
+    assert d.pause.remaining_s(30.0) == 30.0  # not extended
+    d.tick(60.0)
+    for n in range(5):
+        refused = d.refuse_pause(60.0 + n, "mqtt")
+        assert refused is not None
+        assert "commands.privacy_per_hour = 1" in refused.reason
+    assert d.page_pause(70.0) is None  # the visitor's button has its own allowance
+    h = d.health(80.0, {}, 0, 0)
+    assert (h.mqtt_pauses_refused, h.page_pauses_refused, h.pauses) == (5, 0, 2)
+    assert not [r for r in caplog.records if "refused" in r.getMessage()]
