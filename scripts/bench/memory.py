@@ -82,7 +82,7 @@ def scene_video(path: Path, seconds: float = 20.0, fps: float = 10.0) -> None:
 
 def steady_rss(work: Path, camera: Dict[str, Any], quick: bool) -> List[float]:
     """Steady RSS of the agent with ``camera`` settings (presence check on, all default models)."""
-    warmup, steady_s = (2.0, 3.0) if quick else (10.0, 10.0)
+    warmup, steady_s = (1.0, 2.0) if quick else (10.0, 10.0)
     work.mkdir()
     with _common.EmulatorHost() as emu, LocalBroker(work / "broker") as broker:
         cfg = toml_text(
@@ -115,7 +115,7 @@ def steady_rss(work: Path, camera: Dict[str, Any], quick: bool) -> List[float]:
 
 
 def run(work: Path, quick: bool) -> Dict[str, Any]:
-    warmup, steady_s, outage_s = (2.0, 3.0, 4.0) if quick else (10.0, 10.0, 60.0)
+    warmup, steady_s, outage_s = (1.0, 2.0, 4.0) if quick else (10.0, 10.0, 60.0)
     outbox = work / "outbox.sqlite"
     with _common.EmulatorHost() as emu, LocalBroker(work / "broker") as broker:
         cfg = toml_text(

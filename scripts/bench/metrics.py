@@ -87,7 +87,7 @@ def start_agent(work: Path, settings: Dict[str, Any]) -> subprocess.Popen[bytes]
 
 
 def run(work: Path, quick: bool) -> Dict[str, Any]:
-    warmup, steady_s = (3.0, 5.0) if quick else (15.0, 60.0)
+    warmup, steady_s = (1.0, 3.0) if quick else (15.0, 60.0)
     port = free_port()
     with _common.EmulatorHost() as emu, LocalBroker(work / "broker") as broker:
         agents: Dict[str, subprocess.Popen[bytes]] = {}
