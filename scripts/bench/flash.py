@@ -154,7 +154,7 @@ def main() -> None:
         return
     args = _common.parser(__doc__.splitlines()[0]).parse_args()
     flushes = 40 if args.quick else 2000
-    agent = whole_agent(10.0 if args.quick else 120.0)
+    agent = whole_agent(5.0 if args.quick else 120.0)
     results: Dict[str, int] = {
         "naive (put and ack: a transaction each)": measure("naive", flushes),
         "ours, synchronous = full (default)": measure("full", flushes),
