@@ -38,6 +38,9 @@ DROP_REASONS = ("rows", "bytes", "age", "oversize", "refused")
 """The outbox's drop reasons (``agent.mqtt.outbox.DROP_REASONS``, repeated: a lower layer may not import it;
 ``tests/unit/test_metrics.py`` checks they agree)."""
 MODALITIES = ("audio", "video")
+PAUSE_SOURCES = ("page", "mqtt")
+"""The controls whose pauses are limited per hour, refusals counted as ``privacy.<source>_pauses_refused``
+(``agent.privacy.state.LIMITED_SOURCES``, repeated: a lower layer may not import it; checked to agree)."""
 MAX_LABEL_CHARS = 64
 MAX_ERROR_CODES = 16
 """Distinct Hume error codes exported per kiosk; the rest are summed under ``other``."""
@@ -114,6 +117,12 @@ FAMILIES: Tuple[Family, ...] = (
     ),
     _f("part_state", GAUGE, "Camera, microphone and Hume link: 1 for the current state", "part", "state"),
     _f("privacy_paused", GAUGE, "1 while a privacy pause stops capture"),
+    _f(
+        "privacy_pauses_refused_total",
+        COUNTER,
+        "Pauses refused over their source's hourly allowance (page: the on-screen button, mqtt: cmd/privacy)",
+        "source",
+    ),
     _f("camera_frames_total", COUNTER, "Camera frames read"),
     _f("camera_frames_sent_total", COUNTER, "Camera frames sent to Hume"),
     _f("microphone_audio_sent_seconds_total", COUNTER, "Audio sent to Hume"),
@@ -247,7 +256,11 @@ def health_samples(device: str, health: Mapping[str, object]) -> List[Sample]:
         word = part_words.get(part)
         if isinstance(word, str) and word in PART_STATES:
             out.states("part_state", word, PART_STATES, part)
-    out.flag("privacy_paused", _obj(health.get("privacy")).get("paused"))
+    privacy = health.get("privacy")
+    out.flag("privacy_paused", _obj(privacy).get("paused"))
+    if isinstance(privacy, dict):
+        refused = {source: privacy.get(f"{source}_pauses_refused") for source in PAUSE_SOURCES}
+        out.counts("privacy_pauses_refused_total", refused, PAUSE_SOURCES)
     out.add("camera_frames_total", _num(camera.get("frames")))
     out.add("camera_frames_sent_total", _num(camera.get("frames_sent")))
     out.add("microphone_audio_sent_seconds_total", _ms(microphone.get("audio_sent_ms")))

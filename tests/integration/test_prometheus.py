@@ -131,6 +131,7 @@ def fleet_setup(mosquitto: Broker, tmp_path: Path) -> Iterator[Dict[str, Any]]:
             "camera": {"source": "synthetic"},
             "summary": {"window_s": 1.0},
             "metrics": {"listen": f"127.0.0.1:{agent_port}", "textfile_dir": str(textfile)},
+            "commands": {"privacy_per_hour": 1},  # the second cmd/privacy pause of the hour is refused
         },
     )
     b = Kiosk(
@@ -222,6 +223,34 @@ def test_prometheus_scrapes_agent_fleet_and_textfile_with_the_shipped_rules_and_
     video = 'hume_edge_hume_billed_media_seconds_total{device="kiosk-a",job="hume-edge",modality="video"}'
     assert min(prom.values(video).values()) >= 10.0  # Hume bills a session 10 s at least
     assert prom.values('hume_edge_state{state="online"} == 1 and on (device) hume_edge_info{backend="v0"}')
+
+    # cmd/privacy over its allowance (1 an hour here): pause, resume, pause again; the refusal is counted by
+    # every route and the shipped alert fires, one per kiosk and source (#31).
+    replies = lambda ms: [  # noqa: E731
+        r for r in (m.json() for m in ms if m.topic.endswith("/cmd/result")) if r.get("command") == "privacy"
+    ]
+    for n, payload in enumerate((b"pause", b"resume", b"pause"), 1):
+        sub.publish("hume-edge/kiosk-a/cmd/privacy", payload)
+        assert sub.wait_for(lambda ms, n=n: len(replies(ms)) >= n, TIMEOUT_S), logs()
+    assert [r["ok"] for r in replies(sub.messages)] == [True, True, False], replies(sub.messages)
+
+    def refusal_counted() -> bool:
+        found = prom.values('hume_edge_privacy_pauses_refused_total{device="kiosk-a",source="mqtt"}')
+        return sorted(k.split("job=")[1].split(",")[0] for k, v in found.items() if v == 1) == sorted(jobs)
+
+    assert wait_until(refusal_counted, TIMEOUT_S, interval_s=0.25), prom.tail()  # polling
+    firing: Dict[str, float] = {}
+
+    def refused_alert_firing() -> bool:
+        firing.clear()
+        firing.update(prom.values('ALERTS{alertname="HumeEdgePausesRefused",alertstate="firing"}'))
+        return (
+            len(firing) == 1
+            and "device=kiosk-a" in next(iter(firing))
+            and "source=mqtt" in next(iter(firing))
+        )
+
+    assert wait_until(refused_alert_firing, TIMEOUT_S, interval_s=0.25), firing  # polling
 
     # Every query of the shipped dashboard returns data (recording rules included).
     queries = [as_promql(e) for e in dashboard_queries()]

@@ -26,6 +26,8 @@ from agent.hume.types import BackendStatus, LinkStatus
 from agent.messages import OutMessage
 from agent.mqtt import outbox as outbox_mod
 from agent.ops import metrics_export, metrics_model, metrics_text
+from agent.ops.health import PrivacyHealth
+from agent.privacy import state as privacy_state
 from agent.visit.session import END_REASONS
 from agent.visit.tally import Tally
 from tests.support.prometheus import NOW, health, promtool, values
@@ -94,7 +96,18 @@ hostile_json = st.recursive(
         {},
         optional={
             k: hostile_json
-            for k in ("session", "summaries", "outbox", "mqtt", "hume", "capture", "identity", "ts", "rss_mb")
+            for k in (
+                "session",
+                "summaries",
+                "outbox",
+                "mqtt",
+                "hume",
+                "capture",
+                "privacy",
+                "identity",
+                "ts",
+                "rss_mb",
+            )
         },
     )
 )
@@ -126,6 +139,31 @@ def test_a_flood_of_error_codes_and_reasons_is_capped_and_summed() -> None:
 
 def test_outbox_drop_reasons_agree() -> None:
     assert metrics_model.DROP_REASONS == outbox_mod.DROP_REASONS
+
+
+def test_refused_pauses_are_counted_by_source() -> None:
+    """The page's and cmd/privacy's refusals over their hourly allowance (#31) were in health only: now
+    one counter, by source, 0 from the start (so ``increase()`` sees the first refusal)."""
+    assert metrics_model.PAUSE_SOURCES == privacy_state.LIMITED_SOURCES
+    fresh = values(metrics_model.kiosk_samples("k", "online", health().to_json()))
+    assert fresh["hume_edge_privacy_pauses_refused_total{page}"] == 0
+    assert fresh["hume_edge_privacy_pauses_refused_total{mqtt}"] == 0
+    privacy = PrivacyHealth(paused=True, page_pauses_refused=21, mqtt_pauses_refused=4)
+    got = values(metrics_model.kiosk_samples("k", "online", health(privacy=privacy).to_json()))
+    assert got["hume_edge_privacy_pauses_refused_total{page}"] == 21
+    assert got["hume_edge_privacy_pauses_refused_total{mqtt}"] == 4
+    assert got["hume_edge_privacy_paused{}"] == 1
+    samples = metrics_model.kiosk_samples("k", "online", health(privacy=privacy).to_json())
+    body = metrics_text.render([(metrics_model.FAMILIES, samples)])
+    assert 'hume_edge_privacy_pauses_refused_total{device="k",source="mqtt"} 4.0' in body.decode()
+    assert promtool(body) == ""
+    older = health().to_json()
+    older["privacy"] = {"paused": False}  # type: ignore[index]  # an agent from before the counters
+    got = values(metrics_model.kiosk_samples("k", "online", older))
+    assert got["hume_edge_privacy_pauses_refused_total{mqtt}"] == 0
+    del older["privacy"]
+    got = values(metrics_model.kiosk_samples("k", "online", older))
+    assert not [k for k in got if k.startswith("hume_edge_privacy_")]
 
 
 def test_tally_counts_ends_by_reason_and_summaries_by_model() -> None:
