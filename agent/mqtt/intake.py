@@ -26,6 +26,10 @@ _LOGGER = logging.getLogger(__name__)
 
 REFUSAL_LOG_S = 60.0
 """A kind of refusal (invalid, or over a command's budget) is logged at most this often; health counts all."""
+ACCEPTED_LOG_S = 10.0
+"""An accepted command of one kind (name and action) is logged at most this often. Some cost nothing and are
+not limited (``session end``, ``privacy resume``): a script sending 1,000 a second wrote as many journal
+lines. What they change is logged where it happens (a session's end, a pause's end); health counts all."""
 COMMAND_QUEUE_SIZE = 32
 """Commands the service has not consumed yet; more are refused with a reply, not queued without bound."""
 
@@ -42,6 +46,7 @@ class CommandIntake:
         None; asked before its budget is spent, so the reply says the truth."""
         self._refusals = LogThrottle(_LOGGER, REFUSAL_LOG_S)
         """Anyone who can publish can be refused 1,000 times a second: one line a minute per kind."""
+        self._accepted = LogThrottle(_LOGGER, ACCEPTED_LOG_S)
         self._queue: OnFirstUse[asyncio.Queue[Command]] = OnFirstUse(
             lambda: asyncio.Queue(COMMAND_QUEUE_SIZE)
         )
@@ -95,7 +100,7 @@ class CommandIntake:
             except asyncio.QueueFull:
                 self._reply(link, {"ok": False, **cmd.describe(), "error": "busy: too many commands pending"})
                 return True
-        _LOGGER.info("accepted command %s", cmd.describe())
+        self._accepted.log(logging.INFO, f"{cmd.name} {cmd.action}", "accepted command %s", cmd.describe())
         self._reply(link, {"ok": True, **cmd.describe()})
         return True
 

@@ -4,11 +4,14 @@
 * A flood of forced starts and of maximum-size ``cmd/text`` stays within ``[commands]``'s limits, counted at
   the emulator (what Hume would bill), every refusal answered on ``cmd/result``.
 * 500 ``cmd/discovery`` cause a bounded number of publications.
+* A flood of commands that cost nothing (``session end``, ``privacy resume``) is logged a bounded number
+  of times.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -143,3 +146,37 @@ async def test_a_discovery_flood_causes_a_bounded_number_of_publications(
     assert by_kind["discovery"] <= 6, by_kind
     assert by_kind["replies"] <= 10 + 5 * 10, by_kind  # a burst, then 5/s over at most ~10 s of flood
     assert counts["replies_dropped"] >= 400, counts
+
+
+async def test_a_flood_of_free_commands_is_logged_a_bounded_number_of_times(
+    emulator: Any,
+    mosquitto: Any,
+    subscriber: Any,
+    tmp_path: Path,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``cmd/session end`` and ``cmd/privacy resume`` cost nothing and have no budget: every one is accepted.
+    Each wrote an "accepted command" line, so anyone able to publish could fill the journal at the
+    broker's rate (300 commands: 300 lines). Health still counts every one."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    watcher: Subscriber = subscriber(mosquitto, [PREFIX + "health"])
+    cfg = agent_config(emulator, mosquitto, tmp_path)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run_agent(cfg, stop))
+    try:
+        assert await watcher.until(lambda ms: bool(health(ms)), WAIT_S)
+        caplog.set_level(logging.INFO, logger="agent.mqtt.intake")
+        flooder: Subscriber = subscriber(mosquitto, [PREFIX + "flooder-unused"])
+        for _ in range(150):
+            flooder.publish(PREFIX + "cmd/session", b"end")
+            flooder.publish(PREFIX + "cmd/privacy", b"resume")
+        assert await watcher.until(lambda ms: health(ms).get("accepted", 0) >= 300, WAIT_S), health(
+            watcher.messages
+        )
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, WAIT_S) == 0
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("accepted command")]
+    assert 2 <= len(said) <= 4, said  # one per kind, a second one each if the flood straddled 10 s
