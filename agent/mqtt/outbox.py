@@ -8,11 +8,12 @@ them; this queue is the durable part. The life of a row::
                 └──────── requeue_inflight() ◄───────┘   (at start-up and on every reconnect)
 
 * A message is committed before :meth:`Outbox.put` returns, and its ``seq`` is taken from a counter in the
-  same database and the same transaction, so ``seq`` is strictly increasing per device across restarts,
-  crashes and power cuts, in both fsync modes, and never reused (``agent.mqtt.seq_counter``: a durable
-  reservation; numbers may skip after a reboot). A brand-new database (first start, or after a corrupt one
-  was quarantined) seeds the counter with the wall clock in epoch milliseconds, never below what the
-  quarantined one had reserved, so ``seq`` keeps growing for consumers even then.
+  same database (the newest row carries it) and the same transaction, so ``seq`` is strictly increasing per
+  device across restarts, crashes and power cuts, in both fsync modes, and never reused
+  (``agent.mqtt.seq_counter``: a durable reservation; numbers may skip after a reboot). A brand-new database
+  (first start, or after a corrupt one was quarantined) seeds the counter with the wall clock in epoch
+  milliseconds, never below what the quarantined one had reserved, so ``seq`` keeps growing for consumers
+  even then.
 * ``ts`` is the capture time in UTC ISO-8601 with milliseconds (``2026-11-24T21:40:52.123Z``). A payload
   that already carries ``ts`` keeps it; otherwise the time of :meth:`put` is stamped.
 * Rows are only ever deleted after their PUBACK (:meth:`settle`) or by the bounds below. In-flight marks
@@ -35,10 +36,10 @@ them; this queue is the durable part. The life of a row::
 fsync policy: ``synchronous = "full"`` (the default) fsyncs the WAL at every put's commit, so a summary
 survives a power cut once ``put`` returned; the agent commits a few times a second at most, far below what
 even an SD card sustains (~1,200 random 4 KB writes/s on a Pi 4 A2 card). ``"normal"`` may lose the last
-commits on a power cut (never on a SIGKILL) and writes about half the bytes (``scripts/bench/flash.py``:
-1.7 vs 3.3 KB a message), for worn or very slow cards; even then three kinds of commit are fsynced: a
-``seq`` reservation (one per 1,000 messages), and a session's start and end (their ``state`` keys), so no
-``seq`` is reused and every session a consumer saw start gets an end.
+commits on a power cut (never on a SIGKILL) and writes about a third of the bytes (``scripts/bench/flash.py``:
+0.8 vs 2.5 KB a message), for worn or very slow cards; even then three kinds of commit are fsynced: a ``seq``
+reservation (one per 1,000 messages), and a session's start and end (their ``state`` keys), so no ``seq`` is
+reused and every session a consumer saw start gets an end.
 
 Threading: one connection, used from the event loop thread only (the publisher hands paho's callbacks over
 to the loop first). A lock guards it anyway so ``stats()`` from another thread is safe.
@@ -53,7 +54,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 from agent.config import OutboxConfig
 from agent.messages import encode, utc_iso
@@ -153,7 +154,7 @@ class Outbox:
                     self._db.execute("DELETE FROM state WHERE key = ?", (key,))
                 else:
                     self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
-            seq = self._seqs.next_seq(self._db)
+            seq = self._seqs.next_seq()
             for topic, payload, retain in items:
                 body = dict(payload)
                 body["seq"] = seq
@@ -189,7 +190,7 @@ class Outbox:
     def _must_sync(self, count: int, state: Optional[Mapping[str, Optional[str]]]) -> bool:
         """Whether a put of ``count`` messages with ``state`` must be fsynced whatever the mode: it needs a
         ``seq`` reservation (``agent.mqtt.seq_counter``), or adds or deletes a ``state`` key."""
-        if self._seqs.must_reserve(self._db, count):
+        if self._seqs.must_reserve(count):
             return True
         for key, value in (state or {}).items():
             found = self._db.execute("SELECT 1 FROM state WHERE key = ?", (key,)).fetchone()
@@ -264,7 +265,7 @@ class Outbox:
         upto = (1 << 62) if upto_id is None else upto_id
         with self._lock:
             if self._oldest_before(now - self.cfg.max_age_s):
-                with outbox_file.transaction(self._db):
+                with self._deleting():
                     self._enforce_bounds(now)
             busy = self._acks.busy()
             rows = self._db.execute(
@@ -288,7 +289,7 @@ class Outbox:
     def next_seq(self) -> int:
         """The ``seq`` the next message will get: every row queued so far has a smaller one."""
         with self._lock:
-            return self._seqs.next_seq(self._db)
+            return self._seqs.next_seq()
 
     def last_id(self) -> int:
         """The id of the newest row queued so far (0 when none ever was): a mark between backlog and live."""
@@ -300,7 +301,7 @@ class Outbox:
         """Delete ``rows`` unsent, counted under ``reason`` (one of :data:`DROP_REASONS`)."""
         if not rows:
             return
-        with self._lock, outbox_file.transaction(self._db):
+        with self._lock, self._deleting():
             count, size = self._delete([(r.id, r.seq) for r in rows])
             self._count_drop(reason, count, size, say=False)
 
@@ -325,7 +326,7 @@ class Outbox:
             acked = self._acks.acked(acked_mids, now)
             refused = self._acks.take_inflight(refused_mids)
             if refused:
-                with outbox_file.transaction(self._db):
+                with self._deleting():
                     count, size = self._delete(refused)
                     self._count_drop("refused", count, size, say=False)
         if self._acks.due(now):
@@ -341,11 +342,18 @@ class Outbox:
             if self.cfg.synchronous != "normal":
                 self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                with outbox_file.transaction(self._db):
+                with self._deleting():
                     self._delete_acked()
             finally:
                 if self.cfg.synchronous != "normal":
                     self._db.execute(f"PRAGMA synchronous={self.cfg.synchronous.upper()}")
+
+    @contextlib.contextmanager
+    def _deleting(self) -> Iterator[None]:
+        """A transaction that deletes rows and inserts none: it keeps the ``seq`` counter on disk."""
+        with outbox_file.transaction(self._db):
+            yield
+            self._seqs.keep(self._db)
 
     def _delete_acked(self) -> None:
         """Delete the acknowledged rows; the caller holds the lock and the transaction."""

@@ -3,13 +3,15 @@
 Chosen for an SD card, which wears by the byte. ``scripts/bench/flash.py`` (a kiosk's flushes of 1-4
 summaries, each sent and acknowledged) measured bytes written per delivered message at
 ``synchronous = full``: 16.3 KB before these choices (4 KB pages, ``AUTOINCREMENT``, an in-flight column
-and index, a transaction each for put, mark and acknowledgement), 20.1 KB for a naive queue, 3.3 KB now:
+and index, a transaction each for put, mark and acknowledgement), 20.1 KB for a naive queue, 2.5 KB now:
 
 * in-flight marks in memory and acknowledged rows deleted with the next put (``agent.mqtt.outbox``): one
   transaction per summary flush instead of three;
+* no ``meta`` row rewritten by a put: the newest row carries the ``seq`` counter (``agent.mqtt.seq_counter``;
+  3.3 KB a message before);
 * new files use 2 KB pages (each changed page goes to the WAL whole: 4 KB pages wrote 4.9 KB a message)
   and no ``AUTOINCREMENT`` (it rewrites the ``sqlite_sequence`` page on every insert: 4.1 KB a message
-  with it); a row's id is its ``seq`` (unique and increasing, from the counter in ``meta``), so ids are
+  with it); a row's id is its ``seq`` (unique and increasing, from the ``seq`` counter), so ids are
   never reused without it. Files made by earlier versions keep their schema and page size and work the
   same (their old rows have small ids, so they still come first);
 * WAL checkpoints every :data:`WAL_CHECKPOINT_PAGES` pages (a checkpoint copies each changed page into the

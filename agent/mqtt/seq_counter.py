@@ -28,13 +28,21 @@ behind. The clock only seeds a new file, and then never below what the file it r
 keeps every commit), so the counter continues exactly where it was, with no gap; only a start in a new boot
 (``/proc/sys/kernel/random/boot_id`` differs from the one stored at the last start) jumps to the
 reservation. An unreadable boot id counts as a new boot (a gap, never a repeat).
+
+**Where the counter lives between starts:** in memory while the outbox is open; on disk it is the newest
+row's ``seq`` + 1, or ``next_seq`` in ``meta`` when that is higher (a start reads both). A put's new rows
+carry it, so a put writes no ``meta`` row: rewriting ``next_seq`` in every put's commit added the ``meta``
+page to each commit's WAL frames, 25 % of the outbox's bytes written (``scripts/bench/flash.py``: 3,297 ->
+2,468 bytes a message at 2 KB pages). Only a transaction that deletes rows without adding any (acknowledged
+rows deleted on their own, a drop) writes ``next_seq`` (:meth:`SeqCounter.keep`), and only when it deleted
+the newest row.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 RESERVE_BLOCK = 1000
 """Numbers reserved per fsync: a kiosk's ~1-4 messages/s reserve about every 4-15 minutes."""
@@ -71,6 +79,9 @@ class SeqCounter:
                 "SELECT key, value FROM meta WHERE key IN ('next_seq', 'seq_reserved', 'seq_boot')"
             )
         }
+        newest = newest_seq(db)
+        if newest is not None:
+            meta["next_seq"] = max(meta.get("next_seq", 0), newest + 1)
         number = boot_number(boot)
         if "next_seq" not in meta:
             start = seed
@@ -81,32 +92,52 @@ class SeqCounter:
             start = max(meta["next_seq"], meta.get("seq_reserved", seed))
         self.reserved = max(meta.get("seq_reserved", start), start)
         """Every number handed out is below this durable bound."""
-        self._pending: Optional[int] = None
+        self._next = start
+        self._pending: Optional[Tuple[int, Optional[int]]] = None
+        """(next, reserved) of the transaction of the last :meth:`advance`, until :meth:`committed`."""
         for key, value in (("next_seq", start), ("seq_reserved", self.reserved), ("seq_boot", number)):
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    @staticmethod
-    def next_seq(db: sqlite3.Connection) -> int:
-        return int(db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
+    def next_seq(self) -> int:
+        """The number the next message gets."""
+        return self._next
 
-    def must_reserve(self, db: sqlite3.Connection, count: int) -> bool:
+    def must_reserve(self, count: int) -> bool:
         """Whether stamping ``count`` more numbers needs a reservation (and so an fsynced commit)."""
-        return self.next_seq(db) + count > self.reserved
+        return self._next + count > self.reserved
 
     def advance(self, db: sqlite3.Connection, upto: int) -> None:
-        """Set the counter to ``upto`` inside the transaction that stamped the numbers below it, reserving
-        past it when needed (:meth:`must_reserve` said so before the transaction began, so it is fsynced);
-        call :meth:`committed` once the commit returned."""
-        db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (upto,))
-        self._pending = None
+        """Numbers below ``upto`` are stamped on rows inserted by the open transaction (which carry the
+        counter on disk); reserve past it when needed (:meth:`must_reserve` said so before the transaction
+        began, so it is fsynced). Call :meth:`committed` once the commit returned."""
+        reserved: Optional[int] = None
         if upto > self.reserved:
-            self._pending = upto - 1 + RESERVE_BLOCK  # this batch's last number and BLOCK - 1 more
-            db.execute("UPDATE meta SET value = ? WHERE key = 'seq_reserved'", (self._pending,))
+            reserved = upto - 1 + RESERVE_BLOCK  # this batch's last number and BLOCK - 1 more
+            db.execute("UPDATE meta SET value = ? WHERE key = 'seq_reserved'", (reserved,))
+        self._pending = (upto, reserved)
 
     def committed(self) -> None:
-        """The transaction of the last :meth:`advance` is committed: its reservation holds."""
+        """The transaction of the last :meth:`advance` is committed: its numbers are used, its reservation
+        holds (a rolled-back one never calls this, so its numbers are handed out again)."""
         if self._pending is not None:
-            self.reserved, self._pending = self._pending, None
+            self._next = self._pending[0]
+            if self._pending[1] is not None:
+                self.reserved = self._pending[1]
+            self._pending = None
+
+    def keep(self, db: sqlite3.Connection) -> None:
+        """Inside a transaction that deleted rows and inserted none, before its commit: when the newest row
+        is gone, the counter goes to ``meta``, so a restart in this boot still continues from it."""
+        newest = newest_seq(db)
+        if newest is None or newest + 1 < self._next:
+            db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (self._next,))
+
+
+def newest_seq(db: sqlite3.Connection) -> Optional[int]:
+    """The ``seq`` of the newest queued row (the highest id: since ids are seqs, files made by earlier
+    versions have their old, smaller ids first), or None when the queue is empty."""
+    row = db.execute("SELECT seq FROM messages ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else int(row[0])
 
 
 def salvage_reserved(path: Path) -> int:

@@ -18,6 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import Dict, List, Sequence, Set, Tuple
 
+from agent.mqtt.seq_counter import newest_seq
 from tests.support.mosquitto import Received
 from tests.support.processes import PREFIX
 
@@ -64,7 +65,9 @@ def seqs_of(messages: Sequence[Received]) -> List[Tuple[int, bool, bool]]:
 
 def outbox_counter(path: Path) -> int:
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-        return int(db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
+        # the live counter: the newest row's seq + 1, or meta's next_seq when higher (agent.mqtt.seq_counter)
+        stored = int(db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
+        return max(stored, (newest_seq(db) or 0) + 1)
 
 
 def outbox_remains(path: Path) -> Tuple[int, Dict[str, int]]:
