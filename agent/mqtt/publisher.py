@@ -113,6 +113,10 @@ class Publisher:
         )
         self._bridge: Optional[Bridge] = None
         self._states: Dict[str, bytes] = {}
+        self._copies: List[Tuple[str, bytes]] = []
+        """Live-state copies of just-queued messages, waiting for the drain step that sends the messages
+        themselves (:meth:`enqueue_many`), in the order they were queued: each goes out, as before, so a
+        dashboard's history keeps every value (two windows flushed in one tick are two states)."""
 
     # ----------------------------------------------------------------------------------------------
     # Public API
@@ -133,13 +137,20 @@ class Publisher:
         ``state`` rows are written in the same transaction (:meth:`Outbox.put_many`).
 
         A message with a live-state topic (``OutMessage.state``) also becomes that retained topic, with
-        its ``seq``, at once (:meth:`set_state`): the state is what was produced last, so it is never a
-        replayed message, however long the backlog (``agent.summary``).
+        its ``seq``: the state is what was produced last, so it is never a replayed message, however long
+        the backlog (``agent.summary``). The copy goes out right after the drain step that sends the
+        message (or with every state at the next connect), not before it: published here, each summary's
+        copy was encoded, handed to paho and given a rate token ahead of the summary itself, which then
+        waited behind its own dashboard copy (scripts/bench/latency.py: see the commit that made this).
         """
         seqs = self._drain.enqueue_many(msgs, state=state)
         for msg, seq in zip(msgs, seqs):
             if msg.state is not None and seq >= 0:
-                self.set_state(msg.state, encode(dict(msg.payload, seq=seq)))
+                payload = encode(dict(msg.payload, seq=seq))
+                if self._states.get(msg.state) != payload:
+                    self._states[msg.state] = payload
+                    if self.connected:  # else the next connect sends every state: memory stays bounded
+                        self._copies.append((msg.state, payload))
         return seqs
 
     @property
@@ -162,9 +173,17 @@ class Publisher:
         if self._states.get(topic) == payload:
             return
         self._states[topic] = payload
+        self._copies = [c for c in self._copies if c[0] != topic]  # older: must not go out after this
         link = self._link
         if link is not None and link.up and not link.closed:
             link.direct(f"{self.base}/{topic}", payload, retain=True)
+
+    def _publish_copies(self, link: Link) -> None:
+        """The live-state copies of the messages queued since the last drain step (:meth:`enqueue_many`)."""
+        copies, self._copies = self._copies, []
+        if link.up and not link.closed:
+            for topic, payload in copies:
+                link.direct(f"{self.base}/{topic}", payload, retain=True)
 
     def commands(self) -> AsyncIterator[Command]:
         """Valid commands from ``cmd/…``, in arrival order (invalid ones were already answered)."""
@@ -366,6 +385,7 @@ class Publisher:
         # "online" and sends a command at once reaches a subscribed agent (before, that first command was
         # sometimes dropped by the broker: test_bad_commands' first example, under load).
         link.direct(f"{self.base}/status", b"online", retain=True)
+        self._copies = []  # every state goes now, the latest of each
         for topic, payload in self._states.items():  # after the SUBSCRIBE: commands come first
             link.direct(f"{self.base}/{topic}", payload, retain=True)
         self.announcer.announce(link, with_state=False)
@@ -376,6 +396,7 @@ class Publisher:
                 wake.clear()
                 if self._drain.step(link) and self._health_depth:
                     self._publish_health(link)  # the retained health showed a backlog that is gone now
+                self._publish_copies(link)
                 await wake.wait()
         finally:
             await cancel_and_wait([health])
@@ -396,7 +417,8 @@ class Publisher:
         was_up = link.up and not link.closed
         if was_up:
             # The last word: a health that says stopped (the service has ended the session, withdrawn
-            # the notice and stopped the parts by now), then the status.
+            # the notice and stopped the parts by now), then the status; the live state before them.
+            self._publish_copies(link)
             self._publish_health(link)
             link.direct(f"{self.base}/status", b"stopped", retain=True)
         await self._bridge.close(link)

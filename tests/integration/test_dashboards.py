@@ -188,6 +188,37 @@ async def test_a_drained_backlog_publishes_one_health_not_one_per_batch(
     outbox.close()
 
 
+async def test_a_summary_goes_out_before_its_live_state_copy(
+    tmp_path: Path, mosquitto: Broker, subscriber: Callable[..., Subscriber]
+) -> None:
+    """The retained copy ``state/<model>`` (and ``state/session``) follows the message it copies: it was
+    published, and given a rate token, inside the enqueue, so every summary went out behind its own
+    dashboard copy (benchmark 4's publish leg)."""
+    sub = subscriber(mosquitto, [f"{BASE}/summary/#", f"{BASE}/session", f"{BASE}/state/#"])
+    assert await sub.until(lambda _ms: sub.subscribed.is_set(), TIMEOUT_S)
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
+    summ = Summarizer(SummaryConfig(window_s=5.0), DEVICE)
+    cfg = mqtt_config(mosquitto.host, mosquitto.port, max_publish_rate_per_s=1000.0)  # no token waits
+    pub = Publisher(cfg, DEVICE, outbox, models=MODELS)
+    async with running(pub):
+        assert await eventually(lambda: pub.connected, TIMEOUT_S)
+        copies = 0
+        for batch in visit(summ, "one-visit", 0.0):  # one flush at a time, as the service's ticks queue them
+            pub.enqueue_many(batch)
+            copies += sum(1 for m in batch if m.state is not None)
+
+            def all_copies(ms: List[Received], want: int = copies) -> bool:
+                return len([m for m in ms if "/state/" in m.topic]) >= want
+
+            assert await sub.until(all_copies, TIMEOUT_S)
+    outbox.close()
+    order = [(m.topic.split("/")[2], int(m.json()["seq"])) for m in sub.messages if m.payload]
+    for kind, seq in order:
+        if kind == "state":
+            first = next(k for k, s in order if s == seq)
+            assert first != "state", f"the live-state copy of seq {seq} went out before its message: {order}"
+
+
 async def test_a_broker_restart_logs_one_info_line(
     tmp_path: Path, mosquitto: Broker, subscriber: Callable[..., Subscriber], caplog: pytest.LogCaptureFixture
 ) -> None:
