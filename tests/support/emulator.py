@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest_asyncio
 
+from agent.capture.synthetic import astronaut_png
 from hume_emulator.emulator import Emulator, EmulatorSettings
 
 TEST_KEY = "test-key"
@@ -33,10 +34,14 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 
 def astronaut_bgr() -> np.ndarray:
-    """scikit-image's astronaut (512 x 512, one frontal face at about x=177 y=67 w=93) in OpenCV's BGR."""
-    import skimage.data
+    """scikit-image's astronaut (512 x 512, one frontal face at about x=177 y=67 w=93) in OpenCV's BGR.
 
-    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)  # type: ignore[no-untyped-call]
+    Read from the wheel's PNG by OpenCV (the same pixels as ``skimage.data.astronaut()``): importing
+    ``skimage.data`` took 0.5-1.2 s, and five test modules build their JPEG at import, so every pytest-xdist
+    worker paid it while collecting."""
+    image = cv2.imread(astronaut_png(), cv2.IMREAD_COLOR)
+    assert image is not None, astronaut_png()
+    return image
 
 
 def encode_image(image: np.ndarray, ext: str = ".jpg") -> bytes:
