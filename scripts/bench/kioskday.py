@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, AsyncGenerator, Dict, List, Optional, Sequence, Tuple
+from typing import Any, AsyncGenerator, Callable, Dict, List, Optional, Sequence, Tuple
 
 import _common
 import _day
@@ -69,6 +69,7 @@ from agent.hume.backend import Backend  # noqa: E402
 from agent.hume.types import Observation  # noqa: E402
 from agent.media.audio import AUDIO_RATE, AudioChunk  # noqa: E402
 from agent.media.frames import Frame  # noqa: E402
+from hume_emulator.detectors import MERGE_GAP_S, SILENCE_FLOOR_RMS  # noqa: E402
 from tests.support.recorder import Recorder  # noqa: E402
 
 DAY_H = 12.0
@@ -326,9 +327,11 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
         return made[-1]
 
     static: List[float] = []  # capture times of frames skipped as near-identical to the last one sent
+    agents: List[Agent] = []
 
     def record_static(agent: Agent) -> None:
         agent.pipeline.on_static = static.append
+        agents.append(agent)
 
     camera = ScriptCamera(script, args.t0, min(cfg.camera.fps, cfg.hume.fps_pred))
     microphone = ScriptMicrophone(script, args.t0, cfg.microphone.chunk_ms, await speech_track())
@@ -363,7 +366,15 @@ async def run_agent_side(role: str, args: argparse.Namespace, script: Script, wo
         )
         results.append((obs.model, round(begin, 3), round(begin + length, 3)))
     skipped = [round(t - wall0, 3) for t in static]
-    out = {"exit": code, "results": results, "rss": rss, "captured": camera.captured, "static": skipped}
+    notices = agents[0].desk.notice.notices if agents else 0  # each raised (then withdrawn) once
+    out = {
+        "exit": code,
+        "results": results,
+        "rss": rss,
+        "captured": camera.captured,
+        "static": skipped,
+        "notices": notices,
+    }
     if os.environ.get("KIOSKDAY_TRACE"):
         out["trace"] = trace
     return out
@@ -478,20 +489,51 @@ def diff(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
     return {k: (b[k] - a[k]) if isinstance(b[k], (int, float)) else b[k] for k in b}
 
 
+def speaking_in(script: Script, track: np.ndarray) -> Callable[[float], bool]:
+    """Whether the visitor is speaking at script time ``t``: the script has them speak and the speech track
+    is voiced there, pauses under ``MERGE_GAP_S`` (250 ms) bridged, on 10 ms frames (voiced: RMS above
+    the emulator's silence floor, -40 dBFS).
+
+    The track is espeak-ng's lines with their own pauses (0.3 s between lines and longer ones between
+    sentences, digital silence). Counting those as speech made 2.65 s of the 2.95 s v1 was said to miss
+    while the 120 s visitor talked turned away (a run on 2026-12-08) silence, not speech: v1's prosody
+    answers per utterance, and the emulator splits utterances at pauses of 250 ms or more, as this does,
+    while v0's answers span whole 1 s payloads and so covered the pauses. Recomputed on that run's
+    results: worst visit v1 4.85 -> 2.2 s, v0 1.55 -> 1.15 s."""
+    step = AUDIO_RATE // 100
+    frames = track[: len(track) // step * step].astype(np.float64).reshape(-1, step)
+    voiced = np.sqrt((frames**2).mean(axis=1)) > SILENCE_FLOOR_RMS * 32768
+    bridged = voiced.copy()
+    last = None
+    for i in np.flatnonzero(voiced):
+        if last is not None and 0 < (i - last - 1) * 0.01 < MERGE_GAP_S:
+            bridged[last + 1 : i] = True
+        last = i
+
+    def speaking(t: float) -> bool:
+        spoken = script.speech_at(t)
+        return spoken is not None and bool(bridged[int(spoken * 100) % len(bridged)])
+
+    return speaking
+
+
 def missed(
     script: Script,
     results: Sequence[Sequence[Any]],
     captured: Sequence[float],
     static: Sequence[float],
     fps: float,
+    *,
+    speaking: Optional[Callable[[float], bool]] = None,
 ) -> List[Dict[str, Any]]:
     """Per episode: measurable seconds, and those of which nothing was measured (see module doc).
 
     A measured frame stands for the time until the camera delivered the next frame (a starved machine
     delivering fewer frames is not the agent's choice of what to send), and so does a frame skipped as
     near-identical to the last one sent (``static``: its picture was measured), a measured piece of audio for
-    its span; the rest of the time in which the visitor was measurable (face in view, or speaking) is
-    missed. Read on a 50 ms grid.
+    its span; the rest of the time in which the visitor was measurable (face in view, or speaking: by
+    ``speaking`` (:func:`speaking_in`), else wherever the script has them speak) is missed. Read on a
+    50 ms grid.
     """
     shots = np.array([*sorted(captured), float("inf")])
     owned = []  # [start, end) of each measured frame's interval
@@ -503,7 +545,9 @@ def missed(
     for e in script.episodes:
         grid = e.start_s + STEP_S * (np.arange(int(e.duration_s / STEP_S)) + 0.5)
         face = np.array([bool(script.faces_at(t)) for t in grid])
-        voice = np.array([script.speech_at(t) is not None for t in grid])
+        voice = np.array(
+            [speaking(t) if speaking is not None else script.speech_at(t) is not None for t in grid]
+        )
         seen = np.zeros(len(grid), dtype=bool)
         for a, b in owned:
             seen |= (grid >= a) & (grid < b)
@@ -584,6 +628,7 @@ def report(args: argparse.Namespace, run: Run) -> None:
     day_s = DAY_H * 3600
     cfg = config_mod.from_dict({}, environ={})
     per: Dict[str, Dict[str, Any]] = {}
+    speaking = speaking_in(script, asyncio.run(speech_track()))
     for role in sides:
         v1 = role.endswith("v1") or role == "agent-v1-nogate"
         unit = diff(lead[role], end[role])
@@ -616,7 +661,7 @@ def report(args: argparse.Namespace, run: Run) -> None:
             rss = [m for t, m in outs[role]["rss"] if t >= script.lead_s]
             fps = min(cfg.camera.fps, cfg.hume.fps_pred)
             out = outs[role]
-            visits = missed(script, out["results"], out["captured"], out["static"], fps)
+            visits = missed(script, out["results"], out["captured"], out["static"], fps, speaking=speaking)
             entry.update(
                 rss_mean=sum(rss) / len(rss),
                 rss_max=max(rss),
@@ -655,6 +700,7 @@ def report(args: argparse.Namespace, run: Run) -> None:
         "bytes per day", "visitor-s missed per episode", "RSS mean / max MB",
     ]  # fmt: skip
     episodes = ", ".join(f"{e.kind} {e.duration_s:g} s" for e in script.episodes)
+    units10 = 0.10 * day_s / script.visitor_s  # units a day at 10 % occupancy (_day.day's formula)
     sessions = {
         role: end[role]["v1_sessions"] - lead[role]["v1_sessions"] for role in sides if per[role]["v1"]
     }
@@ -665,7 +711,9 @@ def report(args: argparse.Namespace, run: Run) -> None:
             f"Script: {script.lead_s:g} s empty, then one unit of {episodes} ({script.visitor_s:g} visitor-s "
             f"in a {script.unit_s:g} s window); a kiosk-day is {DAY_H:g} h. Missed: seconds of each "
             "episode (in the order above) in which the visitor was measurable and nothing of it was "
-            "measured (a frame stands for the time until the camera's next one). Agent defaults: debounce "
+            "measured (a frame stands for the time until the camera's next one; speaking is where the "
+            f"speech track is voiced, pauses under {MERGE_GAP_S * 1000:g} ms bridged). Agent defaults: "
+            "debounce "
             f"{cfg.session.debounce_s:g} s, grace "
             f"{cfg.session.grace_s:g} s, hume.v1.min_session_s {cfg.hume.v1.min_session_s:g} s, silence gate "
             f"{cfg.microphone.gate_preroll_ms} ms pre-roll / {cfg.microphone.gate_hangover_ms} ms hang-over, "
@@ -674,6 +722,13 @@ def report(args: argparse.Namespace, run: Run) -> None:
             + ", ".join(f"{role} {n}" for role, n in sessions.items())
             + "; glance seconds measured (paid): "
             + ", ".join(f"{r} {per[r]['glance_measured']:g} s" for r in sides if "visits" in per[r])
+            + ". Visit notices raised in the script (each then withdrawn; a glance raises one too, as the "
+            "notice goes up at the debounce's first frame): "
+            + ", ".join(
+                f"{r} {outs[r].get('notices', 0)} ({outs[r].get('notices', 0) * units10:,.0f} a day at 10 %)"
+                for r in sides
+                if "visits" in per[r]
+            )
             + ".",
             f"Prices: agent/hume/pricing.py, Hume's newer set (May 2026): v0 ${pricing.IMAGE_USD}/image, "
             f"audio ${pricing.AUDIO_USD_PER_MIN}/min; v1 (unpublished) audio "

@@ -1,15 +1,18 @@
-"""Benchmark 8's dollars-per-day formula (scripts/bench/_day.py), on numbers worked by hand."""
+"""Benchmark 8's dollars-per-day formula (scripts/bench/_day.py) and its missed seconds, on numbers worked by
+hand."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "bench"))
 
 import _day
+import kioskday
 
 from agent.hume import pricing
 
@@ -47,3 +50,20 @@ def test_units_that_overfill_the_day_leave_no_negative_empty_time() -> None:
     d = _day.day(NOTHING, empty, 0.0, 1.0, occupancy=1.0, day_s=3600, unit_s=300, visitor_s=60, v1=True)
     assert d["bill"]["audio_s"] == 0.0
     assert d["bytes"] == 0.0
+
+
+def test_a_pause_in_the_speech_track_is_not_speaking_a_short_one_is() -> None:
+    """Benchmark 8 counts a visitor's silence (the track's pauses of 250 ms or more) as nothing to miss."""
+    rate = 16000
+    tone = (8000 * np.sin(np.arange(rate) * 2 * np.pi * 220 / rate)).astype(np.int16)
+    track = np.concatenate(
+        [tone[: rate // 2], np.zeros(rate // 2, np.int16), tone[: rate // 2], np.zeros(rate // 10, np.int16),
+         tone[: 4 * rate // 10]]
+    )  # fmt: skip
+    episode = kioskday.Episode("visit", 0.0, 2.0, (), ((0.0, 2.0),))
+    script = kioskday.Script(0.0, (episode,), 2.0)
+    speaking = kioskday.speaking_in(script, track)
+    assert [speaking(t) for t in (0.25, 0.75, 1.25, 1.55, 1.8)] == [True, False, True, True, True]
+    as_scripted = kioskday.missed(script, [], [], [], 2.0)
+    as_voiced = kioskday.missed(script, [], [], [], 2.0, speaking=speaking)
+    assert (as_scripted[0]["missed_s"], as_voiced[0]["missed_s"]) == (2.0, 1.5)
