@@ -10,7 +10,8 @@ supervises its tasks.
 
 Privacy (docs/privacy.md): while paused, frames and audio are dropped as they arrive, before the presence
 check, voice activity or encoding; media of a visit leaves only once its notice is out (the retained
-``notice`` acknowledged by the broker, or durably queued while it is down); the per-part status
+``notice`` acknowledged by the broker, or durably queued while it is down; in presence mode raised when a
+visit's debounce begins, its media held in memory until the debounce decides); the per-part status
 (``status/camera``, ``status/microphone``, ``status/hume``) follows every change.
 """
 
@@ -20,7 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 from agent.aio import OnFirstUse, wait_event
 from agent.capture.camera import FrameSource
@@ -28,8 +29,8 @@ from agent.capture.microphone import AudioSource
 from agent.config import Config
 from agent.hume.backend import Backend
 from agent.hume.types import Observation, published_models
-from agent.media.audio import voice_activity
-from agent.media.frames import Frame
+from agent.media.audio import AudioChunk, voice_activity
+from agent.media.frames import Box, Frame
 from agent.media.video import FramePipeline
 from agent.messages import encode
 from agent.mqtt.commands import Command
@@ -41,7 +42,7 @@ from agent.ops.sdnotify import Notifier
 from agent.privacy.desk import PrivacyDesk
 from agent.privacy.state import PauseRefused
 from agent.visit.audio_gate import AudioGate
-from agent.visit.gate import MediaGate
+from agent.visit.gate import DebounceHold, MediaGate
 from agent.visit.presence import PresenceDetector
 from agent.visit.recorder import VisitRecorder
 from agent.visit.session import SessionEvent
@@ -125,6 +126,8 @@ class Agent:
         """The monotonic time media last became allowed (None while it may not): audio captured before it
         is not sent (``AudioChunk.captured_mono``; a chunk arriving just after that moment holds up to
         ``microphone.chunk_ms`` from before it)."""
+        fps = min(cfg.camera.fps, cfg.hume.fps_pred)
+        self.held = DebounceHold(cfg.session.debounce_s, fps, cfg.microphone.chunk_ms)
         self._timers = OnFirstUse(asyncio.Event)
         """Set when a session timer may have moved (a debounce began): the tick loop re-arms for it."""
         self.identity = identity.collect(cfg, started_at=wall())
@@ -146,6 +149,24 @@ class Agent:
         self.audio_gate.reset()
         if ev.kind == "start":
             self.sync_privacy()  # the notice of this visit is queued before its start message
+
+    def _announce(self) -> Tuple[bool, Optional[str]]:
+        """Whether the notice must be up now, and the visit it names: during a visit (or idle streaming),
+        and in presence mode from a debounce's first frame, under the id it will start with (its media
+        then waits in :attr:`held`, ``agent.visit.gate.DebounceHold``)."""
+        if self.sessions.should_stream:
+            return True, self.sessions.session_id
+        pending = self.sessions.pending_id if self.presence is not None else None
+        return pending is not None, pending
+
+    def _holding(self) -> bool:
+        """Media captured now belongs to a visit being debounced whose notice is out: held, not sent."""
+        return (
+            not self.sessions.should_stream
+            and self._allowed_after is not None
+            and not self.desk.paused
+            and self._announce()[0]
+        )
 
     def _may_send(self, kind: str) -> bool:
         """Whether a ``kind`` piece may go to Hume now (the media gate counts one held back)."""
@@ -204,9 +225,8 @@ class Agent:
         """
         if self.stopping:
             return
-        allowed = self.desk.sync(
-            self.sessions.should_stream, self.sessions.session_id, self.publisher.connected
-        )
+        announce, visit = self._announce()
+        allowed = self.desk.sync(announce, visit, self.publisher.connected)
         if allowed and self._allowed_after is None:
             # The first frame of the visit is read now, not at the camera's next slot (up to 0.5 s later).
             self._allowed_after = self.camera.frames_read if self.camera is not None else 0
@@ -215,6 +235,7 @@ class Agent:
                 self.camera.hurry()
         elif not allowed:
             self._allowed_after = self._allowed_since = None
+            self.held.clear()  # a debounce that failed, or a pause: none of it leaves
         if not allowed and self.gate.withdraw():
             # Whatever was captured before this moment stays here, however long Hume was unreachable: a
             # pause pressed while the link was in backoff once sent 4.8 s of audio and 3 frames (#31).
@@ -263,14 +284,18 @@ class Agent:
                 self._apply(self.sessions.observe(self._mono(), presence=present))
                 if self.sessions.debounce_due() is not None:
                     self._timers.get().set()
+            faces = self.presence.last_faces if self.presence is not None else ()
             if withdrawals == self.gate.withdrawals and self._may_send("frame"):
+                while self.held.frames:  # the debounce qualified the visit: its first frames go first
+                    await self._send_frame(*self.held.frames.popleft(), withdrawals)
                 if self._allowed_after is None or read <= self._allowed_after:
                     self.gate.drop("unannounced", "frame")  # captured before the visit's notice was out
                     continue
-                await self._send_frame(frame, withdrawals)
+                await self._send_frame(frame, faces, withdrawals)
+            elif self._holding() and self._allowed_after is not None and read > self._allowed_after:
+                self.held.frames.append((frame, faces))
 
-    async def _send_frame(self, frame: Frame, withdrawals: int) -> None:
-        faces = self.presence.last_faces if self.presence is not None else ()
+    async def _send_frame(self, frame: Frame, faces: Sequence[Box], withdrawals: int) -> None:
         encoded = await asyncio.to_thread(self.pipeline.process, frame, faces)
         if encoded is None:
             return
@@ -292,18 +317,25 @@ class Agent:
             self._apply(self.sessions.observe(self._mono(), voice=voice_activity(chunk.pcm16)))
             if not self._may_send("audio"):
                 self.audio_gate.reset()
+                if self._holding():
+                    self.held.audio.append(chunk)
                 continue
-            since = self._allowed_since
-            if since is None or chunk.captured_mono < since:
-                self.gate.drop("unannounced", "audio")  # all or part captured before the notice was out
-            if since is None:
-                self.audio_gate.reset()
-                continue
-            # Silence is not paid for, audio from before the notice never leaves (agent.visit.audio_gate).
-            for piece in self.audio_gate.admit(chunk, since_mono=since):
-                self.counters["audio_sent"] += 1
-                self.gate.sent()
-                self.backend.send_audio(piece.pcm16, piece.captured_at, self.sessions.session_id)
+            while self.held.audio:  # the debounce qualified the visit: its first audio goes first
+                self._send_audio(self.held.audio.popleft())
+            self._send_audio(chunk)
+
+    def _send_audio(self, chunk: AudioChunk) -> None:
+        since = self._allowed_since
+        if since is None or chunk.captured_mono < since:
+            self.gate.drop("unannounced", "audio")  # all or part captured before the notice was out
+        if since is None:
+            self.audio_gate.reset()
+            return
+        # Silence is not paid for, audio from before the notice never leaves (agent.visit.audio_gate).
+        for piece in self.audio_gate.admit(chunk, since_mono=since):
+            self.counters["audio_sent"] += 1
+            self.gate.sent()
+            self.backend.send_audio(piece.pcm16, piece.captured_at, self.sessions.session_id)
 
     async def results_loop(self) -> None:
         while True:

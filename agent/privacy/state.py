@@ -10,7 +10,9 @@ visitor is computed.
 people exposed to it, at the latest at first exposure (Art. 50(5)). :class:`NoticeGate` makes "first
 exposure" concrete: media of a visit may leave for Hume only once the retained ``notice`` message for that
 visit (``active``, the text, ``since``) has been published, i.e. acknowledged by the broker (its PUBACK).
-Whenever media may no longer be sent (the visit ended, a pause) the notice is withdrawn (``active`` false).
+Whenever media may no longer be sent (the visit ended, a pause, a debounce that did not become a visit) the
+notice is withdrawn (``active`` false). In presence mode a visit is announced when its debounce begins
+(``agent.hub``), so its media captured while the debounce runs may be held and sent if it qualifies.
 
 The rule when the broker is down: media may leave once the notice is **durably queued** in the outbox (its
 ``put`` returned a seq: committed to disk). Why that and not "hold media until the broker is back": the

@@ -6,7 +6,7 @@ In the order media meets them:
 * ``audio_gate``: pay for voices, not silence: which microphone audio of a visit goes to Hume;
 * ``session``: the visitor session as a state machine driven by plain values and times;
 * ``gate``: the media gate: may this frame, chunk or text leave now (visit, pause, notice), and every
-  piece held back counted by reason and kind;
+  piece held back counted by reason and kind; a visit's media held in memory while its debounce decides;
 * ``stats``: a visit's running statistics (means, ranges, per-model and per-face totals), checkpointable;
 * ``summary``: top emotions per model over short windows and one aggregate per session (with the durable
   checkpoint a restarted agent ends a crashed session from);

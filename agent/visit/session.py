@@ -28,6 +28,10 @@ check there too, unless ``hold_commanded``).
 ``max_duration``. In presence mode a new session may start if presence continues, after a fresh
 debounce counted from the cut, so a genuinely long visit is still measured, in bounded pieces.
 
+The visit being debounced is announced before it starts: :attr:`SessionTracker.pending_id` is the id it
+will start with, so the hub raises its notice at the debounce's first frame and holds the media captured
+once the notice is out until the debounce decides (``agent.hub``).
+
 Every event is a boundary: the service calls ``backend.mark_boundary()`` once for each non-empty list of
 events it gets back, so the next payload of every model carries ``reset_stream`` (and, with
 ``identify_faces``, the face connection is reopened so two visitors never share a face id).
@@ -117,6 +121,8 @@ class SessionTracker:
         self._voice = False
         self._seen_since: Optional[float] = None
         """Start of the current uninterrupted run of visual presence (the debounce clock)."""
+        self._candidate: Optional[str] = None
+        """The id the visit being debounced will have if it qualifies (its notice already names it)."""
         self._last_evidence = 0.0
         self._blocked = False
         """After an ``end`` command: visual presence must drop before it may start a session."""
@@ -194,6 +200,20 @@ class SessionTracker:
         """Let due timers fire (call it about once a second, and whenever no input arrives)."""
         return self._step(self._advance(now))
 
+    @property
+    def pending_id(self) -> Optional[str]:
+        """While a presence debounce runs: the id its session will start with, else None.
+
+        The hub announces the visit (its notice) from the debounce's first frame, under this id, and holds
+        the media captured once the notice is out in memory until the session starts (then it is sent) or
+        the debounce fails (then it is dropped and the notice withdrawn): a visit's first second is then
+        measured, where it used to be lost to the debounce (benchmark 8)."""
+        if self.debounce_due() is None:
+            return None
+        if self._candidate is None:
+            self._candidate = self._new_id()
+        return self._candidate
+
     def debounce_due(self) -> Optional[float]:
         """When the running debounce completes (a ``tick`` then starts the session), None if none runs.
 
@@ -219,6 +239,7 @@ class SessionTracker:
     def _track_visual(self, now: float) -> None:
         if not self._visual():
             self._seen_since = None
+            self._candidate = None
             self._blocked = False
         elif self._seen_since is None:
             self._seen_since = now
@@ -251,7 +272,9 @@ class SessionTracker:
         return events
 
     def _start(self, now: float, reason: str) -> SessionEvent:
-        self._id = self._new_id()
+        # A presence start takes the id its debounce was announced under; any other start a fresh one.
+        candidate, self._candidate = self._candidate, None
+        self._id = candidate if reason == Reason.PRESENCE and candidate is not None else self._new_id()
         self._started_at = self._last_evidence = now
         self._held = False
         return SessionEvent(START, self._id, now, reason)

@@ -68,12 +68,13 @@ async def test_only_configured_modalities_are_streamed() -> None:
 
 
 async def test_video_holds_the_frames_of_the_qualifying_seconds_bounded() -> None:
-    """While a visit qualifies (5 s) its frames wait: as many as 5 s at the API's 3 fps, the freshest."""
+    """While a visit qualifies (5 s) its frames wait: as many as 5 s and the held margin (3 s: the frames
+    held through the debounce, the session's opening) at the API's 3 fps, the freshest."""
     b = backend()
-    for i in range(30):
+    for i in range(40):
         b.send_frame(b"\xff\xd8%d" % i, 100.0 + i * 0.1, "visitor")
     (visit,) = b._visits.pending
-    assert [m.data for m in visit.video] == [b"\xff\xd8%d" % i for i in range(14, 30)]
+    assert [m.data for m in visit.video] == [b"\xff\xd8%d" % i for i in range(15, 40)]
 
 
 def test_url_accepts_http_or_ws_bases() -> None:

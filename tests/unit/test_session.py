@@ -54,6 +54,26 @@ def test_debounce_due_says_when_the_start_comes_and_only_while_a_debounce_runs()
     assert commanded.debounce_due() is None  # presence starts nothing in command mode
 
 
+def test_a_debounce_is_announced_under_the_id_its_session_starts_with() -> None:
+    """The hub raises the visit's notice at the debounce's first frame, naming this id (agent.hub)."""
+    t = tracker()
+    assert t.pending_id is None
+    t.observe(0.0, presence=True)
+    glance = t.pending_id
+    assert glance == "s1"
+    t.observe(0.5, presence=False)  # a glance: the debounce failed, its id is never used
+    assert t.pending_id is None
+    t.observe(0.6, presence=True)
+    assert t.pending_id == "s2"
+    assert t.pending_id == "s2"  # stable while the debounce runs
+    assert kinds(t.tick(1.6)) == [(START, "s2", 1.6, Reason.PRESENCE)]
+    assert t.pending_id is None  # active
+    commanded = tracker()
+    commanded.observe(0.0, presence=True)
+    assert commanded.pending_id == "s1"
+    assert kinds(commanded.command(0.2, "start")) == [(START, "s2", 0.2, Reason.COMMAND)]
+
+
 def test_absence_must_hold_for_grace_and_presence_resets_it() -> None:
     t = tracker()
     t.observe(0.0, presence=True)

@@ -8,6 +8,7 @@ import json
 import wave
 from typing import List, Tuple
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from agent.config import HumeConfig, HumeV0Config
 from agent.hume.types import OutgoingMedia
 from agent.hume.v0.payloads import (
     BYTES_PER_S,
+    FRAME_BACKLOG,
     AudioBuffer,
     FrameSlot,
     PayloadBuilder,
@@ -55,8 +57,8 @@ def test_audio_payload_limit_follows_api_and_window() -> None:
 # Buffers
 
 
-def test_frame_slot_keeps_only_newest_and_counts_drops() -> None:
-    slot = FrameSlot()
+def test_frame_slot_keeps_only_the_newest_and_counts_drops() -> None:
+    slot = FrameSlot(backlog=1)
     for i in range(5):
         slot.put(bytes([i]), float(i), "s1", 0)
     taken = slot.take()
@@ -66,6 +68,21 @@ def test_frame_slot_keeps_only_newest_and_counts_drops() -> None:
     assert slot.dropped == 4
     assert slot.take() is None
     assert slot.stats() == {"dropped_frames": 4, "queued_frames": 0}
+
+
+def test_a_burst_of_a_visits_first_frames_is_sent_whole_oldest_first() -> None:
+    """A visit's frames held during its debounce arrive together: each is sent (up to FRAME_BACKLOG)."""
+    slot = FrameSlot()
+    for i in range(FRAME_BACKLOG + 1):
+        slot.put(bytes([i]), float(i), "s1", 0)
+    assert slot.stats() == {"dropped_frames": 1, "queued_frames": FRAME_BACKLOG}
+    taken = [slot.take() for _ in range(FRAME_BACKLOG)]
+    assert [t[1].captured_at for t in taken if t is not None] == [
+        float(i) for i in range(1, FRAME_BACKLOG + 1)
+    ]
+    assert slot.take() is None
+    with pytest.raises(ValueError, match="frame backlog 0"):
+        FrameSlot(backlog=0)
 
 
 def test_audio_merges_backlog_into_one_payload_within_limit() -> None:

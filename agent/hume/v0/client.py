@@ -9,10 +9,10 @@ no socket: it measures face-mesh landmarks, which the agent does not compute, an
 fails the whole payload (E0102), face result included; the config does not offer it.
 
 Per socket exactly one payload is in flight. Meanwhile media waits in a bounded buffer
-(:mod:`agent.hume.v0.payloads`): only the newest frame (older ones dropped and counted), audio accumulated
-into one WAV payload of at most 5000 ms (the API limit; the backlog bounded by ``queue_seconds``, oldest
-dropped and counted), text in a short queue. So capture never waits on the network: ``send_*`` only
-append to memory and wake the socket's task.
+(:mod:`agent.hume.v0.payloads`): the newest frames, at most 3 (older ones dropped and counted), audio
+accumulated into one WAV payload of at most 5000 ms (the API limit; the backlog bounded by
+``queue_seconds``, oldest dropped and counted), text in a short queue. So capture never waits on the
+network: ``send_*`` only append to memory and wake the socket's task.
 
 Every payload carries a ``payload_id``; an in-flight table matches each reply (predictions, warning or
 error) to its payload, its session and its capture time, and measures the round trip. A reply that does not
