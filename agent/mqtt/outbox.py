@@ -21,10 +21,11 @@ them; this queue is the durable part. The life of a row::
   duplicate at-least-once allows), so they live in memory (``agent.mqtt.acks``) and acknowledged rows are
   deleted with the next put, or alone once they waited :data:`ACK_FLUSH_S`: one transaction per summary
   flush instead of three (``agent.mqtt.outbox_file``: bytes written). Every put commits before it returns.
-* Bounds: ``max_rows``, ``max_bytes`` (topic + payload) and ``max_age_s``; on disk that is the rows plus
-  SQLite's page overhead plus a WAL of at most ~2 MB. Past a bound the oldest rows are
-  dropped first (a dashboard wants the recent picture most), counted per reason in the database and
-  reported by :meth:`stats`, which the publisher puts into the retained ``health`` message.
+* Bounds: ``max_rows``, ``max_bytes`` (topic + payload JSON, before compression) and ``max_age_s``; on disk
+  that is the rows plus SQLite's page overhead plus a WAL of at most ~1 MB (2 MB in files made before 1 KB
+  pages). Past a bound the oldest rows are dropped first (a dashboard wants the recent picture most),
+  counted per reason in the database and reported by :meth:`stats`, which the publisher puts into the
+  retained ``health`` message.
 * ``state`` is a small key -> text table written in the same transaction as the messages it goes with
   (``put_many(..., state=...)``): the service keeps each open session's checkpoint there, so "this session
   is open, and this much of it was published" is durable exactly when its messages are. A commit that adds
@@ -36,8 +37,8 @@ them; this queue is the durable part. The life of a row::
 fsync policy: ``synchronous = "full"`` (the default) fsyncs the WAL at every put's commit, so a summary
 survives a power cut once ``put`` returned; the agent commits a few times a second at most, far below what
 even an SD card sustains (~1,200 random 4 KB writes/s on a Pi 4 A2 card). ``"normal"`` may lose the last
-commits on a power cut (never on a SIGKILL) and writes about a third of the bytes (``scripts/bench/flash.py``:
-0.8 vs 2.5 KB a message), for worn or very slow cards; even then three kinds of commit are fsynced: a ``seq``
+commits on a power cut (never on a SIGKILL) and writes about a fifth of the bytes (``scripts/bench/flash.py``:
+0.4 vs 2.0 KB a message), for worn or very slow cards; even then three kinds of commit are fsynced: a ``seq``
 reservation (one per 1,000 messages), and a session's start and end (their ``state`` keys), so no ``seq`` is
 reused and every session a consumer saw start gets an end.
 
@@ -165,7 +166,7 @@ class Outbox:
                     # id = seq: ids are never reused, and id order is seq order (the drain relies on it)
                     "INSERT INTO messages (id, seq, topic, payload, retain, created, size) "
                     "VALUES (?,?,?,?,?,?,?)",
-                    (seq, seq, topic, data, int(retain), now, size),
+                    (seq, seq, topic, outbox_file.pack(data), int(retain), now, size),
                 )
                 if retain:
                     key = RETAINED_STATE_PREFIX + topic
@@ -273,7 +274,11 @@ class Outbox:
                 "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
                 (after_id, upto, limit + len(busy)),
             ).fetchall()
-        ready = [Row(i, s, t, bytes(p), bool(r), c) for i, s, t, p, r, c in rows if s not in busy]
+        ready = [
+            Row(i, s, t, outbox_file.unpack(bytes(p)), bool(r), c)
+            for i, s, t, p, r, c in rows
+            if s not in busy
+        ]
         return ready[:limit]
 
     @property

@@ -3,17 +3,22 @@
 Chosen for an SD card, which wears by the byte. ``scripts/bench/flash.py`` (a kiosk's flushes of 1-4
 summaries, each sent and acknowledged) measured bytes written per delivered message at
 ``synchronous = full``: 16.3 KB before these choices (4 KB pages, ``AUTOINCREMENT``, an in-flight column
-and index, a transaction each for put, mark and acknowledgement), 20.1 KB for a naive queue, 2.5 KB now:
+and index, a transaction each for put, mark and acknowledgement), 20.1 KB for a naive queue, 2.0 KB now:
 
 * in-flight marks in memory and acknowledged rows deleted with the next put (``agent.mqtt.outbox``): one
   transaction per summary flush instead of three;
 * no ``meta`` row rewritten by a put: the newest row carries the ``seq`` counter (``agent.mqtt.seq_counter``;
   3.3 KB a message before);
-* new files use 2 KB pages (each changed page goes to the WAL whole: 4 KB pages wrote 4.9 KB a message)
-  and no ``AUTOINCREMENT`` (it rewrites the ``sqlite_sequence`` page on every insert: 4.1 KB a message
-  with it); a row's id is its ``seq`` (unique and increasing, from the ``seq`` counter), so ids are
-  never reused without it. Files made by earlier versions keep their schema and page size and work the
-  same (their old rows have small ids, so they still come first);
+* new files use small pages (each changed page goes to the WAL whole: 4 KB pages wrote 4.9 KB a message
+  where 2 KB pages wrote 3.3 KB) and no ``AUTOINCREMENT`` (it rewrites the ``sqlite_sequence`` page on every
+  insert: 4.1 KB a message with it); a row's id is its ``seq`` (unique and increasing, from the ``seq``
+  counter), so ids are never reused without it. Files made by earlier versions keep their schema and page
+  size and work the same (their old rows have small ids, so they still come first);
+* payloads are stored zlib-compressed when that is shorter (:func:`pack`: a summary's ~540 bytes of JSON
+  take ~300), and new files use :data:`PAGE_BYTES` pages: a put of a window's summaries then changes one
+  page of the ``messages`` table, one WAL frame of ~1 KB (2.5 KB a message before);
+* new files make ``state`` a ``WITHOUT ROWID`` table: a session checkpoint's rewrite changes one b-tree
+  page, not the table's and its key index's (the whole agent's WAL frames in 120 s: 54 -> 46);
 * WAL checkpoints every :data:`WAL_CHECKPOINT_PAGES` pages (a checkpoint copies each changed page into the
   main file once); 256 pages measured ~1 % more, so SQLite's default stays. The WAL file is truncated back
   to :data:`WAL_LIMIT_BYTES` after a checkpoint, so disk stays near the row bounds.
@@ -29,6 +34,7 @@ import contextlib
 import datetime
 import logging
 import sqlite3
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -45,17 +51,41 @@ CREATE TABLE IF NOT EXISTS messages (
     created REAL NOT NULL,
     size INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 WAL_CHECKPOINT_PAGES = 1000
-"""SQLite's default (2 MB of 2 KB pages)."""
-PAGE_BYTES = 2048
-"""Page size of new files (an existing file keeps its own: WAL mode cannot change it)."""
+"""SQLite's default (1 MB of 1 KB pages)."""
+PAGE_BYTES = 1024
+"""Page size of new files (an existing file keeps its own: WAL mode cannot change it). Each changed page goes
+to the WAL whole, and each commit re-dirties the 4 KB page of the WAL file the previous one ended in, so a
+commit costs about 4 KB plus its frames. The whole agent (``scripts/bench/flash.py``, 120 s, 46 messages)
+dirtied 41 WAL pages with 2 KB pages and compressed payloads, 51 with 1 KB pages and plain JSON (a window's
+summaries no longer fit one page), 34 with both."""
+ZLIB_MAGIC = b"x"
+"""The first byte of a zlib stream (deflate, 32 KB window); a JSON object starts with ``{``."""
 WAL_LIMIT_BYTES = 1024 * 1024
 SYNC_FULL = 2
 """``PRAGMA synchronous`` level FULL (0 OFF, 1 NORMAL, 3 EXTRA)."""
 KEEP_QUARANTINED = 3
 """Quarantined (corrupt) outbox files kept for a post-mortem; older ones are deleted."""
+
+
+def pack(data: bytes) -> bytes:
+    """A message's JSON as stored in the ``payload`` column: zlib-compressed when that is shorter."""
+    packed = zlib.compress(data)
+    return packed if len(packed) < len(data) else data
+
+
+def unpack(stored: bytes) -> bytes:
+    """A ``payload`` column's message as published: rows of earlier versions and short messages are plain
+    JSON. A compressed payload damaged on the card (yet passing ``quick_check``) goes out as it is, as
+    damaged JSON did before: the consumer rejects it, and the queue behind it is not stuck."""
+    if stored[:1] != ZLIB_MAGIC:
+        return stored
+    try:
+        return zlib.decompress(stored)
+    except zlib.error:
+        return stored
 
 
 @contextlib.contextmanager

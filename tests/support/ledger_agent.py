@@ -3,7 +3,7 @@
 Test instrumentation, not product: ``python -m tests.support.ledger_agent run --config FILE`` is the
 agent's own CLI with its SQLite connections made :class:`LedgerConnection`, which sees every row inserted
 into the outbox's ``messages`` table and writes two lines per row to the file named by
-``$HUME_EDGE_TEST_LEDGER``, on a disk the cut does not touch: ``<life> <seq> <topic> <sha1 of the stored
+``$HUME_EDGE_TEST_LEDGER``, on a disk the cut does not touch: ``<life> <seq> <topic> <sha1 of the queued
 JSON> <moment>``, where ``moment`` is
 
 * ``commit``: written just before the ``COMMIT`` of the transaction that inserted the row is sent, so no
@@ -31,6 +31,7 @@ import sys
 from typing import Any, List, Sequence, Tuple
 
 from agent import cli
+from agent.mqtt.outbox_file import unpack
 
 LEDGER_ENV = "HUME_EDGE_TEST_LEDGER"
 LIFE_ENV = "HUME_EDGE_TEST_LIFE"
@@ -78,7 +79,7 @@ class LedgerConnection(sqlite3.Connection):
 
 def _row(columns: List[str], parameters: Sequence[Any]) -> Tuple[int, str, str]:
     values = dict(zip(columns, parameters))
-    return int(values["seq"]), str(values["topic"]), digest(bytes(values["payload"]))
+    return int(values["seq"]), str(values["topic"]), digest(unpack(bytes(values["payload"])))
 
 
 def install(path: str, life: str) -> None:

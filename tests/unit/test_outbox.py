@@ -229,3 +229,64 @@ def test_an_older_retained_row_is_superseded_by_the_newest_on_its_topic_across_a
         box.close()
         box = Outbox(path, OutboxConfig())
     box.close()
+
+
+def summary(model: str, n: int) -> Dict[str, object]:
+    """A window's summary as the agent queues it (~540 bytes of JSON)."""
+    names = ["joy", "amusement", "interest", "calmness", "concentration"]
+    return {
+        "schema": "hume-edge/summary/1",
+        "device": "kiosk-lobby-01",
+        "session": "3f7578a3d5c4462299edc30b51a72f54",
+        "model": model,
+        "window": {"start": "2026-12-08T03:09:27.286Z", "end": "2026-12-08T03:09:32.317Z"},
+        "captured": {"first": "2026-12-08T03:09:22.321Z", "last": "2026-12-08T03:09:28.317Z"},
+        "measurements": 13,
+        "warnings": 0,
+        "faces": [
+            {
+                "face_id": "face_0@b50e5b",
+                "measurements": 13,
+                "top": [
+                    {"name": names[(n + k) % 5], "score": round(0.7605 - k * 0.0731, 4)} for k in range(3)
+                ],
+            }
+        ],
+        "faces_omitted": 0,
+    }
+
+
+def test_a_windows_summaries_are_stored_compressed_and_published_as_queued(tmp_path: Path) -> None:
+    """Compressed rows (and 1 KB pages) make a window's put one WAL frame of ~1 KB: a 2 KB frame before
+    (agent.mqtt.outbox_file). Rows an earlier version stored as plain JSON go out unchanged."""
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path, OutboxConfig())
+    box.put("t", {})
+    wal = path.with_name("o.sqlite-wal")
+    before = wal.stat().st_size
+    seqs = box.put_many(
+        [("summary/face", summary("face", 0), False), ("summary/prosody", summary("p", 1), False)]
+    )
+    assert wal.stat().st_size - before <= 1100, "one frame of a 1 KB page"
+    stored = dict(box._db.execute("SELECT seq, payload FROM messages").fetchall())
+    assert all(bytes(stored[s])[:1] == b"x" for s in seqs), "zlib streams"
+    box._db.execute(
+        "INSERT INTO messages VALUES (?, ?, 'old', ?, 0, 0, 9)", (seqs[-1] + 5, seqs[-1] + 5, b'{"old":1}')
+    )
+    rows = box.ready(10)
+    published = [json.loads(r.payload) for r in rows[1:3]]
+    assert [p.pop("seq") for p in published] == seqs
+    assert [p.pop("ts") for p in published] == [utc_iso(rows[1].created)] * 2
+    assert published == [summary("face", 0), summary("p", 1)]
+    assert rows[-1].payload == b'{"old":1}'
+    box.close()
+
+
+def test_a_damaged_compressed_payload_goes_out_as_stored_and_the_queue_moves_on(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", OutboxConfig())
+    first, second = box.put_many([("t", summary("face", 0), False), ("t", summary("face", 1), False)])
+    box._db.execute("UPDATE messages SET payload = ? WHERE seq = ?", (b"x\x9c not deflate", first))
+    rows = box.ready(10)
+    assert [r.payload for r in rows[:1]] == [b"x\x9c not deflate"]
+    assert json.loads(rows[1].payload)["seq"] == second
+    box.close()

@@ -18,6 +18,7 @@ import pytest
 
 from agent.config import OutboxConfig
 from agent.mqtt.outbox import Outbox
+from agent.mqtt.outbox_file import unpack
 from tests.support.ledger_agent import LedgerConnection, digest, install
 from tests.support.powerloss import LedgerAgent, Stamp, account
 from tests.support.processes import PREFIX
@@ -45,7 +46,7 @@ def test_a_row_is_in_the_ledger_before_its_commit_is_sent(ledger: Path, tmp_path
     box._db.set_trace_callback(lambda sql: at_commit.append(lines(ledger)) if sql == "COMMIT" else None)
     seqs = box.put_many([("summary", {"n": 1}, False), ("session", {"event": "start"}, False)])
     box._db.set_trace_callback(None)
-    stored = {seq: bytes(p) for seq, p in box._db.execute("SELECT seq, payload FROM messages")}
+    stored = {seq: unpack(bytes(p)) for seq, p in box._db.execute("SELECT seq, payload FROM messages")}
     expected = [f"7 {seq} {topic} {digest(stored[seq])}" for seq, topic in zip(seqs, ["summary", "session"])]
     assert at_commit[-1] == [f"{line} commit" for line in expected], "the ledger lagged the COMMIT"
     assert lines(ledger) == [f"{line} commit" for line in expected] + [
