@@ -68,6 +68,19 @@ def grey(frame: Frame) -> np.ndarray:
     raise ValueError(f"frame format {frame.fmt!r}: must be 'bgr' or 'yuv420'")
 
 
+def static_thumb(luma: np.ndarray) -> np.ndarray:
+    """The 32x24 thumbnail the static-frame check compares (int16, so differences do not wrap)."""
+    return _resize(luma, _THUMB).astype(np.int16)
+
+
+def most_changed(thumb: np.ndarray, reference: np.ndarray) -> float:
+    """How much the most changed of the 48 cells changed between two :func:`static_thumb` (grey levels)."""
+    rows, cols = _CELLS
+    th, tw = thumb.shape
+    diff = np.abs(thumb - reference).reshape(rows, th // rows, cols, tw // cols)
+    return float(diff.mean(axis=(1, 3)).max())
+
+
 def _resize(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     if (image.shape[1], image.shape[0]) == size:
         return image
@@ -189,7 +202,7 @@ class FramePipeline:
             return None
         width, height = frame_size(frame)
         size = fit_size(width, height, self.cfg.width, self.cfg.height)
-        thumb: np.ndarray = _resize(grey(frame), _THUMB).astype(np.int16)
+        thumb = static_thumb(grey(frame))
         if self._is_static(thumb, frame.captured_at):
             self.counters["static"] += 1
             if self.on_static is not None:
@@ -213,10 +226,7 @@ class FramePipeline:
         refresh, elapsed = self.cfg.static_refresh_s, t - self._last_sent_at
         if refresh > 0 and not 0.0 <= elapsed < refresh:  # due, or the clock stepped backwards
             return False
-        rows, cols = _CELLS
-        th, tw = thumb.shape
-        diff = np.abs(thumb - self._last_thumb).reshape(rows, th // rows, cols, tw // cols)
-        return float(diff.mean(axis=(1, 3)).max()) < self.cfg.static_threshold
+        return most_changed(thumb, self._last_thumb) < self.cfg.static_threshold
 
     def _encode(self, frame: Frame, size: Tuple[int, int]) -> bytes:
         quality = self.cfg.jpeg_quality

@@ -8,7 +8,7 @@ import pytest
 
 from agent.capture.synthetic import SceneStep, SyntheticCamera
 from agent.media.frames import Frame
-from agent.visit.presence import FULL_EVERY, PresenceDetector
+from agent.visit.presence import FULL_EVERY, IDLE_REFRESH, PresenceDetector
 
 SCENE = [SceneStep(1.0, None), SceneStep(1.0, "a"), SceneStep(1.0, None), SceneStep(1.0, "b")]
 
@@ -40,7 +40,8 @@ def test_while_somebody_is_there_every_nth_frame_is_examined_and_the_answer_held
     face, empty = _frame(1.5), _frame(0.5)
     answers = [detector.present(f) for f in (face, empty, empty, empty, empty, empty, face)]
     assert answers == [True, True, True, False, False, False, True]
-    assert detector.checks == 5  # the face, its 3rd frame, then every frame of the empty scene
+    assert detector.checks == 3  # the face, its 3rd frame, then every changed frame of the empty scene
+    assert detector.unchanged == 2  # the empty scene's repeats
 
 
 def test_while_nobody_is_there_every_frame_is_examined() -> None:
@@ -49,7 +50,23 @@ def test_while_nobody_is_there_every_frame_is_examined() -> None:
     face, empty = _frame(1.5), _frame(0.5)
     answers = [detector.present(f) for f in (empty, empty, empty, face)]
     assert answers == [False, False, False, True]
-    assert detector.checks == 4
+    assert (detector.checks, detector.unchanged) == (2, 2)  # the repeats of the empty wall are not checked
+
+
+def test_an_unchanged_empty_scene_is_checked_only_every_idle_refresh_frames_and_noise_is_unchanged() -> None:
+    """Sensor noise (sigma 3 grey levels) does not count as a change; a visitor stepping in does."""
+    detector = PresenceDetector(every_n=2)
+    rng = np.random.default_rng(0)
+    empty = _frame(0.5).image.astype(np.float64)
+
+    def noisy() -> Frame:
+        return Frame(np.clip(empty + rng.normal(0, 3, empty.shape), 0, 255).astype(np.uint8), "bgr", 0.0)
+
+    answers = [detector.present(noisy()) for _ in range(2 * IDLE_REFRESH)]
+    assert not any(answers)
+    assert detector.checks == 2  # the first frame, then the refresh after IDLE_REFRESH - 1 reused
+    assert detector.present(_frame(1.5))  # a visitor steps in: changed, examined, found
+    assert detector.checks == 3
 
 
 def test_bad_settings_are_named() -> None:
