@@ -13,6 +13,14 @@ resumed (held bytes pass on); 7. the emulator link refused; 8. normal running; d
 Lost = a seq between the first and the last one the outbox stamped that the persistent subscriber never
 received, while the outbox ends empty. :class:`Timing` scales the phases: ``LONG`` is the scenario as the
 issue ran it (``scripts/chaos --scenario boundaries``, ~3.5 min), ``SHORT`` the suite's (~50 s).
+
+The subscriber is a consumer who follows the docs: it subscribes to the topics of the sequenced messages
+the consumer rules name ("Every sequenced message (...)", :func:`documented_topics`), not to ``#``. That
+is how issue #28's campaign lost 13 of 463 at 3f521f5: its README named summary, idle, session and
+aggregate, while the retained ``notice`` took its numbers from the same counter, so every notice was a gap
+to such a consumer (one at each live boundary, two at each restart's, the withdrawn one at a stop; a
+subscriber to ``#`` sees none). ``HUME_EDGE_AGENT_TREE=<old checkout>`` runs that checkout's agent and
+reads its docs (:func:`tests.support.processes.agent_tree`).
 """
 
 from __future__ import annotations
@@ -20,13 +28,45 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping
 
 from tests.support.accounting import Accounting
 from tests.support.mosquitto import Received
 from tests.support.processes import PREFIX
 from tests.support.rig import Rig
+
+SEQUENCED_RULE = re.compile(r"Every\s+sequenced\s+message\s+\(([^)]*)\)")
+"""The consumer rules' list of sequenced kinds (docs/mqtt.md; README.md before the docs site)."""
+KIND_TOPICS = {
+    "summary": "summary/#",
+    "idle": "summary/#",  # a model's idle message rides on its summary topic
+    "session": "session",
+    "aggregate": "aggregate",
+    "notice": "notice",
+}
+
+
+def documented_kinds(root: Path) -> List[str]:
+    """The sequenced message kinds the consumer rules of the checkout at ``root`` name, in their order."""
+    for name in ("docs/mqtt.md", "README.md"):
+        path = root / name
+        match = SEQUENCED_RULE.search(path.read_text(encoding="utf-8")) if path.exists() else None
+        if match:
+            return [kind.strip() for kind in match.group(1).split(",")]
+    raise ValueError(f"{root}: neither docs/mqtt.md nor README.md says 'Every sequenced message (...)'")
+
+
+def documented_topics(root: Path) -> List[str]:
+    """The topic filters (under the device's prefix) of :func:`documented_kinds`: what a consumer of those
+    kinds subscribes to."""
+    kinds = documented_kinds(root)
+    unknown = [k for k in kinds if k not in KIND_TOPICS]
+    if unknown:
+        raise ValueError(f"sequenced kinds {unknown} have no topic here; known: {', '.join(KIND_TOPICS)}")
+    return sorted({PREFIX + KIND_TOPICS[k] for k in kinds})
 
 
 @dataclasses.dataclass(frozen=True)

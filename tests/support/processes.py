@@ -39,6 +39,27 @@ FAKETIME_LIBS = (
     "/usr/lib/faketime/libfaketime.so.1",
 )
 EXE = Path(sys.executable).with_name("hume-edge")
+ROOT = Path(__file__).resolve().parents[2]
+AGENT_TREE_ENV = "HUME_EDGE_AGENT_TREE"
+"""Set to another checkout's root to run the campaign's agent and emulator from that code (with this venv)
+and read that checkout's docs: a regression check against an older commit (``git worktree add DIR
+3f521f5``), so the campaign that fails there and passes here is the same harness."""
+
+
+def agent_tree() -> Path:
+    """The checkout whose agent the campaign runs and whose docs it follows (``$HUME_EDGE_AGENT_TREE``)."""
+    tree = os.environ.get(AGENT_TREE_ENV)
+    return Path(tree).resolve() if tree else ROOT
+
+
+def hume_edge_command() -> List[str]:
+    """``hume-edge`` of :func:`agent_tree`: this venv's console script, or this venv's Python importing that
+    checkout's ``agent`` first (its dependencies are this venv's)."""
+    tree = agent_tree()
+    if tree == ROOT:
+        return [str(EXE)]
+    code = f"import sys; sys.path.insert(0, {str(tree)!r}); from agent.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", code]
 
 
 async def agent_process(
@@ -163,8 +184,8 @@ class EmulatorProcess(Child):
 
     def start(self) -> None:
         self._spawn(
-            [str(EXE), "emulator", "--host", "127.0.0.1", "--port", str(self.port), "--api-key", TEST_KEY,
-             "--seed", str(self.seed)]
+            [*hume_edge_command(), "emulator", "--host", "127.0.0.1", "--port", str(self.port),
+             "--api-key", TEST_KEY, "--seed", str(self.seed)]
         )  # fmt: skip
         if not wait_until(lambda: port_open(self.port), START_TIMEOUT_S):
             raise RuntimeError(f"emulator did not listen on {self.port}:\n{self.tail()}")
@@ -249,7 +270,9 @@ class AgentProcess(Child):
         """The last status snapshot read from a running agent (its counters as it stopped, at the end)."""
 
     def start(self) -> None:
-        self._spawn([str(EXE), "run", "--config", str(self.config)], env=self.env, cwd=self.workdir)
+        self._spawn(
+            [*hume_edge_command(), "run", "--config", str(self.config)], env=self.env, cwd=self.workdir
+        )
         self.lives += 1
 
     @property
