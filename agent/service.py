@@ -85,7 +85,6 @@ async def run_agent(
         _LOGGER.error("%s", exc)
         return EX_CONFIG
     raise_open_files_limit()
-    tune_malloc()
     notifier = Notifier.from_env()
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -202,35 +201,6 @@ def raise_open_files_limit(want: int = OPEN_FILES_SOFT) -> int:
             return soft
         return target
     return soft
-
-
-MALLOC_ARENAS = 2
-"""glibc malloc arenas at most (``M_ARENA_MAX``; default 8 per core): the camera's, the microphone's, paho's
-and the executor's threads each got one, and an arena keeps what its thread freed."""
-MMAP_THRESHOLD_BYTES = 128 * 1024
-"""Allocations at least this big get their own mapping, returned to the system when freed
-(``M_MMAP_THRESHOLD``; glibc raises its default of 128 KB to up to 32 MB as big blocks are freed, after
-which frame-sized buffers are carved from an arena that keeps its peak). Both settings together: steady RSS
-of the Pi path (``scripts/bench/memory.py``) X -> Y MB."""
-_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
-"""``mallopt`` parameters (glibc's malloc.h)."""
-
-
-def tune_malloc() -> bool:
-    """Apply :data:`MALLOC_ARENAS` and :data:`MMAP_THRESHOLD_BYTES` before the agent's threads start; on a C
-    library other than glibc, nothing (returns False)."""
-    import ctypes
-    import platform
-
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS)) and bool(
-        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-    )
 
 
 async def _close_devices(agent: Agent) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from agent.dev.localbroker import LocalBroker
 from agent.ops import status as status_mod
+from tests.support.mosquitto import TEST_BROKER_CONFIG
 from tests.support.ports import free_port
 from tests.support.waits import wait_until
 
@@ -110,6 +111,7 @@ class DurableBroker(LocalBroker):
             port=free_port(),
             extra_config="\n".join(
                 [
+                    *TEST_BROKER_CONFIG,
                     "max_queued_messages 1000000",
                     "persistence true",
                     f"persistence_location {workdir}/",
