@@ -1,7 +1,7 @@
 """The whole agent on the v1 backend: synthetic camera and espeak-ng voice, the v1 emulator, mosquitto.
 
-Capture, sessions, summaries and MQTT are the same code as with v0; only ``hume.backend = "v1"`` differs.
-Skipped (with the reason) until ``agent.service.make_backend`` offers v1.
+Capture, sessions, summaries and MQTT are the same code as with v0 (tests/integration/test_v0_end_to_end.py);
+only the backend differs: v1, the default.
 """
 
 from __future__ import annotations
