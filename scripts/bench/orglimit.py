@@ -53,6 +53,7 @@ from agent.aio import cancel_and_wait, spawn  # noqa: E402
 from agent.config import HumeConfig, HumeV1Config  # noqa: E402
 from agent.hume.types import FAILURE_STATES  # noqa: E402
 from agent.hume.v1 import client as v1_client  # noqa: E402
+from agent.hume.v1 import endpoint as v1_endpoint  # noqa: E402
 from agent.hume.v1.client import V1Backend  # noqa: E402
 from hume_emulator import orglimit  # noqa: E402
 from hume_emulator.orglimit import OrgLimitSettings  # noqa: E402
@@ -91,8 +92,8 @@ def scale_the_agent(c: float) -> None:
     """Every constant of the agent that has a duration, divided by the compression (see the module doc)."""
     backoff.RATE_LIMIT_FLOOR_S /= c
     backoff.RATE_LIMIT_FIRST_CEILING_S /= c
-    v1_client.MAX_DELAY_S /= c
-    v1_client.MIN_UPTIME_S /= c
+    v1_endpoint.MAX_DELAY_S /= c  # read by each Endpoint's backoff
+    v1_client.MIN_UPTIME_S /= c  # the client's own name for it (imported from endpoint)
     v1_client.HELD_LAG_MARGIN_S /= c
     orglimit.OrgLimit.retry_after_header = staticmethod(  # type: ignore[method-assign]
         lambda wait_s: {orglimit.RETRY_AFTER_HEADER: f"{max(wait_s, 0.001):.3f}"}

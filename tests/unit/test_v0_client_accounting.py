@@ -9,6 +9,7 @@ import pytest
 from agent.config import HumeConfig
 from agent.hume.v0.accounting import InFlight, LinkStats
 from agent.hume.v0.client import V0Backend
+from agent.hume.v0.payloads import FRAME_BACKLOG
 
 
 def test_reply_matched_by_payload_id_with_latency() -> None:
@@ -76,7 +77,8 @@ def test_backend_send_never_needs_a_loop_and_status_is_json() -> None:
     assert set(status["links"]) == {"video", "audio"}  # type: ignore[arg-type]
     links = status["links"]
     assert isinstance(links, dict)
-    assert links["video"]["dropped_frames"] == 9  # type: ignore[index,call-overload]
+    # The frame slot keeps the newest FRAME_BACKLOG frames (a visit's debounce burst, a706122): the rest drop.
+    assert links["video"]["dropped_frames"] == 10 - FRAME_BACKLOG  # type: ignore[index,call-overload]
     assert links["audio"]["dropped_audio_s"] == 8.0  # type: ignore[index,call-overload]
     assert links["audio"]["queued_audio_s"] == 2.0  # type: ignore[index,call-overload]
     assert "sekrit-key-123" not in repr(backend)
