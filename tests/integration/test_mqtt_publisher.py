@@ -154,6 +154,33 @@ async def test_online_is_announced_only_after_the_command_subscription(
     outbox.close()
 
 
+async def test_queued_notice_goes_before_the_direct_burst(
+    tmp_path: Path, mosquitto: Broker, subscriber: Callable[..., Subscriber]
+) -> None:
+    """A visit's notice queued while disconnected gates the visit's media until its PUBACK: at the connect
+    it goes out with the first drain step, ahead of the direct re-announcements (status, every state,
+    discovery, health: 14 publishes here, more than the 10-token burst at 100/s), not behind them waiting
+    7-10 ms per token. Read as a subscriber of the real broker sees it: the order of arrival."""
+    sub = subscriber(mosquitto, [f"{BASE}/#", "homeassistant/#"])
+    outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
+    pub = Publisher(mqtt_config(mosquitto.host, mosquitto.port), "kiosk1", outbox, health=service_health)
+    for i in range(11):  # state to re-announce at the connect (held while disconnected)
+        pub.set_state(f"status/part{i}", b"online")
+    seq = pub.enqueue(OutMessage("notice", {"active": True, "text": "measuring"}, retain=True))
+    async with running(pub):
+        assert await sub.until(
+            lambda ms: bool(sub.on("/notice")) and bool(sub.on("/health")) and bool(sub.on(DISCOVERY)),
+            TIMEOUT_S,
+        )
+    topics = [m.topic for m in sub.messages]
+    first = topics.index(f"{BASE}/notice")
+    assert sub.messages[first].json()["seq"] == seq
+    direct = [t for t in topics if t != f"{BASE}/notice"]
+    assert len(direct) > 10, "precondition: the direct burst is bigger than the rate's burst"
+    assert first == 0, f"the notice arrived after {topics[:first]}"
+    outbox.close()
+
+
 async def test_wrong_password_is_said_once_and_retried_never_connected(
     tmp_path: Path,
     mosquitto_factory: Callable[..., Broker],

@@ -36,7 +36,10 @@ async def test_an_older_retained_notice_replayed_after_a_reconnect_does_not_repl
 ) -> None:
     sub = subscriber(mosquitto, [f"{BASE}/notice"])
     outbox = Outbox(tmp_path / "outbox.sqlite", OutboxConfig())
-    older = outbox.put("notice", {"active": False}, retain=True)  # the backlog: queued before the connect
+    # The backlog, queued before the connect: the connect's first drain step sends the filler (the one
+    # publish in flight), so the older notice still waits when the live one is queued.
+    outbox.put("summary/face", {"filler": True}, retain=False)
+    older = outbox.put("notice", {"active": False}, retain=True)
     with Proxy(mosquitto.host, mosquitto.port) as proxy:
         # One publish a second, one in flight: the live notice goes first, the backlog's a second later.
         cfg = mqtt_config(proxy.host, proxy.port, inflight_window=1, max_publish_rate_per_s=1.0)
