@@ -105,7 +105,7 @@ class Agent:
             wall=wall,
             mqtt_pauses_per_hour=cfg.commands.privacy_per_hour,
         )
-        publisher.intake.vet = self._vet
+        publisher.intake.immediate["privacy"] = self._privacy_command
         self.gate = MediaGate()
         self.pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
         # Starts and ends visits in presence mode; ends commanded ones nobody attends in command mode (unless
@@ -344,19 +344,24 @@ class Agent:
                 self._apply(self.sessions.observe(self._mono(), face=bool(obs.measurements)))
             self.recorder.add(obs)
 
-    def _vet(self, cmd: Command) -> Optional[str]:
-        """A valid command the hub would not carry out now (the intake refuses it, with this reason).
+    def _privacy_command(self, cmd: Command) -> Optional[str]:
+        """``cmd/privacy``, carried out when it arrives: why it was refused, or None when done.
 
-        ``cmd/privacy pause`` over ``commands.privacy_per_hour`` is refused (and counted) here, so the reply
-        says so. The pause state machine enforces the same rule again when the command is carried out:
-        commands arriving together are all vetted before any is carried out, so of "pause, resume, pause"
-        the last may pass here, be refused there (counted) and have been answered as accepted.
+        Carried out here, not queued for :meth:`command_loop`, so the reply is the pause rule's decision:
+        queued, "pause, resume, pause" sent together were all vetted before any was carried out, and the
+        last passed the vet, was refused by the rule (counted) and had been answered as accepted (#31).
+        A pause over ``commands.privacy_per_hour`` is refused and counted (the intake logs it), a resume
+        of a visitor's pause refused; a pause while paused or a resume while not is a no-op, accepted.
         """
-        if cmd.name == "privacy" and cmd.action == "resume":
-            return self.desk.pause.resume_refusal("mqtt")
-        if cmd.name == "privacy" and cmd.action == "pause":
+        if cmd.action == "resume":
+            why = self.desk.pause.resume_refusal("mqtt")
+            if why is not None:
+                return why
+        elif cmd.action == "pause":
             refused = self.desk.refuse_pause(self._mono(), "mqtt")
-            return None if refused is None else refused.reason
+            if refused is not None:
+                return refused.reason
+        self.privacy(cmd.action, "mqtt")
         return None
 
     async def command_loop(self) -> None:
@@ -366,8 +371,6 @@ class Agent:
             elif cmd.name == "text" and self._may_send("text"):
                 self.gate.sent()
                 self.backend.send_text(cmd.text, self._wall(), self.sessions.session_id)
-            elif cmd.name == "privacy":
-                self.privacy(cmd.action, "mqtt")
 
     async def tick_loop(self) -> None:
         """Timers, summary windows, the watchdog and STATUS=, all from the event loop itself."""

@@ -10,8 +10,9 @@ the ACL that keeps them out); this is the agent's own line of defence for a brok
   ``commands.privacy_per_hour`` (6) pauses begun in any hour, a sliding window shared in kind with the
   on-screen page, so with ``privacy.max_pause_s`` of 300 s broker accounts can keep the kiosk paused at
   most half of any hour, the first included; a pause while paused does not extend it, and a visitor's
-  pause cannot be ended (``agent.privacy.state.PauseControl``; the hub vets the command, the reply says
-  why). A token bucket here had let a script hold the whole first hour (#31).
+  pause cannot be ended (``agent.privacy.state.PauseControl``; the hub carries the command out on
+  arrival, so the reply says what the rule decided). A token bucket here had let a script hold the
+  whole first hour (#31).
 * **What costs money is rate-limited:** forced session starts per hour, ``cmd/text`` characters per minute
   (each message is a payload billed by Hume), Home Assistant re-announcements per minute (each re-sends the
   discovery config, the last summary per model and health).

@@ -2,7 +2,9 @@
 
 Every message on ``cmd/…`` (except our own ``cmd/result``) gets exactly one reply on ``cmd/result``: refused
 with the reason (``agent.mqtt.commands`` names what was received and what is allowed), refused as busy when
-the service has not consumed :data:`COMMAND_QUEUE_SIZE` earlier ones, or accepted. Replies are published
+the service has not consumed :data:`COMMAND_QUEUE_SIZE` earlier ones, or accepted. A command the service
+carries out on arrival (:attr:`CommandIntake.immediate`: ``cmd/privacy``) is answered with what it decided,
+not queued. Replies are published
 directly (QoS 0), not through the outbox: an answer only matters to someone listening now.
 """
 
@@ -41,9 +43,12 @@ class CommandIntake:
         self.prefix = f"{base}/cmd/"
         self._on_discovery = on_discovery
         self._guard = guard
-        self.vet: Callable[[Command], Optional[str]] = lambda cmd: None
-        """Why the service would not carry out a valid command now (e.g. resuming a visitor's pause), or
-        None; asked before its budget is spent, so the reply says the truth."""
+        self.immediate: Dict[str, Callable[[Command], Optional[str]]] = {}
+        """Commands carried out here, on arrival, by name (the hub's ``privacy``): the handler acts and
+        returns why it did not (None: done), and the reply says what it decided. Queued for the service
+        instead, "pause, resume, pause" arriving together were all vetted against the state before the
+        first was carried out, and the last was refused by the pause rule after its reply had said ok
+        (#31). Never queued, so never refused as busy, and no guard budget applies to them."""
         self._refusals = LogThrottle(_LOGGER, REFUSAL_LOG_S)
         """Anyone who can publish can be refused 1,000 times a second: one line a minute per kind."""
         self._accepted = LogThrottle(_LOGGER, ACCEPTED_LOG_S)
@@ -83,9 +88,10 @@ class CommandIntake:
             self._refusals.log(logging.INFO, "invalid", "refused a command: %s", exc)
             self._reply(link, {"ok": False, "error": str(exc)})
             return True
+        act = self.immediate.get(cmd.name)
         why = (
             self._guard.disabled(cmd.name)
-            or self.vet(cmd)
+            or (act(cmd) if act is not None else None)
             or self._guard.budget(cmd.name, cmd.action, len(cmd.text))
         )
         if why is not None:
@@ -94,7 +100,7 @@ class CommandIntake:
             return True
         if cmd.name == "discovery":
             self._on_discovery(link)
-        else:
+        elif act is None:  # an immediate one is done by now
             try:
                 self.queue.put_nowait(cmd)
             except asyncio.QueueFull:

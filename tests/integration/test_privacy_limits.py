@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -159,3 +160,57 @@ async def test_an_mqtt_script_cannot_hold_the_kiosk_paused_beyond_its_share_of_t
     assert all(r["command"] == "privacy" and r["action"] == "pause" for r in refused), refused
     assert "(commands.privacy_per_hour = 6); it can pause again in" in refused[0]["error"], refused[0]
     assert counted, ("every refusal is counted in health", len(refused), privacy_health(sub.messages))
+
+
+async def test_replies_to_pause_resume_pause_sent_together_say_what_happened(
+    emulator: Any, mosquitto: Any, subscriber: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#31's reply race: "pause, resume, pause" arriving before the agent's loop gets to them. With one
+    pause an hour allowed, the second pause is refused by the pause rule; its reply must say so (it said ok
+    when the commands were all vetted before the first was carried out). The agent's loop is held until
+    its MQTT thread has handed over all three, as when they arrive in one read."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    sub: Subscriber = subscriber(mosquitto, [PREFIX + "#"])
+    assert sub.connected.wait(10)
+    cfg = agent_config(emulator, mosquitto, tmp_path, privacy_per_hour=1, replies_per_s=100.0)
+    log: List[PauseEvent] = []
+    agents: List[Agent] = []
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run_agent(cfg, stop, on_agent=agents.append))
+    try:
+        assert await eventually(lambda: bool(agents), 10)
+        agent = agents[0]
+        record_pauses(agent, log, asyncio.Event())
+        assert await sub.until(lambda ms: bool(privacy_health(ms)), 30), "the agent never published health"
+        bridge = agent.publisher._bridge
+        assert bridge is not None
+        handed = threading.Event()
+        commands: List[str] = []
+        hand = bridge._hand
+
+        def counting(fn: Callable[..., None], *args: Any) -> None:
+            hand(fn, *args)
+            if len(args) > 1 and args[1] == PREFIX + "cmd/privacy":
+                commands.append(args[1])
+                if len(commands) == 3:
+                    handed.set()
+
+        monkeypatch.setattr(bridge, "_hand", counting)
+        for action in (b"pause", b"resume", b"pause"):
+            sub.publish(PREFIX + "cmd/privacy", action)
+        assert handed.wait(15), "the agent never received the three commands"  # holds the loop meanwhile
+        assert await sub.until(lambda ms: len(results(sub)) >= 3, 15), results(sub)
+        replies = results(sub)
+        started = [e for e in log if e.kind == "paused"]
+        assert [(r["action"], r["ok"]) for r in replies] == [
+            ("pause", True),
+            ("resume", True),
+            ("pause", False),
+        ]
+        assert sum(r["ok"] for r in replies if r["action"] == "pause") == len(started) == 1, (replies, log)
+        assert "(commands.privacy_per_hour = 1)" in replies[2]["error"], replies[2]
+        assert agent.desk.pause.refused["mqtt"] == 1, "the refusal is counted, once"
+        assert not agent.desk.paused
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
