@@ -107,7 +107,8 @@ class Agent:
         )
         publisher.intake.immediate["privacy"] = self._privacy_command
         self.gate = MediaGate()
-        self.pipeline = FramePipeline(cfg.camera, max_fps=min(cfg.camera.fps, cfg.hume.fps_pred))
+        fps = min(cfg.camera.fps, cfg.hume.fps_pred)  # to Hume: the pipeline's rate, the hold's size
+        self.pipeline = FramePipeline(cfg.camera, max_fps=fps)
         # Starts and ends visits in presence mode; ends commanded ones nobody attends in command mode (unless
         # session.hold_commanded); finds the faces camera.crop keeps.
         absence_ends_commanded = cfg.session.mode == "command" and not cfg.session.hold_commanded
@@ -126,7 +127,6 @@ class Agent:
         """The monotonic time media last became allowed (None while it may not): audio captured before it
         is not sent (``AudioChunk.captured_mono``; a chunk arriving just after that moment holds up to
         ``microphone.chunk_ms`` from before it)."""
-        fps = min(cfg.camera.fps, cfg.hume.fps_pred)
         self.held = DebounceHold(cfg.session.debounce_s, fps, cfg.microphone.chunk_ms)
         self._timers = OnFirstUse(asyncio.Event)
         """Set when a session timer may have moved (a debounce began): the tick loop re-arms for it."""
